@@ -1,0 +1,59 @@
+# cymongoose: `make serve` runs the demo, `make test` runs everything (CI runs it).
+# Both set up what they need on a fresh Debian/Ubuntu machine.
+
+PYTHON ?= python3
+PYPY ?= pypy3
+CPY_VENV := .venv-cpython
+PYPY_VENV := .venv-pypy
+PORT ?= 8000
+PYTEST_ARGS ?=
+APT_PACKAGES := pypy3 pypy3-dev pypy3-venv mosquitto wrk curl
+
+.PHONY: serve test test-cpython test-pypy system-deps build clean sdist test-asan bench
+
+# Debian packages the tests need (PyPy, the mosquitto broker, wrk, curl).
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(CPY_VENV)/bin/python:
+	$(PYTHON) -m venv $(CPY_VENV)
+	$(CPY_VENV)/bin/pip install -q --upgrade pip
+
+$(PYPY_VENV)/bin/python: | system-deps
+	$(PYPY) -m venv $(PYPY_VENV)
+	$(PYPY_VENV)/bin/pip install -q --upgrade pip
+
+# Install the package (not editable: tests run against what users get).
+install-cpython: $(CPY_VENV)/bin/python
+	$(CPY_VENV)/bin/pip install -q ".[test,frameworks]"
+
+install-pypy: $(PYPY_VENV)/bin/python
+	$(PYPY_VENV)/bin/pip install -q ".[test,frameworks-pypy]"
+
+test-cpython: system-deps install-cpython
+	@echo "== CPython: $$($(CPY_VENV)/bin/python -VV | head -1)"
+	cd tests && ../$(CPY_VENV)/bin/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+test-pypy: system-deps install-pypy
+	@echo "== PyPy: $$($(PYPY_VENV)/bin/python -VV | tr '\n' ' ')"
+	cd tests && ../$(PYPY_VENV)/bin/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+# The whole suite on CPython, then on PyPy.
+test: test-cpython test-pypy
+
+serve: install-cpython
+	$(CPY_VENV)/bin/python examples/demo_server.py --listen http://127.0.0.1:$(PORT)
+
+sdist:
+	$(PYTHON) vendor/fetch.py >/dev/null
+	$(CPY_VENV)/bin/pip install -q build 2>/dev/null || $(PYTHON) -m pip install -q build
+	$(PYTHON) -m build --sdist
+
+clean:
+	rm -rf build dist *.egg-info cymongoose/_mg_cffi*.so $(CPY_VENV) $(PYPY_VENV)

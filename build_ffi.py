@@ -1,0 +1,80 @@
+"""cffi builder for cymongoose._mg_cffi (out-of-line, API mode).
+
+The cdef is read from cymongoose/_cdef/*.h (in name order).  The extension
+is one C unit: the vendored mongoose.c followed by our shim files
+cymongoose/_csrc/*.c, which may therefore call Mongoose's static helpers.
+
+Environment:
+  MONGOOSE_SRC=DIR     build from DIR/mongoose.{c,h} instead of vendor/
+  CYM_SANITIZE=1       add -fsanitize=address,undefined (see `make test-asan`)
+  CYM_DEBUG=1          -O0 -g instead of -O3
+"""
+
+import glob
+import os
+import sys
+
+from cffi import FFI
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "vendor"))
+import fetch  # noqa: E402  (vendor/fetch.py)
+
+CDEF_DIR = os.path.join(HERE, "cymongoose", "_cdef")
+CSRC_DIR = os.path.join(HERE, "cymongoose", "_csrc")
+
+
+def _read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def _source():
+    parts = [
+        "#pragma GCC diagnostic push",
+        '#pragma GCC diagnostic ignored "-Wall"',
+        '#pragma GCC diagnostic ignored "-Wextra"',
+        '#pragma GCC diagnostic ignored "-Wunused-function"',
+        '#include "mongoose.c"',
+        "#pragma GCC diagnostic pop",
+    ]
+    for path in sorted(glob.glob(os.path.join(CSRC_DIR, "*.c"))):
+        parts.append('#include "%s"' % os.path.basename(path))
+    return "\n".join(parts) + "\n"
+
+
+def _flags():
+    if os.environ.get("CYM_DEBUG"):
+        args = ["-O0", "-g"]
+    else:
+        args = ["-O3"]
+    link = []
+    if os.environ.get("CYM_SANITIZE"):
+        san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
+        args += san + ["-g"]
+        link += san
+    return args, link
+
+
+mongoose_dir = fetch.source_dir()
+compile_args, link_args = _flags()
+
+ffibuilder = FFI()
+ffibuilder.cdef(
+    "\n".join(_read(p) for p in sorted(glob.glob(os.path.join(CDEF_DIR, "*.h"))))
+)
+ffibuilder.set_source(
+    "cymongoose._mg_cffi",
+    _source(),
+    include_dirs=[mongoose_dir, CSRC_DIR],
+    define_macros=[
+        ("MG_TLS", "MG_TLS_BUILTIN"),
+        ("MG_ENABLE_IPV6", "1"),
+        ("_GNU_SOURCE", "1"),
+    ],
+    extra_compile_args=["-std=gnu99"] + compile_args,
+    extra_link_args=link_args,
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(tmpdir=os.path.join(HERE, "build", "cffi"), verbose=True)

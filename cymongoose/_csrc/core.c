@@ -1,0 +1,162 @@
+/* The core of the shim: one event trampoline for every connection, the
+ * manager wrapper, and calls that fuse several Mongoose steps into one
+ * crossing.  It is compiled in the same unit as mongoose.c (see
+ * build_ffi.py), so it may use Mongoose's static helpers. */
+
+/* Which events Python wants lives in c->fn_data, which Mongoose copies from
+ * a listener to each accepted child:
+ *   bits 0..23   one bit per event; bit 23 stands for MG_EV_USER and above
+ *   bits 32..63  for a listener with its own handler: its id, so that a child
+ *                can find the handler it inherits */
+#define CYM_EV_ALL ((uintptr_t) 0xFFFFFF)
+#define CYM_LSN_SHIFT 32
+
+struct cym_mgr {
+  struct mg_mgr mgr;
+  void *handle;
+  struct mg_connection *cur;
+};
+
+static void _cym_dispatch(void *handle, unsigned long id, int ev, uintptr_t arg);
+
+/* What crosses into Python as `arg`: integers by value, structs by address,
+ * nothing for events whose data the API does not expose. */
+static uintptr_t cym_arg(struct mg_connection *c, int ev, void *ev_data) {
+  switch (ev) {
+    case MG_EV_OPEN: return (uintptr_t) c->fn_data;
+    case MG_EV_POLL: case MG_EV_READ: case MG_EV_WRITE: return 0;
+    case MG_EV_MQTT_OPEN:
+      return ev_data == NULL ? 0 : (uintptr_t) (unsigned) *(int *) ev_data;
+    case MG_EV_SNTP_TIME:
+      return ev_data == NULL ? 0 : (uintptr_t) *(uint64_t *) ev_data;
+    default: return (uintptr_t) ev_data;
+  }
+}
+
+void cym_ev(struct mg_connection *c, int ev, void *ev_data) {
+  struct cym_mgr *m = (struct cym_mgr *) c->mgr->userdata;
+  uintptr_t wanted = (uintptr_t) c->fn_data &
+                     ((uintptr_t) 1 << (ev < MG_EV_USER ? ev : MG_EV_USER));
+  struct mg_connection *prev;
+  if (m == NULL || m->handle == NULL) return;
+  if (!wanted) {
+    /* OPEN and CLOSE cross anyway, complemented: Python keeps exactly one
+     * Connection per live connection. */
+    if (ev != MG_EV_OPEN && ev != MG_EV_CLOSE) return;
+    ev = ~ev;
+  }
+  prev = m->cur;
+  m->cur = c;
+  _cym_dispatch(m->handle, c->id, ev, cym_arg(c, ev < 0 ? ~ev : ev, ev_data));
+  m->cur = prev;
+}
+
+struct cym_mgr *cym_mgr_new(void) {
+  struct cym_mgr *m = (struct cym_mgr *) calloc(1, sizeof(*m));
+  if (m == NULL) return NULL;
+  mg_mgr_init(&m->mgr);
+  m->mgr.userdata = m;
+  return m;
+}
+
+/* Closes every connection (their CLOSE events still reach Python), then
+ * detaches Python and frees the wrapper. */
+void cym_mgr_free(struct cym_mgr *m) {
+  mg_mgr_free(&m->mgr);
+  m->mgr.userdata = NULL;
+  m->handle = NULL;
+  free(m);
+}
+
+enum cym_kind {
+  CYM_LISTEN, CYM_CONNECT, CYM_HTTP_LISTEN, CYM_HTTP_CONNECT, CYM_WS_CONNECT,
+  CYM_MQTT_LISTEN, CYM_SNTP_CONNECT
+};
+
+struct mg_connection *cym_open(struct cym_mgr *m, int kind, const char *url,
+                               uintptr_t state) {
+  struct mg_mgr *mgr = &m->mgr;
+  void *fd = (void *) state;
+  switch (kind) {
+    case CYM_LISTEN: return mg_listen(mgr, url, cym_ev, fd);
+    case CYM_CONNECT: return mg_connect(mgr, url, cym_ev, fd);
+    case CYM_HTTP_LISTEN: return mg_http_listen(mgr, url, cym_ev, fd);
+    case CYM_HTTP_CONNECT: return mg_http_connect(mgr, url, cym_ev, fd);
+    case CYM_WS_CONNECT: return mg_ws_connect(mgr, url, cym_ev, fd, NULL);
+    case CYM_MQTT_LISTEN: return mg_mqtt_listen(mgr, url, cym_ev, fd);
+    case CYM_SNTP_CONNECT: return mg_sntp_connect(mgr, url, cym_ev, fd);
+    default: return NULL;
+  }
+}
+
+uintptr_t cym_state(struct mg_connection *c) { return (uintptr_t) c->fn_data; }
+void cym_set_state(struct mg_connection *c, uintptr_t state) {
+  c->fn_data = (void *) state;
+}
+
+#define CYM_F_LISTENING (1u << 0)
+#define CYM_F_CLIENT (1u << 1)
+#define CYM_F_ACCEPTED (1u << 2)
+#define CYM_F_TLS (1u << 3)
+#define CYM_F_UDP (1u << 4)
+#define CYM_F_WEBSOCKET (1u << 5)
+#define CYM_F_READABLE (1u << 6)
+#define CYM_F_WRITABLE (1u << 7)
+#define CYM_F_CLOSING (1u << 8)
+#define CYM_F_FULL (1u << 9)
+#define CYM_F_DRAINING (1u << 10)
+#define CYM_F_RESP (1u << 11)
+#define CYM_F_RESOLVING (1u << 12)
+#define CYM_F_CONNECTING (1u << 13)
+
+unsigned cym_flags(struct mg_connection *c) {
+  return (c->is_listening ? CYM_F_LISTENING : 0) |
+         (c->is_client ? CYM_F_CLIENT : 0) |
+         (c->is_accepted ? CYM_F_ACCEPTED : 0) | (c->is_tls ? CYM_F_TLS : 0) |
+         (c->is_udp ? CYM_F_UDP : 0) |
+         (c->is_websocket ? CYM_F_WEBSOCKET : 0) |
+         (c->is_readable ? CYM_F_READABLE : 0) |
+         (c->is_writable ? CYM_F_WRITABLE : 0) |
+         (c->is_closing ? CYM_F_CLOSING : 0) | (c->is_full ? CYM_F_FULL : 0) |
+         (c->is_draining ? CYM_F_DRAINING : 0) | (c->is_resp ? CYM_F_RESP : 0) |
+         (c->is_resolving ? CYM_F_RESOLVING : 0) |
+         (c->is_connecting ? CYM_F_CONNECTING : 0);
+}
+
+void cym_set_flag(struct mg_connection *c, unsigned flag, int on) {
+  unsigned v = on ? 1 : 0;
+  switch (flag) {
+    case CYM_F_CLOSING: c->is_closing = v; break;
+    case CYM_F_FULL: c->is_full = v; break;
+    case CYM_F_DRAINING: c->is_draining = v; break;
+    case CYM_F_RESP: c->is_resp = v; break;
+    default: break;
+  }
+}
+
+/* Closes a connection now, the way mg_mgr_poll does: the socket leaves the
+ * poller and is closed before the struct is freed (mg_close_conn alone
+ * leaves the descriptor open).  Only safe outside mg_mgr_poll. */
+void cym_close_now(struct mg_connection *c) { close_conn(c); }
+
+void cym_error(struct mg_connection *c, const char *msg) {
+  mg_error(c, "%s", msg);
+}
+
+/* A whole HTTP response in one call.  Unlike mg_http_reply the body is
+ * copied as bytes, never through printf: binary-safe and linear in size. */
+void cym_reply(struct mg_connection *c, int status, const char *headers,
+               size_t headers_len, const char *body, size_t body_len) {
+  mg_printf(c, "HTTP/1.1 %d %s\r\n%.*sContent-Length: %lu\r\n\r\n", status,
+            mg_http_status_code_str(status), (int) headers_len, headers,
+            (unsigned long) body_len);
+  if (body_len > 0) mg_send(c, body, body_len);
+  c->is_resp = 0;
+}
+
+struct mg_str cym_header_var(struct mg_http_message *hm, const char *header,
+                             const char *var) {
+  struct mg_str *h = mg_http_get_header(hm, header);
+  if (h == NULL) return mg_str_n(NULL, 0);
+  return mg_http_get_header_var(*h, mg_str(var));
+}

@@ -1,0 +1,149 @@
+"""The one dispatcher C calls, and the event masks that keep crossings rare.
+
+Mongoose calls the shim's trampoline (``cym_ev`` in ``_csrc/core.c``) for
+every event of every connection.  The trampoline crosses into Python only
+for events the connection's handler wants, plus OPEN and CLOSE, which keep
+one ``Connection`` per Mongoose connection.  A crossing made only for that
+bookkeeping arrives with the event number complemented (``~ev``).
+"""
+
+import sys
+import traceback
+from typing import Any, Callable, List, Optional, TypeVar
+
+from . import constants as C
+from ._ffi import ffi, lib
+from .messages import HttpMessage, MqttMessage, WsMessage, _View
+
+EV_ALL = int(lib.CYM_EV_ALL)
+LSN_SHIFT = int(lib.CYM_LSN_SHIFT)
+_USER_BIT = 1 << C.MG_EV_USER
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handles(*events: int) -> Callable[[F], F]:
+    """Declare the events a handler wants; the others never reach Python.
+
+    ``@handles(MG_EV_HTTP_MSG)`` on a handler makes every other event of its
+    connections (above all ``MG_EV_POLL``, once per connection per poll) cost
+    no Python call.  ``MG_EV_USER`` stands for every user event.  A handler
+    without the declaration receives every event, as the spec says.
+    """
+    mask = 0
+    for ev in events:
+        if isinstance(ev, bool) or not isinstance(ev, int) or ev < 0:
+            raise ValueError("not an event number: %r" % (ev,))
+        mask |= 1 << min(ev, C.MG_EV_USER)
+
+    def mark(fn: F) -> F:
+        try:
+            fn.__cym_events__ = mask  # type: ignore[attr-defined]
+            return fn
+        except (AttributeError, TypeError):
+            # Bound methods and builtins take no attributes: wrap them.
+            def wrapper(*args: Any) -> Any:
+                return fn(*args)
+
+            wrapper.__cym_events__ = mask  # type: ignore[attr-defined]
+            wrapper.__wrapped__ = fn  # type: ignore[attr-defined]
+            return wrapper  # type: ignore[return-value]
+
+    return mark
+
+
+def mask_of(handler: Optional[Callable[..., Any]]) -> int:
+    """The event mask a handler asks for: none for ``None``, all if undeclared."""
+    if handler is None:
+        return 0
+    return getattr(handler, "__cym_events__", EV_ALL)
+
+
+def _error_text(arg: int) -> Optional[str]:
+    return ffi.string(ffi.cast("char *", arg)).decode("utf-8", "ignore") if arg else None
+
+
+def _wakeup_bytes(arg: int) -> bytes:
+    if not arg:
+        return b""
+    s = ffi.cast("struct mg_str *", arg)
+    return ffi.unpack(s.buf, s.len) if s.len else b""
+
+
+def _view(cls: Any) -> Callable[[int], Any]:
+    bind = cls._bind
+    return lambda arg: bind(arg) if arg else None
+
+
+def _int(arg: int) -> int:
+    return arg
+
+
+def _none(arg: int) -> None:
+    return None
+
+
+# How each event's data reaches the handler (spec 2.1), indexed by event.
+_WRAP: List[Callable[[int], Any]] = [_none] * (C.MG_EV_USER + 1)
+_WRAP[C.MG_EV_ERROR] = _error_text
+for _ev in (C.MG_EV_HTTP_HDRS, C.MG_EV_HTTP_MSG, C.MG_EV_WS_OPEN):
+    _WRAP[_ev] = _view(HttpMessage)
+_WRAP[C.MG_EV_WS_MSG] = _view(WsMessage)
+_WRAP[C.MG_EV_MQTT_CMD] = _view(MqttMessage)
+_WRAP[C.MG_EV_MQTT_MSG] = _view(MqttMessage)
+_WRAP[C.MG_EV_MQTT_OPEN] = _int
+_WRAP[C.MG_EV_SNTP_TIME] = _int
+_WRAP[C.MG_EV_WAKEUP] = _wakeup_bytes
+
+# Exceptions that escaped even the dispatcher's own try (onerror); the next
+# poll() raises them.
+escaped: List[BaseException] = []
+
+
+def _on_escape(exc_type: Any, exc: BaseException, tb: Any) -> None:
+    escaped.append(exc if exc is not None else exc_type())
+
+
+_from_handle = ffi.from_handle
+_CLOSE = C.MG_EV_CLOSE
+_OPEN = C.MG_EV_OPEN
+_NWRAP = len(_WRAP)
+
+
+@ffi.def_extern(onerror=_on_escape)
+def _cym_dispatch(handle: Any, cid: int, ev: int, arg: int) -> None:
+    mgr = _from_handle(handle)
+    mgr._inside += 1
+    conn = None
+    data = None
+    try:
+        wanted = ev >= 0
+        if not wanted:  # OPEN or CLOSE the handler did not ask for
+            ev = ~ev
+        conn = mgr._conns.get(cid)
+        if conn is None:
+            conn = mgr._adopt(cid, ev, arg)
+        if not wanted:
+            return
+        handler = conn._handler
+        if handler is None:
+            handler = mgr._handler
+            if handler is None:
+                return
+        data = _WRAP[ev](arg) if ev < _NWRAP else None
+        handler(conn, ev, data)
+    except Exception as exc:
+        mgr._report(exc)
+    except BaseException as exc:  # KeyboardInterrupt, SystemExit: re-raised by poll()
+        mgr._defer(exc)
+    finally:
+        if isinstance(data, _View):
+            data._invalidate()
+        if ev == _CLOSE and conn is not None:
+            mgr._forget(conn)
+        mgr._inside -= 1
+
+
+def print_exception(exc: BaseException) -> None:
+    """Print a traceback the way ``traceback.print_exc`` would."""
+    traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)

@@ -1,0 +1,26 @@
+"""The core names in one module, as ``cymongoose._mongoose`` holds them in 0.2.5."""
+
+from .connection import Connection
+from .constants import *  # noqa: F401,F403
+from .constants import event_name
+from .manager import Manager
+from .messages import HttpMessage, MqttMessage, WsMessage
+from ._dispatch import handles
+
+__all__ = [
+    "Connection", "HttpMessage", "Manager", "MqttMessage", "WsMessage",
+    "MG_EV_ACCEPT", "MG_EV_CLOSE", "MG_EV_CONNECT", "MG_EV_ERROR", "MG_EV_HTTP_HDRS",
+    "MG_EV_HTTP_MSG", "MG_EV_MQTT_CMD", "MG_EV_MQTT_MSG", "MG_EV_MQTT_OPEN", "MG_EV_OPEN",
+    "MG_EV_POLL", "MG_EV_READ", "MG_EV_RESOLVE", "MG_EV_SNTP_TIME", "MG_EV_TLS_HS",
+    "MG_EV_USER", "MG_EV_WAKEUP", "MG_EV_WRITE", "MG_EV_WS_CTL", "MG_EV_WS_MSG",
+    "MG_EV_WS_OPEN",
+    "WEBSOCKET_OP_BINARY", "WEBSOCKET_OP_PING", "WEBSOCKET_OP_PONG", "WEBSOCKET_OP_TEXT",
+    "MQTT_PROP_TYPE_BINARY_DATA", "MQTT_PROP_TYPE_BYTE", "MQTT_PROP_TYPE_INT",
+    "MQTT_PROP_TYPE_SHORT", "MQTT_PROP_TYPE_STRING", "MQTT_PROP_TYPE_STRING_PAIR",
+    "MQTT_PROP_TYPE_VARIABLE_INT",
+    "MG_LL_NONE", "MG_LL_ERROR", "MG_LL_INFO", "MG_LL_DEBUG", "MG_LL_VERBOSE",
+    "event_name",
+]
+
+# Our addition, outside the 0.2.5 list: the event declaration for handlers.
+_EXTRA = ["handles"]

@@ -1,0 +1,367 @@
+"""``Connection``: one Python object per Mongoose connection (spec section 4)."""
+
+import json
+from typing import Any, Callable, List, Mapping, Optional, Tuple
+
+from ._args import header_line, to_bytes, to_cstr, to_int
+from ._ffi import ffi, lib
+from .errors import ClosedError, MongooseError
+from .messages import HttpMessage
+
+Handler = Callable[["Connection", int, Any], Any]
+Address = Tuple[str, int, bool]
+
+_F_LISTENING = int(lib.CYM_F_LISTENING)
+_F_CLIENT = int(lib.CYM_F_CLIENT)
+_F_TLS = int(lib.CYM_F_TLS)
+_F_UDP = int(lib.CYM_F_UDP)
+_F_WEBSOCKET = int(lib.CYM_F_WEBSOCKET)
+_F_READABLE = int(lib.CYM_F_READABLE)
+_F_WRITABLE = int(lib.CYM_F_WRITABLE)
+_F_CLOSING = int(lib.CYM_F_CLOSING)
+_F_FULL = int(lib.CYM_F_FULL)
+_F_DRAINING = int(lib.CYM_F_DRAINING)
+
+_TEXT_PLAIN = b"Content-Type: text/plain\r\n"
+_CLOSED = "Connection has been closed"
+
+
+def _address(a: Any) -> Address:
+    port = ((a.port & 0xFF) << 8) | (a.port >> 8)  # network to host order
+    if a.is_ip6:
+        raw = ffi.unpack(a.addr.ip, 16)
+        ip = ":".join("%02x%02x" % (raw[i], raw[i + 1]) for i in range(0, 16, 2))
+        return (ip, port, True)
+    raw = ffi.unpack(a.addr.ip, 4)
+    return ("%d.%d.%d.%d" % (raw[0], raw[1], raw[2], raw[3]), port, False)
+
+
+def _valid_message(message: Any) -> HttpMessage:
+    if message is not None and not isinstance(message, HttpMessage):
+        raise TypeError(
+            "Argument 'message' has incorrect type (expected HttpMessage, got %s)"
+            % type(message).__name__
+        )
+    if message is None or not message:
+        raise ValueError("HttpMessage is not valid for this event")
+    return message
+
+
+def header_block(headers: Optional[Mapping[Any, Any]]) -> bytes:
+    """The header lines of ``reply``: ``Content-Type: text/plain`` unless given."""
+    if headers is None:
+        return _TEXT_PLAIN
+    lines = "".join(header_line(k, v) for k, v in headers.items())
+    if not any(k.lower() == "content-type" for k in headers):
+        lines = "Content-Type: text/plain\r\n" + lines
+    return lines.encode("utf-8")
+
+
+def _serve_opts(keep: List[Any], **fields: str) -> Any:
+    """A zeroed ``mg_http_serve_opts`` with the non-empty string fields set."""
+    opts = ffi.new("struct mg_http_serve_opts *")
+    for field, value in fields.items():
+        raw = to_cstr(value, field)
+        if raw:
+            cbuf = ffi.new("char[]", raw)
+            keep.append(cbuf)  # alive until the C call returns
+            setattr(opts, field, cbuf)
+    return opts
+
+
+class Connection:
+    """A Mongoose connection: listener, accepted peer or outbound client.
+
+    Created by the :class:`Manager`; ``Connection()`` gives an inert, closed
+    object.  Once Mongoose closes the connection (or the Manager closes),
+    properties read safe defaults and sending methods raise
+    ``RuntimeError("Connection has been closed")`` (spec 4.2).
+    """
+
+    __slots__ = ("_c", "_mgr", "_id", "_handler", "_closing", "userdata", "__weakref__")
+
+    def __init__(self) -> None:
+        self._c: Any = None
+        self._mgr: Any = None
+        self._id = 0
+        self._handler: Optional[Handler] = None
+        self._closing = False
+        #: Any Python object; kept across events and after close.
+        self.userdata: Any = None
+
+    @classmethod
+    def _new(cls, mgr: Any, c: Any, cid: int, handler: Optional[Handler]) -> "Connection":
+        conn = cls.__new__(cls)
+        conn._c = c
+        conn._mgr = mgr
+        conn._id = cid
+        conn._handler = handler
+        conn._closing = False
+        conn.userdata = None
+        return conn
+
+    def _detach(self) -> None:
+        self._c = None
+
+    def _live(self) -> Any:
+        """The C pointer, or ``RuntimeError`` once closed or closing."""
+        c = self._c
+        if c is None or self._closing:
+            raise ClosedError(_CLOSED)
+        return c
+
+    def _flag(self, bit: int) -> bool:
+        c = self._c
+        return c is not None and bool(lib.cym_flags(c) & bit)
+
+    # -- identity and state --------------------------------------------------
+
+    @property
+    def id(self) -> int:
+        """Mongoose connection id (from 1, per Manager); 0 once closed."""
+        return self._id if self._c is not None else 0
+
+    @property
+    def is_listening(self) -> bool:
+        """A listening socket."""
+        return self._flag(_F_LISTENING)
+
+    @property
+    def is_client(self) -> bool:
+        """Created by a connect call."""
+        return self._flag(_F_CLIENT)
+
+    @property
+    def is_tls(self) -> bool:
+        """TLS connection (see ``tls_init`` for when it stays set)."""
+        return self._flag(_F_TLS)
+
+    @property
+    def is_udp(self) -> bool:
+        """A UDP connection."""
+        return self._flag(_F_UDP)
+
+    @property
+    def is_websocket(self) -> bool:
+        """Upgraded to WebSocket, on either side."""
+        return self._flag(_F_WEBSOCKET)
+
+    @property
+    def is_readable(self) -> bool:
+        """Socket was readable at the last I/O wait."""
+        return self._flag(_F_READABLE)
+
+    @property
+    def is_writable(self) -> bool:
+        """Socket was writable at the last I/O wait."""
+        return self._flag(_F_WRITABLE)
+
+    @property
+    def is_closing(self) -> bool:
+        """Scheduled to close; True once closed."""
+        return self._c is None or self._closing or self._flag(_F_CLOSING)
+
+    @property
+    def is_full(self) -> bool:
+        """Receive-side back-pressure flag: Mongoose stops reading while set."""
+        return self._flag(_F_FULL)
+
+    @property
+    def is_draining(self) -> bool:
+        """Flushing its send buffer, then closing."""
+        return self._flag(_F_DRAINING)
+
+    @property
+    def recv_len(self) -> int:
+        """Bytes in the receive buffer."""
+        c = self._c
+        return int(c.recv.len) if c is not None else 0
+
+    @property
+    def send_len(self) -> int:
+        """Bytes in the send buffer, not yet written to the socket."""
+        c = self._c
+        return int(c.send.len) if c is not None else 0
+
+    @property
+    def recv_size(self) -> int:
+        """Allocated size of the receive buffer."""
+        c = self._c
+        return int(c.recv.size) if c is not None else 0
+
+    @property
+    def send_size(self) -> int:
+        """Allocated size of the send buffer."""
+        c = self._c
+        return int(c.send.size) if c is not None else 0
+
+    @property
+    def local_addr(self) -> Optional[Address]:
+        """``(ip, port, is_ipv6)`` of our end; ``None`` once closed."""
+        c = self._c
+        return _address(c.loc) if c is not None else None
+
+    @property
+    def remote_addr(self) -> Optional[Address]:
+        """``(ip, port, is_ipv6)`` of the peer; ``None`` once closed."""
+        c = self._c
+        return _address(c.rem) if c is not None else None
+
+    def recv_data(self, length: int = -1) -> bytes:
+        """A copy of the first ``length`` bytes received (all if negative); nothing is consumed."""
+        return self._buffer("recv", length)
+
+    def send_data(self, length: int = -1) -> bytes:
+        """A copy of the first ``length`` bytes queued to send (all if negative)."""
+        return self._buffer("send", length)
+
+    def _buffer(self, which: str, length: int) -> bytes:
+        if isinstance(length, bool) or not isinstance(length, int):
+            raise TypeError("Argument 'length' must be an int")
+        c = self._c
+        if c is None:
+            return b""
+        io = getattr(c, which)
+        n = int(io.len)
+        if 0 <= length < n:
+            n = length
+        return ffi.buffer(io.buf, n)[:] if n else b""
+
+    # -- handler and userdata ------------------------------------------------
+
+    @property
+    def handler(self) -> Optional[Handler]:
+        """This connection's own handler, or ``None`` (the Manager's default applies)."""
+        return self._handler
+
+    def set_handler(self, handler: Optional[Handler]) -> None:
+        """Set this connection's handler, effective from the next event.
+
+        On a listener the handler is also inherited by connections accepted
+        from now on; ``None`` makes future children use the default handler.
+        """
+        self._handler = handler
+        if self._c is not None and self._mgr is not None:
+            self._mgr._retarget(self)
+
+    # -- sending -------------------------------------------------------------
+
+    def send(self, data: Any) -> None:
+        """Queue raw bytes (``str`` is UTF-8 encoded); on UDP, send one datagram.
+
+        Raises ``RuntimeError("mg_send failed")`` when Mongoose refuses (an
+        empty UDP datagram, a UDP connection still resolving, out of memory).
+        """
+        buf = to_bytes(data)
+        if not lib.mg_send(self._live(), buf, len(buf)):
+            raise MongooseError("mg_send failed")
+
+    def reply(self, status_code: int, body: Any = b"", headers: Optional[Mapping[str, str]] = None) -> None:
+        """Send a whole HTTP response: status line, headers, Content-Length, body.
+
+        ``headers`` is a mapping; ``Content-Type: text/plain`` is added unless
+        a key matches ``content-type`` case-insensitively.  CR, LF or NUL in a
+        header raises ``ValueError``.  Deliberate difference from 0.2.5: the
+        body is sent byte for byte (0.2.5 cut it at the first NUL byte), and
+        ``Content-Length`` is written without padding.
+        """
+        status = to_int(status_code, "status_code")
+        block = header_block(headers)
+        buf = to_bytes(body)
+        lib.cym_reply(self._live(), status, block, len(block), buf, len(buf))
+
+    def reply_json(self, data: Any, status_code: int = 200, headers: Optional[Mapping[str, str]] = None) -> None:
+        """Reply with ``json.dumps(data)`` and ``Content-Type: application/json``.
+
+        As in 0.2.5, only the exact key ``"Content-Type"`` is replaced.
+        """
+        body = json.dumps(data)
+        merged = {"Content-Type": "application/json"} if headers is None else dict(headers)
+        merged["Content-Type"] = "application/json"
+        self.reply(status_code, body, merged)
+
+    def http_chunk(self, data: Any) -> None:
+        """Write one chunk of a chunked response; empty data ends the response."""
+        buf = to_bytes(data)
+        lib.mg_http_write_chunk(self._live(), buf, len(buf))
+
+    def http_sse(self, event_type: str, data: str) -> None:
+        """Write one Server-Sent Event (``event:`` and ``data:`` lines) as a chunk."""
+        et = to_cstr(event_type, "event_type")
+        payload = b"event: " + et + b"\ndata: " + to_cstr(data, "data") + b"\n\n"
+        lib.mg_http_write_chunk(self._live(), payload, len(payload))
+
+    def http_basic_auth(self, username: str, password: str) -> None:
+        """Append an ``Authorization: Basic`` header line to the send buffer."""
+        u = to_cstr(username, "username")
+        p = to_cstr(password, "password")
+        lib.mg_http_bauth(self._live(), u, p)
+
+    def serve_dir(self, message: HttpMessage, root_dir: str, extra_headers: str = "",
+                  mime_types: str = "", page404: str = "") -> None:
+        """Serve the request's URI from ``root_dir`` (index, listing, Range, ETag, 404).
+
+        ``extra_headers`` are complete ``"Name: value\\r\\n"`` lines and
+        ``mime_types`` reads ``"ext=type,ext2=type2"``.  Paths outside the
+        root (``..``) are refused by Mongoose.
+        """
+        hm = _valid_message(message)
+        keep: List[Any] = []
+        opts = _serve_opts(keep, root_dir=root_dir, extra_headers=extra_headers,
+                           mime_types=mime_types, page404=page404)
+        lib.mg_http_serve_dir(self._live(), hm._ptr(), opts)
+
+    def serve_file(self, message: HttpMessage, path: str, extra_headers: str = "",
+                   mime_types: str = "") -> None:
+        """Serve one file, whatever the request's URI (Range, ETag, MIME type)."""
+        hm = _valid_message(message)
+        p = to_cstr(path, "path")
+        keep: List[Any] = []
+        opts = _serve_opts(keep, extra_headers=extra_headers, mime_types=mime_types)
+        lib.mg_http_serve_file(self._live(), hm._ptr(), p, opts)
+
+    # -- closing -------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection; a no-op once closed.
+
+        Outside the event loop the socket closes at once and ``MG_EV_CLOSE``
+        fires before this returns.  Inside a handler or timer callback the
+        close is deferred to the end of the current poll iteration, where
+        ``MG_EV_CLOSE`` fires (closing at once there would free memory that
+        Mongoose's loop still uses); sending methods raise from now on either
+        way.  The socket is always released, unlike in 0.2.5.
+        """
+        c = self._c
+        if c is None or self._closing:
+            return
+        self._closing = True
+        mgr = self._mgr
+        if mgr is not None and mgr._inside:
+            lib.cym_set_flag(c, _F_CLOSING, 1)
+        else:
+            lib.cym_close_now(c)
+            if mgr is not None:
+                mgr._raise_pending()
+
+    def drain(self) -> None:
+        """Flush the send buffer, then close; a no-op once closed."""
+        c = self._c
+        if c is not None:
+            lib.cym_set_flag(c, _F_DRAINING, 1)
+
+    def error(self, message: str) -> None:
+        """Fire ``MG_EV_ERROR`` with ``message`` now and close on the next poll."""
+        msg = to_cstr(message, "message")
+        lib.cym_error(self._live(), msg)
+        if self._mgr is not None:
+            self._mgr._raise_pending()
+
+    def __repr__(self) -> str:
+        if self._c is None:
+            return "<Connection closed>"
+        return "<Connection id=%d readable=%s writable=%s>" % (
+            self._id, self.is_readable, self.is_writable)
+
+    def __reduce__(self) -> Any:
+        raise TypeError("cannot pickle 'Connection' object")

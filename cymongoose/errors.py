@@ -1,0 +1,17 @@
+"""Exceptions raised by cymongoose.
+
+Every error the spec promises as ``RuntimeError`` is a :class:`MongooseError`,
+which subclasses ``RuntimeError``, so both ``except`` clauses work.
+"""
+
+
+class MongooseError(RuntimeError):
+    """Root of cymongoose's own exceptions."""
+
+
+class ClosedError(MongooseError):
+    """The connection or manager has been closed."""
+
+
+class ThreadError(MongooseError):
+    """A method was called from a thread other than the one polling."""

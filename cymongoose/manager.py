@@ -1,0 +1,306 @@
+"""``Manager``: owns the Mongoose event manager and every connection (spec 3)."""
+
+import signal
+import threading
+from typing import Any, Callable, Dict, Optional, Set, Tuple
+
+from . import _dispatch
+from ._args import to_cstr, to_int
+from ._dispatch import EV_ALL, LSN_SHIFT, mask_of, print_exception
+from ._ffi import ffi, lib
+from .connection import Connection, Handler
+from .errors import MongooseError
+
+_FREED = "Manager has been freed"
+_REENTRANT = ("poll() is not reentrant and must not be called concurrently. "
+              "Use AsyncManager for multi-threaded access.")
+_CLOSE_WHILE_POLLING = ("Cannot close Manager while poll() is active. "
+                        "Stop all polling threads before calling close().")
+
+_HTTP_SCHEMES = ("http://", "https://", "ws://", "wss://")
+
+# Managers stay alive until close(), like 0.2.5's (spec 3.13): C may still
+# call back into one whose last user reference is gone.
+_LIVE: Set["Manager"] = set()
+
+
+def _wants_http(url: str, http: Optional[bool]) -> bool:
+    if http is None:
+        return url[:8].lower().startswith(_HTTP_SCHEMES)
+    return bool(http)
+
+
+class Manager:
+    """The event loop: listeners, connections, timers and wakeups.
+
+    ``handler(conn, ev, data)`` is the default event handler, used by every
+    connection without a handler of its own.  ``error_handler(exc)``
+    receives exceptions raised by handlers; without it their tracebacks are
+    printed.  A ``KeyboardInterrupt`` or ``SystemExit`` raised in a handler
+    is not swallowed: the connection bookkeeping completes, then ``poll()``
+    re-raises it.  Every method except ``wakeup`` must be called from the
+    thread that polls, or while nobody polls.
+    """
+
+    def __init__(self, handler: Optional[Handler] = None, enable_wakeup: bool = False,
+                 error_handler: Optional[Callable[[BaseException], Any]] = None) -> None:
+        self._handler = handler
+        self._error_handler = error_handler
+        self._mask = mask_of(handler)
+        self._conns: Dict[int, Connection] = {}
+        self._lsn: Dict[int, Handler] = {}  # listener id -> handler its children inherit
+        self._inside = 0  # >0 while C may be iterating connections (poll, dispatch)
+        self._freed = False
+        self._poll_lock = threading.Lock()
+        self._pending: Optional[BaseException] = None
+        self._wakeup_id = 0
+        cm = lib.cym_mgr_new()
+        if cm == ffi.NULL:
+            raise MemoryError("cannot allocate a Mongoose manager")
+        self._cm: Any = cm
+        self._mgr: Any = ffi.addressof(cm, "mgr")
+        self._handle: Any = ffi.new_handle(self)
+        cm.handle = self._handle
+        _LIVE.add(self)
+        if enable_wakeup:
+            if not lib.mg_wakeup_init(self._mgr):
+                self.close()
+                raise MongooseError("Failed to initialize wakeup support")
+            self._wakeup_id = int(self._mgr.conns.id)
+
+    # -- dispatcher hooks (called by _dispatch._cym_dispatch) ----------------
+
+    def _adopt(self, cid: int, ev: int, arg: int) -> Connection:
+        """Create the Connection for a connection Python sees for the first time."""
+        c = self._cm.cur
+        handler = None
+        if ev == _dispatch._OPEN:
+            lsn = arg >> LSN_SHIFT  # set when accepted from a listener with a handler
+            if lsn:
+                handler = self._lsn.get(lsn)
+        conn = Connection._new(self, c, cid, handler)
+        self._conns[cid] = conn
+        return conn
+
+    def _forget(self, conn: Connection) -> None:
+        """MG_EV_CLOSE was dispatched: Mongoose frees the struct next."""
+        self._conns.pop(conn._id, None)
+        self._lsn.pop(conn._id, None)
+        conn._detach()
+
+    def _retarget(self, conn: Connection) -> None:
+        """Tell C which events ``conn`` wants, and what its children inherit."""
+        own = conn._handler
+        state = mask_of(own) if own is not None else self._mask
+        if lib.cym_flags(conn._c) & lib.CYM_F_LISTENING:
+            if own is not None:
+                self._lsn[conn._id] = own
+                state |= conn._id << LSN_SHIFT
+            else:
+                self._lsn.pop(conn._id, None)
+        lib.cym_set_state(conn._c, state)
+
+    def _report(self, exc: Exception) -> None:
+        handler = self._error_handler
+        if handler is None:
+            print_exception(exc)
+            return
+        try:
+            handler(exc)
+        except Exception as second:
+            print_exception(second)
+        except BaseException as fatal:
+            self._defer(fatal)
+
+    def _defer(self, exc: BaseException) -> None:
+        """Keep a KeyboardInterrupt/SystemExit for when control is back from C."""
+        if self._pending is None:
+            self._pending = exc
+
+    def _raise_pending(self) -> None:
+        exc = self._pending
+        if exc is None and _dispatch.escaped:
+            exc = _dispatch.escaped.pop(0)
+        if exc is not None:
+            self._pending = None
+            raise exc
+
+    def _check_open(self) -> None:
+        if self._freed:
+            raise MongooseError(_FREED)
+
+    # -- the loop ------------------------------------------------------------
+
+    def poll(self, timeout_ms: int = 0) -> None:
+        """Run one event-loop iteration, waiting up to ``timeout_ms`` for I/O.
+
+        Handlers and timer callbacks run inside this call.  Raises
+        ``RuntimeError`` when closed or when a poll is already running (from
+        another thread or from a handler).
+        """
+        if not self._poll_lock.acquire(False):
+            raise MongooseError(_REENTRANT)
+        try:
+            self._check_open()
+            ms = to_int(timeout_ms, "timeout_ms")
+            self._before_poll()
+            self._inside += 1
+            try:
+                lib.mg_mgr_poll(self._mgr, ms)
+            finally:
+                self._inside -= 1
+        finally:
+            self._poll_lock.release()
+        self._raise_pending()
+
+    def _before_poll(self) -> None:
+        """Work due at the start of every poll (extended by the timer support)."""
+
+    def run(self, poll_ms: int = 100) -> None:
+        """Poll until SIGINT or SIGTERM, then close.
+
+        The previous signal handlers are restored on the way out, and the
+        Manager is closed even when ``poll`` raises.  Off the main thread,
+        ``signal.signal`` raises ``ValueError`` before anything changes.
+        """
+        stop = []
+
+        def on_signal(signum: int, frame: Any) -> None:
+            stop.append(signum)
+
+        old_int = signal.signal(signal.SIGINT, on_signal)
+        try:
+            old_term = signal.signal(signal.SIGTERM, on_signal)
+        except BaseException:
+            signal.signal(signal.SIGINT, old_int)
+            raise
+        try:
+            while not stop:
+                self.poll(poll_ms)
+        finally:
+            signal.signal(signal.SIGINT, old_int)
+            signal.signal(signal.SIGTERM, old_term)
+            self.close()
+
+    def close(self) -> None:
+        """Close every connection and free the Manager; idempotent.
+
+        Handlers still receive ``MG_EV_POLL`` and ``MG_EV_CLOSE`` during the
+        call.  Raises ``RuntimeError`` while a poll is running.
+        """
+        if self._freed:
+            return
+        if self._inside or not self._poll_lock.acquire(False):
+            raise MongooseError(_CLOSE_WHILE_POLLING)
+        try:
+            self._freed = True
+            self._before_free()
+            self._inside += 1
+            try:
+                lib.cym_mgr_free(self._cm)
+            finally:
+                self._inside -= 1
+            for conn in list(self._conns.values()):
+                conn._detach()
+            self._conns.clear()
+            self._lsn.clear()
+            self._cm = self._mgr = self._handle = None
+            _LIVE.discard(self)
+        finally:
+            self._poll_lock.release()
+        self._raise_pending()
+
+    def _before_free(self) -> None:
+        """Work due before Mongoose frees the manager (extended by timers)."""
+
+    def __enter__(self) -> "Manager":
+        return self
+
+    def __exit__(self, *exc: Any) -> bool:
+        self.close()
+        return False
+
+    # -- connections ---------------------------------------------------------
+
+    @property
+    def connections(self) -> Tuple[Connection, ...]:
+        """The live connections, in the order Python first saw them."""
+        return tuple(self._conns.values())
+
+    @property
+    def live_handles(self) -> int:
+        """How many Connection objects this Manager tracks (0 after close)."""
+        return len(self._conns)
+
+    def _open(self, kind: int, url: Any, handler: Optional[Handler], error: str) -> Connection:
+        raw = to_cstr(url, "url")
+        self._check_open()
+        self._inside += 1
+        try:
+            c = lib.cym_open(self._cm, kind, raw, self._mask)
+        finally:
+            self._inside -= 1
+        if c == ffi.NULL:
+            self._raise_pending()
+            raise MongooseError(error % url)
+        conn = self._conns[int(c.id)]
+        if handler is not None:
+            conn._handler = handler
+            self._retarget(conn)
+        self._raise_pending()
+        return conn
+
+    def listen(self, url: str, handler: Optional[Handler] = None, *,
+               http: Optional[bool] = None) -> Connection:
+        """Listen on ``url`` (``http://``, ``tcp://``, ``udp://``, ...; port 0 for any).
+
+        HTTP parsing is on for ``http(s)://`` and ``ws(s)://`` URLs unless
+        ``http`` says otherwise.  Accepted connections inherit ``handler``.
+        Raises ``RuntimeError("Failed to listen on '<url>'")`` on failure.
+        """
+        kind = lib.CYM_HTTP_LISTEN if _wants_http(url, http) else lib.CYM_LISTEN
+        return self._open(kind, url, handler, "Failed to listen on '%s'")
+
+    def connect(self, url: str, handler: Optional[Handler] = None, *,
+                http: Optional[bool] = None) -> Connection:
+        """Open an outbound connection; it completes during later polls.
+
+        Failures (refused, DNS) arrive as ``MG_EV_ERROR`` then ``MG_EV_CLOSE``.
+        """
+        kind = lib.CYM_HTTP_CONNECT if _wants_http(url, http) else lib.CYM_CONNECT
+        return self._open(kind, url, handler, "Failed to connect to '%s'")
+
+    def ws_connect(self, url: str, handler: Optional[Handler] = None) -> Connection:
+        """Open a WebSocket client connection; ``MG_EV_WS_OPEN`` follows the 101."""
+        return self._open(lib.CYM_WS_CONNECT, url, handler,
+                          "Failed to create WebSocket connection to '%s'")
+
+    def mqtt_listen(self, url: str, handler: Optional[Handler] = None) -> Connection:
+        """Listen for MQTT clients; the application implements the broker."""
+        return self._open(lib.CYM_MQTT_LISTEN, url, handler,
+                          "Failed to listen for MQTT on '%s'")
+
+    def sntp_connect(self, url: str, handler: Optional[Handler] = None) -> Connection:
+        """Ask an SNTP server for the time; ``MG_EV_SNTP_TIME`` delivers it."""
+        return self._open(lib.CYM_SNTP_CONNECT, url, handler,
+                          "Failed to connect to SNTP server '%s'")
+
+    # -- wakeup --------------------------------------------------------------
+
+    @property
+    def wakeup_id(self) -> int:
+        """Id of the internal wakeup pipe, or 0 when wakeup is disabled."""
+        return self._wakeup_id
+
+    def wakeup(self, connection_id: int, data: bytes = b"") -> bool:
+        """Deliver ``data`` to connection ``connection_id`` as ``MG_EV_WAKEUP``.
+
+        Safe from any thread.  Returns False when wakeup is disabled or the
+        id is 0.
+        """
+        cid = to_int(connection_id, "connection_id", 0, 2**64 - 1)
+        if not isinstance(data, bytes):
+            raise TypeError("Argument 'data' has incorrect type (expected bytes, got %s)"
+                            % type(data).__name__)
+        self._check_open()
+        return bool(lib.mg_wakeup(self._mgr, cid, data, len(data)))

@@ -1,0 +1,256 @@
+"""Message views: borrowed, lazily decoded, dead after the handler returns.
+
+A view wraps the address of a Mongoose struct that is valid only while the
+handler that received it runs (spec 5.1).  Nothing is decoded until a
+property is read; every read returns a fresh copy; after the handler returns
+the dispatcher invalidates the view and reads give the documented defaults.
+"""
+
+from typing import Any, Dict, List, Optional, Tuple
+
+from ._args import text, to_cstr
+from ._ffi import ffi, lib
+
+_unpack = ffi.unpack
+_cast = ffi.cast
+
+
+def _bytes(s: Any) -> bytes:
+    n = s.len
+    return _unpack(s.buf, n) if n else b""
+
+
+class _View:
+    __slots__ = ("_addr", "_p")
+    _CTYPE = "void *"
+
+    def __init__(self) -> None:
+        self._addr = 0
+        self._p: Any = None
+
+    @classmethod
+    def _bind(cls, addr: int) -> "_View":
+        view = cls.__new__(cls)
+        view._addr = addr
+        view._p = None
+        return view
+
+    def _ptr(self) -> Any:
+        p = self._p
+        if p is None and self._addr:
+            p = self._p = _cast(self._CTYPE, self._addr)
+        return p
+
+    def _invalidate(self) -> None:
+        self._addr = 0
+        self._p = None
+
+    def __reduce__(self) -> Any:
+        raise TypeError("cannot pickle '%s' object" % type(self).__name__)
+
+
+class HttpMessage(_View):
+    """An HTTP request or response (events HTTP_HDRS, HTTP_MSG, WS_OPEN)."""
+
+    __slots__ = ()
+    _CTYPE = "struct mg_http_message *"
+
+    def __bool__(self) -> bool:
+        return bool(self._addr)
+
+    @property
+    def method(self) -> str:
+        """Request method, e.g. ``"GET"``; for a response, the protocol."""
+        p = self._ptr()
+        return text(_bytes(p.method)) if p is not None else ""
+
+    @property
+    def uri(self) -> str:
+        """Request path, still percent-encoded; for a response, the status code."""
+        p = self._ptr()
+        return text(_bytes(p.uri)) if p is not None else ""
+
+    @property
+    def query(self) -> str:
+        """Raw query string without ``?``; ``""`` when absent."""
+        p = self._ptr()
+        return text(_bytes(p.query)) if p is not None else ""
+
+    @property
+    def proto(self) -> str:
+        """Protocol of a request; reason phrase of a response."""
+        p = self._ptr()
+        return text(_bytes(p.proto)) if p is not None else ""
+
+    @property
+    def body_bytes(self) -> bytes:
+        """The body as bytes (what is buffered so far, for HTTP_HDRS)."""
+        p = self._ptr()
+        return _bytes(p.body) if p is not None else b""
+
+    @property
+    def body_text(self) -> str:
+        """The body decoded as UTF-8 (surrogateescape)."""
+        return text(self.body_bytes)
+
+    def header(self, name: str, default: Optional[str] = None) -> Optional[str]:
+        """Value of the first header named ``name`` (case-insensitive), else ``default``."""
+        key = to_cstr(name, "name")
+        p = self._ptr()
+        if p is None:
+            return default
+        s = lib.mg_http_get_header(p, key)
+        if s == ffi.NULL:
+            return default
+        return text(_bytes(s))
+
+    def headers(self) -> List[Tuple[str, str]]:
+        """All headers as ``(name, value)`` in wire order, duplicates included."""
+        p = self._ptr()
+        if p is None:
+            return []
+        out = []
+        for h in p.headers:
+            if h.name.len == 0:
+                break
+            out.append((text(_bytes(h.name)), text(_bytes(h.value))))
+        return out
+
+    def query_var(self, name: str) -> Optional[str]:
+        """URL-decoded value of query variable ``name``; ``None`` if absent or empty.
+
+        Raises ``ValueError`` when the decoded value needs 2048 bytes or more,
+        or contains a malformed ``%`` escape (Mongoose reports both alike).
+        """
+        key = to_cstr(name, "name")
+        p = self._ptr()
+        if p is None:
+            return None
+        buf = ffi.new("char[2048]")
+        n = lib.mg_http_get_var(ffi.addressof(p, "query"), key, buf, 2048)
+        if n == -3:
+            raise ValueError(
+                "Query parameter '%s' value exceeds 2048-byte buffer limit" % name
+            )
+        if n <= 0:
+            return None
+        return text(_unpack(buf, n))
+
+    def status(self) -> Optional[int]:
+        """Response status code; 0 for requests; ``None`` once the view is dead."""
+        p = self._ptr()
+        if p is None:
+            return None
+        return int(lib.mg_http_status(p))
+
+    def header_var(self, header_name: str, var_name: str) -> Optional[str]:
+        """Sub-field ``var_name`` of header ``header_name`` (e.g. ``charset``)."""
+        h = to_cstr(header_name, "header_name")
+        v = to_cstr(var_name, "var_name")
+        p = self._ptr()
+        if p is None:
+            return None
+        s = lib.cym_header_var(p, h, v)
+        if s.len == 0:
+            return None
+        return text(_unpack(s.buf, s.len))
+
+
+class WsMessage(_View):
+    """A WebSocket message (event WS_MSG); fragmented messages arrive whole."""
+
+    __slots__ = ()
+    _CTYPE = "struct mg_ws_message *"
+
+    def __bool__(self) -> bool:
+        return True
+
+    @property
+    def data(self) -> bytes:
+        """The payload as bytes."""
+        p = self._ptr()
+        return _bytes(p.data) if p is not None else b""
+
+    @property
+    def text(self) -> str:
+        """The payload decoded as UTF-8 (surrogateescape)."""
+        return text(self.data)
+
+    @property
+    def flags(self) -> int:
+        """The raw first header byte: FIN bit and opcode (0x81 text, 0x82 binary)."""
+        p = self._ptr()
+        return int(p.flags) if p is not None else 0
+
+
+class MqttMessage(_View):
+    """An MQTT packet (events MQTT_MSG and MQTT_CMD)."""
+
+    __slots__ = ()
+    _CTYPE = "struct mg_mqtt_message *"
+
+    def __bool__(self) -> bool:
+        return True
+
+    @property
+    def topic(self) -> str:
+        """PUBLISH topic; ``""`` for other packets."""
+        p = self._ptr()
+        return text(_bytes(p.topic)) if p is not None else ""
+
+    @property
+    def data(self) -> bytes:
+        """PUBLISH payload."""
+        p = self._ptr()
+        return _bytes(p.data) if p is not None else b""
+
+    @property
+    def text(self) -> str:
+        """PUBLISH payload decoded as UTF-8 (surrogateescape)."""
+        return text(self.data)
+
+    @property
+    def id(self) -> int:
+        """Packet id (QoS>0 PUBLISH, acks, SUBACK, UNSUBACK); 0 otherwise."""
+        p = self._ptr()
+        return int(p.id) if p is not None else 0
+
+    @property
+    def cmd(self) -> int:
+        """Packet type (1 CONNECT ... 15 AUTH)."""
+        p = self._ptr()
+        return int(p.cmd) if p is not None else 0
+
+    @property
+    def qos(self) -> int:
+        """QoS from the fixed header."""
+        p = self._ptr()
+        return int(p.qos) if p is not None else 0
+
+    @property
+    def ack(self) -> int:
+        """CONNACK return code; 0 when not applicable."""
+        p = self._ptr()
+        return int(p.ack) if p is not None else 0
+
+    def properties(self) -> List[Dict[str, Any]]:
+        """MQTT 5 properties as dicts with keys ``id``, ``iv``, ``key``, ``val``."""
+        p = self._ptr()
+        if p is None or p.props_size == 0:
+            return []
+        out = []
+        prop = ffi.new("struct mg_mqtt_prop *")
+        ofs = 0
+        while True:
+            ofs = lib.mg_mqtt_next_prop(p, prop, ofs)
+            if ofs == 0:
+                break
+            out.append(
+                {
+                    "id": int(prop.id),
+                    "iv": int(prop.iv),
+                    "key": text(_bytes(prop.key)),
+                    "val": text(_bytes(prop.val)),
+                }
+            )
+        return out

@@ -1,0 +1,120 @@
+"""Fetch the pinned Mongoose sources into this folder.
+
+Mongoose 7.23 travels inside the PyPI sdist of cymongoose 0.2.5, unmodified,
+under ``thirdparty/mongoose/``.  This script downloads that sdist with pip,
+checks every hash in ``pin.json`` and extracts exactly three files
+(``mongoose.c``, ``mongoose.h``, ``LICENSE``).  Nothing else in that archive is
+read.  Run it directly, or let ``build_ffi.py`` run it when the files are
+missing.
+
+Environment:
+  MONGOOSE_SRC=DIR   use DIR/mongoose.{c,h} instead (no download, no pin check)
+"""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PIN = os.path.join(HERE, "pin.json")
+FILES = ("mongoose.c", "mongoose.h", "LICENSE")
+
+
+class FetchError(RuntimeError):
+    pass
+
+
+def _sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 16), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _load_pin():
+    with open(PIN) as f:
+        return json.load(f)
+
+
+def _verify(path, expected, what):
+    got = _sha256(path)
+    if got != expected:
+        raise FetchError(
+            "%s: sha256 mismatch\n  expected %s\n  got      %s\n"
+            "The download is not the pinned Mongoose; refusing to build with it."
+            % (what, expected, got)
+        )
+
+
+def have_sources(dest=HERE):
+    """True when every pinned file is present in ``dest`` with its pinned hash."""
+    pin = _load_pin()
+    for name in FILES:
+        path = os.path.join(dest, name)
+        if not os.path.exists(path) or _sha256(path) != pin["files"][name]:
+            return False
+    return True
+
+
+def _download_carrier(pin, workdir):
+    carrier = pin["carrier"]
+    cmd = [
+        sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+        "--disable-pip-version-check", "-d", workdir,
+        "%s==%s" % (carrier["name"], carrier["version"]),
+    ]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    archive = os.path.join(workdir, carrier["file"])
+    if not os.path.exists(archive):
+        raise FetchError("pip did not produce %s" % carrier["file"])
+    _verify(archive, carrier["sha256"], carrier["file"])
+    return archive
+
+
+def _extract(archive, pin, dest):
+    prefix = pin["carrier"]["path"]
+    with tarfile.open(archive, "r:gz") as tar:
+        for name in FILES:
+            member = tar.getmember(prefix + name)
+            if not member.isfile():
+                raise FetchError("%s is not a regular file in the carrier" % member.name)
+            data = tar.extractfile(member).read()
+            tmp = os.path.join(dest, name + ".part")
+            with open(tmp, "wb") as f:
+                f.write(data)
+            _verify(tmp, pin["files"][name], name)
+            os.replace(tmp, os.path.join(dest, name))
+
+
+def fetch(dest=HERE):
+    """Make sure ``dest`` holds the pinned Mongoose files; download if needed."""
+    if have_sources(dest):
+        return dest
+    pin = _load_pin()
+    with tempfile.TemporaryDirectory() as workdir:
+        archive = _download_carrier(pin, workdir)
+        _extract(archive, pin, dest)
+    return dest
+
+
+def source_dir():
+    """The directory to build Mongoose from: MONGOOSE_SRC, or the pinned copy."""
+    local = os.environ.get("MONGOOSE_SRC")
+    if local:
+        for name in ("mongoose.c", "mongoose.h"):
+            if not os.path.exists(os.path.join(local, name)):
+                raise FetchError("MONGOOSE_SRC=%s has no %s" % (local, name))
+        return os.path.abspath(local)
+    return fetch()
+
+
+if __name__ == "__main__":
+    try:
+        print(source_dir())
+    except (FetchError, subprocess.CalledProcessError) as exc:
+        sys.exit("vendor/fetch.py: %s" % exc)
