@@ -9,7 +9,7 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 APT_PACKAGES := pypy3 pypy3-dev pypy3-venv mosquitto wrk curl
 
-.PHONY: serve test test-cpython test-pypy system-deps build clean sdist test-asan bench
+.PHONY: serve test test-cpython test-pypy system-deps install-cpython install-pypy clean sdist
 
 # Debian packages the tests need (PyPy, the mosquitto broker, wrk, curl).
 system-deps:
@@ -29,11 +29,15 @@ $(PYPY_VENV)/bin/python: | system-deps
 	$(PYPY) -m venv $(PYPY_VENV)
 	$(PYPY_VENV)/bin/pip install -q --upgrade pip
 
+# The pinned Mongoose sources (also fetched by the build itself when missing).
+vendor/mongoose.c:
+	$(PYTHON) vendor/fetch.py
+
 # Install the package (not editable: tests run against what users get).
-install-cpython: $(CPY_VENV)/bin/python
+install-cpython: $(CPY_VENV)/bin/python vendor/mongoose.c
 	$(CPY_VENV)/bin/pip install -q ".[test,frameworks]"
 
-install-pypy: $(PYPY_VENV)/bin/python
+install-pypy: $(PYPY_VENV)/bin/python vendor/mongoose.c
 	$(PYPY_VENV)/bin/pip install -q ".[test,frameworks-pypy]"
 
 test-cpython: system-deps install-cpython

@@ -14,6 +14,7 @@ Environment:
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -61,14 +62,36 @@ def have_sources(dest=HERE):
     return True
 
 
+def _pip_commands():
+    """Ways to run pip: this interpreter's, else the first one on PATH (inside
+    pip's isolated build environment this interpreter may have no pip)."""
+    yield [sys.executable, "-m", "pip"]
+    for name in ("pip3", "pip"):
+        path = shutil.which(name)
+        if path:
+            yield [path]
+
+
 def _download_carrier(pin, workdir):
     carrier = pin["carrier"]
-    cmd = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-        "--disable-pip-version-check", "-d", workdir,
-        "%s==%s" % (carrier["name"], carrier["version"]),
+    args = [
+        "download", "--no-deps", "--no-binary", ":all:", "--disable-pip-version-check",
+        "-d", workdir, "%s==%s" % (carrier["name"], carrier["version"]),
     ]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    # A clean environment: inside pip's isolated build, inherited PIP_*
+    # settings would point this nested pip at the build's private state.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    errors = []
+    for pip in _pip_commands():
+        done = subprocess.run(pip + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        if done.returncode == 0:
+            break
+        errors.append("%s: %s" % (" ".join(pip), done.stdout.decode(errors="replace").strip()))
+    else:
+        raise FetchError(
+            "could not download the Mongoose carrier (%s==%s):\n%s"
+            % (carrier["name"], carrier["version"], "\n".join(errors))
+        )
     archive = os.path.join(workdir, carrier["file"])
     if not os.path.exists(archive):
         raise FetchError("pip did not produce %s" % carrier["file"])
@@ -116,5 +139,5 @@ def source_dir():
 if __name__ == "__main__":
     try:
         print(source_dir())
-    except (FetchError, subprocess.CalledProcessError) as exc:
+    except FetchError as exc:
         sys.exit("vendor/fetch.py: %s" % exc)

@@ -1,0 +1,88 @@
+"""The package as users get it: public names, metadata, and the sdist's vendored sources."""
+
+import os
+import subprocess
+import sys
+import tarfile
+
+import pytest
+
+import cymongoose
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+SPEC_CORE_NAMES = """
+Connection HttpMessage Manager MqttMessage WsMessage
+MG_EV_ACCEPT MG_EV_CLOSE MG_EV_CONNECT MG_EV_ERROR MG_EV_HTTP_HDRS MG_EV_HTTP_MSG
+MG_EV_MQTT_CMD MG_EV_MQTT_MSG MG_EV_MQTT_OPEN MG_EV_OPEN MG_EV_POLL MG_EV_READ
+MG_EV_RESOLVE MG_EV_SNTP_TIME MG_EV_TLS_HS MG_EV_USER MG_EV_WAKEUP MG_EV_WRITE
+MG_EV_WS_CTL MG_EV_WS_MSG MG_EV_WS_OPEN
+WEBSOCKET_OP_BINARY WEBSOCKET_OP_PING WEBSOCKET_OP_PONG WEBSOCKET_OP_TEXT
+MQTT_PROP_TYPE_BINARY_DATA MQTT_PROP_TYPE_BYTE MQTT_PROP_TYPE_INT MQTT_PROP_TYPE_SHORT
+MQTT_PROP_TYPE_STRING MQTT_PROP_TYPE_STRING_PAIR MQTT_PROP_TYPE_VARIABLE_INT
+MG_LL_NONE MG_LL_ERROR MG_LL_INFO MG_LL_DEBUG MG_LL_VERBOSE event_name
+""".split()
+
+
+def test_core_names_are_exported() -> None:
+    for name in SPEC_CORE_NAMES:
+        assert name in cymongoose.__all__, name
+        assert hasattr(cymongoose, name), name
+    from cymongoose import _mongoose
+
+    for name in SPEC_CORE_NAMES:
+        assert hasattr(_mongoose, name), name
+
+
+def test_constant_values() -> None:
+    assert (cymongoose.MG_EV_ERROR, cymongoose.MG_EV_HTTP_MSG, cymongoose.MG_EV_WAKEUP) == (0, 11, 19)
+    assert cymongoose.MG_EV_USER == 23
+    assert cymongoose.WEBSOCKET_OP_PONG == 10
+    assert cymongoose.MQTT_PROP_TYPE_SHORT == 6
+
+
+def test_event_name() -> None:
+    assert cymongoose.event_name(cymongoose.MG_EV_HTTP_MSG) == "MG_EV_HTTP_MSG"
+    assert cymongoose.event_name(23) == "MG_EV_USER"
+    assert cymongoose.event_name(25) == "MG_EV_USER+2"
+    assert cymongoose.event_name(21) == "MG_EV_UNKNOWN(21)"
+    assert cymongoose.event_name(-1) == "MG_EV_UNKNOWN(-1)"
+    with pytest.raises(TypeError):
+        cymongoose.event_name("1")  # type: ignore[arg-type]
+    with pytest.raises(OverflowError):
+        cymongoose.event_name(2**40)
+
+
+def test_import_time_settings() -> None:
+    from cymongoose._ffi import lib
+
+    assert lib.mg_log_level == 0 or lib.mg_log_level >= 0  # tests may change it later
+    import time
+
+    now_ms = lib.mg_millis() + lib.mg_boot_timestamp_ms
+    assert abs(now_ms - time.time() * 1000) < 60_000
+
+
+def test_version_is_a_string() -> None:
+    assert isinstance(cymongoose.__version__, str)
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(ROOT, "pyproject.toml")),
+                    reason="needs the source tree")
+def test_sdist_carries_mongoose_and_needs_no_download(tmp_path) -> None:
+    pytest.importorskip("build")
+    subprocess.run([sys.executable, "-m", "build", "--sdist", "-o",
+                    str(tmp_path), ROOT], check=True, capture_output=True, timeout=300)
+    (archive,) = tmp_path.glob("*.tar.gz")
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+        tar.extractall(tmp_path / "x")
+    top = names[0].split("/")[0]
+    for member in ("vendor/mongoose.c", "vendor/mongoose.h", "vendor/LICENSE",
+                   "vendor/pin.json", "build_ffi.py", "cymongoose/_csrc/core.c", "LICENSE"):
+        assert "%s/%s" % (top, member) in names, member
+    # The pinned files are there with their pinned hashes: the build downloads nothing.
+    check = ("import sys; sys.path.insert(0, 'vendor'); import fetch; "
+             "sys.exit(0 if fetch.have_sources() else 1)")
+    subprocess.run([sys.executable, "-c", check], cwd=str(tmp_path / "x" / top), check=True,
+                   timeout=60)
