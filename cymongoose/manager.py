@@ -26,7 +26,8 @@ _LIVE: Set["Manager"] = set()
 
 def _wants_http(url: str, http: Optional[bool]) -> bool:
     if http is None:
-        return url[:8].lower().startswith(_HTTP_SCHEMES)
+        # A non-str url is refused with a clear TypeError by _open().
+        return isinstance(url, str) and url[:8].lower().startswith(_HTTP_SCHEMES)
     return bool(http)
 
 
@@ -240,6 +241,8 @@ class Manager:
     def _open(self, kind: int, url: Any, handler: Optional[Handler], error: str) -> Connection:
         raw = to_cstr(url, "url")
         self._check_open()
+        if not raw:  # mg_listen("") would listen on every interface
+            raise MongooseError(error % url)
         self._inside += 1
         try:
             c = lib.cym_open(self._cm, kind, raw, self._mask)
