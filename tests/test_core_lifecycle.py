@@ -283,6 +283,34 @@ def test_deferred_close_inside_handler(closed_results):
     assert closed_results["second_reply"] == b""
 
 
+def test_deferred_close_completes_within_next_poll():
+    marks = []
+
+    def handler(conn, ev, hm):
+        if ev == cm.MG_EV_HTTP_MSG:
+            conn.close()
+            try:
+                conn.reply(200, "too late")
+                marks.append("reply accepted")
+            except RuntimeError as exc:
+                marks.append(str(exc))
+        elif ev == cm.MG_EV_CLOSE and not conn.is_listening:
+            marks.append("CLOSE")
+
+    mgr = cm.Manager(handler)
+    port = mgr.listen("http://127.0.0.1:0").local_addr[1]
+    job = InThread(lambda: get_close(port, "/"))
+    poll_until(mgr, lambda: marks, poll_ms=1)
+    polls = 0
+    while "CLOSE" not in marks:
+        mgr.poll(5000)  # a closing connection keeps the wait short
+        polls += 1
+        assert polls <= 2
+    assert marks == [CLOSED, "CLOSE"]
+    assert job.result() == b""
+    mgr.close()
+
+
 def test_close_outside_loop_is_immediate():
     events = []
     mgr = cm.Manager(lambda c, ev, d: events.append(ev))
@@ -356,16 +384,19 @@ def test_error_fires_error_now_and_closes_later():
 
 
 def test_drain_flushes_then_closes(server_factory):
+    flags = []
+
     def handler(conn, ev, hm):
         if ev == cm.MG_EV_HTTP_MSG:
             conn.reply(200, "x" * 100000)
             conn.drain()
-            assert conn.is_draining
+            flags.append(conn.is_draining)
 
     _, port = server_factory(handler)
     # no Connection: close in the request, so only drain() ends the connection
     raw = raw_request(port, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
     assert parse_response(raw)[2] == b"x" * 100000
+    assert flags == [True]
 
 
 # -- Manager state --------------------------------------------------------------

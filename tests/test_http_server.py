@@ -283,8 +283,7 @@ def wire_app(conn: cm.Connection, ev: int, hm: object) -> None:
                 conn.reply(200, "never", bad)
             except ValueError as exc:
                 errors.append(str(exc))
-        assert conn.send_len == before  # nothing was queued by the failed calls
-        conn.reply_json(errors)
+        conn.reply_json({"errors": errors, "nothing_queued": conn.send_len == before})
 
 
 @pytest.fixture
@@ -345,8 +344,9 @@ def test_reply_json_keeps_other_case_content_type(wire_port):
 
 
 def test_reply_rejects_header_injection(wire_port):
-    errors = json.loads(parse_response(get_close(wire_port, "/bad-header"))[2])
-    assert errors == [
+    out = json.loads(parse_response(get_close(wire_port, "/bad-header"))[2])
+    assert out["nothing_queued"] is True  # a refused reply() writes nothing
+    assert out["errors"] == [
         "Header name contains illegal character (CR, LF, or NUL): 'X-Bad\\r\\nInjected'",
         "Header value contains illegal character (CR, LF, or NUL): 'v\\nInjected: 1'",
         "Header name contains illegal character (CR, LF, or NUL): 'X-Nul\\x00'",
@@ -390,6 +390,22 @@ def test_http_message_fields_raw(server_factory):
     assert seen["text"] == "caf\u00e9 \udcff"  # surrogateescape keeps the bad byte
     assert seen["text"].encode("utf-8", "surrogateescape") == body
     assert seen["truth"] is True
+
+
+def test_http_hdrs_precedes_http_msg(server_factory, client):
+    seen = []
+
+    def handler(conn, ev, hm):
+        if ev in (cm.MG_EV_HTTP_HDRS, cm.MG_EV_HTTP_MSG):
+            seen.append((ev, hm.method, hm.header("X-Test")))
+            if ev == cm.MG_EV_HTTP_MSG:
+                conn.reply(200, hm.body_bytes)
+
+    _, port = server_factory(handler)
+    r = client.post("http://127.0.0.1:%d/h" % port, content=b"b" * 5000,
+                    headers={"X-Test": "t"})
+    assert r.content == b"b" * 5000
+    assert seen == [(cm.MG_EV_HTTP_HDRS, "POST", "t"), (cm.MG_EV_HTTP_MSG, "POST", "t")]
 
 
 # -- HTTP inferred from the scheme ---------------------------------------------
