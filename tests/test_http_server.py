@@ -118,7 +118,8 @@ def test_curl_methods(port, tmp_path, method):
     else:
         cmd += ["-X", method]
     if method in ("POST", "PUT"):
-        body = bytes(range(256)) * 400  # binary, about 100 KB
+        # binary: 1 MiB for POST, an empty body for PUT
+        body = bytes(range(256)) * 4096 if method == "POST" else b""
         data = tmp_path / "body.bin"
         data.write_bytes(body)
         cmd += ["--data-binary", "@%s" % data, "-H", "Content-Type: application/octet-stream"]
@@ -405,7 +406,9 @@ def test_http_hdrs_precedes_http_msg(server_factory, client):
     r = client.post("http://127.0.0.1:%d/h" % port, content=b"b" * 5000,
                     headers={"X-Test": "t"})
     assert r.content == b"b" * 5000
-    assert seen == [(cm.MG_EV_HTTP_HDRS, "POST", "t"), (cm.MG_EV_HTTP_MSG, "POST", "t")]
+    # HDRS fires again each time more of an incomplete body arrives.
+    assert seen[-1] == (cm.MG_EV_HTTP_MSG, "POST", "t")
+    assert seen[:-1] and set(seen[:-1]) == {(cm.MG_EV_HTTP_HDRS, "POST", "t")}
 
 
 # -- HTTP inferred from the scheme ---------------------------------------------
