@@ -326,11 +326,16 @@ class Connection:
         """Close the connection; a no-op once closed.
 
         Outside the event loop the socket closes at once and ``MG_EV_CLOSE``
-        fires before this returns.  Inside a handler or timer callback the
-        close is deferred to the end of the current poll iteration, where
-        ``MG_EV_CLOSE`` fires (closing at once there would free memory that
-        Mongoose's loop still uses); sending methods raise from now on either
-        way.  The socket is always released, unlike in 0.2.5.
+        fires before this returns.  Inside a handler or timer callback (and
+        inside ``listen``/``connect``) the close is deferred: the connection
+        is marked closing now, and Mongoose closes it, firing
+        ``MG_EV_CLOSE``, when its loop next reaches it (later in the same
+        poll, or in the next one, which then waits at most 1 ms).  Closing at
+        once there would free memory that Mongoose's loop still uses; 0.2.5
+        did, which is a use-after-free risk.  Either way ``is_closing`` is
+        True and every sending method raises ``RuntimeError("Connection has
+        been closed")`` from the moment ``close()`` returns, and the socket
+        is released, unlike in 0.2.5.
         """
         c = self._c
         if c is None or self._closing:

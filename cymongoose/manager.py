@@ -26,7 +26,8 @@ _LIVE: Set["Manager"] = set()
 
 def _wants_http(url: str, http: Optional[bool]) -> bool:
     if http is None:
-        return url[:8].lower().startswith(_HTTP_SCHEMES)
+        # A non-str url is refused with a clear TypeError by _open().
+        return isinstance(url, str) and url[:8].lower().startswith(_HTTP_SCHEMES)
     return bool(http)
 
 
@@ -118,6 +119,8 @@ class Manager:
             self._pending = exc
 
     def _raise_pending(self) -> None:
+        if self._inside:  # still inside a handler: the outermost call raises it
+            return
         exc = self._pending
         if exc is None and _dispatch.escaped:
             exc = _dispatch.escaped.pop(0)
@@ -136,10 +139,13 @@ class Manager:
 
         Handlers and timer callbacks run inside this call.  Raises
         ``RuntimeError`` when closed or when a poll is already running (from
-        another thread or from a handler).
+        another thread or from a handler, including a handler that
+        ``listen``, ``connect`` or ``Connection.close`` is running).
         """
-        if not self._poll_lock.acquire(False):
-            raise MongooseError(_REENTRANT)
+        # _inside also covers handlers run by listen(), close() or error()
+        # outside a poll: Mongoose is mid-call there too.
+        if self._inside or not self._poll_lock.acquire(False):
+            raise MongooseError(_FREED if self._freed else _REENTRANT)
         try:
             self._check_open()
             ms = to_int(timeout_ms, "timeout_ms")
@@ -235,6 +241,8 @@ class Manager:
     def _open(self, kind: int, url: Any, handler: Optional[Handler], error: str) -> Connection:
         raw = to_cstr(url, "url")
         self._check_open()
+        if not raw:  # mg_listen("") would listen on every interface
+            raise MongooseError(error % url)
         self._inside += 1
         try:
             c = lib.cym_open(self._cm, kind, raw, self._mask)
