@@ -8,7 +8,9 @@ decoded as UTF-8 with ``surrogateescape``.  ``event_name`` lives in
 :mod:`cymongoose.constants`.
 """
 
+import functools
 import json
+import re
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import _log  # noqa: F401  (installs the log sink at import)
@@ -19,6 +21,9 @@ _LONG_BITS = 8 * ffi.sizeof("long")
 _LONG_MIN, _LONG_MAX = -(2 ** (_LONG_BITS - 1)), 2 ** (_LONG_BITS - 1) - 1
 _SIZE_MAX = 2 ** (8 * ffi.sizeof("size_t")) - 1
 _MAX_CAPTURES = 20  # spec 7: match() reports at most 20 captures
+_WILDCARDS = frozenset(b"*#?")
+_QMARK = ord("?")
+_NUMBER_START = frozenset(b"-0123456789")  # how Mongoose tells a number token
 
 _new = ffi.new
 _unpack = ffi.unpack
@@ -35,14 +40,13 @@ def _cstr(value: Any, name: str) -> bytes:
 # -- JSON ----------------------------------------------------------------------
 
 
-def _json_token(data: Any, path: str) -> Optional[bytes]:
+def _json_locate(data: Any, path: str) -> Tuple[bytes, bytes, Optional[bytes]]:
+    """The document, the path, and the raw token at the path (``None`` if absent)."""
     raw = to_bytes(data)
     p = to_cstr(path, "path")
     toklen = _new("int *")
     ofs = lib.cym_util_json_tok(raw, len(raw), p, toklen)
-    if ofs < 0:
-        return None
-    return raw[ofs:ofs + toklen[0]]
+    return raw, p, (None if ofs < 0 else raw[ofs:ofs + toklen[0]])
 
 
 def json_get(data: Any, path: str) -> Optional[str]:
@@ -53,7 +57,7 @@ def json_get(data: Any, path: str) -> Optional[str]:
     document is invalid before the value is reached, or ``path`` does not
     start with ``$``.  Raises ``TypeError`` for a non-``str`` path.
     """
-    tok = _json_token(data, path)
+    tok = _json_locate(data, path)[2]
     return None if tok is None else text(tok)
 
 
@@ -61,13 +65,21 @@ def json_get_num(data: Any, path: str, default: Any = None) -> Any:
     """The JSON number at ``path`` as a ``float``, else ``default``.
 
     A string such as ``"1"`` is not a number and gives ``default``.
+    Deliberate difference from 0.2.5: Mongoose finds the number and Python
+    converts its text, correctly rounded.  Mongoose's own conversion is off
+    in the last digits for about a quarter of doubles (``1.5e-3`` read as
+    ``0.0015000000000000005``, ``5e-324`` as ``5e-308``); it is used only
+    for the truncated forms Python does not read, such as ``1e`` or ``-``.
     """
-    raw = to_bytes(data)
-    p = to_cstr(path, "path")
-    v = _new("double *")
-    if lib.cym_util_json_num(raw, len(raw), p, v):
+    raw, p, tok = _json_locate(data, path)
+    if not tok or tok[0] not in _NUMBER_START:
+        return default
+    try:
+        return float(tok)
+    except ValueError:
+        v = _new("double *")
+        lib.cym_util_json_num(raw, len(raw), p, v)
         return float(v[0])
-    return default
 
 
 def json_get_bool(data: Any, path: str, default: Any = None) -> Any:
@@ -105,7 +117,7 @@ def json_get_str(data: Any, path: str) -> Optional[str]:
     invalid escape gives ``None``.  Raw bytes that are not UTF-8 come back
     through ``surrogateescape``.
     """
-    tok = _json_token(data, path)
+    tok = _json_locate(data, path)[2]
     if tok is None or tok[:1] != b'"':
         return None
     try:
@@ -216,22 +228,49 @@ def http_parse_multipart(body: Any, offset: int = 0) -> Tuple[int, Optional[Dict
     return int(nxt), part
 
 
+@functools.lru_cache(maxsize=256)
+def _capture_regex(pattern: bytes) -> Any:
+    """A regex whose groups are the first 20 wildcards of a Mongoose glob.
+
+    Mongoose extends a ``*`` or ``#`` one byte at a time, shortest first, and
+    never revisits a wildcard once the text after it matched: lazy groups
+    searched left to right make the same choices.  It is only run once
+    Mongoose has said the string matches, so the search follows Mongoose's
+    own path (``/`` rules included) and finishes in the same time.
+    """
+    parts = []
+    groups = 0
+    for ch in pattern:
+        if ch in _WILDCARDS:
+            groups += 1
+            body = b"." if ch == _QMARK else b".*?"
+            parts.append(b"(" + body + b")" if groups <= _MAX_CAPTURES else b"(?:" + body + b")")
+        else:
+            parts.append(re.escape(bytes((ch,))))
+    return re.compile(b"".join(parts), re.DOTALL)
+
+
 def match(s: str, pattern: str) -> Tuple[bool, List[str]]:
     """Glob-match all of ``s``: ``?`` one byte, ``*`` a run without ``/``, ``#`` any run.
 
     Returns ``(True, captures)`` with one capture per wildcard, in order (at
     most 20), or ``(False, [])``.  Other characters match case-sensitively.
+    Whether ``s`` matches is Mongoose's answer (``mg_match``), quirks
+    included: a ``*`` can take in a ``/`` after a partial match, so
+    ``match("a/b/x", "*/x")`` is ``(True, ["a/b"])``.  Deliberately, the
+    captures are not read from Mongoose's capture array, which overflows
+    for patterns such as ``"*??x"`` (memory corruption); each wildcard has
+    its own capture, where Mongoose merges a ``*`` with the wildcard right
+    after it.
     """
     sb = _cstr(s, "s")
     pb = _cstr(pattern, "pattern")
-    wild = pb.count(b"*") + pb.count(b"?") + pb.count(b"#")
-    want = min(wild, _MAX_CAPTURES)
-    caps = _new("struct mg_str[]", wild + 2)  # Mongoose writes one past the last
-    offs = _new("size_t[]", 2 * want + 2)
-    n = lib.cym_util_match(sb, len(sb), pb, len(pb), caps, offs, want)
-    if n < 0:
+    if not lib.cym_util_match(sb, len(sb), pb, len(pb)):
         return False, []
-    return True, [text(sb[offs[2 * i]:offs[2 * i] + offs[2 * i + 1]]) for i in range(n)]
+    m = _capture_regex(pb).fullmatch(sb)
+    if m is None:  # cannot happen for a string Mongoose matched; never invent captures
+        return True, []
+    return True, [text(g) for g in m.groups()]
 
 
 # -- hashing, Base64, CRC ------------------------------------------------------

@@ -15,8 +15,7 @@ long cym_util_http_var(const char *buf, size_t len, const char *name,
                        size_t name_len, size_t *vlen);
 size_t cym_util_multipart(const char *buf, size_t len, size_t ofs,
                           size_t *offs);
-int cym_util_match(const char *s, size_t slen, const char *p, size_t plen,
-                   struct mg_str *caps, size_t *offs, int maxcaps);
+int cym_util_match(const char *s, size_t slen, const char *p, size_t plen);
 void cym_util_md5(const char *buf, size_t len, unsigned char *out);
 void cym_util_sha1(const char *buf, size_t len, unsigned char *out);
 void cym_util_sha256(const char *buf, size_t len, unsigned char *out);

@@ -79,17 +79,11 @@ size_t cym_util_multipart(const char *buf, size_t len, size_t ofs,
   return next;
 }
 
-/* Returns -1 when s does not match, else the number of captures written to
- * offs as (offset, length) pairs; caps holds room for maxcaps + 1. */
-int cym_util_match(const char *s, size_t slen, const char *p, size_t plen,
-                   struct mg_str *caps, size_t *offs, int maxcaps) {
-  int i, n = 0;
-  if (!mg_match(mg_str_n(s, slen), mg_str_n(p, plen), caps)) return -1;
-  for (i = 0; i < maxcaps && caps[i].buf != NULL; i++, n++) {
-    offs[2 * i] = (size_t) (caps[i].buf - s);
-    offs[2 * i + 1] = caps[i].len;
-  }
-  return n;
+/* Match only: Mongoose's capture array overflows when a "*" or "#" is
+ * followed by several wildcards (each retry past the star advances it
+ * again), so captures are computed in Python (cymongoose/utils.py). */
+int cym_util_match(const char *s, size_t slen, const char *p, size_t plen) {
+  return mg_match(mg_str_n(s, slen), mg_str_n(p, plen), NULL) ? 1 : 0;
 }
 
 void cym_util_md5(const char *buf, size_t len, unsigned char *out) {
