@@ -14,7 +14,8 @@ MG_LL_DEBUG -> ``DEBUG`` and MG_LL_VERBOSE -> 5 (below ``DEBUG``).  A record's
 ``pathname``, ``lineno`` and ``funcName`` name the Mongoose source location;
 lines without Mongoose's prefix (hexdumps, a message's second line) continue
 the previous line of the same thread and share its level.  Hexdumps Mongoose
-writes while the level is 0 are dropped, never printed.
+writes while the level is 0 are dropped, never printed.  An exception
+raised by a logging handler is printed to stderr; the event loop goes on.
 """
 
 import logging
@@ -46,6 +47,13 @@ def _decode(raw: bytes) -> str:
 @ffi.def_extern(onerror=_dispatch._on_escape)
 def _cym_log_line(buf: Any, n: int) -> None:
     raw = _unpack(buf, n)
+    try:
+        _emit(raw)
+    except Exception as exc:  # a handler that raises: reported, as logging does
+        _dispatch.print_exception(exc)
+
+
+def _emit(raw: bytes) -> None:
     m = _PREFIX.match(raw)
     if m is not None and m.end() < _PREFIX_LEN:
         level = _LEVELS.get(int(m.group(1)), logging.DEBUG)

@@ -15,16 +15,17 @@ class NetConnectionMixin:
 
     __slots__ = ()
 
-    def _net_call(self, fn: Any, *args: Any) -> None:
+    def _net_call(self, fn: Any, *args: Any) -> Any:
         """Call C on the live connection; events it fires run nested, as in a handler."""
         c = self._live()  # type: ignore[attr-defined]
         mgr = self._mgr  # type: ignore[attr-defined]
         mgr._inside += 1
         try:
-            fn(c, *args)
+            result = fn(c, *args)
         finally:
             mgr._inside -= 1
         mgr._raise_pending()
+        return result
 
     def resolve(self, url: str) -> None:
         """Resolve ``url``'s host, then connect this connection there (C ``mg_resolve``).
@@ -38,13 +39,16 @@ class NetConnectionMixin:
         lookup still pending is replaced, and a connection that already
         has a socket closes it first instead of leaking it.  Raises
         ``TypeError`` for a non-``str`` url, ``RuntimeError`` on a closed
-        connection or a listener.
+        connection, on a listener, and in the ``MG_EV_OPEN`` that
+        ``connect()`` fires (the connect resolves its own URL next).
         """
         raw = to_cstr(url, "url")
         c = self._live()  # type: ignore[attr-defined]
         if lib.cym_flags(c) & _F_LISTENING:
             raise MongooseError("resolve() needs a client connection, not a listener")
-        self._net_call(lib.cym_net_resolve, raw)
+        if self._net_call(lib.cym_net_resolve, raw) < 0:
+            raise MongooseError("resolve() cannot run in the MG_EV_OPEN of a new client "
+                                "connection: connect() resolves its URL right after")
 
     def resolve_cancel(self) -> None:
         """Drop any DNS or mDNS lookup pending for this connection."""

@@ -3,8 +3,15 @@
 /* mg_resolve() on a connection that already owns a socket would open a
  * second one and leak the first, still registered with the poller under a
  * pointer to this connection (a use-after-free once it closes).  So a
- * pending lookup is cancelled and an existing socket is released first. */
-void cym_net_resolve(struct mg_connection *c, const char *url) {
+ * pending lookup is cancelled and an existing socket is released first.
+ * Returns -1, doing nothing, for a client still inside the MG_EV_OPEN of
+ * its creation: mg_connect() resolves the URL itself right after, and would
+ * open a second socket over the one made here. */
+int cym_net_resolve(struct mg_connection *c, const char *url) {
+  if (c->is_client && !c->is_resolving && c->rem.port == 0 &&
+      FD(c) == MG_INVALID_SOCKET) {
+    return -1;
+  }
   mg_resolve_cancel(c);
   if (FD(c) != MG_INVALID_SOCKET) {
 #if MG_ENABLE_EPOLL
@@ -16,6 +23,7 @@ void cym_net_resolve(struct mg_connection *c, const char *url) {
     c->is_readable = c->is_writable = 0;
   }
   mg_resolve(c, url);
+  return 0;
 }
 
 /* Raw connections only: a protocol handler (HTTP, WebSocket, MQTT, SNTP)
