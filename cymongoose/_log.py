@@ -70,7 +70,7 @@ def _emit(raw: bytes) -> None:
     if not logger.isEnabledFor(level):
         return
     logger.handle(logger.makeRecord(logger.name, level, where[0], where[1],
-                                    _decode(raw), None, None, where[2]))
+                                    _decode(raw), (), None, where[2]))
 
 
 lib.cym_log_install()

@@ -1,6 +1,7 @@
 """DNS, SNTP and raw TCP/UDP methods (spec 4.14, 4.15), mixed into
 ``Connection`` and ``Manager``."""
 
+import weakref
 from typing import Any
 
 from ._args import to_cstr, to_int
@@ -8,6 +9,10 @@ from ._ffi import ffi, lib
 from .errors import MongooseError
 
 _F_LISTENING = int(lib.CYM_F_LISTENING)
+
+# Mongoose keeps a pointer to the DNS URL: each Manager's buffer lives here
+# as long as the Manager does.
+_DNS_URLS: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
 
 
 class NetConnectionMixin:
@@ -97,6 +102,10 @@ class NetManagerMixin:
 
         Setting it (e.g. ``"udp://127.0.0.1:5353"``) applies to the next
         lookup; lookups in flight on the old server fail with ``MG_EV_ERROR``.
+        A name this server has no IPv4 address for is asked again, for an
+        IPv6 address, of Mongoose's IPv6 server ``[2001:4860:4860::8888]:53``,
+        which this setting does not change.  ``localhost`` and IP literals
+        never need a lookup.
         Raises ``TypeError`` for a non-``str``, ``ValueError`` for ``""``
         and ``RuntimeError`` once the Manager is closed.
         """
@@ -110,9 +119,8 @@ class NetManagerMixin:
             raise ValueError("dns_server must be a URL such as 'udp://127.0.0.1:53'")
         self._check_open()  # type: ignore[attr-defined]
         keep = ffi.new("char[]", raw)
-        # Mongoose keeps the pointer: the Manager keeps the buffer.
-        self._dns_url = keep
         lib.cym_net_set_dns(self._mgr, keep, 1 if self._inside else 0)  # type: ignore[attr-defined]
+        _DNS_URLS[self] = keep  # only now may the previous buffer go
 
     @property
     def dns_timeout(self) -> int:
