@@ -6,6 +6,12 @@ from .constants import event_name
 from .manager import Manager
 from .messages import HttpMessage, MqttMessage, WsMessage
 from ._dispatch import handles
+from .rpc import Rpc, RpcReq
+from .utils import (base64_decode, base64_encode, crc32, hmac_sha256, http_parse_multipart,
+                    http_var, json_get, json_get_bool, json_get_long, json_get_num,
+                    json_get_str, log_get, log_set, match, md5, millis, random_bytes,
+                    random_str, sha1, sha256, url_encode, url_host, url_is_ssl, url_pass,
+                    url_port, url_uri, url_user)
 
 __all__ = [
     "Connection", "HttpMessage", "Manager", "MqttMessage", "WsMessage",
@@ -20,6 +26,12 @@ __all__ = [
     "MQTT_PROP_TYPE_VARIABLE_INT",
     "MG_LL_NONE", "MG_LL_ERROR", "MG_LL_INFO", "MG_LL_DEBUG", "MG_LL_VERBOSE",
     "event_name",
+    "Rpc", "RpcReq",
+    "base64_decode", "base64_encode", "crc32", "hmac_sha256", "http_parse_multipart",
+    "http_var", "json_get", "json_get_bool", "json_get_long", "json_get_num",
+    "json_get_str", "log_get", "log_set", "match", "md5", "millis", "random_bytes",
+    "random_str", "sha1", "sha256", "url_encode", "url_host", "url_is_ssl", "url_pass",
+    "url_port", "url_uri", "url_user",
 ]
 
 # Our addition, outside the 0.2.5 list: the event declaration for handlers.

@@ -10,6 +10,7 @@ from ._dispatch import EV_ALL, LSN_SHIFT, mask_of, print_exception
 from ._ffi import ffi, lib
 from .connection import Connection, Handler
 from .errors import MongooseError
+from .net import NetManagerMixin
 
 _FREED = "Manager has been freed"
 _REENTRANT = ("poll() is not reentrant and must not be called concurrently. "
@@ -31,7 +32,7 @@ def _wants_http(url: str, http: Optional[bool]) -> bool:
     return bool(http)
 
 
-class Manager:
+class Manager(NetManagerMixin):
     """The event loop: listeners, connections, timers and wakeups.
 
     ``handler(conn, ev, data)`` is the default event handler, used by every

@@ -1,0 +1,138 @@
+"""DNS, SNTP and raw TCP/UDP methods (spec 4.14, 4.15), mixed into
+``Connection`` and ``Manager``."""
+
+import weakref
+from typing import Any
+
+from ._args import to_cstr, to_int
+from ._ffi import ffi, lib
+from .errors import MongooseError
+
+_F_LISTENING = int(lib.CYM_F_LISTENING)
+
+# Mongoose keeps a pointer to the DNS URL: each Manager's buffer lives here
+# as long as the Manager does.
+_DNS_URLS: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
+
+
+class NetConnectionMixin:
+    """``Connection`` methods for name resolution, SNTP and raw receive buffers."""
+
+    __slots__ = ()
+
+    def _net_call(self, fn: Any, *args: Any) -> Any:
+        """Call C on the live connection; events it fires run nested, as in a handler."""
+        c = self._live()  # type: ignore[attr-defined]
+        mgr = self._mgr  # type: ignore[attr-defined]
+        mgr._inside += 1
+        try:
+            result = fn(c, *args)
+        finally:
+            mgr._inside -= 1
+        mgr._raise_pending()
+        return result
+
+    def resolve(self, url: str) -> None:
+        """Resolve ``url``'s host, then connect this connection there (C ``mg_resolve``).
+
+        The remote port comes from ``url`` (or its scheme's default).  An IP
+        literal fires ``MG_EV_RESOLVE`` at once; a name is looked up through
+        the Manager's ``dns_server`` (timeout ``dns_timeout``), ``*.local``
+        through mDNS.  Success fires ``MG_EV_RESOLVE`` and starts a connect;
+        failure fires ``MG_EV_ERROR`` (``"<host> DNS lookup failed"``,
+        ``"DNS timeout"``).  Meant for client connections.  Unlike 0.2.5, a
+        lookup still pending is replaced, and a connection that already
+        has a socket closes it first instead of leaking it.  Raises
+        ``TypeError`` for a non-``str`` url, ``RuntimeError`` on a closed
+        connection, on a listener, and in the ``MG_EV_OPEN`` that
+        ``connect()`` fires (the connect resolves its own URL next).
+        """
+        raw = to_cstr(url, "url")
+        c = self._live()  # type: ignore[attr-defined]
+        if lib.cym_flags(c) & _F_LISTENING:
+            raise MongooseError("resolve() needs a client connection, not a listener")
+        if self._net_call(lib.cym_net_resolve, raw) < 0:
+            raise MongooseError("resolve() cannot run in the MG_EV_OPEN of a new client "
+                                "connection: connect() resolves its URL right after")
+
+    def resolve_cancel(self) -> None:
+        """Drop any DNS or mDNS lookup pending for this connection."""
+        lib.mg_resolve_cancel(self._live())  # type: ignore[attr-defined]
+
+    def sntp_request(self) -> None:
+        """Send one SNTP request on an ``sntp_connect`` connection.
+
+        While the connection is still resolving, Mongoose only logs an error.
+        """
+        self._net_call(lib.mg_sntp_request)
+
+    def recv_consume(self, length: int = -1) -> int:
+        """Remove the first ``length`` bytes (all if negative) of the receive buffer.
+
+        An addition beyond 0.2.5, whose raw TCP/UDP connections could only
+        accumulate input until the 3 MiB limit closed them (spec 4.15): an
+        ``MG_EV_READ`` handler reads with ``recv_data()`` and then consumes
+        what it handled, so the next READ sees only new bytes.  Returns the
+        number of bytes removed; 0 once closed.  Raises ``RuntimeError`` on
+        a connection with a protocol parser (HTTP, WebSocket, MQTT, SNTP),
+        which consumes its own input.
+        """
+        if isinstance(length, bool) or not isinstance(length, int):
+            raise TypeError("Argument 'length' must be an int")
+        c = self._c  # type: ignore[attr-defined]
+        if c is None:
+            return 0
+        n = int(c.recv.len) if length < 0 else min(length, int(c.recv.len))
+        removed = lib.cym_net_consume(c, n)
+        if removed < 0:
+            raise MongooseError(
+                "recv_consume() is for raw tcp:// and udp:// connections; "
+                "this one has a protocol parser")
+        return int(removed)
+
+
+class NetManagerMixin:
+    """``Manager`` settings for name resolution (an addition beyond 0.2.5)."""
+
+    __slots__ = ()
+
+    @property
+    def dns_server(self) -> str:
+        """URL of the DNS server for lookups, ``"udp://8.8.8.8:53"`` by default.
+
+        Setting it (e.g. ``"udp://127.0.0.1:5353"``) applies to the next
+        lookup; lookups in flight on the old server fail with ``MG_EV_ERROR``.
+        A name this server has no IPv4 address for is asked again, for an
+        IPv6 address, of Mongoose's IPv6 server ``[2001:4860:4860::8888]:53``,
+        which this setting does not change.  ``localhost`` and IP literals
+        never need a lookup.
+        Raises ``TypeError`` for a non-``str``, ``ValueError`` for ``""``
+        and ``RuntimeError`` once the Manager is closed.
+        """
+        self._check_open()  # type: ignore[attr-defined]
+        return ffi.string(lib.cym_net_dns(self._mgr)).decode("utf-8", "surrogateescape")  # type: ignore[attr-defined]
+
+    @dns_server.setter
+    def dns_server(self, url: str) -> None:
+        raw = to_cstr(url, "url")
+        if not raw:
+            raise ValueError("dns_server must be a URL such as 'udp://127.0.0.1:53'")
+        self._check_open()  # type: ignore[attr-defined]
+        keep = ffi.new("char[]", raw)
+        lib.cym_net_set_dns(self._mgr, keep, 1 if self._inside else 0)  # type: ignore[attr-defined]
+        _DNS_URLS[self] = keep  # only now may the previous buffer go
+
+    @property
+    def dns_timeout(self) -> int:
+        """DNS lookup timeout in milliseconds (3000 by default)."""
+        self._check_open()  # type: ignore[attr-defined]
+        return int(lib.cym_net_dns_timeout(self._mgr, -1))  # type: ignore[attr-defined]
+
+    @dns_timeout.setter
+    def dns_timeout(self, ms: int) -> None:
+        value = to_int(ms, "ms", 0)
+        self._check_open()  # type: ignore[attr-defined]
+        lib.cym_net_dns_timeout(self._mgr, value)  # type: ignore[attr-defined]
+
+
+__all__ = ["NetConnectionMixin", "NetManagerMixin"]

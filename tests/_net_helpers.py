@@ -1,0 +1,117 @@
+"""Small loopback UDP peers for the DNS, SNTP and UDP tests, each on its own thread."""
+
+import select
+import socket
+import struct
+import threading
+import time
+from typing import Callable, Dict, List, Optional, Tuple
+
+Reply = Callable[[bytes], Optional[bytes]]
+
+NTP_OFFSET = 2208988800  # seconds from 1900 to 1970
+
+
+class UdpPeer:
+    """A UDP socket on 127.0.0.1 whose thread answers each datagram with ``reply(data)``.
+
+    ``reply`` returns the answer, or ``None`` to stay silent.  Every datagram
+    received is kept in ``received``.
+    """
+
+    def __init__(self, reply: Reply) -> None:
+        self.reply = reply
+        self.received: List[bytes] = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = "udp://127.0.0.1:%d" % self.port
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self.sock], [], [], 0.05)
+            if not ready:
+                continue
+            data, addr = self.sock.recvfrom(65536)
+            self.received.append(data)
+            answer = self.reply(data)
+            if answer is not None:
+                self.sock.sendto(answer, addr)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+
+    def __enter__(self) -> "UdpPeer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -- DNS ---------------------------------------------------------------------
+
+
+def dns_question(packet: bytes) -> Tuple[int, str, int, bytes]:
+    """(transaction id, name, qtype, raw question section) of a DNS query."""
+    txid = struct.unpack("!H", packet[:2])[0]
+    i = 12
+    labels = []
+    while packet[i]:
+        n = packet[i]
+        labels.append(packet[i + 1:i + 1 + n].decode("ascii"))
+        i += n + 1
+    qtype = struct.unpack("!H", packet[i + 1:i + 3])[0]
+    return txid, ".".join(labels), qtype, packet[12:i + 5]
+
+
+def dns_server(records: Dict[str, str]) -> UdpPeer:
+    """A DNS server answering A queries for ``records`` (name -> IPv4), NXDOMAIN otherwise."""
+
+    def reply(packet: bytes) -> bytes:
+        txid, name, qtype, question = dns_question(packet)
+        ip = records.get(name.lower())
+        if ip is None or qtype != 1:
+            return struct.pack("!HHHHHH", txid, 0x8183, 1, 0, 0, 0) + question
+        answer = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + socket.inet_aton(ip)
+        return struct.pack("!HHHHHH", txid, 0x8180, 1, 1, 0, 0) + question + answer
+
+    return UdpPeer(reply)
+
+
+# -- SNTP --------------------------------------------------------------------
+
+
+def ntp_timestamp(epoch_ms: int) -> bytes:
+    seconds, ms = divmod(epoch_ms, 1000)
+    return struct.pack("!II", seconds + NTP_OFFSET, int(ms * 2**32 // 1000))
+
+
+def sntp_server(epoch_ms: int, answer_from: int = 1) -> UdpPeer:
+    """An SNTP server whose clock reads ``epoch_ms``; it answers the
+    ``answer_from``-th request and every later one."""
+    count = [0]
+
+    def reply(packet: bytes) -> Optional[bytes]:
+        count[0] += 1
+        if count[0] < answer_from or len(packet) < 48:
+            return None
+        stamp = ntp_timestamp(epoch_ms)
+        # LI 0, version 4, mode 4 (server); stratum 1; origin = the client's transmit time.
+        head = bytes([0x24, 1, 6, 0xEC]) + b"\0" * 8 + b"TEST"
+        return head + stamp + packet[40:48] + stamp + stamp
+
+    return UdpPeer(reply)
+
+
+def poll_until(mgr: object, predicate: Callable[[], object], timeout: float = 10.0) -> None:
+    """Poll ``mgr`` on this thread until ``predicate`` holds; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met within %.1fs" % timeout)
+        mgr.poll(10)  # type: ignore[attr-defined]
