@@ -214,3 +214,60 @@ class Paho:
     def stop(self) -> None:
         self.c.disconnect()
         self.c.loop_stop()
+
+
+# -- raw MQTT 3.1.1 over a plain socket, for what paho will not send ---------
+
+
+def packet(first_byte: int, body: bytes) -> bytes:
+    """One MQTT packet: fixed header (with the remaining length) and body."""
+    n, length = len(body), bytearray()
+    while True:
+        n, digit = divmod(n, 128)
+        length.append(digit | (0x80 if n else 0))
+        if not n:
+            break
+    return bytes([first_byte]) + bytes(length) + body
+
+
+def mqtt_string(s: str) -> bytes:
+    raw = s.encode()
+    return len(raw).to_bytes(2, "big") + raw
+
+
+def connect_packet(client_id: str, keepalive: int = 0, level: int = 4,
+                   flags: int = 0x02) -> bytes:
+    return packet(0x10, mqtt_string("MQTT") + bytes([level, flags])
+                  + keepalive.to_bytes(2, "big") + mqtt_string(client_id))
+
+
+def recv_exact(sock: socket.socket, n: int, timeout: float = 5.0) -> bytes:
+    sock.settimeout(timeout)
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise AssertionError("connection closed after %r" % data)
+        data += chunk
+    return data
+
+
+def closed_by_peer(sock: socket.socket, timeout: float = 5.0) -> bool:
+    """True once the peer closes (EOF or reset) within ``timeout``; False if it stays open."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(4096):
+            pass
+    except socket.timeout:
+        return False
+    except ConnectionResetError:
+        pass
+    return True
+
+
+def raw_client(port: int, client_id: str = "", keepalive: int = 0) -> socket.socket:
+    """A plain socket that has sent CONNECT and read an accepting CONNACK."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(connect_packet(client_id, keepalive))
+    assert recv_exact(sock, 4) == b"\x20\x02\x00\x00"
+    return sock
