@@ -235,7 +235,11 @@ class MqttMessage(_View):
 
     @property
     def retain(self) -> bool:
-        """PUBLISH retain flag: a retained message sent for a new subscription (our addition)."""
+        """PUBLISH retain flag (our addition).
+
+        From a broker: a retained message sent for a new subscription; to a
+        broker: the publisher asks it to retain the message.
+        """
         p = self._ptr()
         if p is None or p.cmd != 3:
             return False

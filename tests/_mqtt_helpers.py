@@ -93,8 +93,8 @@ class Client:
     """Our MQTT client on its own Manager, polled by a background thread.
 
     The handler copies everything it sees, so the test thread reads plain
-    Python values: ``connack`` (and the raw ``connack_packet``), ``messages``, ``cmds`` (packet types with
-    ids), ``errors``, and ``closed`` (an Event).
+    Python values: ``connack`` (and the raw ``connack_packet``), ``messages``,
+    ``cmds`` (packet types with ids), ``errors``, and ``closed`` (an Event).
     """
 
     def __init__(self, url: str, **kwargs: Any) -> None:

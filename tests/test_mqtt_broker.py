@@ -10,7 +10,7 @@ import cymongoose as cm
 from cymongoose.broker import topic_matches, valid_filter
 from conftest import LoopThread, wait_until
 from _mqtt_helpers import (Client, Paho, closed_by_peer, connect_packet, mqtt_string, packet,
-                           raw_client, recv_exact, unique)
+                           raw_client, recv_exact)
 
 
 @pytest.fixture
