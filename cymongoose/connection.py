@@ -8,6 +8,7 @@ from ._ffi import ffi, lib
 from .errors import ClosedError, MongooseError
 from .messages import HttpMessage
 from .net import NetConnectionMixin
+from .mqtt import MqttConnectionMixin
 
 Handler = Callable[["Connection", int, Any], Any]
 Address = Tuple[str, int, bool]
@@ -70,7 +71,7 @@ def _serve_opts(keep: List[Any], **fields: str) -> Any:
     return opts
 
 
-class Connection(NetConnectionMixin):
+class Connection(NetConnectionMixin, MqttConnectionMixin):
     """A Mongoose connection: listener, accepted peer or outbound client.
 
     Created by the :class:`Manager`; ``Connection()`` gives an inert, closed

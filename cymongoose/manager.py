@@ -11,6 +11,7 @@ from ._ffi import ffi, lib
 from .connection import Connection, Handler
 from .errors import MongooseError
 from .net import NetManagerMixin
+from .mqtt import MqttManagerMixin
 
 _FREED = "Manager has been freed"
 _REENTRANT = ("poll() is not reentrant and must not be called concurrently. "
@@ -32,7 +33,7 @@ def _wants_http(url: str, http: Optional[bool]) -> bool:
     return bool(http)
 
 
-class Manager(NetManagerMixin):
+class Manager(NetManagerMixin, MqttManagerMixin):
     """The event loop: listeners, connections, timers and wakeups.
 
     ``handler(conn, ev, data)`` is the default event handler, used by every
@@ -239,14 +240,19 @@ class Manager(NetManagerMixin):
         """How many Connection objects this Manager tracks (0 after close)."""
         return len(self._conns)
 
-    def _open(self, kind: int, url: Any, handler: Optional[Handler], error: str) -> Connection:
+    def _open(self, kind: int, url: Any, handler: Optional[Handler], error: str,
+              opener: Optional[Callable[[Any, bytes, int], Any]] = None) -> Connection:
+        """Create a connection with ``cym_open(kind)``, or ``opener(cm, url, state)``."""
         raw = to_cstr(url, "url")
         self._check_open()
         if not raw:  # mg_listen("") would listen on every interface
             raise MongooseError(error % url)
         self._inside += 1
         try:
-            c = lib.cym_open(self._cm, kind, raw, self._mask)
+            if opener is None:
+                c = lib.cym_open(self._cm, kind, raw, self._mask)
+            else:
+                c = opener(self._cm, raw, self._mask)
         finally:
             self._inside -= 1
         if c == ffi.NULL:
@@ -285,9 +291,12 @@ class Manager(NetManagerMixin):
                           "Failed to create WebSocket connection to '%s'")
 
     def mqtt_listen(self, url: str, handler: Optional[Handler] = None) -> Connection:
-        """Listen for MQTT clients; the application implements the broker."""
-        return self._open(lib.CYM_MQTT_LISTEN, url, handler,
-                          "Failed to listen for MQTT on '%s'")
+        """Listen for MQTT clients; the application (or ``MqttBroker``) implements the broker.
+
+        Accepted connections run the MQTT parser of ``cymongoose.mqtt``.
+        """
+        return self._open(0, url, handler, "Failed to listen for MQTT on '%s'",
+                          lib.cym_mqtt_listen)
 
     def sntp_connect(self, url: str, handler: Optional[Handler] = None) -> Connection:
         """Ask an SNTP server for the time; ``MG_EV_SNTP_TIME`` delivers it."""

@@ -233,6 +233,28 @@ class MqttMessage(_View):
         p = self._ptr()
         return int(p.ack) if p is not None else 0
 
+    @property
+    def retain(self) -> bool:
+        """PUBLISH retain flag (our addition).
+
+        From a broker: a retained message sent for a new subscription; to a
+        broker: the publisher asks it to retain the message.
+        """
+        p = self._ptr()
+        if p is None or p.cmd != 3:
+            return False
+        return bool(_unpack(p.dgram.buf, 1)[0] & 1)
+
+    @property
+    def dgram(self) -> bytes:
+        """The whole raw packet, fixed header included (our addition).
+
+        A broker reads what Mongoose does not parse from it, such as the
+        CONNECT payload or a SUBSCRIBE's topic filters.
+        """
+        p = self._ptr()
+        return _bytes(p.dgram) if p is not None else b""
+
     def properties(self) -> List[Dict[str, Any]]:
         """MQTT 5 properties as dicts with keys ``id``, ``iv``, ``key``, ``val``."""
         p = self._ptr()

@@ -1,0 +1,234 @@
+/* MQTT: our own protocol handler for every MQTT connection, and one-call
+ * helpers behind the Connection methods.
+ *
+ * Our handler takes the place of Mongoose's mqtt_cb (which stays unused)
+ * because 7.23's:
+ *   - marks a connection that sent a malformed packet as closing without any
+ *     MG_EV_ERROR, so the application never learns why it went away;
+ *   - parses an MQTT 5 PUBLISH with at most two bytes after the topic and
+ *     packet id wrongly (the property length byte becomes payload);
+ *   - never sends PINGREQ by itself, so an idle client is dropped by its
+ *     broker after 1.5 keep-alive periods;
+ *   - never learns the protocol version on the broker side, so MQTT 5
+ *     clients of mg_mqtt_listen are parsed as 3.1.1;
+ *   - passes MG_EV_MQTT_OPEN a uint8_t * where mongoose.h documents int *.
+ * Everything else (automatic PUBACK/PUBREC/PUBREL/PUBCOMP, the events and
+ * their order) is what mqtt_cb does. */
+
+/* Per-connection state in c->data, which Mongoose leaves to the protocol
+ * handler (HTTP keeps its own state there the same way). */
+struct cym_mqtt {
+  uint64_t last_tx;   /* mg_millis() when bytes last left */
+  uint64_t last_rx;   /* mg_millis() when the last whole packet arrived */
+  uint64_t ping_at;   /* when our unanswered PINGREQ was queued; 0: none */
+  uint16_t keepalive; /* seconds; 0 turns keep-alive handling off */
+  uint8_t open;       /* client: CONNACK accepted; broker side: CONNECT seen */
+};
+
+typedef char cym_mqtt_fits[sizeof(struct cym_mqtt) <= MG_DATA_SIZE ? 1 : -1];
+typedef char cym_mqtt_aligned
+    [offsetof(struct mg_connection, data) % sizeof(uint64_t) == 0 ? 1 : -1];
+
+static struct cym_mqtt *cym_mqtt_state(struct mg_connection *c) {
+  return (struct cym_mqtt *) (void *) c->data;
+}
+
+/* Milliseconds from `then` to `now`, never negative. */
+static uint64_t cym_since(uint64_t now, uint64_t then) {
+  return now > then ? now - then : 0;
+}
+
+/* CONNECT seen by a broker: learn the version and keep-alive.  False when
+ * the variable header is cut short. */
+static bool cym_mqtt_hello(struct mg_connection *c, struct cym_mqtt *st,
+                           const struct mg_mqtt_message *mm) {
+  const uint8_t *p = (const uint8_t *) mm->dgram.buf + 1;
+  const uint8_t *end = (const uint8_t *) mm->dgram.buf + mm->dgram.len;
+  size_t name_len;
+  while (*p & 0x80) p++; /* remaining length; mg_mqtt_parse validated it */
+  p++;
+  if (end - p < 2) return false;
+  name_len = ((size_t) p[0] << 8) | p[1];
+  if ((size_t) (end - p) < 2 + name_len + 4) return false;
+  p += 2 + name_len; /* protocol level, connect flags, keep-alive */
+  c->is_mqtt5 = p[0] == 5;
+  st->keepalive = (uint16_t) ((p[2] << 8) | p[3]);
+  st->open = 1;
+  return true;
+}
+
+/* What mg_mqtt_parse lets through but the protocol forbids, and the MQTT 5
+ * short-PUBLISH fix.  False means malformed. */
+static bool cym_mqtt_check(struct mg_connection *c, struct cym_mqtt *st,
+                           struct mg_mqtt_message *mm) {
+  if (mm->cmd == 0 || (mm->cmd == MQTT_CMD_AUTH && !c->is_mqtt5)) return false;
+  if (mm->cmd == MQTT_CMD_CONNECT && c->is_accepted)
+    return cym_mqtt_hello(c, st, mm);
+  if (mm->cmd != MQTT_CMD_PUBLISH) return true;
+  if (mm->qos == 3) return false;
+  if (c->is_mqtt5 && mm->props_start == 0 && mm->data.len > 0) {
+    /* mg_mqtt_parse skipped the properties: read their length here */
+    const uint8_t *p = (const uint8_t *) mm->data.buf;
+    uint32_t size = 0;
+    size_t n = decode_varint(p, mm->data.len, &size);
+    if (n == 0 || n + size > mm->data.len) return false;
+    mm->props_start = (size_t) (p + n - (const uint8_t *) mm->dgram.buf);
+    mm->props_size = size;
+    mm->data.buf += n + size;
+    mm->data.len -= n + size;
+  }
+  return true;
+}
+
+/* A two-byte-id acknowledgement (the short form, valid in 3.1.1 and 5). */
+static bool cym_mqtt_ack(struct mg_connection *c, uint8_t cmd, uint8_t flags,
+                         uint16_t id) {
+  uint8_t b[4];
+  b[0] = (uint8_t) ((cmd << 4) | flags);
+  b[1] = 2;
+  b[2] = (uint8_t) (id >> 8);
+  b[3] = (uint8_t) (id & 0xFF);
+  return mg_send(c, b, sizeof(b));
+}
+
+/* The automatic answers and the events before MG_EV_MQTT_CMD. */
+static bool cym_mqtt_react(struct mg_connection *c, struct cym_mqtt *st,
+                           struct mg_mqtt_message *mm) {
+  switch (mm->cmd) {
+    case MQTT_CMD_CONNACK: {
+      int code = mm->ack;
+      mg_call(c, MG_EV_MQTT_OPEN, &code);
+      if (code == 0) {
+        st->open = 1;
+      } else {
+        c->is_closing = 1;
+      }
+      return true;
+    }
+    case MQTT_CMD_PUBLISH:
+      if (mm->qos > 0 &&
+          !cym_mqtt_ack(c, mm->qos == 2 ? MQTT_CMD_PUBREC : MQTT_CMD_PUBACK, 0,
+                        mm->id))
+        return false;
+      mg_call(c, MG_EV_MQTT_MSG, mm);
+      return true;
+    case MQTT_CMD_PUBREC: return cym_mqtt_ack(c, MQTT_CMD_PUBREL, 2, mm->id);
+    case MQTT_CMD_PUBREL: return cym_mqtt_ack(c, MQTT_CMD_PUBCOMP, 0, mm->id);
+    default: return true;
+  }
+}
+
+static void cym_mqtt_read(struct mg_connection *c, struct cym_mqtt *st) {
+  while (!c->is_closing) {
+    struct mg_mqtt_message mm;
+    int rc = mg_mqtt_parse(c->recv.buf, c->recv.len, c->is_mqtt5 ? 5 : 4, &mm);
+    if (rc == MQTT_INCOMPLETE) break;
+    if (rc == MQTT_MALFORMED || !cym_mqtt_check(c, st, &mm)) {
+      mg_error(c, "MQTT malformed packet");
+      break;
+    }
+    st->last_rx = mg_millis();
+    st->ping_at = 0;
+    if (!cym_mqtt_react(c, st, &mm)) {
+      mg_error(c, "OOM");
+      break;
+    }
+    mg_call(c, MG_EV_MQTT_CMD, &mm);
+    mg_iobuf_del(&c->recv, 0, mm.dgram.len);
+  }
+}
+
+/* Keep-alive, once per poll, in C so that it costs no Python call.  A client
+ * pings after half a keep-alive period without sending (a slow poll cannot
+ * make it late) and gives up when the ping goes unanswered for a whole
+ * period; a broker drops a client silent for 1.5 periods (MQTT 3.1.2.10). */
+static void cym_mqtt_tick(struct mg_connection *c, struct cym_mqtt *st,
+                          uint64_t now) {
+  uint64_t ka = (uint64_t) st->keepalive * 1000;
+  if (ka == 0 || !st->open || c->is_closing) return;
+  if (c->is_accepted) {
+    if (cym_since(now, st->last_rx) > ka + ka / 2)
+      mg_error(c, "MQTT keep-alive timeout");
+  } else if (st->ping_at != 0) {
+    if (cym_since(now, st->ping_at) > ka) mg_error(c, "MQTT keep-alive timeout");
+  } else if (cym_since(now, st->last_tx) >= ka / 2) {
+    mg_mqtt_ping(c);
+    st->ping_at = st->last_tx = now;
+  }
+}
+
+static void cym_mqtt_cb(struct mg_connection *c, int ev, void *ev_data) {
+  struct cym_mqtt *st = cym_mqtt_state(c);
+  if (c->is_listening) return;
+  switch (ev) {
+    case MG_EV_READ: cym_mqtt_read(c, st); break;
+    case MG_EV_WRITE: st->last_tx = mg_millis(); break;
+    case MG_EV_POLL: cym_mqtt_tick(c, st, *(uint64_t *) ev_data); break;
+    default: break;
+  }
+}
+
+struct mg_connection *cym_mqtt_connect(struct cym_mgr *m, const char *url,
+                                       const struct mg_mqtt_opts *opts,
+                                       uintptr_t state) {
+  struct mg_connection *c = mg_connect_svc(&m->mgr, url, cym_ev, (void *) state,
+                                           cym_mqtt_cb, NULL);
+  if (c != NULL) {
+    struct cym_mqtt *st = cym_mqtt_state(c);
+    st->keepalive = opts->keepalive;
+    st->last_tx = mg_millis();
+    mg_mqtt_login(c, opts);
+  }
+  return c;
+}
+
+struct mg_connection *cym_mqtt_listen(struct cym_mgr *m, const char *url,
+                                      uintptr_t state) {
+  struct mg_connection *c = mg_listen(&m->mgr, url, cym_ev, (void *) state);
+  if (c != NULL) c->pfn = cym_mqtt_cb, c->pfn_data = NULL;
+  return c;
+}
+
+uint16_t cym_mqtt_pub(struct mg_connection *c, const char *topic,
+                      size_t topic_len, const char *msg, size_t msg_len,
+                      int qos, int retain, struct mg_mqtt_prop *props,
+                      size_t nprops) {
+  struct mg_mqtt_opts o;
+  memset(&o, 0, sizeof(o));
+  o.topic = mg_str_n(topic, topic_len);
+  o.message = mg_str_n(msg, msg_len);
+  o.qos = (uint8_t) qos;
+  o.retain = retain != 0;
+  o.props = props;
+  o.num_props = nprops;
+  return mg_mqtt_pub(c, &o);
+}
+
+void cym_mqtt_sub(struct mg_connection *c, const char *topic, size_t topic_len,
+                  int qos, int unsub, struct mg_mqtt_prop *props,
+                  size_t nprops) {
+  struct mg_mqtt_opts o;
+  memset(&o, 0, sizeof(o));
+  o.topic = mg_str_n(topic, topic_len);
+  o.qos = (uint8_t) qos;
+  o.props = props;
+  o.num_props = nprops;
+  if (unsub) {
+    mg_mqtt_unsub(c, &o);
+  } else {
+    mg_mqtt_sub(c, &o);
+  }
+}
+
+void cym_mqtt_disconnect(struct mg_connection *c) {
+  struct mg_mqtt_opts o;
+  memset(&o, 0, sizeof(o));
+  mg_mqtt_disconnect(c, &o);
+}
+
+int cym_mqtt_version(struct mg_connection *c) { return c->is_mqtt5 ? 5 : 4; }
+
+/* The value type of a property id (MQTT_PROP_TYPE_*), or -1 if unknown. */
+int cym_mqtt_prop_type(int id) {
+  return id < 0 || id > 255 ? -1 : mqtt_prop_type_by_id((uint8_t) id);
+}
