@@ -1,0 +1,200 @@
+/* TLS for Connection.tls_init/tls_free (cymongoose/tls.py).
+ *
+ * Besides calling mg_tls_init/mg_tls_free, this file makes TLS failures
+ * visible.  Mongoose's built-in stack closes a connection *without*
+ * MG_EV_ERROR when the peer hangs up during the handshake (read_conn only
+ * sets is_closing), and reports alerts without saying which one.  So a TLS
+ * connection gets a wrapper around the usual trampoline cym_ev as its fn;
+ * which wrapper is installed is the connection's TLS state:
+ *
+ *   cym_tls_hs_ev    handshake running, no error reported yet: a close that
+ *                    comes from the peer gets an MG_EV_ERROR first
+ *   cym_tls_ev       handshake over or failed: only error texts are enriched
+ *   cym_tls_free_ev  tls_free() was called inside the event loop: the TLS
+ *                    state is freed at the connection's next MG_EV_POLL
+ *
+ * The function pointer is the state, so nothing is stored in c->data (which
+ * the HTTP code uses) or in c->fn_data (which cym_set_state overwrites). */
+
+#define CYM_TLS_OK 0
+#define CYM_TLS_ALREADY 1
+#define CYM_TLS_FREE_PENDING 2
+
+static const char *cym_tls_alert_name(unsigned char desc) {
+  switch (desc) {
+    case 0: return "close_notify";
+    case 10: return "unexpected_message";
+    case 20: return "bad_record_mac";
+    case 22: return "record_overflow";
+    case 40: return "handshake_failure";
+    case 42: return "bad_certificate";
+    case 43: return "unsupported_certificate";
+    case 44: return "certificate_revoked";
+    case 45: return "certificate_expired";
+    case 46: return "certificate_unknown";
+    case 47: return "illegal_parameter";
+    case 48: return "unknown_ca";
+    case 49: return "access_denied";
+    case 50: return "decode_error";
+    case 51: return "decrypt_error";
+    case 70: return "protocol_version";
+    case 71: return "insufficient_security";
+    case 80: return "internal_error";
+    case 86: return "inappropriate_fallback";
+    case 90: return "user_canceled";
+    case 109: return "missing_extension";
+    case 110: return "unsupported_extension";
+    case 112: return "unrecognized_name";
+    case 113: return "bad_certificate_status_response";
+    case 115: return "unknown_psk_identity";
+    case 116: return "certificate_required";
+    case 120: return "no_application_protocol";
+    default: return "unknown";
+  }
+}
+
+/* Forwards MG_EV_ERROR with a clearer text where Mongoose's own is terse.
+ * Both alert errors fire while the alert record is still at the head of
+ * c->rtls, its level and description at offsets 5 and 6 (decrypted in
+ * place for "TLS Fatal alert"). */
+static void cym_tls_error(struct mg_connection *c, const char *msg) {
+  char buf[200];
+  const char *hint = NULL;
+  if (msg == NULL) msg = "TLS error";
+  if ((strcmp(msg, "TLS error alert") == 0 ||
+       strcmp(msg, "TLS Fatal alert") == 0) &&
+      c->rtls.len >= 7) {
+    unsigned char desc = c->rtls.buf[6];
+    mg_snprintf(buf, sizeof(buf), "%s from peer: %s (%d)", msg,
+                cym_tls_alert_name(desc), (int) desc);
+    cym_ev(c, MG_EV_ERROR, buf);
+    return;
+  }
+  if (strcmp(msg, "socket error") == 0 && c->is_tls_hs && !c->is_connecting) {
+    /* A peer that rejects our ClientHello often closes with our
+     * ChangeCipherSpec unread, which makes its kernel send a reset. */
+    msg = "TLS handshake failed: the peer reset the connection";
+    hint = "socket error; a peer without TLS 1.3 does this";
+  } else if (strcmp(msg, "bad client hello") == 0) {
+    hint = "the client must offer TLS 1.3 with an X25519 key share";
+  } else if (strcmp(msg, "not a client hello packet") == 0) {
+    hint = "the client did not start a TLS handshake";
+  } else if (strcmp(msg, "not a server hello packet") == 0) {
+    hint = "the server did not answer with a TLS 1.3 ServerHello";
+  } else if (strcmp(msg, "failed to verify hostname") == 0) {
+    hint = "the certificate names neither TlsOpts.name nor the peer's IP";
+  } else if (strcmp(msg, "failed to verify CA") == 0 ||
+             strcmp(msg, "failed to find issuing CA in bundle") == 0) {
+    hint = "the peer's certificate is not signed by TlsOpts.ca";
+  }
+  if (hint == NULL) {
+    cym_ev(c, MG_EV_ERROR, (void *) msg);
+  } else {
+    mg_snprintf(buf, sizeof(buf), "%s (%s)", msg, hint);
+    cym_ev(c, MG_EV_ERROR, buf);
+  }
+}
+
+static void cym_tls_ev(struct mg_connection *c, int ev, void *ev_data) {
+  if (ev == MG_EV_ERROR) {
+    cym_tls_error(c, (const char *) ev_data);
+  } else {
+    cym_ev(c, ev, ev_data);
+  }
+}
+
+/* Who closed a connection during the handshake?  Mongoose sets is_closing
+ * and closes in the same step when the peer hangs up, so no event sees the
+ * flag before MG_EV_CLOSE.  Any other close was visible earlier: the flag
+ * set at an event's entry (Manager.close, a close() made elsewhere) or
+ * during a handler (close(), drain()), an MG_EV_ERROR, or MG_EV_CLOSE
+ * without the flag (Connection.close() outside the loop closes at once). */
+/* Mongoose waits for a whole record before it looks at one, so a peer that
+ * sends bytes that are not TLS (say "GET / HTTP/1.1") stalls the handshake
+ * as long as the length field its bytes happen to hold.  The header shows
+ * it at once: content type 20..23, version 3.x, at most 2^14 + 256 bytes. */
+static bool cym_tls_bad_header(const struct mg_connection *c) {
+  const unsigned char *h = c->rtls.buf;
+  size_t n = c->rtls.len;
+  if (n >= 1 && (h[0] < 20 || h[0] > 23)) return true;
+  if (n >= 2 && h[1] != 3) return true;
+  return n >= 5 && ((size_t) h[3] << 8 | h[4]) > 16384 + 256;
+}
+
+static void cym_tls_hs_ev(struct mg_connection *c, int ev, void *ev_data) {
+  if (ev == MG_EV_POLL && c->is_tls_hs && !c->is_closing &&
+      cym_tls_bad_header(c)) {
+    mg_error(c, "TLS handshake failed: the peer does not speak TLS");
+    cym_ev(c, ev, ev_data);  // mg_error came back through here: disarmed
+    return;
+  }
+  if (ev == MG_EV_ERROR) {
+    c->fn = cym_tls_ev;
+    cym_tls_error(c, (const char *) ev_data);
+    return;
+  }
+  if (ev == MG_EV_CLOSE) {
+    c->fn = cym_tls_ev;
+    if (c->is_closing && c->is_tls_hs) {
+      cym_ev(c, MG_EV_ERROR,
+             "TLS handshake failed: the peer closed the connection");
+    }
+    cym_ev(c, ev, ev_data);
+    return;
+  }
+  if (c->is_closing || c->is_draining || !c->is_tls_hs) {
+    c->fn = cym_tls_ev;  // closed by us, or the handshake is over
+  }
+  cym_ev(c, ev, ev_data);
+  if (c->is_closing || c->is_draining) c->fn = cym_tls_ev;
+}
+
+/* Drops the TLS state; the connection carries on in plain text.  Clearing
+ * the flags matters: Mongoose would otherwise read c->tls, now NULL. */
+static void cym_tls_ev(struct mg_connection *c, int ev, void *ev_data);
+static void cym_tls_hs_ev(struct mg_connection *c, int ev, void *ev_data);
+static void cym_tls_free_ev(struct mg_connection *c, int ev, void *ev_data);
+
+static void cym_tls_drop(struct mg_connection *c) {
+  mg_tls_free(c);
+  c->is_tls = c->is_tls_hs = c->is_tls_throttled = 0;
+  if (c->fn == cym_tls_ev || c->fn == cym_tls_hs_ev || c->fn == cym_tls_free_ev) {
+    c->fn = cym_ev;
+  }
+}
+
+/* MG_EV_POLL fires from mg_mgr_poll itself, never from inside the TLS code,
+ * so freeing there cannot pull the state from under a running handshake. */
+static void cym_tls_free_ev(struct mg_connection *c, int ev, void *ev_data) {
+  if (ev == MG_EV_POLL) cym_tls_drop(c);
+  if (ev == MG_EV_CLOSE) c->fn = cym_ev;  // mg_close_conn frees the state
+  cym_ev(c, ev, ev_data);
+}
+
+int cym_tls_init(struct mg_connection *c, const char *ca, size_t ca_len,
+                 const char *cert, size_t cert_len, const char *key,
+                 size_t key_len, const char *name, size_t name_len,
+                 int skip_verification) {
+  struct mg_tls_opts opts;
+  if (c->fn == cym_tls_free_ev) return CYM_TLS_FREE_PENDING;
+  if (c->tls != NULL) return CYM_TLS_ALREADY;
+  memset(&opts, 0, sizeof(opts));
+  if (ca_len > 0) opts.ca = mg_str_n(ca, ca_len);
+  if (cert_len > 0) opts.cert = mg_str_n(cert, cert_len);
+  if (key_len > 0) opts.key = mg_str_n(key, key_len);
+  if (name_len > 0) opts.name = mg_str_n(name, name_len);
+  opts.skip_verification = skip_verification != 0;
+  mg_tls_init(c, &opts);  // copies what it keeps; errors fire inside
+  if (c->tls != NULL && c->fn == cym_ev) {
+    c->fn = (c->is_listening || c->is_closing) ? cym_tls_ev : cym_tls_hs_ev;
+  }
+  return CYM_TLS_OK;
+}
+
+void cym_tls_free(struct mg_connection *c, int now) {
+  if (c->tls == NULL || now) {
+    cym_tls_drop(c);
+  } else {
+    c->fn = cym_tls_free_ev;
+  }
+}
