@@ -31,7 +31,7 @@ _OID_NAMES = {
     bytes.fromhex("2a8648ce380401"): "DSA",
 }
 _KEY_LABELS = (b"EC PRIVATE KEY", b"RSA PRIVATE KEY", b"PRIVATE KEY")
-_RSA_MIN_BITS, _RSA_MAX_BITS = 1024, 4096
+_RSA_MIN_BITS, _RSA_MAX_BITS = 2048, 4096  # what Mongoose's RSA code accepts
 
 Tlv = Tuple[int, int, int]  # tag, start of the value, end of the value
 
@@ -101,6 +101,13 @@ def _blocks(value: bytes, field: str) -> List[Tuple[bytes, bytes]]:
     return found
 
 
+def _check_der(value: bytes, field: str) -> None:
+    """Content without a PEM marker must at least start like DER."""
+    if not value.startswith(b"\x30"):
+        raise ValueError("TlsOpts.%s is neither PEM (it has no '-----BEGIN' line), nor DER, "
+                         "nor the path of an existing file" % field)
+
+
 def _check_certificate(der: bytes, field: str) -> None:
     try:
         parts = _sequence(der)
@@ -122,6 +129,7 @@ def certificates(value: bytes, field: str) -> bytes:
         if not ders:
             raise ValueError("TlsOpts.%s has no '-----BEGIN CERTIFICATE-----' block" % field)
     else:
+        _check_der(value, field)
         ders = [value]
     for der in ders:
         _check_certificate(der, field)
@@ -203,7 +211,7 @@ def private_key(value: bytes) -> bytes:
     PKCS #8 ``PRIVATE KEY``, as PEM (other blocks, such as ``EC
     PARAMETERS`` or a certificate, are skipped) or DER.  Raises
     ``ValueError`` for anything else: encrypted keys, Ed25519, EC curves
-    other than P-256, RSA outside 1024..4096 bits.
+    other than P-256, RSA outside 2048..4096 bits.
     """
     if _BEGIN in value:
         blocks = _blocks(value, "key")
@@ -216,6 +224,7 @@ def private_key(value: bytes) -> bytes:
                              "or PRIVATE KEY block, found %d" % len(keys))
         label, der = keys[0]
     else:
+        _check_der(value, "key")
         label, der = b"", value
     try:
         found = _key_label(der)

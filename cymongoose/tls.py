@@ -1,18 +1,19 @@
 """TLS: ``TlsOpts`` and ``Connection.tls_init``/``tls_free`` (spec 4.13, 6.1).
 
 cymongoose uses Mongoose's built-in TLS stack, with no OpenSSL.  What it
-speaks (read from Mongoose 7.23's ``mongoose.c``):
+speaks (read from Mongoose 7.23's ``mongoose.c`` and checked by the tests):
 
 * TLS 1.3 only; a peer limited to TLS 1.2 fails the handshake;
 * one cipher suite, TLS_CHACHA20_POLY1305_SHA256, and one key exchange
   group, X25519;
-* own key (server, or client certificate): EC on P-256 (SEC 1 ``EC PRIVATE
-  KEY`` or PKCS #8 ``PRIVATE KEY``, signing ecdsa_secp256r1_sha256) or RSA
-  of 1024 to 4096 bits (PKCS #1 ``RSA PRIVATE KEY`` or PKCS #8, signing
-  rsa_pss_rsae_sha256).  No Ed25519, no P-384 keys, no encrypted keys;
-* peer's certificate: its key must be P-256 or RSA; its chain may be
-  signed with ECDSA (P-256, P-384) or RSA PKCS #1 v1.5, with SHA-256 or
-  SHA-384.
+* own key (a server's, or a client certificate's): EC on P-256, as SEC 1
+  ``EC PRIVATE KEY`` or PKCS #8 ``PRIVATE KEY`` (signing
+  ecdsa_secp256r1_sha256).  Mongoose also parses RSA keys, but 7.23 fails
+  to sign with any of them, so ``tls_init`` refuses them up front.  No
+  Ed25519, no P-384 keys, no encrypted keys;
+* the peer's certificate: its key must be P-256 or RSA of 2048 to 4096
+  bits; its chain may be signed with ECDSA on P-256 or P-384 or with RSA
+  (PKCS #1 v1.5), using SHA-256 or SHA-384.
 
 See ``docs/tls.md`` for a guide.
 """
@@ -27,6 +28,8 @@ from .errors import MongooseError
 _MAX_PATH = 4096
 _PEM_MARK = "-----BEGIN"
 _FILE_FIELDS = ("ca", "cert", "key")
+_RSA_BROKEN = ("TlsOpts.key: Mongoose's built-in TLS cannot sign with this RSA key "
+               "(Mongoose 7.23's RSA signing fails for every key); use an EC P-256 key")
 
 
 def _is_path(value: Any) -> bool:
@@ -86,21 +89,26 @@ class TlsOpts:
 
     Args:
         ca: CA certificate(s), PEM (a bundle works on clients) or one DER
-            certificate.  On a client it verifies the server's chain; on a
-            server it turns on client-certificate (two-way) authentication,
-            using the first certificate only.  A client without ``ca``
-            does not verify the server's chain at all.
+            certificate.  On a client it verifies the server's chain, and
+            always does when set, ``skip_verification`` or not.  On a
+            server it turns on client-certificate (two-way)
+            authentication, with the first certificate only.  **A client
+            without ``ca`` does not verify the server's chain at all.**
         cert: own certificate, PEM (followed by its chain, if any) or DER.
-        key: private key of ``cert``: P-256 EC or RSA 1024..4096 bits, as
-            PEM (``EC PRIVATE KEY``, ``RSA PRIVATE KEY``, ``PRIVATE KEY``)
-            or DER.  Not encrypted.
+        key: private key of ``cert``: EC on P-256, as PEM (``EC PRIVATE
+            KEY`` or PKCS #8 ``PRIVATE KEY``) or DER, not encrypted.  RSA
+            keys are refused by ``tls_init``: Mongoose 7.23 cannot sign
+            with them.
         name: client only: server name sent as SNI and checked against the
             certificate's SAN/CN whenever set, even with
             ``skip_verification``.  A certificate with an IP SAN equal to
             the connected address also passes.
-        skip_verification: skip the chain check (the host name check still
-            runs).  **Insecure: for development only**, since anyone can
-            then impersonate the server.
+        skip_verification: do not check the peer's CertificateVerify
+            signature (its proof that it holds the certificate's key), and
+            offer every signature algorithm, so that servers with keys
+            Mongoose cannot verify (P-384, Ed25519) can be reached.  As
+            measured with Mongoose 7.23 it does not turn off the ``ca``
+            check.  **Insecure: for development only.**
 
     Conversion (spec 6.1): a ``str`` is UTF-8 encoded, a falsy value
     becomes ``b""``, anything else must be ``bytes`` (``TypeError``
@@ -108,14 +116,13 @@ class TlsOpts:
     or ``None`` (0.2.5 behaviour, kept); ``tls_init`` raises ``TypeError``
     for a field left at ``None``.
 
-    Our addition: ``ca``, ``cert`` and ``key`` also take a PEM file's path,
-    read at once (construction or assignment), so the attribute always
-    holds the file's bytes.  An ``os.PathLike`` is always a path; a
-    ``str``/``bytes`` is a path when it has no ``-----BEGIN`` marker, is a
-    single line and names an existing file (to the constructor, a ``str``
-    too; on assignment only ``bytes``, as ``str`` is refused there).
-    Anything else is the PEM/DER content itself.  Raises ``OSError`` when
-    a path cannot be read and ``ValueError`` when the file is empty.
+    Our addition: ``ca``, ``cert`` and ``key`` also accept the path of a
+    PEM (or DER) file, read at once, so the attribute holds the file's
+    bytes.  An ``os.PathLike`` is always a path.  A ``str`` (constructor
+    only: assignment refuses ``str``) or ``bytes`` is a path when it
+    contains no ``-----BEGIN`` marker, is a single line and names an
+    existing file; otherwise it is the content itself.  Raises ``OSError``
+    when a path cannot be read and ``ValueError`` when the file is empty.
     """
 
     __slots__ = ("_ca", "_cert", "_key", "_name", "_skip", "_ready")
@@ -199,6 +206,8 @@ class TlsOpts:
                 _pem.private_key(key) if key else b"",
                 _pem.server_name(name),
             )
+            if ready[2] and not lib.cym_tls_key_signs(ready[2], len(ready[2])):
+                raise ValueError(_RSA_BROKEN)
             self._ready = ready
         return ready
 

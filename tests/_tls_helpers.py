@@ -1,6 +1,7 @@
 """Certificates made at test time (never committed) and a Python ``ssl`` server.
 
-Everything is EC P-256, the curve Mongoose's built-in TLS signs with.
+Keys are EC P-256 (the only kind Mongoose's built-in TLS signs with) unless
+a test asks for another kind.
 """
 
 import datetime
@@ -9,7 +10,7 @@ import os
 import socket
 import ssl
 import threading
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -44,10 +45,13 @@ class Issued:
 class Pki:
     """A throw-away CA that issues server and client certificates."""
 
-    def __init__(self, directory: str, cn: str = "cymongoose test CA") -> None:
+    def __init__(self, directory: str, cn: str = "cymongoose test CA",
+                 key: Any = None) -> None:
         self.directory = directory
         now = datetime.datetime.now(datetime.timezone.utc)
-        self.key_obj = ec.generate_private_key(ec.SECP256R1())
+        self.key_obj = key if key is not None else ec.generate_private_key(ec.SECP256R1())
+        self.hash = hashes.SHA384() if isinstance(key, ec.EllipticCurvePrivateKey) and \
+            key.curve.key_size > 256 else hashes.SHA256()
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
         self.cert_obj = (
             x509.CertificateBuilder()
@@ -60,7 +64,7 @@ class Pki:
                 digital_signature=True, content_commitment=False, key_encipherment=False,
                 data_encipherment=False, key_agreement=False, key_cert_sign=True,
                 crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-            .sign(self.key_obj, hashes.SHA256())
+            .sign(self.key_obj, self.hash)
         )
         self.ca = self.cert_obj.public_bytes(serialization.Encoding.PEM)
         self.ca_path = os.path.join(directory, "%s.ca.crt" % abs(hash(cn)))
@@ -68,10 +72,12 @@ class Pki:
             f.write(self.ca)
 
     def issue(self, stem: str, cn: str, dns: Sequence[str] = (), ips: Sequence[str] = (),
-              client: bool = False) -> Issued:
-        """A leaf certificate for ``cn`` with the given SANs."""
+              client: bool = False, key: Any = None,
+              days: Tuple[int, int] = (-1, 30)) -> Issued:
+        """A leaf certificate for ``cn`` with the given SANs, valid over ``days`` from now."""
         now = datetime.datetime.now(datetime.timezone.utc)
-        key = ec.generate_private_key(ec.SECP256R1())
+        if key is None:
+            key = ec.generate_private_key(ec.SECP256R1())
         sans: List[Any] = [x509.DNSName(d) for d in dns]
         sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
         usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
@@ -81,13 +87,13 @@ class Pki:
             .issuer_name(self.cert_obj.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - _ONE_DAY).not_valid_after(now + 30 * _ONE_DAY)
+            .not_valid_before(now + days[0] * _ONE_DAY).not_valid_after(now + days[1] * _ONE_DAY)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         )
         if sans:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        return Issued(builder.sign(self.key_obj, hashes.SHA256()), key, self.directory, stem)
+        return Issued(builder.sign(self.key_obj, self.hash), key, self.directory, stem)
 
 
 class SslServer:

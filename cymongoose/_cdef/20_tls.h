@@ -10,3 +10,4 @@ int cym_tls_init(struct mg_connection *c, const char *ca, size_t ca_len,
                  size_t key_len, const char *name, size_t name_len,
                  int skip_verification);
 void cym_tls_free(struct mg_connection *c, int now);
+int cym_tls_key_signs(const char *pem, size_t len);

@@ -74,7 +74,7 @@ static void cym_tls_error(struct mg_connection *c, const char *msg) {
     /* A peer that rejects our ClientHello often closes with our
      * ChangeCipherSpec unread, which makes its kernel send a reset. */
     msg = "TLS handshake failed: the peer reset the connection";
-    hint = "socket error; a peer without TLS 1.3 does this";
+    hint = "socket error; did it refuse our TLS 1.3 ClientHello?";
   } else if (strcmp(msg, "bad client hello") == 0) {
     hint = "the client must offer TLS 1.3 with an X25519 key share";
   } else if (strcmp(msg, "not a client hello packet") == 0) {
@@ -197,4 +197,42 @@ void cym_tls_free(struct mg_connection *c, int now) {
   } else {
     c->fn = cym_tls_free_ev;
   }
+}
+
+/* 1 when Mongoose's TLS can sign with this private key (canonical PEM from
+ * cymongoose/_pem.py), 0 when not.  EC keys always can.  For RSA it signs
+ * once through Mongoose's own path: in 7.23 RSA-CRT signing fails for
+ * every key (a bit-length check on p*q never holds), so each handshake
+ * would end in "TLS OOM"; a fixed Mongoose passes this test. */
+int cym_tls_key_signs(const char *pem, size_t len) {
+  struct mg_str der = mg_str_n(NULL, 0), key = mg_str_n(pem, len);
+  struct tls_data *tls;
+  uint8_t em[512], sig[512], ec_key[32];
+  const uint8_t *n;
+  size_t nlen;
+  int ok = 0;
+  if (mg_parse_pem(key, mg_str_s("EC PRIVATE KEY"), &der) == 0) {
+    mg_free((void *) der.buf);
+    return 1;
+  }
+  if ((tls = (struct tls_data *) mg_calloc(1, sizeof(*tls))) == NULL) return 0;
+  if (mg_parse_pem(key, mg_str_s("RSA PRIVATE KEY"), &der) == 0) {
+    ok = mg_rsa_parse_key((const uint8_t *) der.buf, der.len, &tls->rsa) == 0;
+  } else if (mg_parse_pem(key, mg_str_s("PRIVATE KEY"), &der) == 0) {
+    ok = mg_parse_pkcs8_key((const uint8_t *) der.buf, der.len, &tls->rsa,
+                            ec_key) == 0;
+  }
+  if (ok && tls->rsa.n.len > 0) {
+    n = (const uint8_t *) tls->rsa.n.buf;
+    nlen = mg_rsa_trim_len(&n, tls->rsa.n.len);
+    ok = nlen > 0 && nlen <= sizeof(em);
+    if (ok) {
+      memset(em, 0, nlen);
+      em[nlen - 1] = 1;  // any value below the modulus will do
+      ok = mg_tls_rsa_sign(tls, em, nlen, sig);
+    }
+  }
+  mg_free((void *) der.buf);
+  mg_free(tls);
+  return ok;
 }
