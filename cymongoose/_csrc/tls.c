@@ -20,6 +20,8 @@
 #define CYM_TLS_ALREADY 1
 #define CYM_TLS_FREE_PENDING 2
 
+static void cym_tls_free_ev(struct mg_connection *c, int ev, void *ev_data);
+
 static const char *cym_tls_alert_name(unsigned char desc) {
   switch (desc) {
     case 0: return "close_notify";
@@ -103,12 +105,6 @@ static void cym_tls_ev(struct mg_connection *c, int ev, void *ev_data) {
   }
 }
 
-/* Who closed a connection during the handshake?  Mongoose sets is_closing
- * and closes in the same step when the peer hangs up, so no event sees the
- * flag before MG_EV_CLOSE.  Any other close was visible earlier: the flag
- * set at an event's entry (Manager.close, a close() made elsewhere) or
- * during a handler (close(), drain()), an MG_EV_ERROR, or MG_EV_CLOSE
- * without the flag (Connection.close() outside the loop closes at once). */
 /* Mongoose waits for a whole record before it looks at one, so a peer that
  * sends bytes that are not TLS (say "GET / HTTP/1.1") stalls the handshake
  * as long as the length field its bytes happen to hold.  The header shows
@@ -121,13 +117,16 @@ static bool cym_tls_bad_header(const struct mg_connection *c) {
   return n >= 5 && ((size_t) h[3] << 8 | h[4]) > 16384 + 256;
 }
 
+/* Watches a handshake.  Who closed a connection during it?  Mongoose sets
+ * is_closing and closes in the same step when the peer hangs up, so no
+ * event sees the flag before MG_EV_CLOSE.  Any other close was visible
+ * earlier: the flag set at an event's entry (Manager.close, a close() made
+ * elsewhere) or during a handler (close(), drain()), an MG_EV_ERROR, or
+ * MG_EV_CLOSE without the flag (Connection.close() outside the loop closes
+ * at once).  Also fires MG_EV_TLS_HS on servers, which Mongoose's built-in
+ * stack does only on clients: the first event after the handshake ends
+ * (MG_EV_POLL, before any data is read) brings it. */
 static void cym_tls_hs_ev(struct mg_connection *c, int ev, void *ev_data) {
-  if (ev == MG_EV_POLL && c->is_tls_hs && !c->is_closing &&
-      cym_tls_bad_header(c)) {
-    mg_error(c, "TLS handshake failed: the peer does not speak TLS");
-    cym_ev(c, ev, ev_data);  // mg_error came back through here: disarmed
-    return;
-  }
   if (ev == MG_EV_ERROR) {
     c->fn = cym_tls_ev;
     cym_tls_error(c, (const char *) ev_data);
@@ -142,18 +141,19 @@ static void cym_tls_hs_ev(struct mg_connection *c, int ev, void *ev_data) {
     cym_ev(c, ev, ev_data);
     return;
   }
-  if (c->is_closing || c->is_draining || !c->is_tls_hs) {
-    c->fn = cym_tls_ev;  // closed by us, or the handshake is over
+  if (c->is_closing || c->is_draining) {
+    c->fn = cym_tls_ev;  // closed by us, not by the peer
+  } else if (!c->is_tls_hs) {
+    c->fn = cym_tls_ev;  // handshake over
+    if (!c->is_client) cym_ev(c, MG_EV_TLS_HS, NULL);
+  } else if (ev == MG_EV_POLL && cym_tls_bad_header(c)) {
+    mg_error(c, "TLS handshake failed: the peer does not speak TLS");
   }
   cym_ev(c, ev, ev_data);
-  if (c->is_closing || c->is_draining) c->fn = cym_tls_ev;
+  if (c->fn == cym_tls_hs_ev && (c->is_closing || c->is_draining)) {
+    c->fn = cym_tls_ev;
+  }
 }
-
-/* Drops the TLS state; the connection carries on in plain text.  Clearing
- * the flags matters: Mongoose would otherwise read c->tls, now NULL. */
-static void cym_tls_ev(struct mg_connection *c, int ev, void *ev_data);
-static void cym_tls_hs_ev(struct mg_connection *c, int ev, void *ev_data);
-static void cym_tls_free_ev(struct mg_connection *c, int ev, void *ev_data);
 
 static void cym_tls_drop(struct mg_connection *c) {
   mg_tls_free(c);
