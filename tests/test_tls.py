@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 import cymongoose as cm
 from cymongoose._ffi import lib
 from conftest import wait_until
-from _tls_helpers import Issued, Pki, SslServer, client_context, server_context
+from _tls_helpers import (Issued, Pki, SslServer, client_context, retry_bad_signature,
+                          server_context)
 
 RESET = ("TLS handshake failed: the peer reset the connection "
          "(socket error; did it refuse our TLS 1.3 ClientHello?)")
@@ -92,6 +93,10 @@ def https_server(server_factory: Callable[..., Any], opts: cm.TlsOpts) -> Tuple[
 
 def ssl_get(port: int, ctx: ssl.SSLContext, host: str = "localhost") -> bytes:
     """One HTTP/1.1 GET over a Python ``ssl`` client; the whole reply."""
+    return retry_bad_signature(lambda: _ssl_get(port, ctx, host))
+
+
+def _ssl_get(port: int, ctx: ssl.SSLContext, host: str) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
         with ctx.wrap_socket(raw, server_hostname=host) as s:
             s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -113,8 +118,8 @@ def refused(port: int, ctx: ssl.SSLContext) -> bool:
 
 
 def https_ok(port: int, certs: Ns) -> None:
-    r = httpx.get("https://127.0.0.1:%d/" % port, verify=client_context(certs.pki.ca_path),
-                  timeout=5)
+    r = retry_bad_signature(lambda: httpx.get(
+        "https://127.0.0.1:%d/" % port, verify=client_context(certs.pki.ca_path), timeout=5))
     assert (r.status_code, r.text) == (200, "secure")
 
 
@@ -252,6 +257,9 @@ def test_certificate_without_key_is_mg_ev_error(certs: Ns) -> None:
         conn.tls_init(cm.TlsOpts(cert=certs.server.cert))
         assert errors == ["Certificate provided without a private key"]
         assert conn.is_closing
+        conn = mgr.connect("tcp://127.0.0.1:9")
+        conn.tls_init(cm.TlsOpts(name="a" * 300))
+        assert errors[1:] == ["hostname too long"]
 
 
 def test_second_tls_init_raises_and_tls_free_outside_loop(certs: Ns) -> None:
@@ -280,6 +288,27 @@ def test_https_server_verified_by_httpx(server_factory: Any, certs: Ns) -> None:
     assert rec.seq == [cm.MG_EV_ACCEPT, cm.MG_EV_TLS_HS, cm.MG_EV_HTTP_MSG]
     assert rec.tls_seen == [True, True]
     assert rec.errors == []
+
+
+def test_tls_init_on_listener_does_not_reach_children(server_factory: Any,
+                                                     certs: Ns) -> None:
+    """Spec 4.13: on a listener tls_init does nothing for accepted connections;
+    those that call tls_init themselves still get the handshake watcher."""
+    opts = cm.TlsOpts(cert=certs.server.cert, key=certs.server.key)
+    rec = Recorder(None)
+    loop, port = server_factory(rec, url="http://127.0.0.1:0")
+    listener = loop.call(lambda: loop.mgr.connections[0])
+    loop.call(lambda: listener.tls_init(opts))
+    r = httpx.get("http://127.0.0.1:%d/" % port, timeout=5)
+    assert (r.status_code, r.text, rec.tls_seen) == (200, "secure", [False])
+
+    rec.opts = opts  # from now on, children start TLS themselves
+    https_ok(port, certs)
+    socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    wait_until(lambda: rec.errors)
+    assert rec.errors == ["TLS handshake failed: the peer closed the connection"]
+    loop.call(listener.tls_free)  # inside the loop, and still at once on a listener
+    assert not listener.is_tls
 
 
 def _key_variants(certs: Ns, tmp_path: pathlib.Path) -> List[Tuple[str, Callable[[], cm.TlsOpts]]]:

@@ -18,7 +18,7 @@ import websocket
 
 import cymongoose as cm
 from conftest import wait_until
-from _tls_helpers import Issued, Pki
+from _tls_helpers import Issued, Pki, retry_bad_signature
 
 HAS_WS = hasattr(cm.Connection, "ws_upgrade") and hasattr(cm.Connection, "ws_send")
 HAS_MQTT = hasattr(cm.Manager, "mqtt_connect") and hasattr(cm.Connection, "mqtt_sub")
@@ -62,8 +62,8 @@ def _wss_echo(opts: cm.TlsOpts) -> Any:
 def test_wss_echo_with_websocket_client(server_factory: Any, certs: Certs) -> None:
     opts = cm.TlsOpts(cert=certs.server.cert, key=certs.server.key)
     _, port = server_factory(_wss_echo(opts), url="wss://127.0.0.1:0")
-    ws = websocket.create_connection("wss://127.0.0.1:%d/echo" % port, timeout=5,
-                                     sslopt={"ca_certs": certs.pki.ca_path})
+    ws = retry_bad_signature(lambda: websocket.create_connection(
+        "wss://127.0.0.1:%d/echo" % port, timeout=5, sslopt={"ca_certs": certs.pki.ca_path}))
     try:
         ws.send("hello over wss")
         assert ws.recv() == "hello over wss"
@@ -138,23 +138,23 @@ def mosquitto_tls(certs: Certs) -> Iterator[Tuple[int, int]]:
     tls = ("cafile %s\ncertfile %s\nkeyfile %s\ntls_version tlsv1.3\n"
            % (files["ca.crt"], files["server.crt"], files["server.key"]))
     conf = pathlib.Path(d) / "mosquitto.conf"
+    log = pathlib.Path(d) / "mosquitto.log"  # a file: a pipe nobody reads would fill up
     conf.write_text(
-        "persistence false\nlog_dest stderr\nallow_anonymous true\n"
+        "persistence false\nlog_dest file %s\nallow_anonymous true\n"
         "listener %d 127.0.0.1\n%s"
         "listener %d 127.0.0.1\n%srequire_certificate true\n"
-        % (tls_port, tls, mtls_port, tls))
+        % (log, tls_port, tls, mtls_port, tls))
     proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+                            stderr=subprocess.STDOUT)
     try:
         wait_until(lambda: proc.poll() is not None or (
             _listening(tls_port) and _listening(mtls_port)), timeout=10)
         if proc.poll() is not None:
-            raise AssertionError("mosquitto failed: %s" % proc.stderr.read().decode())
+            raise AssertionError("mosquitto failed: %s" % log.read_text())
         yield tls_port, mtls_port
     finally:
         proc.terminate()
         proc.wait(10)
-        proc.stderr.close()
         shutil.rmtree(d)
 
 
@@ -197,7 +197,12 @@ def test_mqtts_to_mosquitto(mosquitto_tls: Tuple[int, int], certs: Certs) -> Non
 def test_mqtts_client_certificate(mosquitto_tls: Tuple[int, int], certs: Certs) -> None:
     opts = cm.TlsOpts(ca=certs.pki.ca, name="localhost", cert=certs.client.cert,
                       key=certs.client.key)
-    got = _mqtts_round_trip(mosquitto_tls[1], opts)
+    for _ in range(3):
+        got = _mqtts_round_trip(mosquitto_tls[1], opts)
+        # mosquitto (OpenSSL) refuses about one of Mongoose 7.23's ECDSA
+        # signatures in 256 and resets the connection: see docs/tls.md.
+        if got[0] != ("error", "socket error"):
+            break
     assert got == [("open", 0, True), ("msg", "cym/tls", b"over mqtts"), ("close", None)]
 
 

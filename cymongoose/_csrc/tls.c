@@ -185,14 +185,19 @@ int cym_tls_init(struct mg_connection *c, const char *ca, size_t ca_len,
   if (name_len > 0) opts.name = mg_str_n(name, name_len);
   opts.skip_verification = skip_verification != 0;
   mg_tls_init(c, &opts);  // copies what it keeps; errors fire inside
-  if (c->tls != NULL && c->fn == cym_ev) {
-    c->fn = (c->is_listening || c->is_closing) ? cym_tls_ev : cym_tls_hs_ev;
+  /* Not on a listener: accepted connections inherit its fn.  Its TLS state
+   * is never used (accepted connections need their own tls_init). */
+  if (c->tls != NULL && !c->is_listening &&
+      (c->fn == cym_ev || c->fn == cym_tls_ev)) {
+    c->fn = c->is_closing ? cym_tls_ev : cym_tls_hs_ev;
   }
   return CYM_TLS_OK;
 }
 
+/* At once when asked (outside the event loop) and on listeners, whose TLS
+ * state no handshake uses; otherwise at the connection's next poll. */
 void cym_tls_free(struct mg_connection *c, int now) {
-  if (c->tls == NULL || now) {
+  if (c->tls == NULL || now || c->is_listening) {
     cym_tls_drop(c);
   } else {
     c->fn = cym_tls_free_ev;
