@@ -237,7 +237,9 @@ class TlsConnectionMixin:
         ``MG_EV_CONNECT`` on a client; a URL scheme (``https://``,
         ``wss://``, ``mqtts://``) never starts TLS by itself.  On a listener
         it does nothing for accepted connections.  Once the handshake
-        completes a client gets ``MG_EV_TLS_HS``.
+        completes, ``MG_EV_TLS_HS`` fires, before any data.  Our addition:
+        servers get it too (Mongoose's built-in stack fires it on clients
+        only).
 
         Handshake failures (untrusted certificate, wrong host name, a TLS
         1.2-only peer, a peer that is not speaking TLS, a peer that hangs

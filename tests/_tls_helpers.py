@@ -7,6 +7,7 @@ a test asks for another kind.
 import datetime
 import ipaddress
 import os
+import re
 import socket
 import ssl
 import threading
@@ -84,7 +85,7 @@ class Pki:
             .sign(self.key_obj, self.hash)
         )
         self.ca = self.cert_obj.public_bytes(serialization.Encoding.PEM)
-        self.ca_path = os.path.join(directory, "%s.ca.crt" % abs(hash(cn)))
+        self.ca_path = os.path.join(directory, "ca-%s.crt" % re.sub(r"\W+", "-", cn))
         with open(self.ca_path, "wb") as f:
             f.write(self.ca)
 

@@ -36,7 +36,6 @@ class Ns:
     server_dns_only: Issued
     client: Issued
     stranger: Issued
-    expired: Issued
 
 
 @pytest.fixture(scope="module")
@@ -549,6 +548,14 @@ def test_https_client_rejects_server(ssl_servers: Any, certs: Ns, ca_attr: str, 
     assert [ev for ev, _ in events] == [cm.MG_EV_ERROR, cm.MG_EV_CLOSE]
     assert expect in events[0][1]
     wait_until(lambda: server.errors)  # Mongoose hung up on it
+
+
+def test_ip_san_matching_the_peer_passes_any_name(ssl_servers: Any, certs: Ns) -> None:
+    """Measured Mongoose behaviour (docs/tls.md): an IP SAN equal to the
+    connected address satisfies the host name check whatever ``name`` is."""
+    server = ssl_servers(certs.server)  # SAN: DNS localhost, IP 127.0.0.1
+    events = Client(cm.TlsOpts(ca=certs.pki.ca, name="example.com")).run(server.port)
+    assert events[1] == (cm.MG_EV_HTTP_MSG, (200, b"hello"))
 
 
 def test_skip_verification_semantics(ssl_servers: Any, certs: Ns) -> None:

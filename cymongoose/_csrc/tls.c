@@ -1,14 +1,17 @@
 /* TLS for Connection.tls_init/tls_free (cymongoose/tls.py).
  *
- * Besides calling mg_tls_init/mg_tls_free, this file makes TLS failures
- * visible.  Mongoose's built-in stack closes a connection *without*
- * MG_EV_ERROR when the peer hangs up during the handshake (read_conn only
- * sets is_closing), and reports alerts without saying which one.  So a TLS
- * connection gets a wrapper around the usual trampoline cym_ev as its fn;
- * which wrapper is installed is the connection's TLS state:
+ * Besides calling mg_tls_init/mg_tls_free, this file makes handshake
+ * failures visible.  Mongoose's built-in stack closes *without* MG_EV_ERROR
+ * when the peer hangs up during the handshake (read_conn only sets
+ * is_closing), stalls on bytes that are not TLS, says "socket error" for a
+ * reset and never names an alert.  So a TLS connection gets a wrapper around
+ * the usual trampoline cym_ev as its fn, and which wrapper is installed is
+ * the connection's TLS state:
  *
- *   cym_tls_hs_ev    handshake running, no error reported yet: a close that
- *                    comes from the peer gets an MG_EV_ERROR first
+ *   cym_tls_hs_ev    handshake running, no error reported yet: reports a
+ *                    hang-up and non-TLS bytes, fires MG_EV_TLS_HS on
+ *                    servers (Mongoose's built-in stack does so only on
+ *                    clients)
  *   cym_tls_ev       handshake over or failed: only error texts are enriched
  *   cym_tls_free_ev  tls_free() was called inside the event loop: the TLS
  *                    state is freed at the connection's next MG_EV_POLL
