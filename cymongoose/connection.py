@@ -9,6 +9,7 @@ from .errors import ClosedError, MongooseError
 from .messages import HttpMessage
 from .net import NetConnectionMixin
 from .mqtt import MqttConnectionMixin
+from .tls import TlsConnectionMixin
 
 Handler = Callable[["Connection", int, Any], Any]
 Address = Tuple[str, int, bool]
@@ -71,7 +72,7 @@ def _serve_opts(keep: List[Any], **fields: str) -> Any:
     return opts
 
 
-class Connection(NetConnectionMixin, MqttConnectionMixin):
+class Connection(NetConnectionMixin, MqttConnectionMixin, TlsConnectionMixin):
     """A Mongoose connection: listener, accepted peer or outbound client.
 
     Created by the :class:`Manager`; ``Connection()`` gives an inert, closed

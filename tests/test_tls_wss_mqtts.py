@@ -1,0 +1,215 @@
+"""WSS and MQTTS (issue 7): WebSocket and MQTT over Mongoose's built-in TLS.
+
+These need the WebSocket API (spec 4.11) and the MQTT client API (spec
+3.7, 4.12), which land separately; each test runs once its API exists.
+"""
+
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from typing import Any, Iterator, List, Tuple
+
+import pytest
+import websocket
+
+import cymongoose as cm
+from conftest import wait_until
+from _tls_helpers import Issued, Pki, retry_bad_signature
+
+HAS_WS = hasattr(cm.Connection, "ws_upgrade") and hasattr(cm.Connection, "ws_send")
+HAS_MQTT = hasattr(cm.Manager, "mqtt_connect") and hasattr(cm.Connection, "mqtt_sub")
+needs_ws = pytest.mark.skipif(not HAS_WS, reason="WebSocket API (spec 4.11) not merged yet")
+needs_mqtt = pytest.mark.skipif(not HAS_MQTT, reason="MQTT client API (spec 4.12) not merged yet")
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+class Certs:
+    pki: Pki
+    server: Issued
+    client: Issued
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: Any) -> Certs:
+    ns = Certs()
+    ns.pki = Pki(str(tmp_path_factory.mktemp("wss-pki")))
+    ns.server = ns.pki.issue("server", "localhost", dns=["localhost"], ips=["127.0.0.1"])
+    ns.client = ns.pki.issue("client", "cymongoose client", client=True)
+    return ns
+
+
+# -- WSS -------------------------------------------------------------------------
+
+
+def _wss_echo(opts: cm.TlsOpts) -> Any:
+    def handler(conn: cm.Connection, ev: int, data: Any) -> None:
+        if ev == cm.MG_EV_ACCEPT:
+            conn.tls_init(opts)
+        elif ev == cm.MG_EV_HTTP_MSG:
+            conn.ws_upgrade(data)
+        elif ev == cm.MG_EV_WS_MSG:
+            op = cm.WEBSOCKET_OP_TEXT if data.flags & 0x0F == 1 else cm.WEBSOCKET_OP_BINARY
+            conn.ws_send(data.data, op)
+
+    return handler
+
+
+@needs_ws
+def test_wss_echo_with_websocket_client(server_factory: Any, certs: Certs) -> None:
+    opts = cm.TlsOpts(cert=certs.server.cert, key=certs.server.key)
+    _, port = server_factory(_wss_echo(opts), url="wss://127.0.0.1:0")
+    ws = retry_bad_signature(lambda: websocket.create_connection(
+        "wss://127.0.0.1:%d/echo" % port, timeout=5, sslopt={"ca_certs": certs.pki.ca_path}))
+    try:
+        ws.send("hello over wss")
+        assert ws.recv() == "hello over wss"
+        ws.send_binary(bytes(range(256)) * 64)
+        assert ws.recv() == bytes(range(256)) * 64
+    finally:
+        ws.close()
+
+
+@needs_ws
+def test_wss_client_to_wss_server(server_factory: Any, certs: Certs) -> None:
+    """Our ws_connect("wss://...") with tls_init in MG_EV_CONNECT."""
+    opts = cm.TlsOpts(cert=certs.server.cert, key=certs.server.key)
+    _, port = server_factory(_wss_echo(opts), url="wss://127.0.0.1:0")
+    client_opts = cm.TlsOpts(ca=certs.pki.ca, name="localhost")
+    got: List[Tuple[str, Any]] = []
+
+    def client(conn: cm.Connection, ev: int, data: Any) -> None:
+        if ev == cm.MG_EV_CONNECT:
+            conn.tls_init(client_opts)
+        elif ev == cm.MG_EV_WS_OPEN:
+            got.append(("open", conn.is_tls))
+            conn.ws_send("ping over wss")
+        elif ev == cm.MG_EV_WS_MSG:
+            got.append(("msg", data.text))
+            conn.close()
+        elif ev == cm.MG_EV_ERROR:
+            got.append(("error", data))
+
+    with cm.Manager() as mgr:
+        mgr.ws_connect("wss://localhost:%d/echo" % port, client)
+        deadline = time.monotonic() + 10
+        while len(got) < 2 and time.monotonic() < deadline:
+            mgr.poll(10)
+    assert got == [("open", True), ("msg", "ping over wss")]
+
+
+# -- MQTTS -----------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def mosquitto_tls(certs: Certs) -> Iterator[Tuple[int, int]]:
+    """mosquitto with two TLS 1.3 listeners: (plain TLS port, client-cert port)."""
+    if not os.path.exists(MOSQUITTO):
+        pytest.skip("mosquitto is not installed")
+    # Started as root, mosquitto drops to its own user, which cannot enter
+    # pytest's private temporary directories: give it a readable one.
+    d = tempfile.mkdtemp(prefix="cym-mosquitto-")
+    os.chmod(d, 0o755)
+    files = {}
+    for name, pem in (("ca.crt", certs.pki.ca), ("server.crt", certs.server.cert),
+                      ("server.key", certs.server.key)):
+        files[name] = os.path.join(d, name)
+        with open(files[name], "wb") as f:
+            f.write(pem)
+        os.chmod(files[name], 0o644)
+    tls_port, mtls_port = _free_port(), _free_port()
+    tls = ("cafile %s\ncertfile %s\nkeyfile %s\ntls_version tlsv1.3\n"
+           % (files["ca.crt"], files["server.crt"], files["server.key"]))
+    conf = pathlib.Path(d) / "mosquitto.conf"
+    log = pathlib.Path(d) / "mosquitto.log"  # a file: a pipe nobody reads would fill up
+    conf.write_text(
+        "persistence false\nlog_dest file %s\nallow_anonymous true\n"
+        "listener %d 127.0.0.1\n%s"
+        "listener %d 127.0.0.1\n%srequire_certificate true\n"
+        % (log, tls_port, tls, mtls_port, tls))
+    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: proc.poll() is not None or (
+            _listening(tls_port) and _listening(mtls_port)), timeout=10)
+        if proc.poll() is not None:
+            raise AssertionError("mosquitto failed: %s" % log.read_text())
+        yield tls_port, mtls_port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(d)
+
+
+def _mqtts_round_trip(port: int, opts: cm.TlsOpts) -> List[Tuple[str, Any]]:
+    """Connect over TLS, subscribe, publish to ourselves; the events seen."""
+    got: List[Tuple[str, Any]] = []
+
+    def handler(conn: cm.Connection, ev: int, data: Any) -> None:
+        if ev == cm.MG_EV_CONNECT:
+            conn.tls_init(opts)
+        elif ev == cm.MG_EV_MQTT_OPEN:
+            got.append(("open", data, conn.is_tls))
+            conn.mqtt_sub("cym/tls", qos=1)
+        elif ev == cm.MG_EV_MQTT_CMD and data.cmd == 9:  # SUBACK
+            conn.mqtt_pub("cym/tls", b"over mqtts", qos=1)
+        elif ev == cm.MG_EV_MQTT_MSG:
+            got.append(("msg", data.topic, data.data))
+            conn.close()
+        elif ev == cm.MG_EV_ERROR:
+            got.append(("error", data))
+        elif ev == cm.MG_EV_CLOSE:
+            got.append(("close", None))
+
+    with cm.Manager() as mgr:
+        mgr.mqtt_connect("mqtts://127.0.0.1:%d" % port, handler, client_id="cym-tls-test")
+        deadline = time.monotonic() + 10
+        while not got or got[-1][0] != "close":
+            assert time.monotonic() < deadline, got
+            mgr.poll(10)
+    return got
+
+
+@needs_mqtt
+def test_mqtts_to_mosquitto(mosquitto_tls: Tuple[int, int], certs: Certs) -> None:
+    got = _mqtts_round_trip(mosquitto_tls[0], cm.TlsOpts(ca=certs.pki.ca, name="localhost"))
+    assert got == [("open", 0, True), ("msg", "cym/tls", b"over mqtts"), ("close", None)]
+
+
+@needs_mqtt
+def test_mqtts_client_certificate(mosquitto_tls: Tuple[int, int], certs: Certs) -> None:
+    opts = cm.TlsOpts(ca=certs.pki.ca, name="localhost", cert=certs.client.cert,
+                      key=certs.client.key)
+    for _ in range(3):
+        got = _mqtts_round_trip(mosquitto_tls[1], opts)
+        # mosquitto (OpenSSL) refuses about one of Mongoose 7.23's ECDSA
+        # signatures in 256 and resets the connection: see docs/tls.md.
+        if got[0] != ("error", "socket error"):
+            break
+    assert got == [("open", 0, True), ("msg", "cym/tls", b"over mqtts"), ("close", None)]
+
+
+@needs_mqtt
+def test_mqtts_untrusted_broker(mosquitto_tls: Tuple[int, int], certs: Certs,
+                                tmp_path: Any) -> None:
+    other = Pki(str(tmp_path), "not the broker's CA")
+    got = _mqtts_round_trip(mosquitto_tls[0], cm.TlsOpts(ca=other.ca, name="localhost"))
+    assert [kind for kind, *_ in got] == ["error", "close"]
+    assert "CA" in got[0][1]
