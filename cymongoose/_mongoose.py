@@ -5,10 +5,12 @@ from .constants import *  # noqa: F401,F403
 from .constants import event_name
 from .manager import Manager
 from .messages import HttpMessage, MqttMessage, WsMessage
+from .timers import Timer
 from ._dispatch import handles
 
 __all__ = [
     "Connection", "HttpMessage", "Manager", "MqttMessage", "WsMessage",
+    "Timer",
     "MG_EV_ACCEPT", "MG_EV_CLOSE", "MG_EV_CONNECT", "MG_EV_ERROR", "MG_EV_HTTP_HDRS",
     "MG_EV_HTTP_MSG", "MG_EV_MQTT_CMD", "MG_EV_MQTT_MSG", "MG_EV_MQTT_OPEN", "MG_EV_OPEN",
     "MG_EV_POLL", "MG_EV_READ", "MG_EV_RESOLVE", "MG_EV_SNTP_TIME", "MG_EV_TLS_HS",
