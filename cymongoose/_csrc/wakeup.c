@@ -110,13 +110,17 @@ struct cym_wake *cym_wake_init(struct cym_mgr *m) {
 
 unsigned long cym_wake_pipe_id(struct cym_wake *w) { return w->pipe_id; }
 
+/* Under w->lock.  The payload is linked in before the doorbell goes out:
+ * the poll thread may read the doorbell the moment it is sent, and must
+ * then find the payload. */
 static int cym_wake_ring(struct cym_wake *w) {
   if (w->rung) return 1;
+  __atomic_store_n(&w->rung, 1, __ATOMIC_RELEASE);
   if (send(w->fd, (const char *) &w->pipe_id, sizeof(w->pipe_id),
            MSG_DONTWAIT) != (long) sizeof(w->pipe_id)) {
+    w->rung = 0;
     return 0;
   }
-  w->rung = 1;
   return 1;
 }
 
@@ -124,7 +128,7 @@ static int cym_wake_ring(struct cym_wake *w) {
  * own id, only interrupts the poll) and rings the doorbell if needed. */
 int cym_wake_push(struct cym_wake *w, unsigned long id, const char *buf,
                   size_t len) {
-  struct cym_wake_msg *m = NULL;
+  struct cym_wake_msg *m = NULL, *prev_tail;
   int rc = CYM_WAKE_OK;
   if (id != w->pipe_id) {
     if (len > (size_t) -1 - sizeof(*m)) return CYM_WAKE_NOMEM;
@@ -136,14 +140,25 @@ int cym_wake_push(struct cym_wake *w, unsigned long id, const char *buf,
     if (len > 0) memcpy(m->data, buf, len);
   }
   pthread_mutex_lock(&w->lock);
+  prev_tail = w->tail;
   if (w->closed) {
     rc = CYM_WAKE_CLOSED;
-  } else if (!cym_wake_ring(w)) {
-    rc = CYM_WAKE_SIGNAL;
-  } else if (m != NULL) {
-    if (w->tail != NULL) w->tail->next = m; else w->head = m;
-    w->tail = m;
-    m = NULL;
+  } else {
+    if (m != NULL) {
+      if (prev_tail != NULL) prev_tail->next = m;
+      else __atomic_store_n(&w->head, m, __ATOMIC_RELEASE);
+      w->tail = m;
+    }
+    if (!cym_wake_ring(w)) {
+      rc = CYM_WAKE_SIGNAL;
+      if (m != NULL) { /* unlink it again: the caller gets an error instead */
+        if (prev_tail != NULL) prev_tail->next = NULL;
+        else w->head = NULL;
+        w->tail = prev_tail;
+      }
+    } else {
+      m = NULL; /* queued */
+    }
   }
   pthread_mutex_unlock(&w->lock);
   free(m); /* not queued */
