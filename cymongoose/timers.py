@@ -97,7 +97,7 @@ def _cym_timer(handle: Any) -> None:
 class TimerManagerMixin(LoopHooks):
     """``Manager.timer_add`` and the timer bookkeeping of ``poll``/``close``."""
 
-    __slots__ = ()
+    # No __slots__: Manager keeps a __dict__, where these attributes live.
 
     # Created by the first timer_add, so Managers without timers pay nothing.
     _timer_reg: Optional[Set[Timer]] = None
@@ -110,7 +110,10 @@ class TimerManagerMixin(LoopHooks):
 
         The first expiry counts from the next ``poll()``; ``repeat`` fires
         every ``milliseconds`` until cancelled; ``run_now`` also fires on the
-        next poll (a one-shot ``run_now`` timer fires exactly once).  A
+        next poll (a one-shot ``run_now`` timer fires exactly once).  A poll
+        waits for I/O no longer than the next timer needs, so timers fire on
+        time whatever ``poll``'s timeout (0.2.5 waited the whole timeout); a
+        repeating 0 ms timer runs once per poll.  A
         callback's ``Exception`` goes to the Manager's ``error_handler``, or
         its traceback is printed, and the timer keeps running (deliberate
         difference from 0.2.5, which only printed it);
@@ -129,8 +132,8 @@ class TimerManagerMixin(LoopHooks):
             self._timer_reg = set()
         timer = Timer()
         timer._handle = ffi.new_handle(timer)
-        c = lib.cym_timer_add(self._cm, ms, bool(repeat), bool(run_now),  # type: ignore[attr-defined]
-                              timer._handle)
+        cm = self._cm  # type: ignore[attr-defined]
+        c = lib.cym_timer_add(cm, ms, bool(repeat), bool(run_now), timer._handle)
         if c == ffi.NULL:
             raise MongooseError("Failed to add timer")
         timer._c = c

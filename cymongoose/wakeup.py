@@ -22,7 +22,7 @@ _ULONG_MAX = 2 ** (8 * ffi.sizeof("unsigned long")) - 1
 class WakeupManagerMixin(LoopHooks):
     """``Manager.wakeup``, ``wakeup_id`` and the wakeup pipe's lifetime."""
 
-    __slots__ = ()
+    # No __slots__: Manager keeps a __dict__, where these attributes live.
 
     # The C queue (a cdata freed by ffi.gc once no thread can still be
     # using it), or None when wakeup is disabled.

@@ -1,4 +1,4 @@
-"""Manager.run(): stop on SIGINT/SIGTERM, finish in-flight responses, restore handlers (spec 3.5)."""
+"""Manager.run(): stops on SIGINT/SIGTERM, finishes in-flight responses (spec 3.5)."""
 
 import signal
 import socket

@@ -78,6 +78,16 @@ def test_zero_ms_timer_fires_on_next_poll(mgr):
     assert fired == [1]
 
 
+def test_repeating_zero_ms_timer_runs_once_per_poll_without_spinning(mgr):
+    fired = []
+    mgr.timer_add(0, lambda: fired.append(1), repeat=True)
+    start = time.monotonic()
+    for _ in range(4):
+        mgr.poll(50)
+    assert len(fired) == 4
+    assert time.monotonic() - start >= 0.14  # the later polls waited their timeout
+
+
 def test_cancelled_timer_never_fires_again(mgr):
     fired = []
     timer = mgr.timer_add(10, lambda: fired.append(1), repeat=True)
