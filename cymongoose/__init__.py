@@ -3,10 +3,11 @@
 from ._mongoose import *  # noqa: F401,F403
 from ._mongoose import __all__ as _core_all
 from ._dispatch import handles
+from .aio import AsyncManager
 from .errors import ClosedError, MongooseError, ThreadError
 from .broker import MqttBroker
 
 __version__ = "0.3.0"
 
-__all__ = list(_core_all) + ["handles", "MongooseError", "ClosedError", "ThreadError"]
+__all__ = list(_core_all) + ["AsyncManager", "handles", "MongooseError", "ClosedError", "ThreadError"]
 __all__ += ["MqttBroker"]

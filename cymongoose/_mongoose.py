@@ -6,6 +6,7 @@ from .constants import event_name
 from .manager import Manager
 from .messages import HttpMessage, MqttMessage, WsMessage
 from .tls import TlsOpts
+from .timers import Timer
 from ._dispatch import handles
 from .rpc import Rpc, RpcReq
 from .utils import (base64_decode, base64_encode, crc32, hmac_sha256, http_parse_multipart,
@@ -17,6 +18,7 @@ from .utils import (base64_decode, base64_encode, crc32, hmac_sha256, http_parse
 __all__ = [
     "Connection", "HttpMessage", "Manager", "MqttMessage", "WsMessage",
     "TlsOpts",
+    "Timer",
     "MG_EV_ACCEPT", "MG_EV_CLOSE", "MG_EV_CONNECT", "MG_EV_ERROR", "MG_EV_HTTP_HDRS",
     "MG_EV_HTTP_MSG", "MG_EV_MQTT_CMD", "MG_EV_MQTT_MSG", "MG_EV_MQTT_OPEN", "MG_EV_OPEN",
     "MG_EV_POLL", "MG_EV_READ", "MG_EV_RESOLVE", "MG_EV_SNTP_TIME", "MG_EV_TLS_HS",

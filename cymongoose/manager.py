@@ -8,10 +8,13 @@ from . import _dispatch
 from ._args import to_cstr, to_int
 from ._dispatch import EV_ALL, LSN_SHIFT, mask_of, print_exception
 from ._ffi import ffi, lib
+from ._graceful import finish_in_flight
 from .connection import Connection, Handler
 from .errors import MongooseError
 from .net import NetManagerMixin
 from .mqtt import MqttManagerMixin
+from .timers import TimerManagerMixin
+from .wakeup import WakeupManagerMixin
 
 _FREED = "Manager has been freed"
 _REENTRANT = ("poll() is not reentrant and must not be called concurrently. "
@@ -33,7 +36,7 @@ def _wants_http(url: str, http: Optional[bool]) -> bool:
     return bool(http)
 
 
-class Manager(NetManagerMixin, MqttManagerMixin):
+class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManagerMixin):
     """The event loop: listeners, connections, timers and wakeups.
 
     ``handler(conn, ev, data)`` is the default event handler, used by every
@@ -56,7 +59,6 @@ class Manager(NetManagerMixin, MqttManagerMixin):
         self._freed = False
         self._poll_lock = threading.Lock()
         self._pending: Optional[BaseException] = None
-        self._wakeup_id = 0
         cm = lib.cym_mgr_new()
         if cm == ffi.NULL:
             raise MemoryError("cannot allocate a Mongoose manager")
@@ -66,10 +68,7 @@ class Manager(NetManagerMixin, MqttManagerMixin):
         cm.handle = self._handle
         _LIVE.add(self)
         if enable_wakeup:
-            if not lib.mg_wakeup_init(self._mgr):
-                self.close()
-                raise MongooseError("Failed to initialize wakeup support")
-            self._wakeup_id = int(self._mgr.conns.id)
+            self._wakeup_init()
 
     # -- dispatcher hooks (called by _dispatch._cym_dispatch) ----------------
 
@@ -151,7 +150,7 @@ class Manager(NetManagerMixin, MqttManagerMixin):
         try:
             self._check_open()
             ms = to_int(timeout_ms, "timeout_ms")
-            self._before_poll()
+            ms = self._before_poll(ms)
             self._inside += 1
             try:
                 lib.mg_mgr_poll(self._mgr, ms)
@@ -161,16 +160,18 @@ class Manager(NetManagerMixin, MqttManagerMixin):
             self._poll_lock.release()
         self._raise_pending()
 
-    def _before_poll(self) -> None:
-        """Work due at the start of every poll (extended by the timer support)."""
-
-    def run(self, poll_ms: int = 100) -> None:
+    def run(self, poll_ms: int = 100, *, grace_ms: int = 1000) -> None:
         """Poll until SIGINT or SIGTERM, then close.
 
-        The previous signal handlers are restored on the way out, and the
-        Manager is closed even when ``poll`` raises.  Off the main thread,
-        ``signal.signal`` raises ``ValueError`` before anything changes.
+        After the signal the current poll completes, then in-flight
+        responses get up to ``grace_ms`` to finish (see
+        ``_graceful.finish_in_flight``; ``grace_ms=0`` closes at once, as
+        0.2.5 did).  The previous signal handlers are restored on the way
+        out, and the Manager is closed even when ``poll`` raises.  Off the
+        main thread, ``signal.signal`` raises ``ValueError`` before anything
+        changes, and the Manager stays open.
         """
+        grace_ms = to_int(grace_ms, "grace_ms", 0)
         stop = []
 
         def on_signal(signum: int, frame: Any) -> None:
@@ -185,6 +186,7 @@ class Manager(NetManagerMixin, MqttManagerMixin):
         try:
             while not stop:
                 self.poll(poll_ms)
+            finish_in_flight(self, stop, poll_ms, grace_ms)
         finally:
             signal.signal(signal.SIGINT, old_int)
             signal.signal(signal.SIGTERM, old_term)
@@ -217,9 +219,6 @@ class Manager(NetManagerMixin, MqttManagerMixin):
         finally:
             self._poll_lock.release()
         self._raise_pending()
-
-    def _before_free(self) -> None:
-        """Work due before Mongoose frees the manager (extended by timers)."""
 
     def __enter__(self) -> "Manager":
         return self
@@ -302,23 +301,3 @@ class Manager(NetManagerMixin, MqttManagerMixin):
         """Ask an SNTP server for the time; ``MG_EV_SNTP_TIME`` delivers it."""
         return self._open(lib.CYM_SNTP_CONNECT, url, handler,
                           "Failed to connect to SNTP server '%s'")
-
-    # -- wakeup --------------------------------------------------------------
-
-    @property
-    def wakeup_id(self) -> int:
-        """Id of the internal wakeup pipe, or 0 when wakeup is disabled."""
-        return self._wakeup_id
-
-    def wakeup(self, connection_id: int, data: bytes = b"") -> bool:
-        """Deliver ``data`` to connection ``connection_id`` as ``MG_EV_WAKEUP``.
-
-        Safe from any thread.  Returns False when wakeup is disabled or the
-        id is 0.
-        """
-        cid = to_int(connection_id, "connection_id", 0, 2**64 - 1)
-        if not isinstance(data, bytes):
-            raise TypeError("Argument 'data' has incorrect type (expected bytes, got %s)"
-                            % type(data).__name__)
-        self._check_open()
-        return bool(lib.mg_wakeup(self._mgr, cid, data, len(data)))

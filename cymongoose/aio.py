@@ -1,0 +1,190 @@
+"""``AsyncManager``: a Manager polled on its own thread, for asyncio programs (spec 8).
+
+The Manager runs in a daemon thread that holds a reentrant lock while it
+polls; the asyncio loop stays free because the GIL is released during the
+C poll.  Methods called from the asyncio side wake the poll (through the
+wakeup pipe) so that the lock is released quickly, then take the lock.
+Handlers and timer callbacks run on the poll thread with the lock held and
+hand results to asyncio with :meth:`AsyncManager.schedule`.
+"""
+
+import asyncio
+import threading
+import time
+import warnings
+from typing import Any, Callable, Optional
+
+from .connection import Connection, Handler
+from .errors import MongooseError
+from .manager import Manager
+from .timers import Timer
+
+_NOT_STARTED = "AsyncManager is not started"
+
+
+class AsyncManager:
+    """Run a :class:`Manager` next to an asyncio event loop.
+
+    Use it as ``async with AsyncManager(handler) as am:``; entering starts
+    the poll thread, leaving stops it and closes the Manager.  Wakeup is
+    always enabled.  ``poll_interval`` is the poll timeout in milliseconds
+    (at most 200 is used); ``shutdown_timeout`` bounds, in seconds, how long
+    leaving waits for a poll thread stuck in a handler.
+    """
+
+    _MAX_POLL_MS = 200
+
+    def __init__(self, handler: Optional[Handler] = None, poll_interval: int = 100,
+                 error_handler: Optional[Callable[[BaseException], Any]] = None,
+                 shutdown_timeout: float = 30) -> None:
+        self._handler = handler
+        self._poll_interval = poll_interval
+        self._error_handler = error_handler
+        self._shutdown_timeout = shutdown_timeout
+        self._manager: Optional[Manager] = None
+        self._thread: Optional[threading.Thread] = None
+        self._stop = threading.Event()
+        self._lock = threading.RLock()
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._wake_id = 0
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def __aenter__(self) -> "AsyncManager":
+        self._loop = asyncio.get_running_loop()
+        self._manager = Manager(self._handler, enable_wakeup=True,
+                                error_handler=self._error_handler)
+        self._stop.clear()
+        self._wake_id = self._manager.wakeup_id
+        self._thread = threading.Thread(target=self._poll_loop, args=(self._manager,),
+                                        name="cymongoose-poll", daemon=True)
+        self._thread.start()
+        return self
+
+    def _poll_loop(self, manager: Manager) -> None:
+        timeout = min(self._poll_interval, self._MAX_POLL_MS)
+        while not self._stop.is_set():
+            with self._lock:
+                manager.poll(timeout)
+            # Gives threads waiting for the lock a chance to take it.
+            self._stop.wait(0.001)
+
+    async def __aexit__(self, *exc: Any) -> None:
+        """Stop the poll thread, then close the Manager; exceptions propagate.
+
+        If the thread does not stop within ``shutdown_timeout`` (a handler
+        blocks), a ``RuntimeWarning`` is emitted and the thread is abandoned
+        with its Manager left open.
+        """
+        self._stop.set()
+        self._wake()
+        thread = self._thread
+        loop = asyncio.get_running_loop()
+        start = time.monotonic()
+        while thread is not None and thread.is_alive():
+            elapsed = time.monotonic() - start
+            remaining = self._shutdown_timeout - elapsed
+            if remaining <= 0:
+                warnings.warn(
+                    "AsyncManager poll thread did not stop within %ss; abandoning thread. "
+                    "A handler is likely blocked." % (self._shutdown_timeout,),
+                    RuntimeWarning, stacklevel=2)
+                break
+            await loop.run_in_executor(None, thread.join, min(5.0, remaining))
+            elapsed = time.monotonic() - start
+            if thread.is_alive() and elapsed < self._shutdown_timeout:
+                warnings.warn(
+                    "AsyncManager poll thread has not stopped after %.0fs; a handler may be "
+                    "blocking. Retrying shutdown..." % (elapsed,),
+                    RuntimeWarning, stacklevel=2)
+                self._wake()
+        if thread is None or not thread.is_alive():
+            if self._manager is not None:
+                self._manager.close()
+            self._thread = None
+            self._manager = None
+        self._loop = None
+
+    # -- state ---------------------------------------------------------------
+
+    @property
+    def manager(self) -> Manager:
+        """The Manager; raises ``RuntimeError`` when not started.
+
+        Only ``AsyncManager``'s own methods take the lock: use the Manager
+        directly from handlers, or under the threading rules of ``Manager``.
+        """
+        if self._manager is None:
+            raise MongooseError(_NOT_STARTED)
+        return self._manager
+
+    @property
+    def running(self) -> bool:
+        """True while the poll thread runs and no stop was requested."""
+        thread = self._thread
+        return thread is not None and thread.is_alive() and not self._stop.is_set()
+
+    def _wake(self) -> None:
+        """Interrupt a blocking poll; best effort."""
+        manager = self._manager
+        if manager is None:
+            return
+        try:
+            manager.wakeup(self._wake_id)
+        except Exception:  # closed or not started: nothing is polling
+            pass
+
+    def _locked(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        manager = self.manager
+        self._wake()
+        with self._lock:
+            return getattr(manager, method)(*args, **kwargs)
+
+    # -- delegated methods ---------------------------------------------------
+
+    def listen(self, url: str, handler: Optional[Handler] = None, *,
+               http: Optional[bool] = None) -> Connection:
+        """``Manager.listen`` under the lock; raises ``RuntimeError`` when not started."""
+        return self._locked("listen", url, handler, http=http)
+
+    def connect(self, url: str, handler: Optional[Handler] = None, *,
+                http: Optional[bool] = None) -> Connection:
+        """``Manager.connect`` under the lock; raises ``RuntimeError`` when not started."""
+        return self._locked("connect", url, handler, http=http)
+
+    def mqtt_connect(self, url: str, **kwargs: Any) -> Connection:
+        """``Manager.mqtt_connect`` under the lock, every option as a keyword."""
+        return self._locked("mqtt_connect", url, **kwargs)
+
+    def mqtt_listen(self, url: str, handler: Optional[Handler] = None) -> Connection:
+        """``Manager.mqtt_listen`` under the lock; raises ``RuntimeError`` when not started."""
+        return self._locked("mqtt_listen", url, handler)
+
+    def sntp_connect(self, url: str, handler: Optional[Handler] = None) -> Connection:
+        """``Manager.sntp_connect`` under the lock; raises ``RuntimeError`` when not started."""
+        return self._locked("sntp_connect", url, handler)
+
+    def timer_add(self, ms: int, callback: Callable[[], Any], *, repeat: bool = False,
+                  run_now: bool = False) -> Timer:
+        """``Manager.timer_add`` under the lock; raises ``RuntimeError`` when not started."""
+        return self._locked("timer_add", ms, callback, repeat=repeat, run_now=run_now)
+
+    def wakeup(self, connection_id: int, data: bytes = b"") -> bool:
+        """``Manager.wakeup`` (thread-safe, no lock); ``RuntimeError`` when not started."""
+        return self.manager.wakeup(connection_id, data)
+
+    def schedule(self, coro_or_callback: Any) -> None:
+        """Run a coroutine or a zero-argument callable on the asyncio loop.
+
+        Meant for handlers on the poll thread.  A coroutine is submitted with
+        ``run_coroutine_threadsafe`` (its future is discarded), anything else
+        is called with ``call_soon_threadsafe``.  Raises ``RuntimeError``
+        when not started.
+        """
+        loop = self._loop
+        if loop is None:
+            raise MongooseError(_NOT_STARTED)
+        if asyncio.iscoroutine(coro_or_callback):
+            asyncio.run_coroutine_threadsafe(coro_or_callback, loop)
+        else:
+            loop.call_soon_threadsafe(coro_or_callback)
