@@ -7,6 +7,7 @@ from ._args import header_line, to_bytes, to_cstr, to_int
 from ._ffi import ffi, lib
 from .errors import ClosedError, MongooseError
 from .messages import HttpMessage
+from .ws import WsConnectionMixin
 
 Handler = Callable[["Connection", int, Any], Any]
 Address = Tuple[str, int, bool]
@@ -69,7 +70,7 @@ def _serve_opts(keep: List[Any], **fields: str) -> Any:
     return opts
 
 
-class Connection:
+class Connection(WsConnectionMixin):
     """A Mongoose connection: listener, accepted peer or outbound client.
 
     Created by the :class:`Manager`; ``Connection()`` gives an inert, closed
