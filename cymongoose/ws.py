@@ -68,6 +68,21 @@ class WsConnectionMixin:
 
     __slots__ = ()
 
+    @property
+    def ws_close_code(self) -> Optional[int]:
+        """Status code of the CLOSE frame the peer sent, ``None`` before one.
+
+        1005 means the peer's CLOSE carried no code.  Readable in the
+        ``MG_EV_WS_CTL`` handler for that frame and in ``MG_EV_CLOSE``;
+        ``None`` once the connection is closed.  (``MG_EV_WS_CTL`` itself
+        carries ``None``, as in 0.2.5.)
+        """
+        c = self._c  # type: ignore[attr-defined]
+        if c is None:
+            return None
+        code = int(lib.cym_ws_peer_code(c))
+        return code if code else None
+
     def ws_upgrade(self, message: Any, extra_headers: Optional[Mapping[str, str]] = None) -> None:
         """Answer the request ``message`` with ``101 Switching Protocols``.
 

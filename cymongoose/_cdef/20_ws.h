@@ -11,6 +11,7 @@
 int cym_ws_upgrade(struct mg_connection *c, struct mg_http_message *hm,
                    const char *headers);
 void cym_ws_client(struct mg_connection *c);
+int cym_ws_peer_code(struct mg_connection *c);
 int cym_ws_send(struct mg_connection *c, const char *buf, size_t len, int op);
 int cym_ws_close(struct mg_connection *c, int code, const char *reason,
                  size_t len);

@@ -33,6 +33,7 @@ struct cym_ws {
   uint64_t deadline;  /* when CLOSE_SENT: close the socket at this time */
   uint32_t utf8;      /* UTF-8 check state across the fragments of a text message */
   uint32_t msg_len;   /* payload bytes of the fragmented message so far */
+  uint16_t peer_code; /* status code of the peer's CLOSE; 0 before one */
   uint8_t flags;
 };
 
@@ -259,6 +260,10 @@ static void cym_ws_read(struct mg_connection *c, void *ev_data) {
     if (op == WEBSOCKET_OP_CLOSE) {
       err = cym_close_error(data, (size_t) f.len, mask, &code);
       if (err != NULL) break;
+      /* 1005: "no status received" (RFC 6455 7.1.5) */
+      ws->peer_code = f.len < 2 ? 1005
+                                : (uint16_t) (((mask ? data[0] ^ mask[0] : data[0]) << 8) |
+                                              (mask ? data[1] ^ mask[1] : data[1]));
       if (flags & CYM_WS_CLOSE_SENT) {
         answered = true; /* mg_ws_cb must not echo it */
       } else {
@@ -370,6 +375,11 @@ int cym_ws_upgrade(struct mg_connection *c, struct mg_http_message *hm,
 /* A client made by mg_ws_connect: take over its protocol handler. */
 void cym_ws_client(struct mg_connection *c) {
   if (c->pfn == mg_ws_cb) cym_ws_adopt(c);
+}
+
+/* The status code of the peer's CLOSE frame, 0 before one arrived. */
+int cym_ws_peer_code(struct mg_connection *c) {
+  return c->is_websocket ? cym_ws_of(c)->peer_code : 0;
 }
 
 int cym_ws_send(struct mg_connection *c, const char *buf, size_t len, int op) {
