@@ -4,12 +4,15 @@ The raw client writes frames byte by byte as the tests choose (malformed
 ones included), which no client library will do.
 """
 
+import asyncio
 import base64
 import os
 import socket
 import struct
 import threading
 from typing import Any, List, Optional, Tuple
+
+from websockets.asyncio.client import connect as _aconnect
 
 import cymongoose as cm
 
@@ -155,3 +158,61 @@ class RawClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class SyncClient:
+    """websockets' asyncio client, driven step by step from the test thread.
+
+    Not ``websockets.sync``: that runs a reader thread per connection, and
+    PyPy 3.9's ``Thread.join`` races with it ("cannot release un-acquired
+    lock", reproduced without cymongoose).  Here nothing runs between calls.
+    """
+
+    def __init__(self, url: str, **kwargs: Any) -> None:
+        self.loop = asyncio.new_event_loop()
+        kwargs.setdefault("open_timeout", 10)
+        kwargs.setdefault("close_timeout", 10)
+        try:
+            self.ws = self._run(_aconnect(url, **kwargs))
+        except BaseException:
+            self.loop.close()
+            raise
+
+    def _run(self, aw: Any, timeout: float = 20.0) -> Any:
+        return self.loop.run_until_complete(asyncio.wait_for(aw, timeout))
+
+    def send(self, message: Any) -> None:
+        self._run(self.ws.send(message))
+
+    def recv(self, timeout: float = 10.0) -> Any:
+        return self._run(self.ws.recv(), timeout)
+
+    def ping(self, data: bytes, timeout: float = 10.0) -> bool:
+        """Send a PING; True once the matching PONG arrived."""
+        waiter = self._run(self.ws.ping(data))
+        self._run(waiter, timeout)
+        return True
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        self._run(self.ws.close(code, reason))
+
+    @property
+    def response(self) -> Any:
+        return self.ws.response
+
+    @property
+    def close_code(self) -> Optional[int]:
+        return self.ws.close_code
+
+    @property
+    def close_reason(self) -> Optional[str]:
+        return self.ws.close_reason
+
+    def __enter__(self) -> "SyncClient":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            self._run(self.ws.close())
+        finally:
+            self.loop.close()

@@ -14,12 +14,12 @@ import pytest
 import websocket
 from websockets.asyncio.client import connect as aconnect
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
 
 import cymongoose as cm
 from cymongoose.ws import CLOSE_WAIT
 from conftest import wait_until
-from _ws_helpers import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, EchoServer, RawClient, frame
+from _ws_helpers import (OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, EchoServer, RawClient,
+                         SyncClient, frame)
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def _url(port: int, path: str = "/ws") -> str:
 
 def test_text_echo_and_flags(echo):
     rec, _, port = echo
-    with connect(_url(port)) as ws:
+    with SyncClient(_url(port)) as ws:
         ws.send("hello")
         assert ws.recv(timeout=10) == "hello"
     msgs = rec.of(cm.MG_EV_WS_MSG)
@@ -50,7 +50,7 @@ def test_text_echo_and_flags(echo):
 def test_binary_echo_and_flags(echo):
     rec, _, port = echo
     payload = bytes(range(256))
-    with connect(_url(port)) as ws:
+    with SyncClient(_url(port)) as ws:
         ws.send(payload)
         assert ws.recv(timeout=10) == payload
     assert rec.of(cm.MG_EV_WS_MSG)[0][1] == (0x82, payload)
@@ -58,7 +58,7 @@ def test_binary_echo_and_flags(echo):
 
 def test_empty_text_and_binary(echo):
     rec, _, port = echo
-    with connect(_url(port)) as ws:
+    with SyncClient(_url(port)) as ws:
         ws.send("")
         assert ws.recv(timeout=10) == ""
         ws.send(b"")
@@ -69,7 +69,7 @@ def test_empty_text_and_binary(echo):
 def test_one_mebibyte_message(echo):
     _, _, port = echo
     payload = bytes(i * 7 & 0xFF for i in range(1 << 20))
-    with connect(_url(port), max_size=None) as ws:
+    with SyncClient(_url(port), max_size=None) as ws:
         ws.send(payload)
         assert ws.recv(timeout=20) == payload
 
@@ -77,7 +77,7 @@ def test_one_mebibyte_message(echo):
 def test_multibyte_utf8_text(echo):
     rec, _, port = echo
     text = "héllo wörld — ✓ 日本語 😀"
-    with connect(_url(port)) as ws:
+    with SyncClient(_url(port)) as ws:
         ws.send(text)
         assert ws.recv(timeout=10) == text
     assert rec.of(cm.MG_EV_WS_MSG)[0][1] == (0x81, text.encode("utf-8"))
@@ -94,7 +94,7 @@ def test_text_property_decodes_utf8(server_factory):
             conn.ws_send(data.text)
 
     _, port = server_factory(handler)
-    with connect(_url(port)) as ws:
+    with SyncClient(_url(port)) as ws:
         ws.send("ünïcødé 😀")
         assert ws.recv(timeout=10) == "ünïcødé 😀"
     assert seen == [("ünïcødé 😀", "ünïcødé 😀".encode(), cm.WEBSOCKET_OP_TEXT)]
@@ -102,7 +102,7 @@ def test_text_property_decodes_utf8(server_factory):
 
 def test_fragmented_message_arrives_whole(echo):
     rec, _, port = echo
-    with connect(_url(port)) as ws:
+    with SyncClient(_url(port)) as ws:
         ws.send(["frag", "ment", "ed ✓"])  # one message in three frames
         assert ws.recv(timeout=10) == "fragmented ✓"
         ws.send([b"\x00\x01", b"", b"\x02"])
@@ -142,8 +142,8 @@ def test_ping_answered_by_pong(echo):
 
 def test_pong_through_websockets_ping(echo):
     _, _, port = echo
-    with connect(_url(port)) as ws:
-        assert ws.ping(b"x").wait(10)
+    with SyncClient(_url(port)) as ws:
+        assert ws.ping(b"x")
 
 
 # -- close ------------------------------------------------------------------
@@ -151,7 +151,7 @@ def test_pong_through_websockets_ping(echo):
 
 def test_client_initiated_close_code_echoed(echo):
     rec, loop, port = echo
-    with connect(_url(port)) as ws:
+    with SyncClient(_url(port)) as ws:
         ws.send("bye soon")
         assert ws.recv(timeout=10) == "bye soon"
         ws.close(4001, "client leaves")
@@ -177,7 +177,7 @@ def test_server_initiated_close_code_seen_by_client(server_factory):
     rec.on_message = on_message  # type: ignore[method-assign]
     _, port = server_factory(rec)
     start = time.monotonic()
-    with connect(_url(port)) as ws:
+    with SyncClient(_url(port)) as ws:
         ws.send("close me")
         with pytest.raises(ConnectionClosed) as info:
             ws.recv(timeout=10)
@@ -270,7 +270,7 @@ def test_is_websocket_and_ws_open_inside_upgrade(server_factory):
             conn.ws_send("ok")
 
     _, port = server_factory(handler)
-    with connect(_url(port, "/up")) as ws:
+    with SyncClient(_url(port, "/up")) as ws:
         assert ws.response.headers["X-Extra"] == "100% sure"
         ws.send("x")
         assert ws.recv(timeout=10) == "ok"
@@ -358,7 +358,7 @@ def test_ws_send_on_plain_http_raises(server_factory):
 
 def test_ws_send_on_closed_connection_raises(echo):
     rec, _, port = echo
-    with connect(_url(port)) as ws:
+    with SyncClient(_url(port)) as ws:
         ws.send("x")
         ws.recv(timeout=10)
     wait_until(lambda: rec.of(cm.MG_EV_CLOSE))
@@ -416,6 +416,7 @@ def test_ws_send_ping_pong_and_raw_close_ops(server_factory):
         assert raw.at_eof()
     finally:
         raw.close()
+    wait_until(lambda: rec.close_codes)
     assert rec.close_codes == [4004]
 
 
@@ -432,7 +433,7 @@ def test_ws_message_view_dies_with_handler(server_factory):
             kept.append(("ctl", data))
 
     _, port = server_factory(handler)
-    with connect(_url(port)) as ws:
+    with SyncClient(_url(port)) as ws:
         ws.send("payload")
         assert ws.recv(timeout=10) == "ok"
     wait_until(lambda: any(k[0] == "ctl" for k in kept))
