@@ -46,6 +46,7 @@ BAD_FRAMES = [
      1007, "close reason"),
     ("frame over the limit", frame(OP_BINARY, b"", length=4 * 1024 * 1024), 1009, "too large"),
     ("huge declared length", frame(OP_BINARY, b"", length=2**63), 1009, "too large"),
+    ("maximal declared length", frame(OP_BINARY, b"", length=2**64 - 1), 1009, "too large"),
 ]
 
 

@@ -22,7 +22,9 @@ def main() -> None:
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 9001
     mgr = cm.Manager(echo)
     listener = mgr.listen("http://127.0.0.1:%d" % port)
-    print("PORT %d" % listener.local_addr[1], flush=True)
+    addr = listener.local_addr
+    assert addr is not None
+    print("PORT %d" % addr[1], flush=True)
     mgr.run(poll_ms=50)
 
 

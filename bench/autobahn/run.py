@@ -74,7 +74,7 @@ def _summarise(out: str) -> List[Tuple[str, str]]:
     print("|---" * (len(verdicts) + 1) + "|")
     for chapter in sorted(table, key=int):
         print("| %s | " % chapter + " | ".join(str(table[chapter][v]) for v in verdicts) + " |")
-    total = collections.Counter()
+    total: collections.Counter = collections.Counter()
     for row in table.values():
         total.update(row)
     print("| all | " + " | ".join(str(total[v]) for v in verdicts) + " |")

@@ -34,7 +34,7 @@
 #define CYM_WS_NOMEM (-3)
 
 struct cym_ws {
-  uint64_t deadline;  /* when CLOSE_SENT: close the socket at this time */
+  uint64_t deadline;  /* when CLOSE_SENT: close the socket by this time */
   uint32_t utf8;      /* UTF-8 check state across the fragments of a text message */
   uint32_t msg_len;   /* payload bytes of the fragmented message so far */
   uint16_t peer_code; /* status code of the peer's CLOSE; 0 before one */
@@ -144,6 +144,15 @@ static bool cym_close_code_ok(unsigned code) {
          (code >= 3000 && code <= 4999);
 }
 
+/* A CLOSE went out: no frames from us after it, and the socket closes
+ * CYM_WS_CLOSE_WAIT_MS from now at the latest, even if the peer neither
+ * answers nor reads. */
+static void cym_ws_close_sent(struct mg_connection *c) {
+  struct cym_ws *ws = cym_ws_of(c);
+  ws->flags |= CYM_WS_CLOSE_SENT;
+  ws->deadline = mg_millis() + CYM_WS_CLOSE_WAIT_MS;
+}
+
 /* Queues a CLOSE frame with a status code and a reason (at most 123 bytes). */
 static bool cym_ws_send_close(struct mg_connection *c, int code,
                               const char *reason, size_t len) {
@@ -152,7 +161,7 @@ static bool cym_ws_send_close(struct mg_connection *c, int code,
   buf[0] = (uint8_t) (code >> 8), buf[1] = (uint8_t) code;
   if (len > 0) memcpy(buf + 2, reason, len);
   if (mg_ws_send(c, buf, len + 2, WEBSOCKET_OP_CLOSE) == 0) return false;
-  cym_ws_of(c)->flags |= CYM_WS_CLOSE_SENT;
+  cym_ws_close_sent(c);
   return true;
 }
 
@@ -190,7 +199,8 @@ static const char *cym_frame_error(struct mg_connection *c,
     return "WebSocket protocol error: new message inside a fragmented one";
   /* The whole frame, plus the fragments Mongoose keeps before it, must fit
    * the receive buffer; otherwise it could never be read whole. */
-  if (op < 8 && kept + f->header_len + f->len > MG_MAX_RECV_SIZE) {
+  if (op < 8 && (f->len > MG_MAX_RECV_SIZE ||  /* also keeps the sum exact */
+                 kept + f->header_len + f->len > MG_MAX_RECV_SIZE)) {
     *code = 1009;
     return "WebSocket message too large (limit MG_MAX_RECV_SIZE, 3 MiB)";
   }
@@ -313,7 +323,7 @@ static void cym_ws_read(struct mg_connection *c, void *ev_data) {
   ws->msg_len = (uint32_t) msg_len;
   if (pos > ofs) mg_ws_cb(c, MG_EV_READ, ev_data);
   /* only now: handlers of the frames before the CLOSE may still send */
-  if (echoed) ws->flags |= CYM_WS_CLOSE_SENT;
+  if (echoed) cym_ws_close_sent(c);
   if (err != NULL) cym_ws_fail(c, code, err);
 }
 
@@ -324,9 +334,8 @@ static void cym_ws_cb(struct mg_connection *c, int ev, void *ev_data) {
      * makes mg_mgr_poll fire MG_EV_READ, which processes any frames that
      * arrived together with the upgrade request. */
     if (c->is_resp) c->is_resp = 0;
-    if ((ws->flags & CYM_WS_CLOSE_SENT) && !c->is_draining &&
-        ws->deadline != 0 && mg_millis() >= ws->deadline) {
-      c->is_closing = 1; /* the peer never answered our CLOSE */
+    if ((ws->flags & CYM_WS_CLOSE_SENT) && mg_millis() >= ws->deadline) {
+      c->is_closing = 1; /* the peer did not answer or read our CLOSE */
     }
     return;
   }
@@ -390,11 +399,7 @@ int cym_ws_send(struct mg_connection *c, const char *buf, size_t len, int op) {
   if (!c->is_websocket) return CYM_WS_NOT_WS;
   if (cym_ws_of(c)->flags & CYM_WS_CLOSE_SENT) return CYM_WS_CLOSING;
   if (mg_ws_send(c, buf, len, op) < len) return CYM_WS_NOMEM;
-  if (op == WEBSOCKET_OP_CLOSE) {
-    struct cym_ws *ws = cym_ws_of(c);
-    ws->flags |= CYM_WS_CLOSE_SENT;
-    ws->deadline = mg_millis() + CYM_WS_CLOSE_WAIT_MS;
-  }
+  if (op == WEBSOCKET_OP_CLOSE) cym_ws_close_sent(c);
   return CYM_WS_OK;
 }
 
@@ -405,6 +410,5 @@ int cym_ws_close(struct mg_connection *c, int code, const char *reason,
   if (!c->is_websocket) return CYM_WS_NOT_WS;
   if (ws->flags & CYM_WS_CLOSE_SENT) return CYM_WS_OK;
   if (!cym_ws_send_close(c, code, reason, len)) return CYM_WS_NOMEM;
-  ws->deadline = mg_millis() + CYM_WS_CLOSE_WAIT_MS;
   return CYM_WS_OK;
 }
