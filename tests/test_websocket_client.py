@@ -1,6 +1,11 @@
 """``Manager.ws_connect`` against our own server and against a websockets server."""
 
 import asyncio
+import base64
+import hashlib
+import re
+import socket
+import struct
 import threading
 from typing import Any, Callable, List, Optional
 
@@ -10,7 +15,7 @@ from websockets.exceptions import ConnectionClosed
 
 import cymongoose as cm
 from conftest import wait_until
-from _ws_helpers import EchoServer
+from _ws_helpers import OP_CLOSE, OP_TEXT, EchoServer, frame
 
 
 class Recorder:
@@ -207,3 +212,78 @@ def test_ws_connect_client_close_seen_by_websockets_server(server_factory, ws_se
     assert codes == [(4007, "client leaves")]
     assert cli.close_code == 4007  # the server's answer echoed the code
     assert cli.of("error") == []
+
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 1.3
+
+
+class RawServer:
+    """Accepts one connection, answers the upgrade with 101 plus ``extra``
+    bytes in the same write, then keeps what the client sends until EOF."""
+
+    def __init__(self, extra: bytes) -> None:
+        self.extra = extra
+        self.received = b""
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        self.sock.settimeout(10)
+        conn, _ = self.sock.accept()
+        with conn:
+            conn.settimeout(10)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(4096)
+            key = re.search(rb"Sec-WebSocket-Key: *(\S+)", head, re.I)
+            assert key is not None
+            accept = base64.b64encode(hashlib.sha1(key.group(1) + GUID).digest())
+            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept +
+                         b"\r\n\r\n" + self.extra)
+            try:
+                while True:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    self.received += chunk
+            except OSError:
+                pass
+
+    def stop(self) -> None:
+        self.thread.join(15)
+        self.sock.close()
+        assert not self.thread.is_alive()
+
+
+def test_ws_connect_reads_frames_sent_with_the_101(server_factory):
+    srv = RawServer(frame(OP_TEXT, b"right away", mask=False) +
+                    frame(OP_CLOSE, struct.pack("!H", 1000), mask=False))
+    loop, _ = server_factory(None)
+    cli = Recorder()
+    loop.call(lambda: loop.mgr.ws_connect("ws://127.0.0.1:%d/" % srv.port, cli))
+    wait_until(lambda: cli.of("close"))
+    srv.stop()
+    assert cli.of("open") and cli.of("msg") == [("msg", 0x81, b"right away")]
+    assert cli.close_code == 1000 and cli.of("error") == []
+    # the client echoed the CLOSE, masked: 0x88, mask bit + length 2
+    assert srv.received[:2] == b"\x88\x82"
+
+
+def test_ws_connect_rejects_masked_server_frame(server_factory):
+    srv = RawServer(frame(OP_TEXT, b"masked", mask=True))
+    loop, _ = server_factory(None)
+    cli = Recorder()
+    loop.call(lambda: loop.mgr.ws_connect("ws://127.0.0.1:%d/" % srv.port, cli))
+    wait_until(lambda: cli.of("close"))
+    srv.stop()
+    assert cli.of("msg") == []
+    assert cli.of("error") == [("error", "WebSocket protocol error: masked frame from server")]
+    # a masked CLOSE 1002 went out before the socket closed
+    assert srv.received[0] == 0x88 and srv.received[1] & 0x80
+    payload_len = srv.received[1] & 0x7F
+    key, body = srv.received[2:6], srv.received[6:6 + payload_len]
+    code = bytes(b ^ key[i & 3] for i, b in enumerate(body[:2]))
+    assert struct.unpack("!H", code)[0] == 1002
