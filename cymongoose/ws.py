@@ -16,7 +16,10 @@ Deliberate differences from 0.2.5: invalid input from the peer closes the
 connection instead of being delivered (0.2.5 passed invalid UTF-8 text on,
 hence ``WsMessage.text``'s surrogateescape, and mangled stray continuation
 frames); ``ws_send`` refuses connections that are not WebSockets (0.2.5
-queued a frame into a plain HTTP stream); ``ws_close`` is our addition.
+queued a frame into a plain HTTP stream); a reassembled fragmented message
+reports ``flags`` 0x81/0x82 like a single frame (Mongoose gives the first
+fragment's byte, FIN clear); ``ws_close`` and ``ws_close_code`` are
+additions.  See ``docs/websocket.md``.
 """
 
 from typing import Any, Mapping, Optional
@@ -30,7 +33,9 @@ _OK = int(lib.CYM_WS_OK)
 _NOT_WS = int(lib.CYM_WS_NOT_WS)
 _CLOSING = int(lib.CYM_WS_CLOSING)
 
-#: Seconds ``ws_close`` waits for the peer's CLOSE before closing the socket.
+#: Seconds a connection that sent a CLOSE (``ws_close``, an echo, a protocol
+#: error) waits for the peer's answer, or for its send buffer to drain,
+#: before the socket is closed regardless.
 CLOSE_WAIT = int(lib.CYM_WS_CLOSE_WAIT_MS) / 1000.0
 
 _NOT_WS_TEXT = ("Connection is not a WebSocket: call ws_upgrade() first, "
