@@ -61,3 +61,12 @@ sdist:
 
 clean:
 	rm -rf build dist *.egg-info cymongoose/_mg_cffi*.so $(CPY_VENV) $(PYPY_VENV)
+
+# Autobahn WebSocket server cases against bench/autobahn/echo_server.py.
+# kosoku (the Python 3 runner) needs CPython 3.10+; the server runs on
+# CPython, then on PyPy.  Reports: build/autobahn-{cpython,pypy}/index.html.
+.PHONY: autobahn
+autobahn: install-cpython install-pypy
+	$(CPY_VENV)/bin/pip install -q kosoku
+	$(CPY_VENV)/bin/python bench/autobahn/run.py --server-python $(CPY_VENV)/bin/python --out build/autobahn-cpython
+	$(CPY_VENV)/bin/python bench/autobahn/run.py --server-python $(PYPY_VENV)/bin/python --out build/autobahn-pypy

@@ -10,6 +10,7 @@ from .messages import HttpMessage
 from .net import NetConnectionMixin
 from .mqtt import MqttConnectionMixin
 from .tls import TlsConnectionMixin
+from .ws import WsConnectionMixin
 
 Handler = Callable[["Connection", int, Any], Any]
 Address = Tuple[str, int, bool]
@@ -72,7 +73,7 @@ def _serve_opts(keep: List[Any], **fields: str) -> Any:
     return opts
 
 
-class Connection(NetConnectionMixin, MqttConnectionMixin, TlsConnectionMixin):
+class Connection(NetConnectionMixin, MqttConnectionMixin, TlsConnectionMixin, WsConnectionMixin):
     """A Mongoose connection: listener, accepted peer or outbound client.
 
     Created by the :class:`Manager`; ``Connection()`` gives an inert, closed

@@ -1,0 +1,120 @@
+"""Run the Autobahn WebSocket server cases against our echo server, then summarise.
+
+The cases are driven by kosoku (a Python 3 runner of the Autobahn TestSuite
+case files, on PyPI).  kosoku itself needs CPython 3.10+; the echo server
+under test runs on whichever interpreter ``--server-python`` names, so PyPy
+can be tested too.
+
+Usage:
+    python bench/autobahn/run.py [--server-python PY] [--out DIR]
+                                 [-i CASE]... [-x CASE]... [-p N]
+
+Prints a table of verdicts per chapter and every case that is not OK; the
+full HTML/JSON reports land in ``--out`` (default ``build/autobahn``).
+Exits 1 when a case outside the expected failures (``EXPECTED_FAIL``) fails.
+"""
+
+import argparse
+import collections
+import fnmatch
+import json
+import os
+import shutil
+import subprocess
+import sys
+from typing import Dict, List, Tuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+# Messages of 4 MiB and more exceed Mongoose's receive limit
+# (MG_MAX_RECV_SIZE, 3 MiB): the server closes with 1009 by design.
+EXPECTED_FAIL = ["9.1.4", "9.1.5", "9.1.6", "9.2.4", "9.2.5", "9.2.6", "9.3.*", "9.4.*"]
+
+
+def _kosoku() -> str:
+    exe = shutil.which("kosoku", path=os.path.dirname(sys.executable)) or shutil.which("kosoku")
+    if exe is None:
+        sys.exit("kosoku is not installed: pip install kosoku (CPython 3.10+)")
+    return exe
+
+
+def _start_server(python: str) -> Tuple[subprocess.Popen, int]:
+    # The server imports the cymongoose installed for `python` (set
+    # PYTHONPATH to test a source tree built in place).
+    proc = subprocess.Popen([python, os.path.join(HERE, "echo_server.py"), "0"],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # "PORT n", or "" if the server died
+    if not line.startswith("PORT "):
+        proc.kill()
+        sys.exit("echo server did not start (%r)" % line)
+    return proc, int(line.split()[1])
+
+
+def _verdict(entry: Dict[str, str]) -> str:
+    if entry["behavior"] == "OK" and entry["behaviorClose"] != "OK":
+        return "CLOSE " + entry["behaviorClose"]
+    return entry["behavior"]
+
+
+def _summarise(out: str) -> List[Tuple[str, str]]:
+    with open(os.path.join(out, "index.json")) as f:
+        index = json.load(f)
+    cases = next(iter(index.values()))
+    table: Dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    odd = []
+    for case_id, entry in cases.items():
+        verdict = _verdict(entry)
+        table[case_id.split(".")[0]][verdict] += 1
+        if verdict != "OK":
+            odd.append((case_id, verdict))
+    verdicts = sorted({v for row in table.values() for v in row})
+    print("| chapter | " + " | ".join(verdicts) + " |")
+    print("|---" * (len(verdicts) + 1) + "|")
+    for chapter in sorted(table, key=int):
+        print("| %s | " % chapter + " | ".join(str(table[chapter][v]) for v in verdicts) + " |")
+    total: collections.Counter = collections.Counter()
+    for row in table.values():
+        total.update(row)
+    print("| all | " + " | ".join(str(total[v]) for v in verdicts) + " |")
+    key = lambda item: [int(x) for x in item[0].split(".")]  # noqa: E731
+    for case_id, verdict in sorted(odd, key=key):
+        if verdict != "UNIMPLEMENTED":  # permessage-deflate (12.*, 13.*): counted above
+            print("  %s: %s" % (case_id, verdict))
+    return odd
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--server-python", default=sys.executable,
+                    help="interpreter running the echo server (default: this one)")
+    ap.add_argument("--out", default=os.path.join(ROOT, "build", "autobahn"))
+    ap.add_argument("-i", "--include", action="append", default=[])
+    ap.add_argument("-x", "--exclude", action="append", default=[])
+    ap.add_argument("-p", "--parallelism", type=int, default=2)
+    args = ap.parse_args()
+
+    kosoku = _kosoku()
+    proc, port = _start_server(args.server_python)
+    try:
+        cmd = [kosoku, "127.0.0.1:%d" % port, "-o", args.out, "-p", str(args.parallelism)]
+        for case in args.include:
+            cmd += ["-i", case]
+        for case in args.exclude:
+            cmd += ["-x", case]
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    print("server: %s; runner: %s; reports: %s" % (args.server_python, kosoku, args.out))
+    odd = _summarise(args.out)
+    unexpected = [c for c, v in odd if v not in ("NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED")
+                  and not any(fnmatch.fnmatch(c, pat) for pat in EXPECTED_FAIL)]
+    if unexpected:
+        print("unexpected failures: %s" % ", ".join(unexpected))
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
