@@ -65,7 +65,9 @@ _RAW = 0
 _CHUNK = int(lib.CYM_AD_CHUNK)
 _END = int(lib.CYM_AD_END)
 _ABORT = 16  # close the connection now: the response cannot be completed
-_CALL = 32   # run data(conn) on the poll thread (WebSocket operations)
+_CALL = 32   # run data(conn) on the poll thread (the WebSocket handshake)
+_WS = 64     # | opcode: send data as one WebSocket frame (CLOSE: then close)
+_WS_CLOSE = 8
 
 _REASON: Dict[int, str] = {
     200: "OK", 201: "Created", 202: "Accepted", 204: "No Content",
@@ -327,7 +329,7 @@ class Exchange:
 
         Raises ``ClientDisconnected`` once the client is gone.
         """
-        size = len(data) if op < _ABORT else 0
+        size = len(data) if isinstance(data, bytes) else 0
         with self.lock:
             if self.dead:
                 raise ClientDisconnected("client disconnected")
@@ -692,7 +694,7 @@ class HttpCore:
                     blocked = True
                     break
                 op, data = ex.outbox.popleft()
-                if op < _ABORT:
+                if isinstance(data, bytes):
                     ex.queued -= len(data)
                 ex.progress += 1
                 wake = ex.waiting and ex.queued < _LOW_WATER
@@ -706,24 +708,28 @@ class HttpCore:
 
     def _apply(self, ex: Exchange, conn: Connection, op: int, data: Any) -> bool:
         """Carry out one outbox item; False when the exchange is over."""
-        c = conn._c
-        if op < _ABORT:
-            peer = conn.userdata
-            if peer is not None and peer.paused and data:
-                # A response on its way: stop holding the client back, or
-                # both sides could wait on each other.
-                self.pause(conn, False)
-            lib.cym_adapters_write(c, data, len(data), op)
-            if op & _END:
-                self._finish(ex, conn)
-                return False
-            return True
         if op == _ABORT:
             self._end_exchange(ex, conn)
             conn.close()
             return False
-        data(conn)
-        return not ex.ended
+        if op == _CALL:
+            data(conn)
+            return not ex.ended
+        peer = conn.userdata
+        if peer is not None and peer.paused and data:
+            # A response on its way: stop holding the client back, or both
+            # sides could end up waiting for each other.
+            self.pause(conn, False)
+        if op & _WS:
+            conn.ws_send(data, op & 15)  # type: ignore[attr-defined]
+            if op & 15 == _WS_CLOSE:  # the session ends
+                conn.drain()
+            return True
+        lib.cym_adapters_write(conn._c, data, len(data), op)
+        if op & _END:
+            self._finish(ex, conn)
+            return False
+        return True
 
     def _finish(self, ex: Exchange, conn: Connection) -> None:
         """The response is complete: keep the connection alive or close it."""
