@@ -64,10 +64,12 @@ _WRITE_BIT = 1 << C.MG_EV_WRITE
 _RAW = 0
 _CHUNK = int(lib.CYM_AD_CHUNK)
 _END = int(lib.CYM_AD_END)
-_ABORT = 16  # close the connection now: the response cannot be completed
+_ABORT = 16  # the response cannot be completed: close (data: b"flush" first)
 _CALL = 32   # run data(conn) on the poll thread (the WebSocket handshake)
 _WS = 64     # | opcode: send data as one WebSocket frame (CLOSE: then close)
 _WS_CLOSE = 8
+_FLUSH = "flush"  # _ABORT's data: send what is queued, then close
+_NOW = "now"
 
 _REASON: Dict[int, str] = {
     200: "OK", 201: "Created", 202: "Accepted", 204: "No Content",
@@ -191,8 +193,7 @@ def frame_response(ex: "Exchange", code: int, status_line: str,
             ex.close_after = True  # the body ends when the connection does
     if not app_connection:
         if ex.close_after:
-            if ex.keep_alive:
-                lines.append("Connection: close")
+            lines.append("Connection: close")
         elif ex.http10:
             lines.append("Connection: keep-alive")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), op, length
@@ -348,12 +349,16 @@ class Exchange:
                 raise ClientDisconnected("server closed") from None
         return full
 
-    def abort(self) -> None:
-        """Close the connection without completing the response (any thread)."""
+    def abort(self, flush: bool = False) -> None:
+        """Close the connection without completing the response (any thread).
+
+        With ``flush`` what was queued is sent first, so the client sees a
+        truncated response; otherwise the connection closes at once.
+        """
         with self.lock:
             if self.dead:
                 return
-            self.outbox.append((_ABORT, b""))
+            self.outbox.append((_ABORT, _FLUSH if flush else _NOW))
             ring = not self.scheduled
             self.scheduled = True
         if ring:
@@ -710,7 +715,10 @@ class HttpCore:
         """Carry out one outbox item; False when the exchange is over."""
         if op == _ABORT:
             self._end_exchange(ex, conn)
-            conn.close()
+            if data is _FLUSH:
+                conn.drain()
+            else:
+                conn.close()
             return False
         if op == _CALL:
             data(conn)

@@ -695,7 +695,7 @@ class ASGIServer:
         if ex.dead or (response is not None and response.complete):
             return
         if response is None or response.head_sent:
-            ex.abort()
+            ex.abort(flush=True)  # the client sees a truncated response
             return
         body = b"Internal Server Error"
         head = ("HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n"

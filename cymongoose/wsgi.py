@@ -175,20 +175,24 @@ class _WsgiExchange(core.Exchange):
         self.timeout = server._server._stream_timeout
 
     def on_body(self, data: bytes, more: bool) -> None:
-        if self.spool is None:
-            if not more:
-                self.environ["wsgi.input"] = io.BytesIO(data)
-                self.server._submit(self)
+        if more or self.spool is not None:
+            if self.spool is None:
+                self.spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_SIZE)
+            self.spool.write(data)
+            if more:
                 return
-            self.spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_SIZE)
-        self.spool.write(data)
-        if not more:
-            spool = self.spool
-            self.environ["CONTENT_LENGTH"] = str(spool.tell())
-            self.environ.pop("HTTP_TRANSFER_ENCODING", None)
-            spool.seek(0)
-            self.environ["wsgi.input"] = spool
-            self.server._submit(self)
+            stream = self.spool
+            length = stream.tell()
+            stream.seek(0)
+        else:
+            stream = self.spool = io.BytesIO(data)
+            length = len(data)
+        environ = self.environ
+        environ["wsgi.input"] = stream
+        # A chunked body has been decoded: describe it by its length.
+        if environ.pop("HTTP_TRANSFER_ENCODING", None) is not None or "CONTENT_LENGTH" in environ:
+            environ["CONTENT_LENGTH"] = str(length)
+        self.server._submit(self)
 
     def on_disconnect(self) -> None:
         spool = self.spool
@@ -315,8 +319,7 @@ class _Response:
             if not self.head_sent:
                 self._head(0 if total is None else total)
             if self.length is not None and self.sent < self.length:
-                ex.close_after = True  # short body: the framing is broken
-                ex.abort()
+                ex.abort(flush=True)  # short body: only closing can end it
                 return
             ex.send(max(self.op, 0) | core._END)
         finally:
@@ -437,7 +440,7 @@ class WSGIServer:
             if ex.dead:
                 return
             if response.head_sent:
-                ex.abort()
+                ex.abort(flush=True)  # the client sees a truncated response
                 return
             body = b"Internal Server Error"
             head = ("HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n"
@@ -448,9 +451,9 @@ class WSGIServer:
             except (core.ClientDisconnected, _Stalled):
                 ex.abort()
         finally:
-            spool = ex.environ.get("wsgi.input")
-            if spool is not None:
-                spool.close()
+            # Not environ["wsgi.input"], which middleware may have replaced.
+            if ex.spool is not None:
+                ex.spool.close()
 
 
 class _Core(core.HttpCore):
