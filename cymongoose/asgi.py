@@ -484,9 +484,11 @@ class _Core(core.HttpCore):
             self.pause(ex.conn, False)
 
     def shutdown_exchange(self, ex: core.Exchange) -> None:
+        """WebSocket clients are told the server restarts (1012), as uvicorn does."""
         if isinstance(ex, _WsSession) and ex.conn.is_websocket:
             ex.conn.ws_send(struct.pack("!H", 1012), _WS_OP_CLOSE)  # type: ignore[attr-defined]
             ex.conn.drain()
+            ex.loop.call_soon_threadsafe(ex._closed, (1012, ""))
 
 
 class _Lifespan:
@@ -671,7 +673,7 @@ class ASGIServer:
             ex.abort()
             raise
         except BaseException as exc:
-            if ex.disconnected and _is_disconnect(exc):
+            if ex.dead and _is_disconnect(exc):
                 log.debug("client went away during %s %s", ex.method, ex.scope["path"])
             else:
                 log.exception("Exception in ASGI application (%s %s)", ex.method,
@@ -714,7 +716,7 @@ class ASGIServer:
             ex.abort()
             raise
         except BaseException as exc:
-            if not (ex.disconnected and _is_disconnect(exc)):
+            if not (ex.dead and _is_disconnect(exc)):
                 log.exception("Exception in ASGI application (websocket %s)", ex.scope["path"])
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 ex.abort()
