@@ -432,6 +432,7 @@ class HttpCore:
         self._jobs: List[Tuple[Callable[..., Any], Tuple[Any, ...]]] = []
         self._jobs_lock = threading.Lock()
         self._bell_rung = False
+        self._closed = False
         self._bell = 0
         self._listeners: List[Connection] = []
         self._inflight: Dict[Exchange, None] = {}
@@ -462,12 +463,23 @@ class HttpCore:
         Raises ``RuntimeError`` when the Manager is closed.
         """
         with self._jobs_lock:
+            if self._closed:
+                raise RuntimeError("server closed")
             self._jobs.append((fn, args))
             if self._bell_rung:
                 return
             self._bell_rung = True
-        if not self._mgr.wakeup(self._bell, b""):
-            raise RuntimeError("server is not listening")
+            # Under the lock: close() cannot free the Manager meanwhile.
+            if not self._mgr.wakeup(self._bell, b""):
+                self._bell_rung = False
+                raise RuntimeError("server is not listening")
+
+    def close(self) -> None:
+        """Free the Manager (not while polling); later ``call_soon`` raise."""
+        with self._jobs_lock:
+            self._closed = True
+            self._jobs.clear()
+        self._mgr.close()
 
     def _run_jobs(self) -> None:
         with self._jobs_lock:

@@ -279,7 +279,7 @@ class _Response:
             raise ClientDisconnected("client disconnected")
         if not self.head_sent:
             status, headers = self.start
-            line = "HTTP/1.1 %d %s" % (status, core._REASON.get(status, ""))
+            line = _status_line(status)
             head, self.op, self.length = core.frame_response(
                 ex, status, line, headers, None if more else len(body))
             self.head_sent = True
@@ -629,7 +629,7 @@ class ASGIServer:
         try:
             conn = server._listen(url)
         except BaseException:
-            server.manager.close()
+            server.close()
             await self._shutdown_lifespan()
             raise
         self._core = server
@@ -779,7 +779,7 @@ class ASGIServer:
         thread = self._thread
         if thread is not None:
             await self._loop.run_in_executor(None, thread.join, self._graceful_timeout + 5)
-        server.manager.close()
+        server.close()
         self._thread = None
         await self._shutdown_lifespan()
 

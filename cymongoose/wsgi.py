@@ -421,7 +421,7 @@ class WSGIServer:
         """Stop at once: drop queued requests, close every connection and the
         Manager.  Responses still being produced are cut off."""
         self._pool.shutdown(wait=False)
-        self._core.manager.close()
+        self._core.close()
 
     # -- internals -----------------------------------------------------------
 
