@@ -61,7 +61,8 @@ import struct
 import threading
 import time
 from collections import deque
-from typing import Any, Awaitable, Callable, Deque, Dict, List, MutableMapping, Optional
+from typing import (Any, Awaitable, Callable, Deque, Dict, List, MutableMapping, Optional,
+                    Set, Tuple)
 from urllib.parse import unquote
 
 from . import _httpcore as core
@@ -154,20 +155,21 @@ class _ConnState(core.Exchange):
 
     __slots__ = ("scope", "loop", "inbox", "event", "unread", "fut", "disconnected",
                  "task")
+    server: "_Core"
 
     def __init__(self, server: "_Core", conn: Connection, hm: HttpMessage,
                  scope: Dict[str, Any]) -> None:
         super().__init__(server, conn, hm.method, hm.proto, hm.header("Connection"))
         self.scope = scope
         self.loop = server._asgi._loop
-        self.inbox: Deque[Dict[str, Any]] = deque()
+        self.inbox: Deque[Tuple[Dict[str, Any], int]] = deque()  # (message, bytes)
         # Made on the loop thread: before Python 3.10 an Event binds to the
         # current thread's loop when created.
         self.event: Optional[asyncio.Event] = None
         self.unread = 0          # bytes delivered to the loop, not yet received
-        self.fut: Optional[asyncio.Future] = None
+        self.fut: Optional["asyncio.Future[None]"] = None
         self.disconnected = False
-        self.task: Optional[asyncio.Task] = None
+        self.task: Optional["asyncio.Task[None]"] = None
 
     # -- poll thread -----------------------------------------------------------
 
@@ -179,7 +181,7 @@ class _ConnState(core.Exchange):
                 over = self.unread >= core._STREAM_THRESHOLD
             if over:
                 self.server.pause(self.conn, True)
-        self.loop.call_soon_threadsafe(self._put, message)
+        self.loop.call_soon_threadsafe(self._put, message, size)
 
     def on_disconnect(self) -> None:
         self.loop.call_soon_threadsafe(self._lost)
@@ -189,8 +191,8 @@ class _ConnState(core.Exchange):
 
     # -- event loop --------------------------------------------------------------
 
-    def _put(self, message: Dict[str, Any]) -> None:
-        self.inbox.append(message)
+    def _put(self, message: Dict[str, Any], size: int) -> None:
+        self.inbox.append((message, size))
         if self.event is not None:
             self.event.set()
 
@@ -225,7 +227,10 @@ class _ConnState(core.Exchange):
                 self.event = asyncio.Event()
             self.event.clear()
             await self.event.wait()
-        return self.inbox.popleft()
+        message, size = self.inbox.popleft()
+        if size:
+            self._received(size)
+        return message
 
     def finished(self) -> bool:
         """Nothing more will be queued for ``receive()``."""
@@ -318,7 +323,6 @@ class _HttpCycle(_ConnState):
         message = await self._next()
         if message is None:
             return {"type": "http.disconnect"}
-        self._received(len(message["body"]))
         return message
 
     async def send(self, message: Dict[str, Any]) -> None:
@@ -344,7 +348,7 @@ class _WsSession(_ConnState):
         self.state = "connecting"  # then "accepted", "closed" (we sent CLOSE) or "denied"
         self.close_code: Optional[Any] = None
         self.response: Optional[_Response] = None
-        self.inbox.append({"type": "websocket.connect"})
+        self.inbox.append(({"type": "websocket.connect"}, 0))
 
     def on_disconnect(self) -> None:
         peer = self.conn.userdata
@@ -362,9 +366,6 @@ class _WsSession(_ConnState):
         if message is None:
             code, reason = self.close_code or (1006, "")
             return {"type": "websocket.disconnect", "code": code, "reason": reason}
-        data = message.get("bytes") or message.get("text")
-        if data:
-            self._received(len(data))
         return message
 
     async def send(self, message: Dict[str, Any]) -> None:
@@ -500,11 +501,11 @@ class _Lifespan:
         self.mode = mode
         self.state: Dict[str, Any] = {}
         self.inbox: "asyncio.Queue[Dict[str, Any]]" = asyncio.Queue()
-        self.startup_done: asyncio.Future = loop.create_future()
-        self.shutdown_done: asyncio.Future = loop.create_future()
+        self.startup_done: "asyncio.Future[Optional[str]]" = loop.create_future()
+        self.shutdown_done: "asyncio.Future[Optional[str]]" = loop.create_future()
         self.received = 0
         self.supported = True
-        self.task: Optional[asyncio.Task] = None
+        self.task: Optional["asyncio.Task[None]"] = None
 
     async def startup(self) -> None:
         """Run startup; raises ``RuntimeError`` when the application fails it."""
@@ -536,7 +537,7 @@ class _Lifespan:
             self._settle(self.shutdown_done, None)
 
     @staticmethod
-    def _settle(fut: asyncio.Future, value: Any) -> None:
+    def _settle(fut: "asyncio.Future[Optional[str]]", value: Any) -> None:
         if not fut.done():
             fut.set_result(value)
 
@@ -602,7 +603,7 @@ class ASGIServer:
         self._loop: Any = None
         self._core: Optional[_Core] = None
         self._thread: Optional[threading.Thread] = None
-        self._tasks: "set[asyncio.Task]" = set()
+        self._tasks: "Set[asyncio.Task[None]]" = set()
         self._deadline: Optional[float] = None
 
     @property

@@ -57,7 +57,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 from urllib.parse import unquote_to_bytes
 
 from . import _httpcore as core
@@ -106,7 +106,7 @@ class FileWrapper:
         return data
 
 
-def _build_environ(hm: Any, conn: Any, server_name: str, server_port: int) -> dict:
+def _build_environ(hm: Any, conn: Any, server_name: str, server_port: int) -> Dict[str, Any]:
     """The PEP 3333 environ of a request.
 
     ``hm`` needs ``method``, ``uri``, ``query``, ``proto``, ``body_bytes``,
@@ -116,7 +116,8 @@ def _build_environ(hm: Any, conn: Any, server_name: str, server_port: int) -> di
     return _environ(hm, conn, server_name, server_port, hm.body_bytes)
 
 
-def _environ(hm: Any, conn: Any, server_name: str, server_port: int, body: bytes) -> dict:
+def _environ(hm: Any, conn: Any, server_name: str, server_port: int,
+             body: bytes) -> Dict[str, Any]:
     uri = hm.uri
     query = hm.query
     if "?" in uri:
@@ -165,6 +166,7 @@ class _Stalled(Exception):
 
 class _WsgiExchange(core.Exchange):
     __slots__ = ("environ", "spool", "cond", "timeout")
+    server: "_Core"
 
     def __init__(self, server: "_Core", conn: Connection, hm: HttpMessage) -> None:
         super().__init__(server, conn, hm.method, hm.proto, hm.header("Connection"))
