@@ -45,8 +45,21 @@ from it:
   requests finish for up to ``graceful_timeout`` seconds, then closes.
   Signal handlers are installed only on the main thread (0.2.5 failed
   elsewhere) and, as in 0.2.5, not restored.
+* ``start_response`` follows PEP 3333 strictly: a second call without
+  ``exc_info`` raises (0.2.5 overwrote the headers), a call with
+  ``exc_info`` after the head was sent re-raises that exception.  The
+  server adds ``Date`` and, when it matters, ``Connection``; hop-by-hop
+  headers from the application (``Transfer-Encoding``, ...) are dropped
+  because the server frames the body itself.
 * WebSocket upgrades reach the application as ordinary requests.  TLS is not
   offered: put a TLS-terminating proxy in front.
+
+Internals: 0.2.5 carried responses to the poll thread inside wakeup payloads
+(inline or stashed, ``_stash``, ``_streams``, ``_WAKEUP_MAX_BYTES``,
+``_STREAM_QUEUE_SIZE``); here workers queue them in a per-request outbox and
+ring an empty doorbell (see ``cymongoose._httpcore``), so no payload size
+limit applies.  ``_STREAM_THRESHOLD``, ``_STREAM_BATCH_SIZE`` and
+``_STREAM_PUT_TIMEOUT`` keep their names for the flow-control limits.
 """
 
 import io
