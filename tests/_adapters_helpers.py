@@ -55,12 +55,6 @@ class AsgiThread:
         """Run a coroutine on the server's loop and return its result."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def call(self, fn: Callable[[], Any]) -> Any:
-        """Run ``fn`` on the loop thread and return its result."""
-        async def wrapper() -> Any:
-            return fn()
-        return self.run(wrapper())
-
     def stop(self) -> None:
         try:
             self.run(self.server.stop(), 60)
