@@ -514,3 +514,24 @@ def test_json_roundtrip_with_plain_app(start):
     r = httpx.post(srv.url, json={"k": [1, None]}, timeout=10)
     assert r.status_code == 201 and r.json() == {"echo": {"k": [1, None]}}
     assert r.headers.get_list("set-cookie") == ["a=1", "b=2"]
+
+
+def test_file_wrapper_iterates_blocks_and_closes(start):
+    class Source(io.StringIO):
+        closed_by_server = False
+
+        def close(self):
+            Source.closed_by_server = True
+            super().close()
+
+    wrapper = FileWrapper(io.BytesIO(b"abcdefgh"), 3)
+    assert list(wrapper) == [b"abc", b"def", b"gh"]
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return environ["wsgi.file_wrapper"](Source("text ü " * 1000), 100)
+
+    srv = start(app)
+    r = httpx.get(srv.url, timeout=10)
+    assert r.text == "text ü " * 1000
+    assert Source.closed_by_server
