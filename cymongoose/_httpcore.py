@@ -424,9 +424,9 @@ def _set_events(conn: Connection, bit: int, on: bool) -> None:
 class HttpCore:
     """The poll-thread half of a WSGI/ASGI server (see the module docstring).
 
-    Subclasses implement ``start_exchange`` (a complete head arrived: build
-    the exchange and, when the body is complete, start the application) and
-    may implement ``start_websocket``.
+    Subclasses implement ``start_exchange`` (build the exchange of a
+    request; its ``on_body`` receives the body) and may implement
+    ``start_websocket``, ``on_ws_message`` and ``shutdown_exchange``.
     """
 
     log = log
@@ -555,7 +555,7 @@ class HttpCore:
             return
         # Read everything needed from the view before the head leaves the
         # buffer: the view points into it.
-        ex = self.start_exchange(conn, hm, False)
+        ex = self.start_exchange(conn, hm)
         expect = hm.header("Expect")
         continue_ = (expect is not None and expect.lower() == "100-continue"
                      and proto != "HTTP/1.0")
@@ -651,7 +651,7 @@ class HttpCore:
                 peer.ex = ex
                 self._inflight[ex] = None
                 return
-        ex = self.start_exchange(conn, hm, True)
+        ex = self.start_exchange(conn, hm)
         peer.ex = ex
         self._inflight[ex] = None
         ex.body_done = True
@@ -695,8 +695,9 @@ class HttpCore:
         as plain HTTP."""
         return None
 
-    def start_exchange(self, conn: Connection, hm: HttpMessage, complete: bool) -> Exchange:
-        """A request head (``complete``: with its whole body) arrived."""
+    def start_exchange(self, conn: Connection, hm: HttpMessage) -> Exchange:
+        """A request head arrived (the body follows through ``on_body``):
+        build its exchange.  ``hm`` is valid during the call only."""
         raise NotImplementedError
 
     # -- responses --------------------------------------------------------------

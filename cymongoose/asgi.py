@@ -428,7 +428,7 @@ class _Core(core.HttpCore):
         super().__init__(error_handler, max_body_size)
         self._asgi = asgi
 
-    def start_exchange(self, conn: Connection, hm: HttpMessage, complete: bool) -> core.Exchange:
+    def start_exchange(self, conn: Connection, hm: HttpMessage) -> core.Exchange:
         ex = _HttpCycle(self, conn, hm)
         ex.loop.call_soon_threadsafe(self._asgi._spawn, ex)
         return ex

@@ -480,7 +480,7 @@ class _Core(core.HttpCore):
         super().__init__(error_handler, max_body_size)
         self._server = server
 
-    def start_exchange(self, conn: Connection, hm: HttpMessage, complete: bool) -> core.Exchange:
+    def start_exchange(self, conn: Connection, hm: HttpMessage) -> core.Exchange:
         return _WsgiExchange(self, conn, hm)
 
     def _submit(self, ex: _WsgiExchange) -> None:
