@@ -1,0 +1,141 @@
+"""Helpers for the WSGI/ASGI server tests: servers on background threads,
+raw-socket HTTP, and subprocess servers driven by signals."""
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import threading
+from typing import Any, Callable, List, Optional, Tuple
+
+from conftest import wait_until
+
+from cymongoose.asgi import ASGIServer
+from cymongoose.wsgi import WSGIServer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class WsgiThread:
+    """A WSGIServer listening on a free port, run() on a background thread."""
+
+    def __init__(self, app: Callable[..., Any], **options: Any) -> None:
+        self.server = WSGIServer(app, **options)
+        self.port = self.server.listen("http://127.0.0.1:0").local_addr[1]
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.thread = threading.Thread(target=self.server.run, kwargs={"poll_ms": 50},
+                                       daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.thread.join(30)
+        assert not self.thread.is_alive(), "WSGI server did not stop"
+
+
+class AsgiThread:
+    """An ASGIServer started on an asyncio loop that runs on a background thread."""
+
+    def __init__(self, app: Any, **options: Any) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server = ASGIServer(app, **options)
+        try:
+            conn = self.run(self.server.start("http://127.0.0.1:0"))
+        except BaseException:
+            self._close_loop()
+            raise
+        self.port = conn.local_addr[1]
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.ws_url = "ws://127.0.0.1:%d" % self.port
+
+    def run(self, coro: Any, timeout: float = 30.0) -> Any:
+        """Run a coroutine on the server's loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        try:
+            self.run(self.server.stop(), 60)
+        finally:
+            self._close_loop()
+
+    def _close_loop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+def raw_exchange(port: int, data: bytes, until: Callable[[bytes], bool],
+                 timeout: float = 10.0) -> bytes:
+    """Send raw bytes, read until ``until(received)`` holds or the peer closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        return read_until(s, until)
+
+
+def read_until(s: socket.socket, until: Callable[[bytes], bool]) -> bytes:
+    """Read from ``s`` until ``until(received)`` holds or the peer closes."""
+    got = b""
+    while not until(got):
+        piece = s.recv(65536)
+        if not piece:
+            break
+        got += piece
+    return got
+
+
+def count_responses(data: bytes) -> int:
+    return data.count(b"HTTP/1.1 ")
+
+
+class ServerProcess:
+    """A server script in a subprocess; its stdout lines are collected."""
+
+    def __init__(self, code: str) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+        env["PYTHONUNBUFFERED"] = "1"
+        self.proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env=env, text=True)
+        self.lines: List[str] = []
+        self.err: List[str] = []
+        self._readers = [threading.Thread(target=self._read, args=(self.proc.stdout, self.lines),
+                                          daemon=True),
+                         threading.Thread(target=self._read, args=(self.proc.stderr, self.err),
+                                          daemon=True)]
+        for t in self._readers:
+            t.start()
+
+    @staticmethod
+    def _read(stream: Any, into: List[str]) -> None:
+        for line in stream:
+            into.append(line.rstrip("\n"))
+
+    def wait_line(self, prefix: str, timeout: float = 20.0) -> str:
+        """The first stdout line starting with ``prefix`` (waits for it)."""
+        def found() -> Optional[str]:
+            for line in self.lines:
+                if line.startswith(prefix):
+                    return line
+            if self.proc.poll() is not None:
+                raise AssertionError("server exited: %s" % "\n".join(self.err))
+            return None
+        return wait_until(found, timeout)
+
+    def port(self) -> int:
+        line = self.wait_line("cymongoose ")
+        return int(line.rsplit(":", 1)[1].rstrip("/"))
+
+    def finish(self, timeout: float = 30.0) -> Tuple[int, str]:
+        """Wait for exit: (return code, stderr)."""
+        try:
+            code = self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(5)
+        for t in self._readers:
+            t.join(5)
+        return code, "\n".join(self.err)
