@@ -57,3 +57,9 @@ sdist:
 
 clean:
 	rm -rf build dist *.egg-info cymongoose/_mg_cffi*.so $(CPY_VENV) $(PYPY_VENV)
+
+# Pure C vs the Cython package 0.2.5 vs ours on CPython and PyPy (bench/README.md);
+# about 10 minutes. BENCH_ARGS=--quick for a short run.
+BENCH_ARGS ?=
+bench: system-deps
+	$(PYTHON) bench/run.py $(BENCH_ARGS)

@@ -1,0 +1,316 @@
+#!/usr/bin/env python3
+"""Benchmark cymongoose against pure-C Mongoose and the Cython package 0.2.5.
+
+    python3 bench/run.py            # full run (about 10 minutes on 2 cores)
+    python3 bench/run.py --quick    # a short run for development
+    make bench                      # the full run, from a clean clone
+
+Builds what it needs (see _setup.py), then measures in interleaved rounds,
+every server pinned to core 0 and every load generator to core 1:
+
+- HTTP hello (``ok``) with ``wrk -t1 -cN --latency`` for N in 1, 50, 200;
+- WebSocket echo with bench/ws_load.c (C, 50 connections, one message in
+  flight per connection);
+- the cost of 1,000 idle connections: time per ``poll(0)`` / 1,000.
+
+Servers: the C server, the Cython package 0.2.5 (CPython, its own venv) and
+ours on CPython and PyPy, each with a handler receiving every event
+(``plain``) and one declaring ``@cymongoose.handles(...)`` (``declared``).
+Prints one table (medians of rounds, ratios to C and to the Cython package,
+CPU time per request) and writes it into bench/README.md.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+from typing import Dict, List, Optional, Tuple
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _load  # noqa: E402
+import _report  # noqa: E402
+import _setup  # noqa: E402
+from _load import BenchError, Server  # noqa: E402
+from _setup import BENCH, BIN, ROOT  # noqa: E402
+
+SERVERS_DIR = os.path.join(BENCH, "servers")
+OUT = os.path.join(BENCH, "out")
+
+
+def parse_args(argv: List[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    p.add_argument("--duration", type=float, default=5, help="seconds per load run (default 5)")
+    p.add_argument("--warmup", type=float, default=2, help="seconds of warm-up load per server")
+    p.add_argument("--loads", default="1,50,200", help="wrk connection counts (default 1,50,200)")
+    p.add_argument("--ws-conns", type=int, default=50, help="WebSocket connections (default 50)")
+    p.add_argument("--idle-conns", type=int, default=1000, help="idle connections (default 1000)")
+    p.add_argument("--idle-polls", type=int, default=2000, help="timed polls per idle run")
+    p.add_argument("--quick", action="store_true",
+                   help="1 round of 2 s, short warm-up; README untouched unless --readme")
+    p.add_argument("--readme", action="store_true", help="write bench/README.md in --quick mode")
+    p.add_argument("--no-readme", action="store_true", help="never write bench/README.md")
+    p.add_argument("--cpython", help="CPython to build and run ours (default: bench/.venv-cpython)")
+    p.add_argument("--pypy", help="PyPy to build and run ours (default: bench/.venv-pypy)")
+    p.add_argument("--no-pypy", action="store_true", help="skip PyPy")
+    p.add_argument("--no-cython", action="store_true", help="skip the Cython package")
+    p.add_argument("--only", default="http,ws,idle", help="sections to run (default http,ws,idle)")
+    p.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.rounds, args.duration, args.warmup, args.idle_polls = 1, 2, 1, 500
+    args.loads = [int(x) for x in args.loads.split(",") if x]
+    args.only = set(args.only.split(","))
+    return args
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def rel(path: str) -> str:
+    """A path as the README shows it: relative to the repository when inside it."""
+    if os.path.isabs(path) and path.startswith(ROOT + os.sep):
+        return os.path.relpath(path, ROOT)
+    return path
+
+
+class Impl:
+    """An interpreter plus where its cymongoose comes from."""
+
+    def __init__(self, key: str, python: str, ours: bool) -> None:
+        self.key = key
+        self.python = python
+        self.ours = ours
+        env = dict(os.environ)
+        env.pop("PYTHONPATH", None)
+        if ours:
+            env["PYTHONPATH"] = ROOT  # the in-place build of this checkout
+        self.env = env
+
+    def check(self, server: Server) -> None:
+        """Refuse to measure the wrong package (both are called cymongoose)."""
+        where = str(server.info.get("file", ""))
+        is_ours = where == os.path.join(ROOT, "cymongoose")
+        if is_ours != self.ours:
+            raise BenchError("%s imported cymongoose from %s" % (server.label, where))
+
+
+def _key_impl(key: str) -> str:
+    return key.split("-")[0]
+
+
+def server_specs(kind: str, impls: Dict[str, Impl], ws_ok: Dict[str, bool]
+                 ) -> List[Tuple[str, List[str], Optional[Impl]]]:
+    """(row key, argv without the port, interpreter) for each server of a section."""
+    script = os.path.join(SERVERS_DIR, "hello.py" if kind == "http" else "ws_echo.py")
+    specs: List[Tuple[str, List[str], Optional[Impl]]] = [
+        ("c", [os.path.join(BIN, "c_server"), kind], None)]
+    for key, _ in _report.SERVERS[1:]:
+        impl = impls.get(_key_impl(key))
+        if impl is None or (kind == "ws" and not ws_ok.get(impl.key, False)):
+            continue
+        variant = "plain" if key == "cython" else key.split("-")[1]
+        specs.append((key, [impl.python, script, variant], impl))
+    return specs
+
+
+def start(key: str, argv: List[str], impl: Optional[Impl], port: int, pin: bool,
+          log_path: str) -> Server:
+    env = impl.env if impl else dict(os.environ)
+    server = Server(_report.LABEL.get(key, key), argv + [str(port)], env, SERVERS_DIR,
+                    log_path, pin)
+    return server
+
+
+def run_section(kind: str, specs: List[Tuple[str, List[str], Optional[Impl]]],
+                args: argparse.Namespace, runs: _report.Runs, commands: Dict[str, str],
+                log_path: str) -> None:
+    """Start every server of the section, warm them up, then interleave rounds."""
+    pin = not args.no_pin
+    ws_load = os.path.join(BIN, "ws_load")
+    servers: Dict[str, Tuple[Server, int]] = {}
+    try:
+        for key, argv, impl in specs:
+            port = _load.free_port()
+            servers[key] = (start(key, argv, impl, port, pin, log_path), port)
+        for key, argv, impl in specs:
+            server, port = servers[key]
+            server.wait_ready()
+            if impl is not None:
+                impl.check(server)
+            commands.setdefault("%s server" % kind, server.command.replace(str(port), "PORT"))
+
+        def once(key: str, conns: int, seconds: float) -> dict:
+            server, port = servers[key]
+            if kind == "http":
+                return _load.run_wrk(server, port, conns, seconds, pin)
+            return _load.run_ws(server, ws_load, port, conns, seconds, pin)
+
+        loads = args.loads if kind == "http" else [args.ws_conns]
+        keys = [k for k, _, _ in specs]
+        for key in keys:
+            once(key, max(loads), args.warmup)  # JIT warm-up, buffers, caches
+        for r in range(args.rounds):
+            order = keys[r % len(keys):] + keys[:r % len(keys)]
+            for conns in loads:
+                test = "%s c=%d" % (kind, conns)
+                for key in order:
+                    res = once(key, conns, args.duration)
+                    runs.setdefault((test, key), []).append(res)
+                    log("[round %d/%d] %-9s %-26s %10.0f /s  p99 %7.3f ms  %5.2f us cpu"
+                        % (r + 1, args.rounds, test, _report.LABEL[key], res["rate"],
+                           res["p99"], res["cpu_us"]))
+    finally:
+        for server, _ in servers.values():
+            server.stop()
+
+
+def run_idle(impls: Dict[str, Impl], args: argparse.Namespace, idle: _report.Idle,
+             commands: Dict[str, str], log_path: str) -> None:
+    pin = not args.no_pin
+    script = os.path.join(SERVERS_DIR, "idle.py")
+    n, polls = args.idle_conns, args.idle_polls
+    for r in range(args.rounds):
+        for impl_key, variant, label in _report.IDLE_ROWS:
+            if impl_key == "c":
+                argv, impl = [os.path.join(BIN, "c_server"), "idle"], None
+            else:
+                impl = impls.get(impl_key)
+                if impl is None:
+                    continue
+                argv = [impl.python, script, variant]
+            port = _load.free_port()
+            full = argv + [str(port), str(n), str(polls)]
+            commands.setdefault("idle server", " ".join(
+                _load.pinned(_load.SERVER_CORE, full, pin)).replace(str(port), "PORT"))
+            env = impl.env if impl else dict(os.environ)
+            ns = _load.run_idle(label, full, port, env, SERVERS_DIR, log_path, n, pin)
+            idle.setdefault((impl_key, variant), []).append(ns)
+            log("[round %d/%d] idle %-40s %8.1f ns per connection per poll"
+                % (r + 1, args.rounds, label, ns))
+
+
+def machine() -> List[str]:
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return ["nproc %d" % os.cpu_count(), cpu, "Linux " + platform.release()]
+
+
+def tool_version(cmd: List[str]) -> str:
+    try:
+        out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             universal_newlines=True).stdout
+    except OSError:
+        return "?"
+    return out.strip().splitlines()[0] if out.strip() else "?"
+
+
+def main(argv: List[str]) -> int:
+    args = parse_args(argv)
+    for tool in ("wrk", "gcc") + (() if args.no_pin else ("taskset",)):
+        if shutil.which(tool) is None:
+            sys.exit("bench/run.py needs %s (make system-deps installs wrk)" % tool)
+    if (os.cpu_count() or 1) < 2 and not args.no_pin:
+        sys.exit("pinning needs 2 cores; use --no-pin")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # we open the idle sockets
+    os.makedirs(OUT, exist_ok=True)
+    stamp = datetime.datetime.now(datetime.timezone.utc)
+    log_path = os.path.join(OUT, "servers-%s.log" % stamp.strftime("%Y%m%d-%H%M%S"))
+    load_before = os.getloadavg()
+
+    src = _setup.mongoose_dir()
+    c_cmds = _setup.build_c(src)
+    cpy_base = sys.executable if platform.python_implementation() == "CPython" else "python3"
+    impls: Dict[str, Impl] = {}
+    impls["cpy"] = Impl("cpy", _setup.our_interpreter(args.cpython, ".venv-cpython", cpy_base),
+                        True)
+    if not args.no_pypy:
+        if args.pypy or shutil.which("pypy3"):
+            impls["pypy"] = Impl("pypy", _setup.our_interpreter(args.pypy, ".venv-pypy",
+                                                                "pypy3"), True)
+        else:
+            log("no pypy3: PyPy rows skipped (make system-deps installs it)")
+    for impl in impls.values():
+        _setup.build_ours(impl.python)
+    if not args.no_cython:
+        cy = _setup.cython_interpreter(cpy_base)
+        if cy:
+            impls["cython"] = Impl("cython", cy, False)
+    ws_ok = {k: _setup.has_ws(i.python, ROOT if i.ours else None) for k, i in impls.items()}
+    for k, ok in ws_ok.items():
+        if not ok:
+            log("%s has no ws_upgrade/ws_send yet: its WebSocket rows are skipped" % k)
+
+    runs: _report.Runs = {}
+    idle: _report.Idle = {}
+    commands: Dict[str, str] = {}
+    if "http" in args.only:
+        run_section("http", server_specs("http", impls, ws_ok), args, runs, commands, log_path)
+    if "ws" in args.only:
+        run_section("ws", server_specs("ws", impls, ws_ok), args, runs, commands, log_path)
+    if "idle" in args.only:
+        run_idle(impls, args, idle, commands, log_path)
+
+    versions = ["ours on %s (`%s`)" % (_setup.version(i.python), rel(i.python))
+                for k, i in impls.items() if i.ours]
+    if "cython" in impls:
+        versions.append("cymongoose 0.2.5 (Cython, PyPI wheel) on %s (`%s`)"
+                        % (_setup.version(impls["cython"].python),
+                           rel(impls["cython"].python)))
+    load_after = os.getloadavg()
+    header = [
+        "Run of %s UTC, %s mode: %d round(s), %g s per load run, %g s warm-up per server."
+        % (stamp.strftime("%Y-%m-%d %H:%M"), "quick" if args.quick else "full",
+           args.rounds, args.duration, args.warmup),
+        "",
+        "- Machine: %s; load average %.2f before, %.2f after (other work shares these cores)."
+        % (", ".join(machine()), load_before[0], load_after[0]),
+        "- Interpreters: " + "; ".join(versions) + ".",
+        "- Tools: %s; %s." % (tool_version(["wrk", "-v"]), tool_version(["gcc", "--version"])),
+        "- Servers pinned to core 0, load generators to core 1%s."
+        % (" (not pinned: --no-pin)" if args.no_pin else ""),
+        "- xC: ratio to the C server; xCy: ratio to the Cython package; spread: half the "
+        "range of req/s over rounds, relative to the median.",
+    ]
+    cmd_lines = ["# this run", "python3 bench/run.py " + " ".join(argv),
+                 "# builds"] + [" ".join(rel(x) for x in c) for c in c_cmds.values()]
+    cmd_lines += ["%s setup.py -q build_ext --inplace" % rel(i.python)
+                  for i in impls.values() if i.ours]
+    cmd_lines += ["%s -m pip install --only-binary=:all: %s"
+                  % (rel(impls["cython"].python), _setup.CYTHON_PACKAGE)] if "cython" in impls else []
+    cmd_lines += ["# servers (ours run with PYTHONPATH=<repo>; others: see bench/servers/)"]
+    cmd_lines += [" ".join(rel(x) for x in v.split()) for v in commands.values()]
+    cmd_lines += ["# load", " ".join(_load.wrk_command(0, 50, args.duration, not args.no_pin))
+                  .replace(":0/", ":PORT/").replace("-c50", "-c{1,50,200}"),
+                  " ".join(rel(x) for x in _load.ws_command(
+                      os.path.join(BIN, "ws_load"), 0, args.ws_conns, args.duration,
+                      not args.no_pin)).replace(":0/", ":PORT/")]
+    section = _report.render(header, runs, idle, cmd_lines)
+    print(section)
+    with open(os.path.join(OUT, "run-%s.json" % stamp.strftime("%Y%m%d-%H%M%S")), "w") as f:
+        json.dump({"runs": {"%s|%s" % k: v for k, v in runs.items()},
+                   "idle": {"%s|%s" % k: v for k, v in idle.items()},
+                   "argv": argv}, f, indent=1)
+    if not args.no_readme and (not args.quick or args.readme):
+        _report.write_readme(os.path.join(BENCH, "README.md"), section)
+        log("results written to bench/README.md")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except (BenchError, _setup.SetupError) as exc:
+        sys.exit("bench/run.py: %s" % exc)
