@@ -117,10 +117,10 @@ def our_interpreter(given: Optional[str], name: str, base: str) -> str:
     return ensure_venv(name, base, ["cffi", "setuptools"], "cffi, setuptools")
 
 
-def build_ours(python: str) -> None:
-    """Build the extension in place for ``python``; both .so files coexist."""
-    log("building cymongoose in place with %s" % python)
-    run([python, "setup.py", "-q", "build_ext", "--inplace"])
+def build_ours(python: str, tree: str = ROOT) -> None:
+    """Build the extension in place in ``tree`` for ``python``; both .so files coexist."""
+    log("building cymongoose in place in %s with %s" % (tree, python))
+    run([python, "setup.py", "-q", "build_ext", "--inplace"], cwd=tree)
 
 
 def cython_interpreter(base: str) -> Optional[str]:

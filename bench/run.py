@@ -45,13 +45,15 @@ OUT = os.path.join(BENCH, "out")
 
 def parse_args(argv: List[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
-    p.add_argument("--duration", type=float, default=5, help="seconds per load run (default 5)")
-    p.add_argument("--warmup", type=float, default=2, help="seconds of warm-up load per server")
+    p.add_argument("--rounds", type=int, help="interleaved rounds (default 3, quick 1)")
+    p.add_argument("--duration", type=float, help="seconds per load run (default 5, quick 2)")
+    p.add_argument("--warmup", type=float,
+                   help="seconds of warm-up load per server (default 2, also in quick mode)")
     p.add_argument("--loads", default="1,50,200", help="wrk connection counts (default 1,50,200)")
     p.add_argument("--ws-conns", type=int, default=50, help="WebSocket connections (default 50)")
     p.add_argument("--idle-conns", type=int, default=1000, help="idle connections (default 1000)")
-    p.add_argument("--idle-polls", type=int, default=2000, help="timed polls per idle run")
+    p.add_argument("--idle-polls", type=int,
+                   help="timed polls per idle run (default 2000, quick 500)")
     p.add_argument("--quick", action="store_true",
                    help="1 round of 2 s, short warm-up; README untouched unless --readme")
     p.add_argument("--readme", action="store_true", help="write bench/README.md in --quick mode")
@@ -62,9 +64,13 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     p.add_argument("--no-cython", action="store_true", help="skip the Cython package")
     p.add_argument("--only", default="http,ws,idle", help="sections to run (default http,ws,idle)")
     p.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
+    p.add_argument("--tree", default=ROOT,
+                   help="checkout whose cymongoose is measured (default: this one)")
     args = p.parse_args(argv)
-    if args.quick:
-        args.rounds, args.duration, args.warmup, args.idle_polls = 1, 2, 1, 500
+    defaults = (1, 2, 2, 500) if args.quick else (3, 5, 2, 2000)
+    for name, value in zip(("rounds", "duration", "warmup", "idle_polls"), defaults):
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     args.loads = [int(x) for x in args.loads.split(",") if x]
     args.only = set(args.only.split(","))
     return args
@@ -84,20 +90,21 @@ def rel(path: str) -> str:
 class Impl:
     """An interpreter plus where its cymongoose comes from."""
 
-    def __init__(self, key: str, python: str, ours: bool) -> None:
+    def __init__(self, key: str, python: str, tree: Optional[str]) -> None:
         self.key = key
         self.python = python
-        self.ours = ours
+        self.tree = tree
+        self.ours = tree is not None
         env = dict(os.environ)
         env.pop("PYTHONPATH", None)
-        if ours:
-            env["PYTHONPATH"] = ROOT  # the in-place build of this checkout
+        if tree is not None:
+            env["PYTHONPATH"] = tree  # its in-place build
         self.env = env
 
     def check(self, server: Server) -> None:
         """Refuse to measure the wrong package (both are called cymongoose)."""
         where = str(server.info.get("file", ""))
-        is_ours = where == os.path.join(ROOT, "cymongoose")
+        is_ours = self.tree is not None and where == os.path.join(self.tree, "cymongoose")
         if is_ours != self.ours:
             raise BenchError("%s imported cymongoose from %s" % (server.label, where))
 
@@ -119,6 +126,15 @@ def server_specs(kind: str, impls: Dict[str, Impl], ws_ok: Dict[str, bool]
         variant = "plain" if key == "cython" else key.split("-")[1]
         specs.append((key, [impl.python, script, variant], impl))
     return specs
+
+
+def shown(command: str, port: int, impl: Optional["Impl"]) -> str:
+    """A server command as the README lists it: repo-relative, PORT, PYTHONPATH."""
+    words = [rel(w) for w in command.split()]
+    line = " ".join(words).replace(" %d" % port, " PORT")
+    if impl is not None and impl.tree is not None:
+        line = "PYTHONPATH=%s %s" % (rel(impl.tree) if impl.tree != ROOT else ".", line)
+    return line
 
 
 def start(key: str, argv: List[str], impl: Optional[Impl], port: int, pin: bool,
@@ -145,7 +161,7 @@ def run_section(kind: str, specs: List[Tuple[str, List[str], Optional[Impl]]],
             server.wait_ready()
             if impl is not None:
                 impl.check(server)
-            commands.setdefault("%s server" % kind, server.command.replace(str(port), "PORT"))
+            commands["%s %s" % (kind, key)] = shown(server.command, port, impl)
 
         def once(key: str, conns: int, seconds: float) -> dict:
             server, port = servers[key]
@@ -188,8 +204,8 @@ def run_idle(impls: Dict[str, Impl], args: argparse.Namespace, idle: _report.Idl
                 argv = [impl.python, script, variant]
             port = _load.free_port()
             full = argv + [str(port), str(n), str(polls)]
-            commands.setdefault("idle server", " ".join(
-                _load.pinned(_load.SERVER_CORE, full, pin)).replace(str(port), "PORT"))
+            commands["idle %s %s" % (impl_key, variant)] = shown(
+                " ".join(_load.pinned(_load.SERVER_CORE, full, pin)), port, impl)
             env = impl.env if impl else dict(os.environ)
             ns = _load.run_idle(label, full, port, env, SERVERS_DIR, log_path, n, pin)
             idle.setdefault((impl_key, variant), []).append(ns)
@@ -234,21 +250,22 @@ def main(argv: List[str]) -> int:
     c_cmds = _setup.build_c(src)
     cpy_base = sys.executable if platform.python_implementation() == "CPython" else "python3"
     impls: Dict[str, Impl] = {}
+    tree = os.path.abspath(args.tree)
     impls["cpy"] = Impl("cpy", _setup.our_interpreter(args.cpython, ".venv-cpython", cpy_base),
-                        True)
+                        tree)
     if not args.no_pypy:
         if args.pypy or shutil.which("pypy3"):
             impls["pypy"] = Impl("pypy", _setup.our_interpreter(args.pypy, ".venv-pypy",
-                                                                "pypy3"), True)
+                                                                "pypy3"), tree)
         else:
             log("no pypy3: PyPy rows skipped (make system-deps installs it)")
     for impl in impls.values():
-        _setup.build_ours(impl.python)
+        _setup.build_ours(impl.python, tree)
     if not args.no_cython:
         cy = _setup.cython_interpreter(cpy_base)
         if cy:
-            impls["cython"] = Impl("cython", cy, False)
-    ws_ok = {k: _setup.has_ws(i.python, ROOT if i.ours else None) for k, i in impls.items()}
+            impls["cython"] = Impl("cython", cy, None)
+    ws_ok = {k: _setup.has_ws(i.python, i.tree) for k, i in impls.items()}
     for k, ok in ws_ok.items():
         if not ok:
             log("%s has no ws_upgrade/ws_send yet: its WebSocket rows are skipped" % k)
@@ -265,6 +282,8 @@ def main(argv: List[str]) -> int:
 
     versions = ["ours on %s (`%s`)" % (_setup.version(i.python), rel(i.python))
                 for k, i in impls.items() if i.ours]
+    if tree != ROOT:
+        versions.append("ours built from `%s` (--tree)" % tree)
     if "cython" in impls:
         versions.append("cymongoose 0.2.5 (Cython, PyPI wheel) on %s (`%s`)"
                         % (_setup.version(impls["cython"].python),
@@ -278,20 +297,20 @@ def main(argv: List[str]) -> int:
         "- Machine: %s; load average %.2f before, %.2f after (other work shares these cores)."
         % (", ".join(machine()), load_before[0], load_after[0]),
         "- Interpreters: " + "; ".join(versions) + ".",
-        "- Tools: %s; %s." % (tool_version(["wrk", "-v"]), tool_version(["gcc", "--version"])),
+        "- Tools: %s; %s." % (tool_version(["wrk", "-v"]).split(" Copyright")[0],
+                              tool_version(["gcc", "--version"])),
         "- Servers pinned to core 0, load generators to core 1%s."
         % (" (not pinned: --no-pin)" if args.no_pin else ""),
         "- xC: ratio to the C server; xCy: ratio to the Cython package; spread: half the "
         "range of req/s over rounds, relative to the median.",
     ]
-    cmd_lines = ["# this run", "python3 bench/run.py " + " ".join(argv),
+    cmd_lines = ["# this run", " ".join(["python3 bench/run.py"] + argv),
                  "# builds"] + [" ".join(rel(x) for x in c) for c in c_cmds.values()]
     cmd_lines += ["%s setup.py -q build_ext --inplace" % rel(i.python)
                   for i in impls.values() if i.ours]
     cmd_lines += ["%s -m pip install --only-binary=:all: %s"
                   % (rel(impls["cython"].python), _setup.CYTHON_PACKAGE)] if "cython" in impls else []
-    cmd_lines += ["# servers (ours run with PYTHONPATH=<repo>; others: see bench/servers/)"]
-    cmd_lines += [" ".join(rel(x) for x in v.split()) for v in commands.values()]
+    cmd_lines += ["# servers (from the repository root)"] + list(commands.values())
     cmd_lines += ["# load", " ".join(_load.wrk_command(0, 50, args.duration, not args.no_pin))
                   .replace(":0/", ":PORT/").replace("-c50", "-c{1,50,200}"),
                   " ".join(rel(x) for x in _load.ws_command(
