@@ -128,7 +128,7 @@ def server_specs(kind: str, impls: Dict[str, Impl], ws_ok: Dict[str, bool]
     return specs
 
 
-def shown(command: str, port: int, impl: Optional["Impl"]) -> str:
+def shown(command: str, port: int, impl: Optional[Impl]) -> str:
     """A server command as the README lists it: repo-relative, PORT, PYTHONPATH."""
     words = [rel(w) for w in command.split()]
     line = " ".join(words).replace(" %d" % port, " PORT")
@@ -140,9 +140,8 @@ def shown(command: str, port: int, impl: Optional["Impl"]) -> str:
 def start(key: str, argv: List[str], impl: Optional[Impl], port: int, pin: bool,
           log_path: str) -> Server:
     env = impl.env if impl else dict(os.environ)
-    server = Server(_report.LABEL.get(key, key), argv + [str(port)], env, SERVERS_DIR,
-                    log_path, pin)
-    return server
+    return Server(_report.LABEL.get(key, key), argv + [str(port)], env, SERVERS_DIR,
+                  log_path, pin)
 
 
 def run_section(kind: str, specs: List[Tuple[str, List[str], Optional[Impl]]],
@@ -232,25 +231,12 @@ def tool_version(cmd: List[str]) -> str:
     return out.strip().splitlines()[0] if out.strip() else "?"
 
 
-def main(argv: List[str]) -> int:
-    args = parse_args(argv)
-    for tool in ("wrk", "gcc") + (() if args.no_pin else ("taskset",)):
-        if shutil.which(tool) is None:
-            sys.exit("bench/run.py needs %s (make system-deps installs wrk)" % tool)
-    if (os.cpu_count() or 1) < 2 and not args.no_pin:
-        sys.exit("pinning needs 2 cores; use --no-pin")
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # we open the idle sockets
-    os.makedirs(OUT, exist_ok=True)
-    stamp = datetime.datetime.now(datetime.timezone.utc)
-    log_path = os.path.join(OUT, "servers-%s.log" % stamp.strftime("%Y%m%d-%H%M%S"))
-    load_before = os.getloadavg()
-
-    src = _setup.mongoose_dir()
-    c_cmds = _setup.build_c(src)
+def prepare(args: argparse.Namespace) -> Tuple[Dict[str, List[str]], Dict[str, Impl]]:
+    """Build the C programs and our package; find or make the interpreters."""
+    c_cmds = _setup.build_c(_setup.mongoose_dir())
     cpy_base = sys.executable if platform.python_implementation() == "CPython" else "python3"
-    impls: Dict[str, Impl] = {}
     tree = os.path.abspath(args.tree)
+    impls: Dict[str, Impl] = {}
     impls["cpy"] = Impl("cpy", _setup.our_interpreter(args.cpython, ".venv-cpython", cpy_base),
                         tree)
     if not args.no_pypy:
@@ -265,37 +251,28 @@ def main(argv: List[str]) -> int:
         cy = _setup.cython_interpreter(cpy_base)
         if cy:
             impls["cython"] = Impl("cython", cy, None)
-    ws_ok = {k: _setup.has_ws(i.python, i.tree) for k, i in impls.items()}
-    for k, ok in ws_ok.items():
-        if not ok:
-            log("%s has no ws_upgrade/ws_send yet: its WebSocket rows are skipped" % k)
+    return c_cmds, impls
 
-    runs: _report.Runs = {}
-    idle: _report.Idle = {}
-    commands: Dict[str, str] = {}
-    if "http" in args.only:
-        run_section("http", server_specs("http", impls, ws_ok), args, runs, commands, log_path)
-    if "ws" in args.only:
-        run_section("ws", server_specs("ws", impls, ws_ok), args, runs, commands, log_path)
-    if "idle" in args.only:
-        run_idle(impls, args, idle, commands, log_path)
 
+def header_lines(args: argparse.Namespace, impls: Dict[str, Impl], stamp: datetime.datetime,
+                 load_before: float) -> List[str]:
+    """Date, mode, machine, load, interpreter and tool versions of this run."""
     versions = ["ours on %s (`%s`)" % (_setup.version(i.python), rel(i.python))
-                for k, i in impls.items() if i.ours]
+                for i in impls.values() if i.ours]
+    tree = os.path.abspath(args.tree)
     if tree != ROOT:
         versions.append("ours built from `%s` (--tree)" % tree)
     if "cython" in impls:
         versions.append("cymongoose 0.2.5 (Cython, PyPI wheel) on %s (`%s`)"
                         % (_setup.version(impls["cython"].python),
                            rel(impls["cython"].python)))
-    load_after = os.getloadavg()
-    header = [
+    return [
         "Run of %s UTC, %s mode: %d round(s), %g s per load run, %g s warm-up per server."
         % (stamp.strftime("%Y-%m-%d %H:%M"), "quick" if args.quick else "full",
            args.rounds, args.duration, args.warmup),
         "",
         "- Machine: %s; load average %.2f before, %.2f after (other work shares these cores)."
-        % (", ".join(machine()), load_before[0], load_after[0]),
+        % (", ".join(machine()), load_before, os.getloadavg()[0]),
         "- Interpreters: " + "; ".join(versions) + ".",
         "- Tools: %s; %s." % (tool_version(["wrk", "-v"]).split(" Copyright")[0],
                               tool_version(["gcc", "--version"])),
@@ -304,21 +281,64 @@ def main(argv: List[str]) -> int:
         "- xC: ratio to the C server; xCy: ratio to the Cython package; spread: half the "
         "range of req/s over rounds, relative to the median.",
     ]
-    cmd_lines = ["# this run", " ".join(["python3 bench/run.py"] + argv),
-                 "# builds"] + [" ".join(rel(x) for x in c) for c in c_cmds.values()]
-    cmd_lines += ["%s setup.py -q build_ext --inplace" % rel(i.python)
-                  for i in impls.values() if i.ours]
-    cmd_lines += ["%s -m pip install --only-binary=:all: %s"
-                  % (rel(impls["cython"].python), _setup.CYTHON_PACKAGE)] if "cython" in impls else []
-    cmd_lines += ["# servers (from the repository root)"] + list(commands.values())
-    cmd_lines += ["# load", " ".join(_load.wrk_command(0, 50, args.duration, not args.no_pin))
-                  .replace(":0/", ":PORT/").replace("-c50", "-c{1,50,200}"),
-                  " ".join(rel(x) for x in _load.ws_command(
-                      os.path.join(BIN, "ws_load"), 0, args.ws_conns, args.duration,
-                      not args.no_pin)).replace(":0/", ":PORT/")]
-    section = _report.render(header, runs, idle, cmd_lines)
+
+
+def command_lines(argv: List[str], args: argparse.Namespace, c_cmds: Dict[str, List[str]],
+                  impls: Dict[str, Impl], servers: Dict[str, str]) -> List[str]:
+    """Every command this run executed, as one could type them again."""
+    pin = not args.no_pin
+    lines = ["# this run", " ".join(["python3 bench/run.py"] + argv), "# builds"]
+    lines += [" ".join(rel(x) for x in c) for c in c_cmds.values()]
+    lines += ["%s setup.py -q build_ext --inplace" % rel(i.python)
+              for i in impls.values() if i.ours]
+    if "cython" in impls:
+        lines.append("%s -m pip install --only-binary=:all: %s"
+                     % (rel(impls["cython"].python), _setup.CYTHON_PACKAGE))
+    lines += ["# servers (from the repository root)"] + list(servers.values())
+    loads = "{%s}" % ",".join(str(n) for n in args.loads) if len(args.loads) > 1 \
+        else str(args.loads[0])
+    wrk = " ".join(_load.wrk_command(0, 0, args.duration, pin))
+    ws = " ".join(rel(x) for x in _load.ws_command(os.path.join(BIN, "ws_load"), 0,
+                                                     args.ws_conns, args.duration, pin))
+    lines += ["# load", wrk.replace("-c0", "-c" + loads).replace(":0/", ":PORT/"),
+              ws.replace(":0/", ":PORT/")]
+    return lines
+
+
+def main(argv: List[str]) -> int:
+    args = parse_args(argv)
+    for tool in ("wrk", "gcc") + (() if args.no_pin else ("taskset",)):
+        if shutil.which(tool) is None:
+            sys.exit("bench/run.py needs %s (make system-deps installs wrk)" % tool)
+    if (os.cpu_count() or 1) < 2 and not args.no_pin:
+        sys.exit("pinning needs 2 cores; use --no-pin")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # we open the idle sockets
+    os.makedirs(OUT, exist_ok=True)
+    stamp = datetime.datetime.now(datetime.timezone.utc)
+    name = stamp.strftime("%Y%m%d-%H%M%S")
+    log_path = os.path.join(OUT, "servers-%s.log" % name)
+    load_before = os.getloadavg()[0]
+
+    c_cmds, impls = prepare(args)
+    ws_ok = {k: _setup.has_ws(i.python, i.tree) for k, i in impls.items()}
+    for k, ok in ws_ok.items():
+        if not ok:
+            log("%s has no ws_upgrade/ws_send yet: its WebSocket rows are skipped" % k)
+    runs: _report.Runs = {}
+    idle: _report.Idle = {}
+    servers: Dict[str, str] = {}
+    if "http" in args.only:
+        run_section("http", server_specs("http", impls, ws_ok), args, runs, servers, log_path)
+    if "ws" in args.only:
+        run_section("ws", server_specs("ws", impls, ws_ok), args, runs, servers, log_path)
+    if "idle" in args.only:
+        run_idle(impls, args, idle, servers, log_path)
+
+    section = _report.render(header_lines(args, impls, stamp, load_before), runs, idle,
+                             command_lines(argv, args, c_cmds, impls, servers))
     print(section)
-    with open(os.path.join(OUT, "run-%s.json" % stamp.strftime("%Y%m%d-%H%M%S")), "w") as f:
+    with open(os.path.join(OUT, "run-%s.json" % name), "w") as f:
         json.dump({"runs": {"%s|%s" % k: v for k, v in runs.items()},
                    "idle": {"%s|%s" % k: v for k, v in idle.items()},
                    "argv": argv}, f, indent=1)
