@@ -1,0 +1,144 @@
+/* WebSocket echo load generator on Mongoose (a client in C, so the client is
+ * not the bottleneck).
+ *
+ *   ws_load URL CONNS SECONDS [SIZE]
+ *
+ * Opens CONNS WebSocket connections to URL.  Each keeps exactly one message
+ * of SIZE bytes in flight: it sends, waits for the echo, sends again (like
+ * wrk's one request per connection).  After a 0.5 s warm-up it counts echoes
+ * for SECONDS and prints one line:
+ *
+ *   RESULT msgs=N secs=T rate=R p50_us=A p99_us=B errors=E
+ *
+ * Latency is send-to-echo time per message, at 1 us resolution.
+ *
+ * Build with -DMG_ENABLE_CUSTOM_RANDOM=1: Mongoose's default mg_random opens
+ * /dev/urandom for every frame's mask, which made this client, not the
+ * server, the bottleneck. */
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "mongoose.h"
+
+#define HIST_US 200000 /* latencies above 200 ms land in the last bucket */
+
+struct peer {
+  double sent_ns;
+  int open;
+};
+
+static char *s_payload;
+static size_t s_size;
+static int s_open, s_errors, s_measuring, s_stopping;
+static uint64_t s_count;
+static uint32_t *s_hist;
+
+/* Masks only need to vary, not to be secret, in a load generator. */
+bool mg_random(void *buf, size_t len) {
+  static uint64_t x = 0x9E3779B97F4A7C15ULL;
+  unsigned char *p = (unsigned char *) buf;
+  size_t i;
+  for (i = 0; i < len; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    p[i] = (unsigned char) x;
+  }
+  return true;
+}
+
+static double now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double) ts.tv_sec * 1e9 + (double) ts.tv_nsec;
+}
+
+static void send_one(struct mg_connection *c, struct peer *p) {
+  p->sent_ns = now_ns();
+  mg_ws_send(c, s_payload, s_size, WEBSOCKET_OP_TEXT);
+}
+
+static void fn(struct mg_connection *c, int ev, void *ev_data) {
+  struct peer *p = (struct peer *) c->fn_data;
+  (void) ev_data;
+  if (ev == MG_EV_WS_OPEN) {
+    p->open = 1;
+    s_open++;
+    send_one(c, p);
+  } else if (ev == MG_EV_WS_MSG) {
+    if (s_measuring) {
+      double us = (now_ns() - p->sent_ns) / 1000.0;
+      size_t b = us < HIST_US ? (size_t) us : HIST_US - 1;
+      s_hist[b]++;
+      s_count++;
+    }
+    if (!s_stopping) send_one(c, p);
+  } else if (ev == MG_EV_ERROR) {
+    s_errors++;
+  } else if (ev == MG_EV_CLOSE && p->open) {
+    p->open = 0;
+    s_open--;
+  }
+}
+
+static double percentile(double q) {
+  uint64_t target = (uint64_t) (q * (double) s_count), seen = 0;
+  size_t i;
+  for (i = 0; i < HIST_US; i++) {
+    seen += s_hist[i];
+    if (seen > target) return (double) i + 0.5;
+  }
+  return HIST_US;
+}
+
+int main(int argc, char *argv[]) {
+  struct mg_mgr mgr;
+  struct peer *peers;
+  int i, conns;
+  double secs, start, t0, t1;
+
+  if (argc < 4) {
+    fprintf(stderr, "usage: %s URL CONNS SECONDS [SIZE]\n", argv[0]);
+    return 2;
+  }
+  conns = atoi(argv[2]);
+  secs = atof(argv[3]);
+  s_size = argc > 4 ? (size_t) atoi(argv[4]) : 32;
+  if (conns < 1 || secs <= 0) return 2;
+  s_payload = (char *) malloc(s_size + 1);
+  peers = (struct peer *) calloc((size_t) conns, sizeof(*peers));
+  s_hist = (uint32_t *) calloc(HIST_US, sizeof(*s_hist));
+  if (s_payload == NULL || peers == NULL || s_hist == NULL) return 1;
+  memset(s_payload, 'x', s_size);
+
+  mg_log_set(MG_LL_NONE);
+  mg_mgr_init(&mgr);
+  for (i = 0; i < conns; i++) {
+    if (mg_ws_connect(&mgr, argv[1], fn, &peers[i], NULL) == NULL) return 1;
+  }
+  start = now_ns();
+  while (s_open < conns && s_errors == 0 && now_ns() - start < 10e9) {
+    mg_mgr_poll(&mgr, 10);
+  }
+  if (s_open < conns) {
+    fprintf(stderr, "only %d of %d connections opened (%d errors)\n", s_open,
+            conns, s_errors);
+    return 1;
+  }
+  start = now_ns();
+  while (now_ns() - start < 0.5e9) mg_mgr_poll(&mgr, 10);
+  s_measuring = 1;
+  t0 = now_ns();
+  while ((t1 = now_ns()) - t0 < secs * 1e9) mg_mgr_poll(&mgr, 10);
+  s_measuring = 0;
+  s_stopping = 1;
+  printf("RESULT msgs=%llu secs=%.3f rate=%.1f p50_us=%.1f p99_us=%.1f "
+         "errors=%d\n",
+         (unsigned long long) s_count, (t1 - t0) / 1e9,
+         (double) s_count / ((t1 - t0) / 1e9), percentile(0.50),
+         percentile(0.99), s_errors);
+  fflush(stdout);
+  mg_mgr_free(&mgr);
+  return 0;
+}
