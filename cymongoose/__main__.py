@@ -93,10 +93,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_mqtt_broker(args: argparse.Namespace) -> int:
     from .broker import MqttBroker
 
-    broker = MqttBroker()
-    listener = broker.listen(args.listen)
-    _print_banner("MQTT broker", listener, "mqtt")
-    broker.run()
+    mgr = Manager()
+    broker = MqttBroker(mgr, args.listen)
+    print("cymongoose MQTT broker on mqtt://127.0.0.1:%d/" % broker.port)
+    print("  Press Ctrl+C to stop", flush=True)
+    mgr.run()
     return 0
 
 
