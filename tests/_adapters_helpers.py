@@ -14,7 +14,11 @@ from conftest import wait_until
 from cymongoose.asgi import ASGIServer
 from cymongoose.wsgi import WSGIServer
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import cymongoose
+
+# The directory holding the cymongoose that this test run imported (installed
+# or in-place build), so subprocesses load the very same package.
+PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(cymongoose.__file__)))
 
 
 class WsgiThread:
@@ -95,7 +99,7 @@ class ServerProcess:
 
     def __init__(self, code: str) -> None:
         env = dict(os.environ)
-        env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+        env["PYTHONPATH"] = PKG_PARENT + os.pathsep + env.get("PYTHONPATH", "")
         env["PYTHONUNBUFFERED"] = "1"
         self.proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, env=env, text=True)
