@@ -286,7 +286,7 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
 
     def ws_connect(self, url: str, handler: Optional[Handler] = None) -> Connection:
         """Open a WebSocket client connection; ``MG_EV_WS_OPEN`` follows the 101."""
-        conn = self._open(lib.CYM_KIND_WS_CONNECT, url, handler,
+        conn = self._open(lib.CYM_WS_CONNECT, url, handler,
                           "Failed to create WebSocket connection to '%s'")
         lib.cym_ws_client(conn._c)  # frame checks and close handshake (ws.py)
         return conn

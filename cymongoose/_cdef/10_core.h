@@ -21,7 +21,8 @@ struct cym_mgr *cym_mgr_new(void);
 void cym_mgr_free(struct cym_mgr *m);
 
 enum cym_kind {
-  CYM_LISTEN, CYM_CONNECT, CYM_HTTP_LISTEN, CYM_HTTP_CONNECT, ...
+  CYM_LISTEN, CYM_CONNECT, CYM_HTTP_LISTEN, CYM_HTTP_CONNECT, CYM_WS_CONNECT,
+  CYM_MQTT_LISTEN, CYM_SNTP_CONNECT
 };
 struct mg_connection *cym_open(struct cym_mgr *m, int kind, const char *url,
                                uintptr_t state);

@@ -7,8 +7,3 @@ long cym_net_consume(struct mg_connection *c, size_t len);
 void cym_net_set_dns(struct mg_mgr *mgr, const char *url, int inside);
 const char *cym_net_dns(struct mg_mgr *mgr);
 int cym_net_dns_timeout(struct mg_mgr *mgr, int ms);
-
-/* cym_open() kind of Manager.sntp_connect: the enum in 10_core.h lists
- * only the first kinds (a partial enum makes the others unreachable from
- * Python), so this one is exported here as a constant. */
-#define CYM_SNTP_CONNECT ...

@@ -24,10 +24,6 @@
 #define CYM_WS_FRAG_TEXT 4u   /* ... and it is a text message */
 #define CYM_WS_CLOSE_WAIT_MS 5000 /* how long our CLOSE waits for the answer */
 
-/* The cdef leaves enum cym_kind open ("..."), which hides CYM_WS_CONNECT
- * from Python; this constant names it. */
-#define CYM_KIND_WS_CONNECT ((int) CYM_WS_CONNECT)
-
 #define CYM_WS_OK 0
 #define CYM_WS_NOT_WS (-1)
 #define CYM_WS_CLOSING (-2)
