@@ -6,20 +6,35 @@ import signal
 import subprocess
 import sys
 import threading
-from typing import List, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
+
+import pytest
+
+import cymongoose
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
-_ADDR = re.compile(r"(?:https?|wss?|mqtts?)://(?:127\.0\.0\.1|\[::1\]|localhost):(\d+)")
+_ADDR = re.compile(r"(?:https?|wss?|mqtts?|tcp|udp)://(?:127\.0\.0\.1|\[::1\]|localhost):(\d+)")
+
+
+# The directory holding the package under test (an install or the source tree),
+# put first on the child's path so it never picks up another copy.
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(cymongoose.__file__)))
+
+
+def child_env() -> Dict[str, str]:
+    """The environment for a child Python: unbuffered, importing the package under test."""
+    path = os.environ.get("PYTHONPATH")
+    return dict(os.environ, PYTHONUNBUFFERED="1",
+                PYTHONPATH=PACKAGE_PARENT + (os.pathsep + path if path else ""))
 
 
 class Proc:
     """A subprocess whose output is collected on a thread; stops with SIGINT."""
 
     def __init__(self, args: List[str], cwd: Optional[str] = None) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.p = subprocess.Popen([sys.executable] + args, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True, cwd=cwd, env=env)
+                                  stderr=subprocess.STDOUT, text=True, cwd=cwd, env=child_env())
         self.lines: List[str] = []
         self._changed = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -70,5 +85,37 @@ def example(name: str, *args: str) -> Proc:
     return Proc([os.path.join(EXAMPLES, name)] + list(args))
 
 
+def run_example(name: str, *args: str, timeout: float = 30.0) -> "subprocess.CompletedProcess[str]":
+    """Run an example to completion (clients, one-shot scripts); stdout and stderr apart."""
+    return subprocess.run([sys.executable, os.path.join(EXAMPLES, name)] + list(args),
+                          capture_output=True, text=True, timeout=timeout, env=child_env())
+
+
 def cli(*args: str, cwd: Optional[str] = None) -> Proc:
     return Proc(["-m", "cymongoose"] + list(args), cwd=cwd)
+
+
+@pytest.fixture
+def start_example() -> Iterator[Callable[..., Tuple[Proc, int]]]:
+    """``start_example(name, *args)`` runs a server example: (Proc, port it printed).
+
+    At teardown each is stopped with SIGINT and must exit with status 0.
+    """
+    procs: List[Proc] = []
+
+    def start(name: str, *args: str) -> Tuple[Proc, int]:
+        proc = example(name, *args)
+        procs.append(proc)
+        return proc, proc.port()
+
+    yield start
+    failures = []
+    for proc in procs:  # stop every one before failing on any
+        try:
+            code = proc.stop()
+        except AssertionError as exc:
+            failures.append(str(exc))
+            continue
+        if code != 0:
+            failures.append("exit status %s:\n%s" % (code, proc.output))
+    assert not failures, "\n".join(failures)

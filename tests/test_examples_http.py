@@ -1,13 +1,11 @@
 """The HTTP examples, each run as a subprocess and driven by a real client."""
 
 import os
-import subprocess
-import sys
 
 import httpx
 import pytest
 
-from _examples import EXAMPLES, example
+from _examples import EXAMPLES, example, run_example
 
 pytestmark = pytest.mark.skipif(not os.path.isdir(EXAMPLES), reason="needs the source tree's examples/")
 
@@ -96,14 +94,11 @@ def test_chunked_streaming(run):
 
 def test_http_client(run):
     _, base = run("http_server.py", *LISTEN)
-    out = subprocess.run([sys.executable, os.path.join(EXAMPLES, "http_client.py"), "--url",
-                          base + "/hello?name=client"], capture_output=True, text=True, timeout=30)
+    out = run_example("http_client.py", "--url", base + "/hello?name=client")
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("HTTP 200") and "Hello, client!" in out.stdout
 
 
 def test_http_client_reports_refused_connection():
-    out = subprocess.run([sys.executable, os.path.join(EXAMPLES, "http_client.py"), "--url",
-                          "http://127.0.0.1:1/", "--timeout", "5"], capture_output=True, text=True,
-                         timeout=30)
+    out = run_example("http_client.py", "--url", "http://127.0.0.1:1/", "--timeout", "5")
     assert out.returncode == 1 and out.stderr.startswith("error:")
