@@ -45,9 +45,12 @@ def add_item() -> Any:
 
 @app.get("/stream")
 def stream() -> Response:
-    # A generator body is sent piece by piece (chunked), not buffered.
+    # A generator body is sent piece by piece (chunked), not buffered.  It
+    # runs after the view returns, so read the request here, not inside it.
+    n = request.args.get("n", 3, type=int)
+
     def lines() -> Iterator[str]:
-        for i in range(int(request.args.get("n", "3"))):
+        for i in range(n):
             yield "line %d\n" % i
     return Response(lines(), mimetype="text/plain")
 
