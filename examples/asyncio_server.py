@@ -27,7 +27,8 @@ async def main(listen: str) -> None:
     # The Manager polls on its own thread; handlers run there, not on this loop.
     async with cm.AsyncManager(handler) as am:
         listener = am.listen(listen)
-        print("Listening on http://127.0.0.1:%d/" % listener.local_addr[1], flush=True)
+        host, port = cm.url_host(listen), listener.local_addr[1]  # port 0: the one picked
+        print("Listening on http://%s:%d/" % (host, port), flush=True)
         while not stop.is_set():   # another task's work goes on meanwhile
             try:
                 await asyncio.wait_for(stop.wait(), 5)

@@ -44,7 +44,8 @@ def main() -> None:
     args = parser.parse_args()
     mgr = cm.Manager(handler)
     listener = mgr.listen(args.listen)
-    print("Listening on http://127.0.0.1:%d/count?n=100000" % listener.local_addr[1], flush=True)
+    host, port = cm.url_host(args.listen), listener.local_addr[1]  # port 0: the one picked
+    print("Listening on http://%s:%d/count?n=100000" % (host, port), flush=True)
     mgr.run(poll_ms=50)
 
 

@@ -30,7 +30,7 @@ def main() -> None:
 
     mgr = cm.Manager(handler)
     listener = mgr.listen(args.listen)
-    host, port, _ = listener.local_addr
+    host, port = cm.url_host(args.listen), listener.local_addr[1]
     print("cymongoose demo on http://%s:%d/  (/hello, /api/info, static files)" % (host, port))
     print("Press Ctrl+C to stop", flush=True)
     mgr.run()

@@ -42,7 +42,8 @@ def main() -> None:
 
     mgr = cm.Manager(handler)
     listener = mgr.listen(args.listen)
-    print("Listening on http://127.0.0.1:%d/upload" % listener.local_addr[1], flush=True)
+    host, port = cm.url_host(args.listen), listener.local_addr[1]  # port 0: the one picked
+    print("Listening on http://%s:%d/upload" % (host, port), flush=True)
     mgr.run()
 
 

@@ -32,7 +32,8 @@ def main() -> None:
     args = parser.parse_args()
     mgr = cm.Manager(handler)
     listener = mgr.listen(args.listen)
-    print("Listening on http://127.0.0.1:%d/" % listener.local_addr[1], flush=True)
+    host, port = cm.url_host(args.listen), listener.local_addr[1]  # port 0: the one picked
+    print("Listening on http://%s:%d/" % (host, port), flush=True)
     mgr.run()  # until Ctrl-C (SIGINT) or SIGTERM; closes everything on the way out
 
 

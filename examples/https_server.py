@@ -28,7 +28,8 @@ def main() -> None:
 
     mgr = cm.Manager(handler)
     listener = mgr.listen(args.listen)
-    print("Listening on https://127.0.0.1:%d/" % listener.local_addr[1], flush=True)
+    host, port = cm.url_host(args.listen), listener.local_addr[1]  # port 0: the one picked
+    print("Listening on https://%s:%d/" % (host, port), flush=True)
     mgr.run()
 
 

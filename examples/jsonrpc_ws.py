@@ -41,7 +41,8 @@ def main() -> None:
     args = parser.parse_args()
     mgr = cm.Manager(handler)
     listener = mgr.listen(args.listen)
-    print("Listening on ws://127.0.0.1:%d/rpc" % listener.local_addr[1], flush=True)
+    host, port = cm.url_host(args.listen), listener.local_addr[1]  # port 0: the one picked
+    print("Listening on ws://%s:%d/rpc" % (host, port), flush=True)
     mgr.run()
 
 

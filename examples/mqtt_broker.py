@@ -18,7 +18,7 @@ def main() -> None:
     args = parser.parse_args()
     mgr = cm.Manager()
     broker = cm.MqttBroker(mgr, args.listen)
-    print("MQTT broker on mqtt://127.0.0.1:%d" % broker.port, flush=True)
+    print("MQTT broker on mqtt://%s:%d" % (cm.url_host(args.listen), broker.port), flush=True)
 
     # The broker has no callbacks of its own: a timer shows who is connected.
     shown = [()]

@@ -51,7 +51,8 @@ def main() -> None:
     args = parser.parse_args()
     mgr = cm.Manager(handler)
     listener = mgr.listen(args.listen)
-    print("Listening on http://127.0.0.1:%d/api/notes" % listener.local_addr[1], flush=True)
+    host, port = cm.url_host(args.listen), listener.local_addr[1]  # port 0: the one picked
+    print("Listening on http://%s:%d/api/notes" % (host, port), flush=True)
     mgr.run()
 
 

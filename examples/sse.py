@@ -38,7 +38,8 @@ def main() -> None:
             conn.http_sse("tick", time.strftime("%H:%M:%S"))
 
     mgr.timer_add(args.interval_ms, tick, repeat=True)  # runs on the poll thread
-    print("Listening on http://127.0.0.1:%d/events" % listener.local_addr[1], flush=True)
+    host, port = cm.url_host(args.listen), listener.local_addr[1]  # port 0: the one picked
+    print("Listening on http://%s:%d/events" % (host, port), flush=True)
     mgr.run()
 
 

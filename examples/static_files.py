@@ -24,7 +24,8 @@ def main() -> None:
 
     mgr = cm.Manager(handler)
     listener = mgr.listen(args.listen)
-    print("Listening on http://127.0.0.1:%d/ serving %s" % (listener.local_addr[1], root), flush=True)
+    host, port = cm.url_host(args.listen), listener.local_addr[1]  # port 0: the one picked
+    print("Listening on http://%s:%d/ serving %s" % (host, port, root), flush=True)
     mgr.run()
 
 

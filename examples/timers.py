@@ -31,7 +31,8 @@ def main() -> None:
 
     mgr = cm.Manager(handler)
     listener = mgr.listen(args.listen)
-    print("Listening on http://127.0.0.1:%d/" % listener.local_addr[1], flush=True)
+    host, port = cm.url_host(args.listen), listener.local_addr[1]  # port 0: the one picked
+    print("Listening on http://%s:%d/" % (host, port), flush=True)
 
     # Callbacks run on the poll thread, inside poll(); the Manager keeps each
     # Timer alive, so dropping the returned object is fine.

@@ -24,7 +24,8 @@ def main() -> None:
     args = parser.parse_args()
     mgr = cm.Manager(handler)
     listener = mgr.listen(args.listen)
-    print("UDP echo on udp://127.0.0.1:%d" % listener.local_addr[1], flush=True)
+    host, port = cm.url_host(args.listen), listener.local_addr[1]  # port 0: the one picked
+    print("UDP echo on udp://%s:%d" % (host, port), flush=True)
     mgr.run()
 
 

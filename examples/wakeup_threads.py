@@ -34,7 +34,8 @@ def main() -> None:
 
     mgr = cm.Manager(handler, enable_wakeup=True)
     listener = mgr.listen(args.listen)
-    print("Listening on http://127.0.0.1:%d/square?n=12" % listener.local_addr[1], flush=True)
+    host, port = cm.url_host(args.listen), listener.local_addr[1]  # port 0: the one picked
+    print("Listening on http://%s:%d/square?n=12" % (host, port), flush=True)
     try:
         mgr.run()
     finally:

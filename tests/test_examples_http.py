@@ -5,7 +5,7 @@ import os
 import httpx
 import pytest
 
-from _examples import EXAMPLES, example, run_example
+from _examples import EXAMPLES, run_example, start_example  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.skipif(not os.path.isdir(EXAMPLES), reason="needs the source tree's examples/")
 
@@ -13,17 +13,12 @@ LISTEN = ("--listen", "http://127.0.0.1:0")
 
 
 @pytest.fixture
-def run():
-    procs = []
-
+def run(start_example):
     def start(name, *args):
-        proc = example(name, *args)
-        procs.append(proc)
-        return proc, "http://127.0.0.1:%d" % proc.port()
+        proc, port = start_example(name, *args)
+        return proc, "http://127.0.0.1:%d" % port
 
-    yield start
-    for proc in procs:
-        assert proc.stop() == 0, proc.output
+    return start
 
 
 def test_demo_server(run):
@@ -40,6 +35,12 @@ def test_http_server(run):
     assert r.content == b"\x00\x01binary" and r.headers["content-type"] == "x/y"
     assert "X-Probe: 1" in httpx.get(base + "/headers", headers={"X-Probe": "1"}).text
     assert httpx.get(base + "/nope").status_code == 404
+
+
+def test_http_server_ipv6_prints_the_address_it_listens_on(start_example):
+    proc, port = start_example("http_server.py", "--listen", "http://[::1]:0")
+    assert "http://[::1]:%d/" % port in proc.output
+    assert httpx.get("http://[::1]:%d/hello" % port).text == "Hello, world!\n"
 
 
 def test_static_files(run, tmp_path):
