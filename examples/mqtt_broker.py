@@ -8,6 +8,7 @@ HTTP or anything else too.  Ctrl-C stops it.
 """
 
 import argparse
+from typing import List, Tuple
 
 import cymongoose as cm
 
@@ -21,7 +22,7 @@ def main() -> None:
     print("MQTT broker on mqtt://%s:%d" % (cm.url_host(args.listen), broker.port), flush=True)
 
     # The broker has no callbacks of its own: a timer shows who is connected.
-    shown = [()]
+    shown: List[Tuple[str, ...]] = [()]
 
     def show_clients() -> None:
         clients = tuple(sorted(broker.clients))
