@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from _examples import EXAMPLES, start_example  # noqa: F401 (fixture)
+from _examples import EXAMPLES, run_example, start_example  # noqa: F401 (fixture)
 from _tls_helpers import Pki, retry_bad_signature
 
 pytestmark = pytest.mark.skipif(not os.path.isdir(EXAMPLES), reason="needs the source tree's examples/")
@@ -90,3 +90,21 @@ def test_https_server(start_example, tmp_path):
     # A client that does not trust the test CA refuses the certificate.
     with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
         httpx.get("https://127.0.0.1:%d/" % port, verify=ssl.create_default_context())
+
+
+def test_http_client_over_https(start_example, tmp_path):
+    pki = Pki(str(tmp_path))
+    server = pki.issue("server", "localhost", ips=["127.0.0.1"])
+    _, port = start_example("https_server.py", "--cert", server.cert_path, "--key",
+                            server.key_path, "--listen", "https://127.0.0.1:0")
+    url = "https://127.0.0.1:%d/" % port
+    out = run_example("http_client.py", "--url", url, "--ca", pki.ca_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("HTTP 200") and out.stdout.endswith("Hello over TLS 1.3\n")
+    # Another CA's certificate does not verify: no response, an error.
+    other = Pki(str(tmp_path), cn="another CA")
+    out = run_example("http_client.py", "--url", url, "--ca", other.ca_path, "--timeout", "5")
+    assert out.returncode == 1 and out.stderr.startswith("error:")
+    # Without a CA the example refuses to connect unverified.
+    out = run_example("http_client.py", "--url", url)
+    assert out.returncode == 2 and "needs --ca" in out.stderr
