@@ -3,6 +3,8 @@
 import importlib.util
 import os
 import re
+import subprocess
+import sys
 from typing import Any, Dict, Iterator, List, Set, Tuple
 
 import pytest
@@ -111,3 +113,75 @@ def test_examples_named_in_the_readme_exist() -> None:
 def test_slug_matches_github_rules() -> None:
     assert _slug("The broker: `MqttBroker`") == "the-broker-mqttbroker"
     assert _slug("Threads, timers, shutdown") == "threads-timers-shutdown"
+
+
+# -- the guides' code -----------------------------------------------------------
+
+_RUNNABLE_GUIDES = ["mqtt.md", "wsgi-asgi.md"]
+
+
+def _runnable_blocks() -> List[Tuple[str, str]]:
+    """(id, code) of each self-contained Python block of the guides above.
+
+    Self-contained: it starts with an import and ends by itself (blocks that
+    call ``mgr.run()`` or ``serve(...)`` serve until Ctrl-C and are left out).
+    """
+    out = []
+    for name in _RUNNABLE_GUIDES:
+        blocks = re.findall(r"^```python\n(.*?)^```", _read(os.path.join(DOCS, name)), re.S | re.M)
+        for i, code in enumerate(blocks):
+            if re.match(r"(import|from) ", code) and not re.search(r"\.run\(\)|\bserve\(", code):
+                out.append(("%s-%d" % (name, i), code))
+    return out
+
+
+def _expected_output(code: str) -> List[str]:
+    """What the block's comments say it prints: ``print(x)  # out`` and the
+    comment lines right after a ``print`` line."""
+    expected = []
+    after_print = False
+    for line in code.splitlines():
+        stripped = line.strip()
+        if "print(" in line and "#" in line:
+            expected.append(line.split("#", 1)[1].strip())
+        elif after_print and stripped.startswith("# "):
+            expected.append(stripped[2:])
+            continue
+        after_print = "print(" in line
+    return expected
+
+
+_BLOCKS = _runnable_blocks()
+
+
+@pytest.fixture(scope="module")
+def mosquitto_url(tmp_path_factory: Any) -> Iterator[str]:
+    from _mqtt_helpers import Mosquitto
+
+    mosq = Mosquitto(str(tmp_path_factory.mktemp("mosquitto"))).start()
+    try:
+        yield "mqtt://127.0.0.1:%d" % mosq.port
+    finally:
+        mosq.stop()
+
+
+def test_guides_have_runnable_blocks() -> None:
+    assert len(_BLOCKS) >= 5, [name for name, _ in _BLOCKS]
+
+
+@pytest.mark.parametrize("name,code", _BLOCKS, ids=[name for name, _ in _BLOCKS])
+def test_guide_block_runs_and_prints_what_it_says(name: str, code: str, tmp_path: Any,
+                                                 mosquitto_url: str) -> None:
+    script = tmp_path / "snippet.py"
+    script.write_text(code)
+    package_dir = os.path.dirname(os.path.dirname(os.path.abspath(cymongoose.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [package_dir] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    # A block reading sys.argv[1] takes the broker URL (the MQTT 5 one needs mosquitto).
+    proc = subprocess.run([sys.executable, str(script), mosquitto_url], cwd=str(tmp_path),
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    expected = _expected_output(code)
+    assert expected, "the block documents no output"
+    for text in expected:
+        assert text in proc.stdout, (text, proc.stdout)
