@@ -42,6 +42,7 @@ install-pypy: $(PYPY_VENV)/bin/python vendor/mongoose.c
 
 test-cpython: system-deps install-cpython
 	@echo "== CPython: $$($(CPY_VENV)/bin/python -VV | head -1)"
+	$(CPY_VENV)/bin/python -m mypy --strict cymongoose
 	cd tests && ../$(CPY_VENV)/bin/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 test-pypy: system-deps install-pypy

@@ -53,7 +53,7 @@ def _tls_handler(args: argparse.Namespace) -> Optional[Callable[[Connection], No
     from .tls import TlsOpts
 
     opts = TlsOpts(cert=args.cert, key=args.key)
-    return lambda conn: conn.tls_init(opts)  # type: ignore[attr-defined]
+    return lambda conn: conn.tls_init(opts)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -70,13 +70,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         elif ev == C.MG_EV_HTTP_MSG:
             msg: HttpMessage = data
             if ws_path and msg.uri == ws_path:
-                conn.ws_upgrade(msg)  # type: ignore[attr-defined]
+                conn.ws_upgrade(msg)
                 return
             access_log.info('%s "%s %s%s %s"', (conn.remote_addr or ("-",))[0], msg.method,
                             msg.uri, "?" + msg.query if msg.query else "", msg.proto)
             conn.serve_dir(msg, root)
         elif ev == C.MG_EV_WS_MSG:
-            conn.ws_send(data.data, data.flags & 0x0F)  # type: ignore[attr-defined]
+            conn.ws_send(data.data, data.flags & 0x0F)
 
     wanted = [C.MG_EV_HTTP_MSG, C.MG_EV_WS_MSG]
     if start_tls is not None:

@@ -118,7 +118,8 @@ def http_date() -> str:
     now = int(time.time())
     if _date_cache[0] != now:
         _date_cache[:] = [now, email.utils.formatdate(now, usegmt=True)]
-    return _date_cache[1]
+    date: str = _date_cache[1]
+    return date
 
 
 def server_name_of(url: str) -> str:
@@ -522,7 +523,7 @@ class HttpCore:
             self._on_ws_control(conn)
 
     def _peer(self, conn: Connection) -> _Peer:
-        peer = conn.userdata
+        peer: Optional[_Peer] = conn.userdata
         if peer is None:
             peer = conn.userdata = _Peer(conn)
         return peer
@@ -750,7 +751,7 @@ class HttpCore:
             # sides could end up waiting for each other.
             self.pause(conn, False)
         if op & _WS:
-            conn.ws_send(data, op & 15)  # type: ignore[attr-defined]
+            conn.ws_send(data, op & 15)
             if op & 15 == _WS_CLOSE:  # the session ends
                 conn.drain()
             return True

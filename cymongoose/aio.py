@@ -12,7 +12,7 @@ import asyncio
 import threading
 import time
 import warnings
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, cast
 
 from .connection import Connection, Handler
 from .errors import MongooseError
@@ -145,29 +145,29 @@ class AsyncManager:
     def listen(self, url: str, handler: Optional[Handler] = None, *,
                http: Optional[bool] = None) -> Connection:
         """``Manager.listen`` under the lock; raises ``RuntimeError`` when not started."""
-        return self._locked("listen", url, handler, http=http)
+        return cast(Connection, self._locked("listen", url, handler, http=http))
 
     def connect(self, url: str, handler: Optional[Handler] = None, *,
                 http: Optional[bool] = None) -> Connection:
         """``Manager.connect`` under the lock; raises ``RuntimeError`` when not started."""
-        return self._locked("connect", url, handler, http=http)
+        return cast(Connection, self._locked("connect", url, handler, http=http))
 
     def mqtt_connect(self, url: str, **kwargs: Any) -> Connection:
         """``Manager.mqtt_connect`` under the lock, every option as a keyword."""
-        return self._locked("mqtt_connect", url, **kwargs)
+        return cast(Connection, self._locked("mqtt_connect", url, **kwargs))
 
     def mqtt_listen(self, url: str, handler: Optional[Handler] = None) -> Connection:
         """``Manager.mqtt_listen`` under the lock; raises ``RuntimeError`` when not started."""
-        return self._locked("mqtt_listen", url, handler)
+        return cast(Connection, self._locked("mqtt_listen", url, handler))
 
     def sntp_connect(self, url: str, handler: Optional[Handler] = None) -> Connection:
         """``Manager.sntp_connect`` under the lock; raises ``RuntimeError`` when not started."""
-        return self._locked("sntp_connect", url, handler)
+        return cast(Connection, self._locked("sntp_connect", url, handler))
 
     def timer_add(self, ms: int, callback: Callable[[], Any], *, repeat: bool = False,
                   run_now: bool = False) -> Timer:
         """``Manager.timer_add`` under the lock; raises ``RuntimeError`` when not started."""
-        return self._locked("timer_add", ms, callback, repeat=repeat, run_now=run_now)
+        return cast(Timer, self._locked("timer_add", ms, callback, repeat=repeat, run_now=run_now))
 
     def wakeup(self, connection_id: int, data: bytes = b"") -> bool:
         """``Manager.wakeup`` (thread-safe, no lock); ``RuntimeError`` when not started."""

@@ -455,7 +455,7 @@ class _Core(core.HttpCore):
         hm.headers[0].value.len = len(raw)
         view = HttpMessage._bind(int(ffi.cast("uintptr_t", hm)))
         try:
-            conn.ws_upgrade(view, headers or None)  # type: ignore[attr-defined]
+            conn.ws_upgrade(view, headers or None)
         finally:
             view._invalidate()
 
@@ -471,7 +471,7 @@ class _Core(core.HttpCore):
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
-            conn.ws_send(struct.pack("!H", 1007), _WS_OP_CLOSE)  # type: ignore[attr-defined]
+            conn.ws_send(struct.pack("!H", 1007), _WS_OP_CLOSE)
             conn.drain()
             return
         ex.deliver({"type": "websocket.receive", "text": text}, len(data))
@@ -487,7 +487,7 @@ class _Core(core.HttpCore):
     def shutdown_exchange(self, ex: core.Exchange) -> None:
         """WebSocket clients are told the server restarts (1012), as uvicorn does."""
         if isinstance(ex, _WsSession) and ex.conn.is_websocket:
-            ex.conn.ws_send(struct.pack("!H", 1012), _WS_OP_CLOSE)  # type: ignore[attr-defined]
+            ex.conn.ws_send(struct.pack("!H", 1012), _WS_OP_CLOSE)
             ex.conn.drain()
             ex.loop.call_soon_threadsafe(ex._closed, (1012, ""))
 

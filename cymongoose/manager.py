@@ -2,11 +2,11 @@
 
 import signal
 import threading
-from typing import Any, Callable, Dict, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Literal, Optional, Set, Tuple
 
 from . import _dispatch
 from ._args import to_cstr, to_int
-from ._dispatch import EV_ALL, LSN_SHIFT, mask_of, print_exception
+from ._dispatch import LSN_SHIFT, mask_of, print_exception
 from ._ffi import ffi, lib
 from ._graceful import finish_in_flight
 from .connection import Connection, Handler
@@ -223,7 +223,7 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
     def __enter__(self) -> "Manager":
         return self
 
-    def __exit__(self, *exc: Any) -> bool:
+    def __exit__(self, *exc: Any) -> Literal[False]:
         self.close()
         return False
 

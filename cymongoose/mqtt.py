@@ -278,7 +278,7 @@ class MqttManagerMixin:
         def opener(cm: Any, raw: bytes, state: int) -> Any:
             return lib.cym_mqtt_connect(cm, raw, opts, state)
 
-        return self._open(0, url, handler,  # type: ignore[attr-defined]
+        return self._open(0, url, handler,  # type: ignore[attr-defined, no-any-return]
                           "Failed to connect to MQTT broker '%s'", opener)
 
 

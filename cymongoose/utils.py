@@ -11,7 +11,7 @@ decoded as UTF-8 with ``surrogateescape``.  ``event_name`` lives in
 import functools
 import json
 import re
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import _log  # noqa: F401  (installs the log sink at import)
 from ._args import text, to_bytes, to_cstr, to_int
@@ -26,7 +26,7 @@ _QMARK = ord("?")
 _NUMBER_START = frozenset(b"-0123456789")  # how Mongoose tells a number token
 
 _new = ffi.new
-_unpack = ffi.unpack
+_unpack: Callable[[Any, int], bytes] = ffi.unpack  # only used on char data
 _buffer = ffi.buffer
 
 

@@ -116,7 +116,8 @@ class FileWrapper:
             raise StopIteration
         if isinstance(data, str):
             return data.encode()
-        return data
+        block: bytes = data
+        return block
 
 
 def _build_environ(hm: Any, conn: Any, server_name: str, server_port: int) -> Dict[str, Any]:
