@@ -1,4 +1,4 @@
-"""HTTPS server with Mongoose's built-in TLS 1.3 (EC P-256 / P-384 keys recommended).
+"""HTTPS server with Mongoose's built-in TLS 1.3 (its own key must be EC P-256; see docs/tls.md).
 
     python examples/https_server.py --cert server.pem --key server.key
     curl --cacert ca.pem https://localhost:8443/
