@@ -18,6 +18,18 @@ from _net_helpers import UdpPeer, dns_question, poll_until
 
 A, AAAA = 1, 28
 
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+needs_ipv6 = pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback (::1)")
+
 RECORDS = {
     "v4only.test": {A: "127.0.0.1"},
     "v6only.test": {AAAA: "::1"},
@@ -90,7 +102,9 @@ def queries(dns):
 
 
 def both_families(mgr):
-    """An HTTP server on 127.0.0.1 and on [::1], at the same port."""
+    """An HTTP server on 127.0.0.1 and, where there is IPv6, on [::1] at the same port."""
+    if not _has_ipv6_loopback():
+        return mgr.listen("http://127.0.0.1:0", serve).local_addr[1]
     for _ in range(20):
         v4 = mgr.listen("http://127.0.0.1:0", serve)
         port = v4.local_addr[1]
@@ -105,7 +119,7 @@ def both_families(mgr):
 @pytest.mark.parametrize("name,family,asked", [
     ("v4only.test", "ipv4", [A]),
     ("both.test", "ipv4", [A]),
-    ("v6only.test", "ipv6", [A, AAAA]),
+    pytest.param("v6only.test", "ipv6", [A, AAAA], marks=needs_ipv6),
 ])
 def test_connect_by_name_uses_the_address_that_exists(mgr, dns, name, family, asked):
     port = both_families(mgr)
@@ -121,10 +135,9 @@ def test_connect_by_name_uses_the_address_that_exists(mgr, dns, name, family, as
 @pytest.mark.parametrize("name", ["noaddr.test", "unknown.test"])
 def test_a_name_without_addresses_fails_once_and_closes(mgr, dns, name):
     client = Client()
-    start = time.monotonic()
     conn = mgr.connect("http://%s:80" % name, client)
     poll_until(mgr, lambda: client.closed(conn), timeout=5)
-    assert time.monotonic() - start < 1.0  # answered: no timeout involved
+    # Failed on the answers, not by the timeout ("DNS timeout").
     assert client.of(conn, cm.MG_EV_ERROR) == ["%s DNS lookup failed" % name]
     assert client.of(conn, cm.MG_EV_RESOLVE) == client.of(conn, cm.MG_EV_CONNECT) == []
     # One A query, then one AAAA query of the same server, and nothing more.
