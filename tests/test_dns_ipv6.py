@@ -174,3 +174,18 @@ def test_aaaa_query_goes_to_the_configured_server_and_times_out(mgr):
         assert queries(silent_on_aaaa) == [("noaddr.test", A), ("noaddr.test", AAAA)]
     finally:
         silent_on_aaaa.close()
+
+
+@needs_ipv6
+def test_a_dns_server_reached_over_ipv6(mgr):
+    server = UdpPeer(dns_reply, host="::1")
+    try:
+        mgr.dns_server = server.url
+        port = both_families(mgr)
+        client = Client()
+        conn = mgr.connect("http://v6only.test:%d" % port, client)
+        poll_until(mgr, lambda: client.closed(conn), timeout=5)
+        assert client.bodies[conn] == b"ipv6"
+        assert queries(server) == [("v6only.test", A), ("v6only.test", AAAA)]
+    finally:
+        server.close()
