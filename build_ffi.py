@@ -3,6 +3,8 @@
 The cdef is read from cymongoose/_cdef/*.h (in name order).  The extension
 is one C unit: the vendored mongoose.c followed by our shim files
 cymongoose/_csrc/*.c, which may therefore call Mongoose's static helpers.
+mongoose.c is compiled from a copy in build/mongoose/ with the fixes in
+vendor/patches/ applied (vendor/README.md, "Patches").
 
 Environment:
   MONGOOSE_SRC=DIR     build from DIR/mongoose.{c,h} instead of vendor/
@@ -19,6 +21,7 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "vendor"))
 import fetch  # noqa: E402  (vendor/fetch.py)
+import mgpatch  # noqa: E402  (vendor/mgpatch.py)
 
 CDEF_DIR = os.path.join(HERE, "cymongoose", "_cdef")
 CSRC_DIR = os.path.join(HERE, "cymongoose", "_csrc")
@@ -57,6 +60,9 @@ def _flags():
 
 
 mongoose_dir = fetch.source_dir()
+# Found before mongoose_dir, which still provides mongoose.h.
+patched_dir = mgpatch.patched_dir(mongoose_dir, os.path.join(HERE, "build", "mongoose"),
+                                  strict=not os.environ.get("MONGOOSE_SRC"))
 compile_args, link_args = _flags()
 
 ffibuilder = FFI()
@@ -66,7 +72,7 @@ ffibuilder.cdef(
 ffibuilder.set_source(
     "cymongoose._mg_cffi",
     _source(),
-    include_dirs=[mongoose_dir, CSRC_DIR],
+    include_dirs=[patched_dir, mongoose_dir, CSRC_DIR],
     define_macros=[
         ("MG_TLS", "MG_TLS_BUILTIN"),
         ("MG_ENABLE_IPV6", "1"),
@@ -76,7 +82,8 @@ ffibuilder.set_source(
     extra_link_args=link_args,
     # The C unit only #includes these, so tell setuptools to rebuild when they change.
     depends=sorted(glob.glob(os.path.join(CSRC_DIR, "*.c")))
-    + [os.path.join(mongoose_dir, "mongoose.c"), os.path.join(mongoose_dir, "mongoose.h")],
+    + [os.path.join(mongoose_dir, "mongoose.c"), os.path.join(mongoose_dir, "mongoose.h")]
+    + [os.path.join(patched_dir, "mongoose.c")] + mgpatch.patch_files(),
 )
 
 if __name__ == "__main__":

@@ -40,9 +40,11 @@ class NetConnectionMixin:
         the Manager's ``dns_server`` (timeout ``dns_timeout``), ``*.local``
         through mDNS.  Success fires ``MG_EV_RESOLVE`` and starts a connect;
         failure fires ``MG_EV_ERROR`` (``"<host> DNS lookup failed"``,
-        ``"DNS timeout"``).  Meant for client connections.  Unlike 0.2.5, a
-        lookup still pending is replaced, and a connection that already
-        has a socket closes it first instead of leaking it.  Raises
+        ``"DNS timeout"``), after an A query and, only when it finds no IPv4
+        address, one AAAA query (see ``Manager.dns_server``).  Meant for
+        client connections.  Unlike 0.2.5, a lookup still pending is
+        replaced, and a connection that already has a socket closes it
+        first instead of leaking it.  Raises
         ``TypeError`` for a non-``str`` url, ``RuntimeError`` on a closed
         connection, on a listener, and in the ``MG_EV_OPEN`` that
         ``connect()`` fires (the connect resolves its own URL next).
@@ -102,10 +104,12 @@ class NetManagerMixin:
 
         Setting it (e.g. ``"udp://127.0.0.1:5353"``) applies to the next
         lookup; lookups in flight on the old server fail with ``MG_EV_ERROR``.
-        A name this server has no IPv4 address for is asked again, for an
-        IPv6 address, of Mongoose's IPv6 server ``[2001:4860:4860::8888]:53``,
-        which this setting does not change.  ``localhost`` and IP literals
-        never need a lookup.
+        A lookup asks this server for an IPv4 address (A) and, when it has
+        none, once for an IPv6 address (AAAA); a name with neither fails with
+        ``"<host> DNS lookup failed"``.  (Mongoose 7.23 asks its fixed IPv6
+        server for AAAA, and again after every failed answer, without end:
+        vendor/patches/0001-dns-aaaa-fallback-once.patch.)  ``localhost``
+        and IP literals never need a lookup.
         Raises ``TypeError`` for a non-``str``, ``ValueError`` for ``""``
         and ``RuntimeError`` once the Manager is closed.
         """

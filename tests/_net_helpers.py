@@ -13,19 +13,20 @@ NTP_OFFSET = 2208988800  # seconds from 1900 to 1970
 
 
 class UdpPeer:
-    """A UDP socket on 127.0.0.1 whose thread answers each datagram with ``reply(data)``.
+    """A UDP socket on ``host`` whose thread answers each datagram with ``reply(data)``.
 
     ``reply`` returns the answer, or ``None`` to stay silent.  Every datagram
-    received is kept in ``received``.
+    received is kept in ``received``.  ``host`` may be ``"::1"``.
     """
 
-    def __init__(self, reply: Reply) -> None:
+    def __init__(self, reply: Reply, host: str = "127.0.0.1") -> None:
         self.reply = reply
         self.received: List[bytes] = []
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        ipv6 = ":" in host
+        self.sock = socket.socket(socket.AF_INET6 if ipv6 else socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((host, 0))
         self.port = self.sock.getsockname()[1]
-        self.url = "udp://127.0.0.1:%d" % self.port
+        self.url = ("udp://[%s]:%d" if ipv6 else "udp://%s:%d") % (host, self.port)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()

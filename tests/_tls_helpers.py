@@ -11,7 +11,7 @@ import re
 import socket
 import ssl
 import threading
-from typing import Any, Callable, List, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -19,23 +19,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 _ONE_DAY = datetime.timedelta(days=1)
-T = TypeVar("T")
-
-
-def retry_bad_signature(fn: Callable[[], T], attempts: int = 3) -> T:
-    """``fn()``, run again when OpenSSL refused Mongoose's ECDSA signature.
-
-    Mongoose 7.23 DER-encodes r or s with a superfluous leading zero in
-    about one handshake in 256, which OpenSSL rejects as "bad signature"
-    (docs/tls.md, "Known defects").  Only that error is retried.
-    """
-    for attempt in range(attempts):
-        try:
-            return fn()
-        except Exception as exc:
-            if "BAD_SIGNATURE" not in str(exc) or attempt == attempts - 1:
-                raise
-    raise AssertionError("unreachable")
 
 
 def _key_pem(key: Any, fmt: Any = serialization.PrivateFormat.TraditionalOpenSSL) -> bytes:

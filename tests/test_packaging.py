@@ -82,7 +82,8 @@ def test_sdist_carries_mongoose_and_needs_no_download(tmp_path) -> None:
         tar.extractall(tmp_path / "x")
     top = names[0].split("/")[0]
     for member in ("vendor/mongoose.c", "vendor/mongoose.h", "vendor/LICENSE",
-                   "vendor/pin.json", "build_ffi.py", "cymongoose/_csrc/core.c", "LICENSE"):
+                   "vendor/pin.json", "build_ffi.py", "cymongoose/_csrc/core.c", "LICENSE",
+                   "vendor/mgpatch.py", "vendor/patches/0002-tls-ecdsa-der-integers.patch"):
         assert "%s/%s" % (top, member) in names, member
     # The pinned files are there with their pinned hashes: the build downloads nothing.
     check = ("import sys; sys.path.insert(0, 'vendor'); import fetch; "

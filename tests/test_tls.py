@@ -19,8 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 import cymongoose as cm
 from cymongoose._ffi import lib
 from conftest import wait_until
-from _tls_helpers import (Issued, Pki, SslServer, client_context, retry_bad_signature,
-                          server_context)
+from _tls_helpers import Issued, Pki, SslServer, client_context, server_context
 
 RESET = ("TLS handshake failed: the peer reset the connection "
          "(socket error; did it refuse our TLS 1.3 ClientHello?)")
@@ -92,10 +91,6 @@ def https_server(server_factory: Callable[..., Any], opts: cm.TlsOpts) -> Tuple[
 
 def ssl_get(port: int, ctx: ssl.SSLContext, host: str = "localhost") -> bytes:
     """One HTTP/1.1 GET over a Python ``ssl`` client; the whole reply."""
-    return retry_bad_signature(lambda: _ssl_get(port, ctx, host))
-
-
-def _ssl_get(port: int, ctx: ssl.SSLContext, host: str) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
         with ctx.wrap_socket(raw, server_hostname=host) as s:
             s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -117,8 +112,8 @@ def refused(port: int, ctx: ssl.SSLContext) -> bool:
 
 
 def https_ok(port: int, certs: Ns) -> None:
-    r = retry_bad_signature(lambda: httpx.get(
-        "https://127.0.0.1:%d/" % port, verify=client_context(certs.pki.ca_path), timeout=5))
+    r = httpx.get("https://127.0.0.1:%d/" % port, verify=client_context(certs.pki.ca_path),
+                  timeout=5)
     assert (r.status_code, r.text) == (200, "secure")
 
 

@@ -33,9 +33,11 @@ long cym_net_consume(struct mg_connection *c, size_t len) {
   return (long) mg_iobuf_del(&c->recv, 0, len);
 }
 
-/* Points the manager at another IPv4 DNS server.  An open connection to
- * the old server is closed (now, or at the end of the current poll when
- * called from inside it), so the next lookup connects to the new one. */
+/* Points the manager at another DNS server (mgr->dns4, which with
+ * vendor/patches/0001 answers both the A and the AAAA queries; its URL may
+ * be an IPv6 address).  An open connection to the old server is closed (now,
+ * or at the end of the current poll when called from inside it), so the
+ * next lookup connects to the new one. */
 void cym_net_set_dns(struct mg_mgr *mgr, const char *url, int inside) {
   struct mg_connection *c = mgr->dns4.c;
   mgr->dns4.url = url;
