@@ -14,7 +14,7 @@ import re
 from typing import Any, Optional
 
 from . import constants as C
-from ._cli_util import UsageError, banner, check_url, listen_url
+from ._cli_util import UsageError, banner, check_url, listen_url, short_ip
 from ._dispatch import handles
 from .connection import Connection
 from .manager import Manager
@@ -89,7 +89,7 @@ class StaticServer:
             nbytes = length.group(1).decode()
         remote = conn.remote_addr
         path = msg.uri + ("?" + msg.query if msg.query else "")
-        access_log.info('%s - - "%s %s %s" %s %s', remote[0] if remote else "-",
+        access_log.info('%s - - "%s %s %s" %s %s', short_ip(remote[0]) if remote else "-",
                         _quote(msg.method), _quote(path), _quote(msg.proto),
                         status.group(1).decode() if status else "-", nbytes)
 

@@ -1,5 +1,6 @@
 """Helpers shared by the command-line subcommands: argument checks and the banner."""
 
+import ipaddress
 from typing import Optional, Sequence
 from urllib.parse import urlsplit
 
@@ -37,7 +38,17 @@ def listen_url(listener: Connection, scheme: str) -> str:
     if addr is None:
         raise RuntimeError("the listener is closed")
     host, port, is_ipv6 = addr
-    return "%s://%s:%d" % (scheme, "[%s]" % host if is_ipv6 else host, port)
+    return "%s://%s:%d" % (scheme, "[%s]" % short_ip(host) if is_ipv6 else host, port)
+
+
+def short_ip(host: str) -> str:
+    """An IPv6 address in its short form (``::1``); anything else unchanged."""
+    if ":" not in host:
+        return host
+    try:
+        return ipaddress.ip_address(host).compressed
+    except ValueError:
+        return host
 
 
 def banner(what: str, url: str) -> None:
