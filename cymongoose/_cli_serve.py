@@ -1,7 +1,12 @@
 """``cymongoose serve``: a static file server with an access log.
 
 Mongoose's ``mg_http_serve_dir`` does the serving (directory listing,
-``index.html``, ``Range``, ``ETag``, MIME types).  Each request is logged
+``index.html``, ``Range``, ``ETag``, MIME types).  For a regular file the
+``Range`` header is first brought to a form Mongoose 7.23 answers as
+RFC 9110 says: a suffix range (``bytes=-N``, the last N bytes) and a range
+ending past the end of the file (clamped) would otherwise get the whole file
+or a 416, and several ranges, or an invalid one, are ignored (200 with the
+whole file) instead of getting one wrong range.  Each request is logged
 once on the ``cymongoose.access`` logger, at INFO level, as
 ``CLIENT - - "METHOD PATH PROTO" STATUS BYTES``: the status and byte count
 are read from the response head Mongoose has just queued.  ``BYTES`` is the
@@ -11,9 +16,11 @@ body length (``-`` when there is none, 0 for ``HEAD``).
 import logging
 import os
 import re
-from typing import Any, Optional
+from typing import Any, Callable, Optional
+from urllib.parse import unquote_to_bytes
 
 from . import constants as C
+from ._ffi import ffi, lib
 from ._cli_util import UsageError, banner, check_url, listen_url, short_ip
 from ._dispatch import handles
 from .connection import Connection
@@ -34,6 +41,37 @@ _STATUS = re.compile(rb"^HTTP/\d\.\d (\d{3})")
 _LENGTH = re.compile(rb"\r\nContent-Length: *(\d+)", re.IGNORECASE)
 _HEAD_MAX = 16384  # response heads longer than this are logged with status "-"
 _UNSAFE = re.compile(r'["\\\x00-\x1f\x7f]')
+
+
+_ONE_RANGE = re.compile(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*\Z", re.IGNORECASE)
+
+
+def effective_range(value: str, size: int) -> Optional[str]:
+    """The ``Range`` value Mongoose should see for a file of ``size`` bytes.
+
+    ``None`` keeps ``value`` (Mongoose handles it right); ``""`` makes
+    Mongoose ignore the header.  Mongoose looks for ``bytes=`` only, so
+    other units are ignored anyway.
+    """
+    if "bytes" not in value.lower():
+        return None
+    found = _ONE_RANGE.match(value)
+    if found is None:  # several ranges, or not a range at all
+        return ""
+    first, last = found.group(1), found.group(2)
+    if not first:
+        if not last:
+            return ""
+        start = max(0, size - int(last))
+        if int(last) == 0 or size == 0:
+            return "bytes=%d-" % size  # unsatisfiable: Mongoose answers 416
+        return "bytes=%d-%d" % (start, size - 1)
+    start = min(int(first), size)
+    if last and int(last) < int(first):
+        return ""  # invalid: ignored, as RFC 9110 requires
+    if not last or int(last) >= size:
+        return "bytes=%d-" % start  # Mongoose ends an open range at the end
+    return None
 
 
 def _quote(text: str) -> str:
@@ -73,9 +111,42 @@ class StaticServer:
         elif method not in ("GET", "HEAD"):
             conn.reply(405, b"Method Not Allowed\n", {"Allow": "GET, HEAD"})
         else:
-            conn.serve_dir(msg, self.root, mime_types=EXTRA_MIME_TYPES)
+            self._with_range(msg, lambda: conn.serve_dir(msg, self.root,
+                                                         mime_types=EXTRA_MIME_TYPES))
         if access_log.isEnabledFor(logging.INFO):
             self._log(conn, msg, before)
+
+    def _file_size(self, msg: HttpMessage) -> Optional[int]:
+        """Size of the regular file Mongoose will serve for ``msg``, if any."""
+        rel = unquote_to_bytes(msg.uri.encode("utf-8", "surrogateescape")).lstrip(b"/")
+        root = os.fsencode(self.root)
+        path = os.path.realpath(os.path.join(root, rel))
+        if not path.startswith(root + os.sep.encode()):
+            return None
+        encodings = msg.header("Accept-Encoding") or ""
+        candidates = [path + b".gz", path] if "gzip" in encodings else [path]
+        for candidate in candidates:  # Mongoose prefers a .gz twin when gzip is accepted
+            if os.path.isfile(candidate):
+                return os.path.getsize(candidate)
+        return None
+
+    def _with_range(self, msg: HttpMessage, serve: Callable[[], None]) -> None:
+        """Run ``serve()`` with the request's Range header rewritten for Mongoose."""
+        header = msg.header("Range")
+        size = self._file_size(msg) if header is not None else None
+        value = effective_range(header, size) if header is not None and size is not None \
+            else None
+        if value is None:
+            serve()
+            return
+        slot = lib.mg_http_get_header(msg._ptr(), b"Range")
+        saved = slot.buf, slot.len
+        raw = ffi.new("char[]", value.encode("ascii"))
+        slot.buf, slot.len = raw, len(value)
+        try:
+            serve()
+        finally:
+            slot.buf, slot.len = saved
 
     def _log(self, conn: Connection, msg: HttpMessage, before: int) -> None:
         head = conn.send_data(before + _HEAD_MAX)[before:]

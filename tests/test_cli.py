@@ -151,11 +151,24 @@ def test_serve_range_requests(http: httpx.Client) -> None:
     assert tail.headers["content-range"] == "bytes 10-15/16"
 
 
-def test_serve_unsatisfiable_range_is_416(http: httpx.Client) -> None:
-    res = http.get("/a.txt", headers={"Range": "bytes=20-30"})
-    assert res.status_code == 416
-    assert res.headers["content-range"] == "bytes */16"
-    assert res.content == b""
+@pytest.mark.parametrize("rng,status,content_range,body", [
+    ("bytes=20-30", 416, "bytes */16", b""),
+    ("bytes=16-", 416, "bytes */16", b""),
+    ("bytes=-0", 416, "bytes */16", b""),
+    ("bytes=-4", 206, "bytes 12-15/16", b"cdef"),        # suffix: the last 4 bytes
+    ("bytes=-100", 206, "bytes 0-15/16", A_TXT),
+    ("bytes=14-100", 206, "bytes 14-15/16", b"ef"),      # clamped to the end
+    ("bytes=0-1,4-5", 200, None, A_TXT),                 # several ranges: ignored
+    ("bytes=5-2", 200, None, A_TXT),                     # invalid: ignored
+    ("bytes=abc", 200, None, A_TXT),
+    ("items=0-1", 200, None, A_TXT),                     # unknown unit: ignored
+])
+def test_serve_range_edge_cases(http: httpx.Client, rng: str, status: int,
+                                content_range: str, body: bytes) -> None:
+    res = http.get("/a.txt", headers={"Range": rng})
+    assert res.status_code == status
+    assert res.headers.get("content-range") == content_range
+    assert res.content == body
 
 
 def test_serve_404_head_and_405(http: httpx.Client) -> None:
