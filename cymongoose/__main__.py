@@ -92,8 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     broker = sub.add_parser(
         "mqtt-broker", help="run a small MQTT broker",
-        description="A small MQTT 3.1.1 broker: QoS 0 and 1, wildcards, retained "
-                    "messages, wills, persistent sessions.")
+        description="A small MQTT 3.1.1 broker (cymongoose.MqttBroker): QoS 0, 1 and 2, "
+                    "+ and # wildcards, retained messages, wills; clean sessions only, "
+                    "no authentication.")
     broker.add_argument("--listen", default=MQTT_URL, metavar="URL",
                         help="URL to listen on (default %s; port 0 picks a free port)"
                              % MQTT_URL)

@@ -275,11 +275,14 @@ def test_serve_ipv6(webroot: str) -> None:
     server.stop_cleanly()
 
 
-def test_serve_defaults_to_the_current_directory(tmp_path: Path) -> None:
+def test_serve_defaults_to_the_current_directory_and_log_level(tmp_path: Path) -> None:
     (tmp_path / "here.txt").write_bytes(b"here")
-    server = Server("serve", "--listen", "http://127.0.0.1:0", cwd=str(tmp_path))
+    server = Server("--log-level", "WARNING", "serve", "--listen", "http://127.0.0.1:0",
+                    cwd=str(tmp_path))
     assert httpx.get(server.url + "/here.txt", timeout=10).content == b"here"
     server.stop_cleanly()
+    # An access line would be written before the response is sent.
+    assert "cymongoose.access" not in server.output
 
 
 def test_serve_stops_on_ctrl_c_with_a_client_connected(webroot: str) -> None:
