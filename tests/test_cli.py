@@ -231,6 +231,9 @@ def test_serve_refuses_paths_outside_the_root(static: Server) -> None:
     reply = raw_head(static, b"GET /sub/%2e%2e/%2e%2e/%2e%2e/etc/passwd HTTP/1.1\r\n"
                              b"Host: x\r\n\r\n")
     assert reply.startswith((b"HTTP/1.1 400", b"HTTP/1.1 404")), reply
+    reply = raw_head(static, b"GET /a.txt%00.png HTTP/1.1\r\nRange: bytes=-2\r\n"
+                             b"Host: x\r\n\r\n")
+    assert reply.startswith((b"HTTP/1.1 400", b"HTTP/1.1 404")), reply
 
 
 def test_serve_websocket_echo(static: Server) -> None:
