@@ -119,8 +119,9 @@ class StaticServer:
     def _file_size(self, msg: HttpMessage) -> Optional[int]:
         """Size of the regular file Mongoose will serve for ``msg``, if any."""
         rel = unquote_to_bytes(msg.uri.encode("utf-8", "surrogateescape")).lstrip(b"/")
-        if b"\0" in rel:
-            return None  # no such file (and realpath raises on PyPy 3.9)
+        # Mongoose's path is a C string: it ends at a NUL (realpath would
+        # raise on it on PyPy 3.9).
+        rel = rel.split(b"\0", 1)[0]
         root = os.fsencode(self.root)
         path = os.path.realpath(os.path.join(root, rel))
         if not path.startswith(root + os.sep.encode()):
