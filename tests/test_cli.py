@@ -441,6 +441,20 @@ def test_app_stops_on_ctrl_c_with_a_client_connected(kind: str, app_dir: str) ->
         server.stop_cleanly()
 
 
+def test_asgi_lifespan_startup_failure_exits_3(tmp_path: Path) -> None:
+    (tmp_path / "cli_bad_life.py").write_text(textwrap.dedent('''
+        async def app(scope, receive, send):
+            assert scope["type"] == "lifespan"
+            await receive()
+            await send({"type": "lifespan.startup.failed", "message": "no database"})
+    '''))
+    res = run_cli("asgi", "cli_bad_life:app", "--listen", "http://127.0.0.1:0",
+                  cwd=str(tmp_path))
+    assert res.returncode == 3, res.stderr
+    assert "ASGI lifespan startup failed: no database" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
 def test_unimportable_app_module_names_it(tmp_path: Path) -> None:
     res = run_cli("asgi", "no_such_module_cym:app", cwd=str(tmp_path))
     assert res.returncode == 2
