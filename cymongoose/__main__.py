@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Ctrl-C stops each command (exit status 0); bad arguments exit with status 2.")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="Python logging level, on stderr (default INFO; WARNING "
-                             "hides the access log)")
+                             "hides the access log); goes before COMMAND")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -101,14 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     broker.set_defaults(func=_mqtt_broker, parser=broker)
 
     for name, func, what, like, workers_help in (
-            ("wsgi", _wsgi, "WSGI", "gunicorn",
+            ("wsgi", _wsgi, "a WSGI", "gunicorn",
              "threads running the application (default 4)"),
-            ("asgi", _asgi, "ASGI", "uvicorn",
+            ("asgi", _asgi, "an ASGI", "uvicorn",
              "threads of the event loop's default executor, which runs what the "
              "application passes to asyncio.to_thread or run_in_executor(None, ...) "
              "(default 4); the application itself runs on one asyncio loop")):
-        p = sub.add_parser(name, help="serve a %s application" % what,
-                           description="Serve a %s application, as %s would." % (what, like))
+        p = sub.add_parser(name, help="serve %s application" % what,
+                           description="Serve %s application, as %s would." % (what, like))
         p.add_argument("app", metavar="MODULE:APP",
                        help="the application: attribute APP of module MODULE "
                             "(e.g. myproject.web:app)")
