@@ -85,6 +85,8 @@ def test_help_exits_0(args: List[str]) -> None:
     assert res.stdout.startswith("usage: cymongoose")
     for word in (["serve", "mqtt-broker", "wsgi", "asgi"] if not args else ["--listen"]):
         assert word in res.stdout
+    if args and args[0] != "mqtt-broker":
+        assert "default http://127.0.0.1:8000" in " ".join(res.stdout.split())
 
 
 BAD_ARGS = {
