@@ -275,6 +275,18 @@ def test_serve_https(tmp_path: Path, webroot: str) -> None:
     server.stop_cleanly()
 
 
+def test_serve_refuses_an_rsa_key_up_front(tmp_path: Path, webroot: str) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from _tls_helpers import Pki
+
+    issued = Pki(str(tmp_path)).issue("rsa", "localhost",
+                                      key=rsa.generate_private_key(65537, 2048))
+    res = run_cli("serve", webroot, "--listen", "https://127.0.0.1:0",
+                  "--cert", issued.cert_path, "--key", issued.key_path)
+    assert res.returncode == 2
+    assert "EC P-256" in res.stderr and "Traceback" not in res.stderr
+
+
 def _ipv6_loopback() -> bool:
     try:
         with socket.socket(socket.AF_INET6) as s:
