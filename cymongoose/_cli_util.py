@@ -20,7 +20,7 @@ def check_url(url: str, schemes: Sequence[str]) -> str:
     """
     try:
         parts = urlsplit(url)
-        port: Optional[int] = parts.port  # raises ValueError when malformed
+        _ = parts.port  # raises ValueError for a malformed or out-of-range port
     except ValueError as exc:
         raise UsageError("bad URL %r: %s" % (url, exc)) from None
     if parts.scheme not in schemes:
@@ -28,7 +28,6 @@ def check_url(url: str, schemes: Sequence[str]) -> str:
             url, " or ".join("%s://HOST:PORT" % s for s in schemes)))
     if not parts.hostname:
         raise UsageError("bad URL %r: no host" % url)
-    del port
     return url
 
 
