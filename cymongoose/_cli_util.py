@@ -1,7 +1,7 @@
 """Helpers shared by the command-line subcommands: argument checks and the banner."""
 
 import ipaddress
-from typing import Optional, Sequence
+from typing import Sequence
 from urllib.parse import urlsplit
 
 from .connection import Connection
