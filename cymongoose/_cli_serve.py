@@ -1,0 +1,224 @@
+"""``cymongoose serve``: a static file server with an access log.
+
+Mongoose's ``mg_http_serve_dir`` does the serving (directory listing,
+``index.html``, ``Range``, ``ETag``, MIME types).  For a regular file the
+``Range`` header is first brought to a form Mongoose 7.23 answers as
+RFC 9110 says: a suffix range (``bytes=-N``, the last N bytes) and a range
+ending past the end of the file (clamped) would otherwise get the whole file
+or a 416, and several ranges, or an invalid one, are ignored (200 with the
+whole file) instead of getting one wrong range.  Each request is logged
+once on the ``cymongoose.access`` logger, at INFO level, as
+``CLIENT - - "METHOD PATH PROTO" STATUS BYTES``: the status and byte count
+are read from the response head Mongoose has just queued.  ``BYTES`` is the
+body length (``-`` when there is none, 0 for ``HEAD``).
+"""
+
+import logging
+import os
+import re
+from typing import Any, Callable, Optional
+from urllib.parse import unquote_to_bytes
+
+from . import constants as C
+from ._ffi import ffi, lib
+from ._cli_util import UsageError, banner, check_url, listen_url, short_ip
+from ._dispatch import handles
+from .connection import Connection
+from .manager import Manager
+from .messages import HttpMessage
+
+access_log = logging.getLogger("cymongoose.access")
+
+#: Types Mongoose 7.23 does not know (its table covers html, css, js, json,
+#: png, jpg, svg, txt, pdf, zip, mp4, ...); unknown extensions get text/plain.
+EXTRA_MIME_TYPES = ",".join((
+    "wasm=application/wasm", "woff2=font/woff2", "xml=application/xml",
+    "md=text/markdown; charset=utf-8", "webm=video/webm", "ogg=audio/ogg",
+    "map=application/json", "bin=application/octet-stream", "tar=application/x-tar",
+))
+
+_STATUS = re.compile(rb"^HTTP/\d\.\d (\d{3})")
+_LENGTH = re.compile(rb"\r\nContent-Length: *(\d+)", re.IGNORECASE)
+_HEAD_MAX = 16384  # response heads longer than this are logged with status "-"
+_UNSAFE = re.compile(r'["\\\x00-\x1f\x7f]')
+
+
+_ONE_RANGE = re.compile(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*\Z", re.IGNORECASE)
+
+
+def effective_range(value: str, size: int) -> Optional[str]:
+    """The ``Range`` value Mongoose should see for a file of ``size`` bytes.
+
+    ``None`` keeps ``value`` (Mongoose handles it right); ``""`` makes
+    Mongoose ignore the header.  Mongoose looks for ``bytes=`` only, so
+    other units are ignored anyway.
+    """
+    if "bytes" not in value.lower():
+        return None
+    found = _ONE_RANGE.match(value)
+    if found is None:  # several ranges, or not a range at all
+        return ""
+    first, last = found.group(1), found.group(2)
+    if not first:
+        if not last:
+            return ""
+        start = max(0, size - int(last))
+        if int(last) == 0 or size == 0:
+            return "bytes=%d-" % size  # unsatisfiable: Mongoose answers 416
+        return "bytes=%d-%d" % (start, size - 1)
+    start = min(int(first), size)
+    if last and int(last) < int(first):
+        return ""  # invalid: ignored, as RFC 9110 requires
+    if not last or int(last) >= size:
+        return "bytes=%d-" % start  # Mongoose ends an open range at the end
+    return None
+
+
+def _quote(text: str) -> str:
+    """``text`` made safe inside a log line's double quotes."""
+    text = text.encode("ascii", "backslashreplace").decode("ascii")
+    return _UNSAFE.sub(lambda m: "\\x%02x" % ord(m.group()), text)
+
+
+class StaticServer:
+    """The event handler of ``serve``: files from ``root``, WebSocket echo on ``ws_path``.
+
+    Args:
+        root: directory served.
+        ws_path: URI answered as a WebSocket echo endpoint, or ``None``.
+        tls: ``TlsOpts`` started on each accepted connection, or ``None``.
+    """
+
+    def __init__(self, root: str, ws_path: Optional[str], tls: Any) -> None:
+        self.root = root
+        self.ws_path = ws_path
+        self.tls = tls
+
+    def __call__(self, conn: Connection, ev: int, data: Any) -> None:
+        if ev == C.MG_EV_HTTP_MSG:
+            self._request(conn, data)
+        elif ev == C.MG_EV_WS_MSG:
+            conn.ws_send(data.data, data.flags & 0x0F)
+        elif ev == C.MG_EV_ACCEPT and self.tls is not None:
+            conn.tls_init(self.tls)
+
+    def _request(self, conn: Connection, msg: HttpMessage) -> None:
+        before = conn.send_len
+        method = msg.method
+        if self.ws_path is not None and msg.uri == self.ws_path:
+            # Without a WebSocket handshake Mongoose answers an error itself.
+            conn.ws_upgrade(msg)
+        elif method not in ("GET", "HEAD"):
+            conn.reply(405, b"Method Not Allowed\n", {"Allow": "GET, HEAD"})
+        else:
+            self._with_range(msg, lambda: conn.serve_dir(msg, self.root,
+                                                         mime_types=EXTRA_MIME_TYPES))
+        if access_log.isEnabledFor(logging.INFO):
+            self._log(conn, msg, before)
+
+    def _file_size(self, msg: HttpMessage) -> Optional[int]:
+        """Size of the regular file Mongoose will serve for ``msg``, if any."""
+        rel = unquote_to_bytes(msg.uri.encode("utf-8", "surrogateescape")).lstrip(b"/")
+        # Mongoose's path is a C string: it ends at a NUL (realpath would
+        # raise on it on PyPy 3.9).
+        rel = rel.split(b"\0", 1)[0]
+        root = os.fsencode(self.root)
+        path = os.path.realpath(os.path.join(root, rel))
+        if not path.startswith(root + os.sep.encode()):
+            return None
+        encodings = msg.header("Accept-Encoding") or ""
+        candidates = [path + b".gz", path] if "gzip" in encodings else [path]
+        for candidate in candidates:  # Mongoose prefers a .gz twin when gzip is accepted
+            if os.path.isfile(candidate):
+                return os.path.getsize(candidate)
+        return None
+
+    def _with_range(self, msg: HttpMessage, serve: Callable[[], None]) -> None:
+        """Run ``serve()`` with the request's Range header rewritten for Mongoose."""
+        header = msg.header("Range")
+        size = self._file_size(msg) if header is not None else None
+        value = effective_range(header, size) if header is not None and size is not None \
+            else None
+        if value is None:
+            serve()
+            return
+        slot = lib.mg_http_get_header(msg._ptr(), b"Range")
+        saved = slot.buf, slot.len
+        raw = ffi.new("char[]", value.encode("ascii"))
+        slot.buf, slot.len = raw, len(value)
+        try:
+            serve()
+        finally:
+            slot.buf, slot.len = saved
+
+    def _log(self, conn: Connection, msg: HttpMessage, before: int) -> None:
+        head = conn.send_data(before + _HEAD_MAX)[before:]
+        status = _STATUS.match(head)
+        end = head.find(b"\r\n\r\n")
+        length = _LENGTH.search(head, 0, end) if end > 0 else None
+        nbytes = "-"
+        if msg.method == "HEAD":
+            nbytes = "0"
+        elif length is not None:
+            nbytes = length.group(1).decode()
+        remote = conn.remote_addr
+        path = msg.uri + ("?" + msg.query if msg.query else "")
+        access_log.info('%s - - "%s %s %s" %s %s', short_ip(remote[0]) if remote else "-",
+                        _quote(msg.method), _quote(path), _quote(msg.proto),
+                        status.group(1).decode() if status else "-", nbytes)
+
+
+def _read_pem(path: str, option: str) -> bytes:
+    """The content of a PEM file named on the command line."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise UsageError("%s: cannot read %s: %s" % (option, path, exc.strerror)) from None
+    if b"-----BEGIN" not in data:
+        raise UsageError("%s: not a PEM file: %s" % (option, path))
+    return data
+
+
+def run(directory: str, url: str, cert: Optional[str], key: Optional[str],
+        ws_echo: Optional[str]) -> None:
+    """Serve ``directory`` on ``url`` until SIGINT or SIGTERM.
+
+    Raises ``UsageError`` for a bad URL, a missing directory, a ``--cert``
+    without ``--key`` (or the reverse), TLS options with an ``http://`` URL
+    (or none with ``https://``), unreadable key files, or when Mongoose
+    cannot listen on ``url``.
+    """
+    check_url(url, ("http", "https"))
+    root = os.path.abspath(directory)
+    if not os.path.isdir(root):
+        raise UsageError("not a directory: %s" % directory)
+    if (cert is None) != (key is None):
+        raise UsageError("--cert and --key go together")
+    https = url.startswith("https://")
+    if https and cert is None:
+        raise UsageError("an https:// URL needs --cert and --key")
+    if cert is not None and not https:
+        raise UsageError("--cert/--key need an https:// URL")
+    if ws_echo is not None and not ws_echo.startswith("/"):
+        raise UsageError("--ws-echo PATH must start with '/'")
+    tls = None
+    if cert is not None and key is not None:
+        from .tls import TlsOpts
+
+        tls = TlsOpts(cert=_read_pem(cert, "--cert"), key=_read_pem(key, "--key"))
+        try:
+            tls._prepared()  # the checks tls_init makes, before any client comes
+        except ValueError as exc:
+            raise UsageError("--cert/--key: %s" % exc) from None
+    events = [C.MG_EV_HTTP_MSG, C.MG_EV_WS_MSG] + ([C.MG_EV_ACCEPT] if tls else [])
+    mgr = Manager(handles(*events)(StaticServer(root, ws_echo, tls)))
+    try:
+        try:
+            listener = mgr.listen(url)
+        except RuntimeError as exc:
+            raise UsageError(str(exc)) from None
+        banner("serving %s" % root, listen_url(listener, "https" if https else "http"))
+        mgr.run()
+    finally:
+        mgr.close()
