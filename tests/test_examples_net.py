@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from _examples import EXAMPLES, run_example, start_example  # noqa: F401 (fixture)
-from _tls_helpers import Pki, retry_bad_signature
+from _tls_helpers import Pki
 
 pytestmark = pytest.mark.skipif(not os.path.isdir(EXAMPLES), reason="needs the source tree's examples/")
 
@@ -85,7 +85,7 @@ def test_https_server(start_example, tmp_path):
     _, port = start_example("https_server.py", "--cert", server.cert_path, "--key",
                             server.key_path, "--listen", "https://127.0.0.1:0")
     ctx = ssl.create_default_context(cafile=pki.ca_path)
-    r = retry_bad_signature(lambda: httpx.get("https://127.0.0.1:%d/" % port, verify=ctx))
+    r = httpx.get("https://127.0.0.1:%d/" % port, verify=ctx)
     assert r.text == "Hello over TLS 1.3\n" and r.http_version == "HTTP/1.1"
     # A client that does not trust the test CA refuses the certificate.
     with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
