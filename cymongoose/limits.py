@@ -203,10 +203,13 @@ def check(limits: Any) -> Optional[Limits]:
     return limits
 
 
-@ffi.def_extern(onerror=_dispatch._on_escape)
-def _cym_limits_log(level: int, line: Any) -> None:
+def _log_line(level: int, line: Any) -> None:
+    """A limit was hit (C, ``cym_lim_log``): one line for the logger."""
     try:
         if logger.isEnabledFor(level):
             logger.log(level, "%s", ffi.string(line).decode("utf-8", "backslashreplace"))
     except Exception as exc:  # a logging handler that raises: reported, loop goes on
         _dispatch.print_exception(exc)
+
+
+ffi.def_extern(name="_cym_limits_log", onerror=_dispatch._on_escape)(_log_line)
