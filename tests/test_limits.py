@@ -407,3 +407,37 @@ def test_fragmented_websocket_message_counts_all_fragments(server):
     assert head.startswith(b"HTTP/1.1 101")
     assert frames[0] == 0x88 and int.from_bytes(frames[2:4], "big") == 1009
     assert served(srv)
+
+
+def test_idle_clock_waits_for_a_slow_response(server):
+    srv = server(cm.Limits(idle_timeout=0.2, header_timeout=0.2))
+    held: List[cm.Connection] = []
+
+    def hold(conn: cm.Connection, ev: int, data: Any) -> None:
+        if ev == cm.MG_EV_HTTP_MSG:
+            held.append(conn)  # answered later, from the test
+
+    srv.loop.call(lambda: srv.listener.set_handler(hold))  # limits stay
+    with connect(srv.port, timeout=0.8) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        with pytest.raises(socket.timeout):  # neither answered nor closed
+            s.recv(1)
+        assert len(held) == 1
+        s.settimeout(5)
+        srv.loop.call(lambda: held[0].reply(200, b"late"))
+        assert read_response(s) == (200, b"late")
+        assert read_all(s) == b""  # then idle, then closed
+
+
+def test_websocket_connections_count_until_closed(server):
+    srv = server(cm.Limits(max_connections=1))
+    ws = websocket.create_connection("ws://127.0.0.1:%d/ws" % srv.port, timeout=5)
+    try:
+        ws.send("hi")
+        assert ws.recv() == "hi"
+        r = httpx.get(srv.url(), timeout=5)
+        assert r.status_code == 503
+    finally:
+        ws.close()
+    wait_until(lambda: srv.live() == 0, timeout=5)
+    assert served(srv)

@@ -196,9 +196,8 @@ static int cym_lim_head(struct mg_connection *c, struct cym_limits *l,
       cym_lim_reject(c, 413, "HTTP request body too large (413)");
       return 1;
     }
-    st->need = len + start + hm->head.len > 0xFFFFFFFFu
-                   ? 0xFFFFFFFFu
-                   : (uint32_t) (len + start + hm->head.len);
+    st->need = len > 0xFFFFFFFFu - st->need ? 0xFFFFFFFFu
+                                              : (uint32_t) (st->need + len);
   }
   return 0;
 }
