@@ -30,7 +30,7 @@ and keep their own ``max_body_size`` (413 as well).  See
 
 import logging
 import math
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 from . import _dispatch
 from ._ffi import ffi, lib
@@ -151,7 +151,11 @@ class Limits:
         fields.update(changes)
         return Limits(**fields)
 
-    def _key(self) -> tuple:  # type: ignore[type-arg]
+    def __reduce__(self) -> Tuple[Any, Tuple[Any, ...]]:
+        # copy and pickle would otherwise set the slots one by one
+        return (_from_fields, self._key())
+
+    def _key(self) -> Tuple[Any, ...]:
         return tuple(getattr(self, name) for name in _FIELDS)
 
     def __eq__(self, other: object) -> bool:
@@ -165,6 +169,10 @@ class Limits:
     def __repr__(self) -> str:
         return "Limits(%s)" % ", ".join("%s=%r" % (name, getattr(self, name))
                                        for name in _FIELDS)
+
+
+def _from_fields(*values: Any) -> Limits:
+    return Limits(**dict(zip(_FIELDS, values)))
 
 
 #: The limits of a listener opened without ``limits=``.

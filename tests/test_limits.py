@@ -2,8 +2,10 @@
 or close code HTTP and WebSocket clients expect, ends only that connection,
 is logged, and requests just under it are served."""
 
+import copy
 import logging
 import math
+import pickle
 import socket
 import threading
 import time
@@ -182,6 +184,8 @@ def test_limits_are_immutable_and_keyword_only():
     with pytest.raises(ValueError):
         lim.replace(max_connections=0)
     assert "max_body_size=10" in repr(lim)
+    assert copy.deepcopy(lim) == lim
+    assert pickle.loads(pickle.dumps(lim)) == lim
 
 
 def test_listen_rejects_a_non_limits_argument():
