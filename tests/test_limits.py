@@ -2,6 +2,7 @@
 or close code HTTP and WebSocket clients expect, ends only that connection,
 is logged, and requests just under it are served."""
 
+import asyncio
 import copy
 import logging
 import math
@@ -445,3 +446,20 @@ def test_websocket_connections_count_until_closed(server):
         ws.close()
     wait_until(lambda: srv.live() == 0, timeout=5)
     assert served(srv)
+
+
+def test_async_manager_listen_takes_limits():
+    def handler(conn: cm.Connection, ev: int, data: Any) -> None:
+        if ev == cm.MG_EV_HTTP_MSG:
+            conn.reply(200, b"ok")
+
+    async def main() -> Tuple[int, int]:
+        async with cm.AsyncManager(handler) as am:
+            lsn = am.listen("http://127.0.0.1:0", limits=cm.Limits(max_body_size=10))
+            url = "http://127.0.0.1:%d/" % lsn.local_addr[1]
+            async with httpx.AsyncClient() as client:
+                ok = await client.post(url, content=b"x" * 10, timeout=5)
+                big = await client.post(url, content=b"x" * 11, timeout=5)
+        return ok.status_code, big.status_code
+
+    assert asyncio.run(main()) == (200, 413)
