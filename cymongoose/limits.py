@@ -191,7 +191,6 @@ def attach(c: Any, limits: Optional[Limits], http: bool) -> None:
     """Give the new listener ``c`` its limits (``None``: the defaults).
 
     Raises:
-        TypeError: ``limits`` is not a ``Limits``.
         MongooseError: every limits slot (254 live listeners) is taken.
     """
     lim = DEFAULT_LIMITS if limits is None else limits

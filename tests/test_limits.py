@@ -203,6 +203,16 @@ def test_listener_slots_are_released():
             mgr.listen("http://127.0.0.1:0", limits=cm.Limits(max_connections=5))
 
 
+def test_too_many_live_listeners_raise_cleanly():
+    with cm.Manager() as mgr:
+        with pytest.raises(cm.MongooseError, match="Too many listeners"):
+            for _ in range(300):
+                mgr.listen("tcp://127.0.0.1:0")
+        assert 0 < len(mgr.connections) <= 254  # the failed one is closed
+    with cm.Manager() as mgr:  # closing freed the slots
+        mgr.listen("tcp://127.0.0.1:0", limits=cm.Limits())
+
+
 # -- request body: 413 --------------------------------------------------------------
 
 def test_body_over_the_limit_gets_413(server, caplog):
