@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional, cast
 
 from .connection import Connection, Handler
 from .errors import MongooseError
+from .limits import Limits
 from .manager import Manager
 from .timers import Timer
 
@@ -143,9 +144,9 @@ class AsyncManager:
     # -- delegated methods ---------------------------------------------------
 
     def listen(self, url: str, handler: Optional[Handler] = None, *,
-               http: Optional[bool] = None) -> Connection:
+               http: Optional[bool] = None, limits: Optional[Limits] = None) -> Connection:
         """``Manager.listen`` under the lock; raises ``RuntimeError`` when not started."""
-        return cast(Connection, self._locked("listen", url, handler, http=http))
+        return cast(Connection, self._locked("listen", url, handler, http=http, limits=limits))
 
     def connect(self, url: str, handler: Optional[Handler] = None, *,
                 http: Optional[bool] = None) -> Connection:

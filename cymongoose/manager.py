@@ -11,6 +11,7 @@ from ._ffi import ffi, lib
 from ._graceful import finish_in_flight
 from .connection import Connection, Handler
 from .errors import MongooseError
+from .limits import Limits, attach as attach_limits, check as check_limits
 from .net import NetManagerMixin
 from .mqtt import MqttManagerMixin
 from .timers import TimerManagerMixin
@@ -265,15 +266,26 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
         return conn
 
     def listen(self, url: str, handler: Optional[Handler] = None, *,
-               http: Optional[bool] = None) -> Connection:
+               http: Optional[bool] = None, limits: Optional[Limits] = None) -> Connection:
         """Listen on ``url`` (``http://``, ``tcp://``, ``udp://``, ...; port 0 for any).
 
         HTTP parsing is on for ``http(s)://`` and ``ws(s)://`` URLs unless
-        ``http`` says otherwise.  Accepted connections inherit ``handler``.
-        Raises ``RuntimeError("Failed to listen on '<url>'")`` on failure.
+        ``http`` says otherwise.  Accepted connections inherit ``handler``
+        and ``limits`` (a :class:`Limits`; ``None`` for the defaults, which
+        TCP listeners get too; UDP has none).  Raises ``RuntimeError("Failed
+        to listen on '<url>'")`` on failure, ``TypeError`` for a ``limits``
+        that is not a ``Limits``.
         """
         kind = lib.CYM_HTTP_LISTEN if _wants_http(url, http) else lib.CYM_LISTEN
-        return self._open(kind, url, handler, "Failed to listen on '%s'")
+        lim = check_limits(limits)
+        conn = self._open(kind, url, handler, "Failed to listen on '%s'")
+        if not lib.cym_flags(conn._c) & lib.CYM_F_UDP:
+            try:
+                attach_limits(conn._c, lim, kind == lib.CYM_HTTP_LISTEN)
+            except BaseException:
+                conn.close()
+                raise
+        return conn
 
     def connect(self, url: str, handler: Optional[Handler] = None, *,
                 http: Optional[bool] = None) -> Connection:

@@ -10,6 +10,10 @@
  *                can find the handler it inherits */
 #define CYM_EV_ALL ((uintptr_t) 0xFFFFFF)
 #define CYM_LSN_SHIFT 32
+/*   bits 24..31  a listener's limits slot, inherited by its children
+ *                (limits.c); never touched by cym_set_state */
+#define CYM_LIM_MASK ((uintptr_t) 0xFF000000)
+int cym_limits_ev(struct mg_connection *c, int ev, void *ev_data);
 
 struct cym_mgr {
   struct mg_mgr mgr;
@@ -39,6 +43,8 @@ void cym_ev(struct mg_connection *c, int ev, void *ev_data) {
                      ((uintptr_t) 1 << (ev < MG_EV_USER ? ev : MG_EV_USER));
   struct mg_connection *prev;
   if (m == NULL || m->handle == NULL) return;
+  if (((uintptr_t) c->fn_data & CYM_LIM_MASK) && cym_limits_ev(c, ev, ev_data))
+    return;
   if (!wanted) {
     /* OPEN and CLOSE cross anyway, complemented: Python keeps exactly one
      * Connection per live connection. */
@@ -91,7 +97,8 @@ struct mg_connection *cym_open(struct cym_mgr *m, int kind, const char *url,
 
 uintptr_t cym_state(struct mg_connection *c) { return (uintptr_t) c->fn_data; }
 void cym_set_state(struct mg_connection *c, uintptr_t state) {
-  c->fn_data = (void *) state;
+  c->fn_data = (void *) ((state & ~CYM_LIM_MASK) |
+                         ((uintptr_t) c->fn_data & CYM_LIM_MASK));
 }
 
 #define CYM_F_LISTENING (1u << 0)

@@ -198,7 +198,14 @@ static const char *cym_frame_error(struct mg_connection *c,
   if (op < 8 && (f->len > MG_MAX_RECV_SIZE ||  /* also keeps the sum exact */
                  kept + f->header_len + f->len > MG_MAX_RECV_SIZE)) {
     *code = 1009;
+    cym_lim_log(c, CYM_LOG_WARNING, "WebSocket message too large (1009)");
     return "WebSocket message too large (limit MG_MAX_RECV_SIZE, 3 MiB)";
+  }
+  if (op < 8 && cym_limits_ws_max(c) != CYM_LIM_NONE &&  /* limits.c */
+      (kept ? kept - 1 : 0) + f->len > (uint64_t) cym_limits_ws_max(c)) {
+    *code = 1009;
+    cym_lim_log(c, CYM_LOG_WARNING, "WebSocket message too large (1009)");
+    return "WebSocket message too large (limit max_ws_message_size)";
   }
   return NULL;
 }
