@@ -81,13 +81,18 @@ bench: system-deps
 # CYM_SANITIZE=1 (-fsanitize=address,undefined) in build/asan; any report fails.
 # libasan must come first in the process, hence LD_PRELOAD; CPython's own
 # allocations look like leaks to LeakSanitizer, so leak detection is off.
+# Reports go to build/asan/report.* (an aborting process loses pytest's
+# captured stderr) and are printed at the end.
 ASAN_DIR := build/asan
 ASAN_ENV := LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) \
-  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
-  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:log_path=$(CURDIR)/$(ASAN_DIR)/report \
+  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$(CURDIR)/$(ASAN_DIR)/report
 test-asan: vendor/mongoose.c
 	rm -rf $(ASAN_DIR) && mkdir -p $(ASAN_DIR)
 	cp -r cymongoose $(ASAN_DIR)/cymongoose && rm -f $(ASAN_DIR)/cymongoose/_mg_cffi*.so
 	cd $(ASAN_DIR) && CYM_SANITIZE=1 $(PYTHON) -c 'import sys; sys.path.insert(0, "$(CURDIR)"); \
 	  import build_ffi; build_ffi.ffibuilder.compile(tmpdir=".")' >/dev/null
-	cd tests && $(ASAN_ENV) PYTHONPATH=$(CURDIR)/$(ASAN_DIR) $(PYTHON) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+	cd tests && $(ASAN_ENV) PYTHONPATH=$(CURDIR)/$(ASAN_DIR) \
+	  $(PYTHON) -m pytest -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
+	  if ls ../$(ASAN_DIR)/report.* >/dev/null 2>&1; then \
+	    cat ../$(ASAN_DIR)/report.*; echo "sanitizer reports above"; exit 1; fi; exit $$rc

@@ -19,12 +19,30 @@ struct cym_mgr {
 
 static void _cym_dispatch(void *handle, unsigned long id, int ev, uintptr_t arg);
 
+/* At MG_EV_HTTP_HDRS the body may not have arrived yet, though Mongoose's
+ * body.len (and message.len) already count all of Content-Length: hand
+ * Python a copy cut to the bytes actually received, so reading it never
+ * runs past the receive buffer.  Per thread, as managers may poll on
+ * several; the handler is done with it before the next HDRS can fire. */
+static uintptr_t cym_hdrs_arg(struct mg_connection *c, struct mg_http_message *hm) {
+  static __thread struct mg_http_message cut;
+  const char *end = (const char *) c->recv.buf + c->recv.len;
+  cut = *hm;
+  if (cut.body.buf >= (const char *) c->recv.buf && cut.body.buf <= end &&
+      cut.body.len > (size_t) (end - cut.body.buf)) {
+    cut.body.len = (size_t) (end - cut.body.buf);
+    cut.message.len = (size_t) (end - cut.message.buf);
+  }
+  return (uintptr_t) &cut;
+}
+
 /* What crosses into Python as `arg`: integers by value, structs by address,
  * nothing for events whose data the API does not expose. */
 static uintptr_t cym_arg(struct mg_connection *c, int ev, void *ev_data) {
   switch (ev) {
     case MG_EV_OPEN: return (uintptr_t) c->fn_data;
     case MG_EV_POLL: case MG_EV_READ: case MG_EV_WRITE: return 0;
+    case MG_EV_HTTP_HDRS: return cym_hdrs_arg(c, (struct mg_http_message *) ev_data);
     case MG_EV_MQTT_OPEN:
       return ev_data == NULL ? 0 : (uintptr_t) (unsigned) *(int *) ev_data;
     case MG_EV_SNTP_TIME:
