@@ -87,12 +87,18 @@ ASAN_DIR := build/asan
 ASAN_ENV := LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) \
   ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:log_path=$(CURDIR)/$(ASAN_DIR)/report \
   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$(CURDIR)/$(ASAN_DIR)/report
+# Other programs the tests run (curl deadlocks with libasan preloaded) get
+# wrappers in build/asan/bin that drop LD_PRELOAD.
+ASAN_TOOLS := curl wrk mosquitto openssl
 test-asan: vendor/mongoose.c
-	rm -rf $(ASAN_DIR) && mkdir -p $(ASAN_DIR)
+	rm -rf $(ASAN_DIR) && mkdir -p $(ASAN_DIR)/bin
+	for t in $(ASAN_TOOLS); do p=$$(PATH=$$PATH:/usr/sbin command -v $$t) || continue; \
+	  printf '#!/bin/sh\nunset LD_PRELOAD\nexec %s "$$@"\n' "$$p" > $(ASAN_DIR)/bin/$$t; \
+	  chmod +x $(ASAN_DIR)/bin/$$t; done
 	cp -r cymongoose $(ASAN_DIR)/cymongoose && rm -f $(ASAN_DIR)/cymongoose/_mg_cffi*.so
 	cd $(ASAN_DIR) && CYM_SANITIZE=1 $(PYTHON) -c 'import sys; sys.path.insert(0, "$(CURDIR)"); \
 	  import build_ffi; build_ffi.ffibuilder.compile(tmpdir=".")' >/dev/null
-	cd tests && $(ASAN_ENV) PYTHONPATH=$(CURDIR)/$(ASAN_DIR) \
+	cd tests && $(ASAN_ENV) PATH=$(CURDIR)/$(ASAN_DIR)/bin:$$PATH PYTHONPATH=$(CURDIR)/$(ASAN_DIR) \
 	  $(PYTHON) -m pytest -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
 	  if ls ../$(ASAN_DIR)/report.* >/dev/null 2>&1; then \
 	    cat ../$(ASAN_DIR)/report.*; echo "sanitizer reports above"; exit 1; fi; exit $$rc
