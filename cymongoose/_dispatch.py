@@ -145,6 +145,7 @@ def _cym_dispatch(handle: Any, cid: int, ev: int, arg: int) -> None:
         finally:
             try:
                 if ev == _CLOSE and conn is not None:
+                    conn._c = None  # detached before any call an interrupt could hit
                     mgr._forget(conn)
             finally:
                 mgr._inside -= 1

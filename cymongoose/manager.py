@@ -133,7 +133,14 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
             exc = _dispatch.escaped.pop(0)
         if exc is not None:
             self._pending = None
+            self._sweep()
             raise exc
+
+    def _sweep(self) -> None:
+        """Drop Connections detached by a CLOSE whose bookkeeping an interrupt cut short."""
+        for cid in [cid for cid, conn in self._conns.items() if conn._c is None]:
+            self._conns.pop(cid, None)
+            self._lsn.pop(cid, None)
 
     def _check_thread(self) -> None:
         """Raise ``ThreadError`` when another thread is inside ``poll()`` right now."""
