@@ -86,7 +86,7 @@ bench: system-deps
 ASAN_DIR := build/asan
 ASAN_ENV := LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) \
   ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:log_path=$(CURDIR)/$(ASAN_DIR)/report \
-  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$(CURDIR)/$(ASAN_DIR)/report
+  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:suppressions=$(CURDIR)/tests/ubsan.supp:log_path=$(CURDIR)/$(ASAN_DIR)/report
 # Other programs the tests run (curl deadlocks with libasan preloaded) get
 # wrappers in build/asan/bin that drop LD_PRELOAD.
 ASAN_TOOLS := curl wrk mosquitto openssl

@@ -164,3 +164,13 @@ class KeepAlive:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def mongoose_conns(mgr: cm.Manager) -> int:
+    """Connections in Mongoose's own list (the C side); call on the poll thread."""
+    c = mgr._mgr.conns
+    n = 0
+    while c != cm._ffi.ffi.NULL:
+        n += 1
+        c = c.next
+    return n
