@@ -51,12 +51,25 @@ static uintptr_t cym_arg(struct mg_connection *c, int ev, void *ev_data) {
   }
 }
 
+/* When a peer hangs up mid-body, Mongoose's close path hands out the request
+ * cut short as if complete (it means this for bodies that end at close).
+ * True when a Content-Length says more was due: the handler never sees it. */
+static bool cym_truncated(struct mg_connection *c, struct mg_http_message *hm) {
+  struct mg_str *cl = mg_http_get_header(hm, "Content-Length");
+  size_t want = 0;
+  if (cl == NULL || !mg_to_size_t(*cl, &want) || hm->body.len >= want) return false;
+  MG_ERROR(("%lu request body cut short by close: %lu of %lu bytes", c->id,
+            (unsigned long) hm->body.len, (unsigned long) want));
+  return true;
+}
+
 void cym_ev(struct mg_connection *c, int ev, void *ev_data) {
   struct cym_mgr *m = (struct cym_mgr *) c->mgr->userdata;
   uintptr_t wanted = (uintptr_t) c->fn_data &
                      ((uintptr_t) 1 << (ev < MG_EV_USER ? ev : MG_EV_USER));
   struct mg_connection *prev;
   if (m == NULL || m->handle == NULL) return;
+  if (ev == MG_EV_HTTP_MSG && c->is_closing && cym_truncated(c, ev_data)) return;
   if (!wanted) {
     /* OPEN and CLOSE cross anyway, complemented: Python keeps exactly one
      * Connection per live connection. */
