@@ -50,7 +50,9 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
     printed.  A ``KeyboardInterrupt`` or ``SystemExit`` raised in a handler
     is not swallowed: the connection bookkeeping completes, then ``poll()``
     re-raises it.  Every method except ``wakeup`` must be called from the
-    thread that polls, or while nobody polls.
+    thread that polls, or while nobody polls: a ``Connection`` or
+    ``Manager`` method called from another thread during a ``poll()``
+    raises ``cymongoose.ThreadError`` (``Timer.cancel`` is also safe).
     """
 
     def __init__(self, handler: Optional[Handler] = None, enable_wakeup: bool = False,
