@@ -150,6 +150,13 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
         if poller and poller != _get_ident():
             raise ThreadError(_OTHER_THREAD)
 
+    def _busy(self, message: str) -> MongooseError:
+        """The error for a poll/close refused: ``ThreadError`` when another thread polls."""
+        poller = self._poller
+        if poller and poller != _get_ident():
+            return ThreadError(message)
+        return MongooseError(message)
+
     def _check_open(self) -> None:
         if self._freed:
             raise MongooseError(_FREED)
@@ -167,7 +174,7 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
         # _inside also covers handlers run by listen(), close() or error()
         # outside a poll: Mongoose is mid-call there too.
         if self._inside or not self._poll_lock.acquire(False):
-            raise MongooseError(_FREED if self._freed else _REENTRANT)
+            raise self._busy(_FREED if self._freed else _REENTRANT)
         try:
             self._check_open()
             ms = to_int(timeout_ms, "timeout_ms")
@@ -226,7 +233,7 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
         if self._freed:
             return
         if self._inside or not self._poll_lock.acquire(False):
-            raise MongooseError(_CLOSE_WHILE_POLLING)
+            raise self._busy(_CLOSE_WHILE_POLLING)
         try:
             self._freed = True
             self._before_free()

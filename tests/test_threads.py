@@ -87,13 +87,34 @@ def test_connection_method_from_another_thread_raises(blocked, name):
 def test_manager_method_from_another_thread_raises(blocked, name):
     mgr, blocker, listener, port = blocked
     before = len(mgr._conns)
-    with pytest.raises(RuntimeError) as info:  # ThreadError for all but poll/close
+    with pytest.raises(cm.ThreadError):
         MANAGER_CALLS[name](mgr)
-    if name not in ("poll", "close"):
-        assert isinstance(info.value, cm.ThreadError)
     assert len(mgr._conns) == before
     blocker.release.set()
     assert parse_response(get_close(port, "/after"))[2] == b"ok"
+
+
+def test_reentrant_poll_from_a_handler_is_not_a_thread_error():
+    errors = []
+
+    def handler(conn, ev, data):
+        if ev == cm.MG_EV_HTTP_MSG:
+            try:
+                conn_mgr.poll(0)
+            except RuntimeError as exc:
+                errors.append(exc)
+            conn.reply(200, "ok")
+
+    conn_mgr = cm.Manager(handler)
+    port = conn_mgr.listen("http://127.0.0.1:0").local_addr[1]
+    loop = LoopThread(conn_mgr).start()
+    try:
+        assert parse_response(get_close(port, "/"))[2] == b"ok"
+    finally:
+        loop.stop()
+        conn_mgr.close()
+    assert len(errors) == 1 and not isinstance(errors[0], cm.ThreadError)
+    assert "not reentrant" in str(errors[0])
 
 
 def test_thread_safe_calls_work_while_another_thread_polls():
