@@ -137,11 +137,18 @@ def _cym_dispatch(handle: Any, cid: int, ev: int, arg: int) -> None:
     except BaseException as exc:  # KeyboardInterrupt, SystemExit: re-raised by poll()
         mgr._defer(exc)
     finally:
-        if isinstance(data, _View):
-            data._invalidate()
-        if ev == _CLOSE and conn is not None:
-            mgr._forget(conn)
-        mgr._inside -= 1
+        # Nested so that a second Ctrl-C landing here still forgets a closed
+        # connection and leaves the depth count right.
+        try:
+            if isinstance(data, _View):
+                data._invalidate()
+        finally:
+            try:
+                if ev == _CLOSE and conn is not None:
+                    conn._c = None  # detached before any call an interrupt could hit
+                    mgr._forget(conn)
+            finally:
+                mgr._inside -= 1
 
 
 def print_exception(exc: BaseException) -> None:

@@ -112,6 +112,7 @@ class Connection(NetConnectionMixin, MqttConnectionMixin, TlsConnectionMixin, Ws
         c = self._c
         if c is None or self._closing:
             raise ClosedError(_CLOSED)
+        self._mgr._check_thread()
         return c
 
     def _flag(self, bit: int) -> bool:
@@ -225,6 +226,7 @@ class Connection(NetConnectionMixin, MqttConnectionMixin, TlsConnectionMixin, Ws
         c = self._c
         if c is None:
             return b""
+        self._mgr._check_thread()
         io = getattr(c, which)
         n = int(io.len)
         if 0 <= length < n:
@@ -244,6 +246,8 @@ class Connection(NetConnectionMixin, MqttConnectionMixin, TlsConnectionMixin, Ws
         On a listener the handler is also inherited by connections accepted
         from now on; ``None`` makes future children use the default handler.
         """
+        if self._c is not None and self._mgr is not None:
+            self._mgr._check_thread()
         self._handler = handler
         if self._c is not None and self._mgr is not None:
             self._mgr._retarget(self)
@@ -344,6 +348,7 @@ class Connection(NetConnectionMixin, MqttConnectionMixin, TlsConnectionMixin, Ws
         c = self._c
         if c is None or self._closing:
             return
+        self._mgr._check_thread()
         self._closing = True
         mgr = self._mgr
         if mgr is not None and mgr._inside:
@@ -357,6 +362,7 @@ class Connection(NetConnectionMixin, MqttConnectionMixin, TlsConnectionMixin, Ws
         """Flush the send buffer, then close; a no-op once closed."""
         c = self._c
         if c is not None:
+            self._mgr._check_thread()
             lib.cym_set_flag(c, _F_DRAINING, 1)
 
     def error(self, message: str) -> None:

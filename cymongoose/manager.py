@@ -10,7 +10,7 @@ from ._dispatch import LSN_SHIFT, mask_of, print_exception
 from ._ffi import ffi, lib
 from ._graceful import finish_in_flight
 from .connection import Connection, Handler
-from .errors import MongooseError
+from .errors import MongooseError, ThreadError
 from .limits import Limits, attach as attach_limits, check as check_limits
 from .net import NetManagerMixin
 from .mqtt import MqttManagerMixin
@@ -23,7 +23,12 @@ _REENTRANT = ("poll() is not reentrant and must not be called concurrently. "
 _CLOSE_WHILE_POLLING = ("Cannot close Manager while poll() is active. "
                         "Stop all polling threads before calling close().")
 
+_OTHER_THREAD = ("Manager is being polled by another thread; call Connection and Manager "
+                 "methods from the polling thread (only wakeup() and Timer.cancel() are "
+                 "thread-safe)")
+
 _HTTP_SCHEMES = ("http://", "https://", "ws://", "wss://")
+_get_ident = threading.get_ident
 
 # Managers stay alive until close(), like 0.2.5's (spec 3.13): C may still
 # call back into one whose last user reference is gone.
@@ -46,7 +51,9 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
     printed.  A ``KeyboardInterrupt`` or ``SystemExit`` raised in a handler
     is not swallowed: the connection bookkeeping completes, then ``poll()``
     re-raises it.  Every method except ``wakeup`` must be called from the
-    thread that polls, or while nobody polls.
+    thread that polls, or while nobody polls: a ``Connection`` or
+    ``Manager`` method called from another thread during a ``poll()``
+    raises ``cymongoose.ThreadError`` (``Timer.cancel`` is also safe).
     """
 
     def __init__(self, handler: Optional[Handler] = None, enable_wakeup: bool = False,
@@ -57,6 +64,7 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
         self._conns: Dict[int, Connection] = {}
         self._lsn: Dict[int, Handler] = {}  # listener id -> handler its children inherit
         self._inside = 0  # >0 while C may be iterating connections (poll, dispatch)
+        self._poller = 0  # ident of the thread inside poll(), 0 between polls
         self._freed = False
         self._poll_lock = threading.Lock()
         self._pending: Optional[BaseException] = None
@@ -87,9 +95,9 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
 
     def _forget(self, conn: Connection) -> None:
         """MG_EV_CLOSE was dispatched: Mongoose frees the struct next."""
+        conn._detach()  # first: a detached Connection can no longer touch freed memory
         self._conns.pop(conn._id, None)
         self._lsn.pop(conn._id, None)
-        conn._detach()
 
     def _retarget(self, conn: Connection) -> None:
         """Tell C which events ``conn`` wants, and what its children inherit."""
@@ -128,7 +136,27 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
             exc = _dispatch.escaped.pop(0)
         if exc is not None:
             self._pending = None
+            self._sweep()
             raise exc
+
+    def _sweep(self) -> None:
+        """Drop Connections detached by a CLOSE whose bookkeeping an interrupt cut short."""
+        for cid in [cid for cid, conn in self._conns.items() if conn._c is None]:
+            self._conns.pop(cid, None)
+            self._lsn.pop(cid, None)
+
+    def _check_thread(self) -> None:
+        """Raise ``ThreadError`` when another thread is inside ``poll()`` right now."""
+        poller = self._poller
+        if poller and poller != _get_ident():
+            raise ThreadError(_OTHER_THREAD)
+
+    def _busy(self, message: str) -> MongooseError:
+        """The error for a poll/close refused: ``ThreadError`` when another thread polls."""
+        poller = self._poller
+        if poller and poller != _get_ident():
+            return ThreadError(message)
+        return MongooseError(message)
 
     def _check_open(self) -> None:
         if self._freed:
@@ -147,16 +175,20 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
         # _inside also covers handlers run by listen(), close() or error()
         # outside a poll: Mongoose is mid-call there too.
         if self._inside or not self._poll_lock.acquire(False):
-            raise MongooseError(_FREED if self._freed else _REENTRANT)
+            raise self._busy(_FREED if self._freed else _REENTRANT)
         try:
             self._check_open()
             ms = to_int(timeout_ms, "timeout_ms")
             ms = self._before_poll(ms)
-            self._inside += 1
+            self._poller = _get_ident()
+            self._inside = 1
             try:
                 lib.mg_mgr_poll(self._mgr, ms)
             finally:
-                self._inside -= 1
+                # Set, not decremented: a KeyboardInterrupt landing inside the
+                # dispatcher's bookkeeping cannot leave the Manager stuck.
+                self._inside = 0
+                self._poller = 0
         finally:
             self._poll_lock.release()
         self._raise_pending()
@@ -202,15 +234,15 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
         if self._freed:
             return
         if self._inside or not self._poll_lock.acquire(False):
-            raise MongooseError(_CLOSE_WHILE_POLLING)
+            raise self._busy(_CLOSE_WHILE_POLLING)
         try:
             self._freed = True
             self._before_free()
-            self._inside += 1
+            self._inside = 1
             try:
                 lib.cym_mgr_free(self._cm)
             finally:
-                self._inside -= 1
+                self._inside = 0
             for conn in list(self._conns.values()):
                 conn._detach()
             self._conns.clear()
@@ -245,16 +277,18 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
         """Create a connection with ``cym_open(kind)``, or ``opener(cm, url, state)``."""
         raw = to_cstr(url, "url")
         self._check_open()
+        self._check_thread()
         if not raw:  # mg_listen("") would listen on every interface
             raise MongooseError(error % url)
-        self._inside += 1
+        depth = self._inside
+        self._inside = depth + 1
         try:
             if opener is None:
                 c = lib.cym_open(self._cm, kind, raw, self._mask)
             else:
                 c = opener(self._cm, raw, self._mask)
         finally:
-            self._inside -= 1
+            self._inside = depth
         if c == ffi.NULL:
             self._raise_pending()
             raise MongooseError(error % url)

@@ -122,6 +122,7 @@ class NetManagerMixin:
         if not raw:
             raise ValueError("dns_server must be a URL such as 'udp://127.0.0.1:53'")
         self._check_open()  # type: ignore[attr-defined]
+        self._check_thread()  # type: ignore[attr-defined]
         keep = ffi.new("char[]", raw)
         lib.cym_net_set_dns(self._mgr, keep, 1 if self._inside else 0)  # type: ignore[attr-defined]
         _DNS_URLS[self] = keep  # only now may the previous buffer go
@@ -136,6 +137,7 @@ class NetManagerMixin:
     def dns_timeout(self, ms: int) -> None:
         value = to_int(ms, "ms", 0)
         self._check_open()  # type: ignore[attr-defined]
+        self._check_thread()  # type: ignore[attr-defined]
         lib.cym_net_dns_timeout(self._mgr, value)  # type: ignore[attr-defined]
 
 

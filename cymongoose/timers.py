@@ -126,6 +126,7 @@ class TimerManagerMixin(LoopHooks):
         """
         ms = to_int(milliseconds, "milliseconds", 0, _U64_MAX)
         self._check_open()  # type: ignore[attr-defined]
+        self._check_thread()  # type: ignore[attr-defined]
         if self._timer_reg is None:
             self._timer_lock = threading.Lock()
             self._timer_cancels = []

@@ -1,5 +1,6 @@
 """Shared fixtures: a Manager polled by a background thread, free ports, waits."""
 
+import os
 import threading
 import time
 from typing import Any, Callable, Optional
@@ -7,6 +8,10 @@ from typing import Any, Callable, Optional
 import pytest
 
 import cymongoose as cm
+
+# `make test-asan` preloads libasan: there RSS measures ASan's quarantine and
+# shadow memory, not ours, so memory-growth assertions are skipped.
+UNDER_ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01) -> Any:

@@ -23,18 +23,48 @@ struct cym_mgr {
 
 static void _cym_dispatch(void *handle, unsigned long id, int ev, uintptr_t arg);
 
+/* At MG_EV_HTTP_HDRS the body may not have arrived yet, though Mongoose's
+ * body.len (and message.len) already count all of Content-Length: hand
+ * Python a copy cut to the bytes actually received, so reading it never
+ * runs past the receive buffer.  Per thread, as managers may poll on
+ * several; the handler is done with it before the next HDRS can fire. */
+static uintptr_t cym_hdrs_arg(struct mg_connection *c, struct mg_http_message *hm) {
+  static __thread struct mg_http_message cut;
+  const char *end = (const char *) c->recv.buf + c->recv.len;
+  cut = *hm;
+  if (cut.body.buf >= (const char *) c->recv.buf && cut.body.buf <= end &&
+      cut.body.len > (size_t) (end - cut.body.buf)) {
+    cut.body.len = (size_t) (end - cut.body.buf);
+    cut.message.len = (size_t) (end - cut.message.buf);
+  }
+  return (uintptr_t) &cut;
+}
+
 /* What crosses into Python as `arg`: integers by value, structs by address,
  * nothing for events whose data the API does not expose. */
 static uintptr_t cym_arg(struct mg_connection *c, int ev, void *ev_data) {
   switch (ev) {
     case MG_EV_OPEN: return (uintptr_t) c->fn_data;
     case MG_EV_POLL: case MG_EV_READ: case MG_EV_WRITE: return 0;
+    case MG_EV_HTTP_HDRS: return cym_hdrs_arg(c, (struct mg_http_message *) ev_data);
     case MG_EV_MQTT_OPEN:
       return ev_data == NULL ? 0 : (uintptr_t) (unsigned) *(int *) ev_data;
     case MG_EV_SNTP_TIME:
       return ev_data == NULL ? 0 : (uintptr_t) *(uint64_t *) ev_data;
     default: return (uintptr_t) ev_data;
   }
+}
+
+/* When a peer hangs up mid-body, Mongoose's close path hands out the request
+ * cut short as if complete (it means this for bodies that end at close).
+ * True when a Content-Length says more was due: the handler never sees it. */
+static bool cym_truncated(struct mg_connection *c, struct mg_http_message *hm) {
+  struct mg_str *cl = mg_http_get_header(hm, "Content-Length");
+  size_t want = 0;
+  if (cl == NULL || !mg_to_size_t(*cl, &want) || hm->body.len >= want) return false;
+  MG_ERROR(("%lu request body cut short by close: %lu of %lu bytes", c->id,
+            (unsigned long) hm->body.len, (unsigned long) want));
+  return true;
 }
 
 void cym_ev(struct mg_connection *c, int ev, void *ev_data) {
@@ -45,6 +75,7 @@ void cym_ev(struct mg_connection *c, int ev, void *ev_data) {
   if (m == NULL || m->handle == NULL) return;
   if (((uintptr_t) c->fn_data & CYM_LIM_MASK) && cym_limits_ev(c, ev, ev_data))
     return;
+  if (ev == MG_EV_HTTP_MSG && c->is_closing && cym_truncated(c, ev_data)) return;
   if (!wanted) {
     /* OPEN and CLOSE cross anyway, complemented: Python keeps exactly one
      * Connection per live connection. */
