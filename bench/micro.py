@@ -109,6 +109,7 @@ def main() -> None:
         for _ in range(n):
             flags(c)
 
+    mgr._inside += 1  # as inside poll(): the dispatcher's fast path applies
     base = best_ns(empty)
     rows: List[Tuple[str, float]] = []
 
@@ -131,6 +132,7 @@ def main() -> None:
         in_batches(lambda: lib.cym_reply(c, 200, block, 26, b"ok", 2)))
     add("lib.cym_flags(c) (a trivial C call)", t_flags)
 
+    mgr._inside -= 1
     impl = "%s %s" % (platform.python_implementation(), platform.python_version())
     print("| %s, cymongoose %s | ns per call |" % (impl, cymongoose.__version__))
     print("|---|---|")
