@@ -52,5 +52,7 @@ void cym_close_now(struct mg_connection *c);
 void cym_error(struct mg_connection *c, const char *msg);
 void cym_reply(struct mg_connection *c, int status, const char *headers,
                size_t headers_len, const char *body, size_t body_len);
+void cym_reply_text(struct mg_connection *c, int status, const char *body,
+                    size_t body_len);
 struct mg_str cym_header_var(struct mg_http_message *hm, const char *header,
                              const char *var);
