@@ -153,7 +153,7 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
             ms = self._before_poll(ms)
             self._inside += 1
             try:
-                lib.mg_mgr_poll(self._mgr, ms)
+                lib.cym_poll(self._cm, ms)
             finally:
                 self._inside -= 1
         finally:
