@@ -8,11 +8,12 @@ struct cym_mgr {
   struct mg_mgr mgr;
   void *handle;               /* ffi.new_handle(Manager), kept alive by it */
   struct mg_connection *cur;  /* connection of the event being dispatched */
+  unsigned slot;              /* the Manager's index in _dispatch._MANAGERS */
   ...;
 };
 
 /* The single dispatcher: C calls Python only through this. */
-extern "Python" void _cym_dispatch(void *handle, unsigned long id, int ev,
+extern "Python" void _cym_dispatch(unsigned slot, unsigned long id, int ev,
                                    uintptr_t arg);
 
 void cym_ev(struct mg_connection *c, int ev, void *ev_data);

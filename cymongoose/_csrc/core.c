@@ -15,9 +15,10 @@ struct cym_mgr {
   struct mg_mgr mgr;
   void *handle;
   struct mg_connection *cur;
+  unsigned slot;
 };
 
-static void _cym_dispatch(void *handle, unsigned long id, int ev, uintptr_t arg);
+static void _cym_dispatch(unsigned slot, unsigned long id, int ev, uintptr_t arg);
 
 /* What crosses into Python as `arg`: integers by value, structs by address,
  * nothing for events whose data the API does not expose. */
@@ -47,7 +48,7 @@ void cym_ev(struct mg_connection *c, int ev, void *ev_data) {
   }
   prev = m->cur;
   m->cur = c;
-  _cym_dispatch(m->handle, c->id, ev, cym_arg(c, ev < 0 ? ~ev : ev, ev_data));
+  _cym_dispatch(m->slot, c->id, ev, cym_arg(c, ev < 0 ? ~ev : ev, ev_data));
   m->cur = prev;
 }
 
