@@ -160,3 +160,57 @@ def test_keyboard_interrupt_in_a_fast_path_handler_is_raised_by_poll():
             mgr.poll(0)
         armed.clear()
         mgr.poll(0)  # raised once, then the loop goes on
+
+
+class _Exploding(dict):  # type: ignore[type-arg]
+    """A connection table whose lookups fail: an error inside the dispatcher itself."""
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        raise LookupError("dispatcher failed")
+
+
+def test_an_exception_escaping_the_dispatcher_is_raised_by_the_next_poll():
+    # Inside poll() on CPython the dispatcher is called through the C API,
+    # elsewhere through cffi's extern "Python": both hand it to _on_escape.
+    with cm.Manager(lambda conn, ev, data: None) as mgr:
+        mgr.listen("tcp://127.0.0.1:0")
+        mgr.poll(0)
+        table = mgr._conns
+        mgr._conns = _Exploding(table)
+        try:
+            with pytest.raises(LookupError, match="dispatcher failed"):
+                mgr.poll(0)  # MG_EV_POLL for the listener
+        finally:
+            mgr._conns = table
+        mgr.poll(0)  # raised once; the loop goes on
+
+
+def test_events_fired_by_c_calls_from_handlers_and_timers_reach_python():
+    # listen() and error() made inside poll() fire OPEN and ERROR at once,
+    # from a C call cffi runs with the GIL released: the C trampoline must
+    # then take cffi's path, not the C-API one it uses under poll().
+    seen: List[Any] = []
+
+    def on_event(conn: cm.Connection, ev: int, data: Any) -> None:
+        if ev in (cm.MG_EV_OPEN, cm.MG_EV_ERROR):
+            seen.append((ev, data))
+
+    done: List[bool] = []
+    with cm.Manager(on_event) as mgr:
+        first = mgr.listen("tcp://127.0.0.1:0")
+        second = mgr.listen("tcp://127.0.0.1:0")
+
+        @cm.handles(cm.MG_EV_POLL)
+        def nested(conn: cm.Connection, ev: int, data: Any) -> None:
+            if not done:
+                done.append(True)
+                mgr.listen("tcp://127.0.0.1:0")
+                first.error("from a handler")
+
+        mgr.listen("tcp://127.0.0.1:0", nested)
+        mgr.timer_add(1, lambda: second.error("from a timer"))
+        opened = len(seen)
+        wait_until(lambda: (mgr.poll(5), len(seen) >= opened + 3)[1])
+    errors = [d for ev, d in seen[opened:] if ev == cm.MG_EV_ERROR]
+    assert sorted(errors) == ["from a handler", "from a timer"]
+    assert [ev for ev, _ in seen[opened:]].count(cm.MG_EV_OPEN) == 1
