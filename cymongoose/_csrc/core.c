@@ -34,71 +34,11 @@ static uintptr_t cym_arg(struct mg_connection *c, int ev, void *ev_data) {
   }
 }
 
-#ifdef CYM_POLL_HOLDS_GIL
-/* Inside cym_poll on CPython (GIL held) the dispatcher is called through
- * the C API rather than cffi's extern "Python" machinery, which converts
- * each argument generically, builds a tuple and checks the GIL: about a
- * third of the instructions of a plain handler's request went there.  The
- * Python function is the same _dispatch._cym_dispatch; an exception that
- * escapes it goes to _dispatch._on_escape, as cffi's onerror does.  When
- * the module cannot be reached this returns 0 and cffi's path is used, as
- * it is for events fired while the GIL is released: by a C call that a
- * handler or a timer made through cffi (listen, close, error...). */
-static PyObject *cym_py_dispatch, *cym_py_escape;
-static int cym_py_ready; /* 0: not looked up yet, 1: ready, -1: unavailable */
-
-static int cym_py_lookup(void) {
-  PyObject *mod = PyImport_ImportModule("cymongoose._dispatch");
-  cym_py_ready = -1;
-  if (mod != NULL) {
-    cym_py_dispatch = PyObject_GetAttrString(mod, "_cym_dispatch");
-    cym_py_escape = PyObject_GetAttrString(mod, "_on_escape");
-    Py_DECREF(mod);
-  }
-  if (cym_py_dispatch == NULL || cym_py_escape == NULL) {
-    Py_XDECREF(cym_py_dispatch);
-    Py_XDECREF(cym_py_escape);
-    cym_py_dispatch = cym_py_escape = NULL;
-    PyErr_Clear();
-    return 0;
-  }
-  cym_py_ready = 1;
-  return 1;
-}
-
-static int cym_py_call(unsigned slot, unsigned long id, int ev, uintptr_t arg) {
-  PyObject *a, *b, *e, *d, *r;
-  if (cym_py_ready <= 0 && (cym_py_ready < 0 || !cym_py_lookup())) return 0;
-  a = PyLong_FromUnsignedLong(slot);
-  b = PyLong_FromUnsignedLong(id);
-  e = PyLong_FromLong(ev);
-  d = PyLong_FromSize_t(arg);
-  r = (a && b && e && d)
-          ? PyObject_CallFunctionObjArgs(cym_py_dispatch, a, b, e, d, NULL)
-          : NULL;
-  Py_XDECREF(a), Py_XDECREF(b), Py_XDECREF(e), Py_XDECREF(d);
-  if (r != NULL) {
-    Py_DECREF(r);
-  } else if (PyErr_Occurred()) {
-    PyObject *t, *v, *tb, *res;
-    PyErr_Fetch(&t, &v, &tb);
-    PyErr_NormalizeException(&t, &v, &tb);
-    res = PyObject_CallFunctionObjArgs(cym_py_escape, t ? t : Py_None,
-                                       v ? v : Py_None, tb ? tb : Py_None,
-                                       NULL);
-    Py_XDECREF(res), Py_XDECREF(t), Py_XDECREF(v), Py_XDECREF(tb);
-    PyErr_Clear();
-  }
-  return 1;
-}
-#endif
-
 void cym_ev(struct mg_connection *c, int ev, void *ev_data) {
   struct cym_mgr *m = (struct cym_mgr *) c->mgr->userdata;
   uintptr_t wanted = (uintptr_t) c->fn_data &
                      ((uintptr_t) 1 << (ev < MG_EV_USER ? ev : MG_EV_USER));
   struct mg_connection *prev;
-  uintptr_t arg;
   if (m == NULL || m->handle == NULL) return;
   if (!wanted) {
     /* OPEN and CLOSE cross anyway, complemented: Python keeps exactly one
@@ -108,12 +48,7 @@ void cym_ev(struct mg_connection *c, int ev, void *ev_data) {
   }
   prev = m->cur;
   m->cur = c;
-  arg = cym_arg(c, ev < 0 ? ~ev : ev, ev_data);
-#ifdef CYM_POLL_HOLDS_GIL
-  if (!cym_poll_holds_gil || !PyGILState_Check() ||
-      !cym_py_call(m->slot, c->id, ev, arg))
-#endif
-    _cym_dispatch(m->slot, c->id, ev, arg);
+  _cym_dispatch(m->slot, c->id, ev, cym_arg(c, ev < 0 ? ~ev : ev, ev_data));
   m->cur = prev;
 }
 

@@ -8,11 +8,6 @@
 
 static __thread int cym_poll_holds_gil;
 
-/* Not in the limited API cffi compiles with, but exported by every CPython
- * since 3.4; core.c needs it to know whether a nested event (from a C call
- * a handler made, which cffi runs with the GIL released) may use the C API. */
-int PyGILState_Check(void);
-
 static int cym_epoll_wait(int fd, struct epoll_event *evs, int max, int ms) {
   PyThreadState *ts;
   int n;
