@@ -31,7 +31,6 @@ def _read(path):
 
 def _source():
     parts = [
-        '#include "prelude.h"',
         "#pragma GCC diagnostic push",
         '#pragma GCC diagnostic ignored "-Wall"',
         '#pragma GCC diagnostic ignored "-Wextra"',
@@ -76,7 +75,7 @@ ffibuilder.set_source(
     extra_compile_args=["-std=gnu99"] + compile_args,
     extra_link_args=link_args,
     # The C unit only #includes these, so tell setuptools to rebuild when they change.
-    depends=sorted(glob.glob(os.path.join(CSRC_DIR, "*.[ch]")))
+    depends=sorted(glob.glob(os.path.join(CSRC_DIR, "*.c")))
     + [os.path.join(mongoose_dir, "mongoose.c"), os.path.join(mongoose_dir, "mongoose.h")],
 )
 

@@ -155,7 +155,7 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
             ms = self._before_poll(ms)
             self._inside += 1
             try:
-                lib.cym_poll(self._cm, ms)
+                lib.mg_mgr_poll(self._mgr, ms)
             finally:
                 self._inside -= 1
         finally:

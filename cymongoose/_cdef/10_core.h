@@ -20,7 +20,6 @@ void cym_ev(struct mg_connection *c, int ev, void *ev_data);
 
 struct cym_mgr *cym_mgr_new(void);
 void cym_mgr_free(struct cym_mgr *m);
-void cym_poll(struct cym_mgr *m, int ms);
 
 enum cym_kind {
   CYM_LISTEN, CYM_CONNECT, CYM_HTTP_LISTEN, CYM_HTTP_CONNECT, CYM_WS_CONNECT,

@@ -69,26 +69,6 @@ void cym_mgr_free(struct cym_mgr *m) {
   free(m);
 }
 
-/* mg_mgr_poll for Manager.poll().  cffi releases the GIL around every C
- * call, so on CPython each crossing into Python would take it back and
- * drop it again (mutex and condition variable, ~5% of a plain handler's
- * instructions).  Here the GIL is held for the whole poll and given up
- * only while Mongoose waits for I/O (prelude.h wraps its epoll_wait);
- * cffi's callbacks find it held.  PyPy's crossings are cheap and its GIL
- * is its own: plain mg_mgr_poll there. */
-void cym_poll(struct cym_mgr *m, int ms) {
-#ifdef CYM_POLL_HOLDS_GIL
-  PyGILState_STATE gil = PyGILState_Ensure();
-  int outer = cym_poll_holds_gil;
-  cym_poll_holds_gil = 1;
-  mg_mgr_poll(&m->mgr, ms);
-  cym_poll_holds_gil = outer;
-  PyGILState_Release(gil);
-#else
-  mg_mgr_poll(&m->mgr, ms);
-#endif
-}
-
 enum cym_kind {
   CYM_LISTEN, CYM_CONNECT, CYM_HTTP_LISTEN, CYM_HTTP_CONNECT, CYM_WS_CONNECT,
   CYM_MQTT_LISTEN, CYM_SNTP_CONNECT
