@@ -87,6 +87,8 @@ def _venv_python(path: str) -> str:
 
 def _can_import(python: str, modules: str) -> bool:
     code = "import %s" % modules
+    if "setuptools" in modules:  # pyproject's SPDX license string needs setuptools 77
+        code += "; import sys; sys.exit(int(setuptools.__version__.split('.')[0]) < 77)"
     return subprocess.run([python, "-c", code], cwd="/", stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL).returncode == 0
 
@@ -113,8 +115,8 @@ def our_interpreter(given: Optional[str], name: str, base: str) -> str:
     if given:
         return given
     if "pypy" in base:  # cffi is built into PyPy
-        return ensure_venv(name, base, ["setuptools"], "setuptools")
-    return ensure_venv(name, base, ["cffi", "setuptools"], "cffi, setuptools")
+        return ensure_venv(name, base, ["setuptools>=77"], "setuptools")
+    return ensure_venv(name, base, ["cffi", "setuptools>=77"], "cffi, setuptools")
 
 
 def build_ours(python: str, tree: str = ROOT) -> None:

@@ -8,6 +8,7 @@ bookkeeping arrives with the event number complemented (``~ev``).
 """
 
 import sys
+import threading
 import traceback
 from typing import Any, Callable, List, Optional, TypeVar
 
@@ -71,8 +72,17 @@ def _wakeup_bytes(arg: int) -> bytes:
 
 
 def _view(cls: Any) -> Callable[[int], Any]:
-    bind = cls._bind
-    return lambda arg: bind(arg) if arg else None
+    new = cls.__new__
+
+    def make(arg: int) -> Any:
+        if not arg:
+            return None
+        view = new(cls)
+        view._addr = arg
+        view._p = None
+        return view
+
+    return make
 
 
 def _int(arg: int) -> int:
@@ -95,6 +105,20 @@ _WRAP[C.MG_EV_MQTT_OPEN] = _int
 _WRAP[C.MG_EV_SNTP_TIME] = _int
 _WRAP[C.MG_EV_WAKEUP] = _wakeup_bytes
 
+# The dispatcher's fast path, per event: None for events whose data is None,
+# the view maker for events with a view, _SLOW for the rest (OPEN and CLOSE
+# keep the Connection table; the others are rare).
+def _SLOW(arg: int) -> None:
+    """Marker in _FAST; never called."""
+
+
+_FAST: List[Optional[Callable[[int], Any]]] = [
+    None if w is _none else _SLOW for w in _WRAP]
+for _ev in (C.MG_EV_HTTP_HDRS, C.MG_EV_HTTP_MSG, C.MG_EV_WS_OPEN, C.MG_EV_WS_MSG,
+            C.MG_EV_MQTT_CMD, C.MG_EV_MQTT_MSG):
+    _FAST[_ev] = _WRAP[_ev]
+_FAST[C.MG_EV_OPEN] = _FAST[C.MG_EV_CLOSE] = _FAST[C.MG_EV_USER] = _SLOW
+
 # Exceptions that escaped even the dispatcher's own try (onerror); the next
 # poll() raises them.
 escaped: List[BaseException] = []
@@ -104,15 +128,80 @@ def _on_escape(exc_type: Any, exc: BaseException, tb: Any) -> None:
     escaped.append(exc if exc is not None else exc_type())
 
 
-_from_handle = ffi.from_handle
+# Live Managers by slot.  C passes the slot, a small int, rather than a
+# handle: a void * argument costs cffi a new cdata object per crossing, and
+# ffi.from_handle a call (bench/count.py, CPython: -2,000 instructions
+# per plain request, -340 declared).
+_MANAGERS: List[Any] = []
+_FREE_SLOTS: List[int] = []
+_SLOTS_LOCK = threading.Lock()
+
+
+def take_slot(mgr: Any) -> int:
+    """Register a new Manager; the slot goes into its ``cym_mgr``."""
+    with _SLOTS_LOCK:
+        if _FREE_SLOTS:
+            slot = _FREE_SLOTS.pop()
+            _MANAGERS[slot] = mgr
+        else:
+            slot = len(_MANAGERS)
+            _MANAGERS.append(mgr)
+    return slot
+
+
+def release_slot(slot: int) -> None:
+    """The Manager is freed: C dispatches nothing more for this slot."""
+    with _SLOTS_LOCK:
+        _MANAGERS[slot] = None
+        _FREE_SLOTS.append(slot)
+
+
 _CLOSE = C.MG_EV_CLOSE
 _OPEN = C.MG_EV_OPEN
 _NWRAP = len(_WRAP)
 
 
 @ffi.def_extern(onerror=_on_escape)
-def _cym_dispatch(handle: Any, cid: int, ev: int, arg: int) -> None:
-    mgr = _from_handle(handle)
+def _cym_dispatch(slot: int, cid: int, ev: int, arg: int) -> None:
+    mgr = _MANAGERS[slot]
+    # Fast path: the common events, on a known connection, while poll() (or
+    # another C entry point) already holds mgr._inside, so this call needs
+    # no bookkeeping of its own.  Everything else takes _dispatch_slow, which
+    # behaves exactly the same.
+    if 0 <= ev < _NWRAP and mgr._inside:
+        make = _FAST[ev]
+        if make is not _SLOW:
+            conn = mgr._conns.get(cid)
+            if conn is not None:
+                handler = conn._handler
+                if handler is None:
+                    handler = mgr._handler
+                    if handler is None:
+                        return
+                if make is None:
+                    try:
+                        handler(conn, ev, None)
+                    except Exception as exc:
+                        mgr._report(exc)
+                    except BaseException as exc:  # re-raised by poll()
+                        mgr._defer(exc)
+                    return
+                data = make(arg)
+                try:
+                    handler(conn, ev, data)
+                except Exception as exc:
+                    mgr._report(exc)
+                except BaseException as exc:
+                    mgr._defer(exc)
+                finally:
+                    if data is not None:  # the view dies with the event
+                        data._addr = 0
+                        data._p = None
+                return
+    _dispatch_slow(mgr, cid, ev, arg)
+
+
+def _dispatch_slow(mgr: Any, cid: int, ev: int, arg: int) -> None:
     mgr._inside += 1
     conn = None
     data = None

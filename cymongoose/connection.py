@@ -27,6 +27,7 @@ _F_FULL = int(lib.CYM_F_FULL)
 _F_DRAINING = int(lib.CYM_F_DRAINING)
 
 _TEXT_PLAIN = b"Content-Type: text/plain\r\n"
+_INT_LIMIT = 1 << 31
 _CLOSED = "Connection has been closed"
 
 
@@ -273,6 +274,13 @@ class Connection(NetConnectionMixin, MqttConnectionMixin, TlsConnectionMixin, Ws
         body is sent byte for byte (0.2.5 cut it at the first NUL byte), and
         ``Content-Length`` is written without padding.
         """
+        if headers is None and type(body) is bytes and type(status_code) is int:
+            # The common call, checked inline (~0.2 us less on CPython);
+            # anything else takes the general path, which raises the errors.
+            c = self._c
+            if c is not None and not self._closing and -_INT_LIMIT <= status_code < _INT_LIMIT:
+                lib.cym_reply_text(c, status_code, body, len(body))
+                return
         status = to_int(status_code, "status_code")
         block = header_block(headers)
         buf = to_bytes(body)

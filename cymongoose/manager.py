@@ -75,6 +75,8 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
         self._mgr: Any = ffi.addressof(cm, "mgr")
         self._handle: Any = ffi.new_handle(self)
         cm.handle = self._handle
+        self._slot = _dispatch.take_slot(self)
+        cm.slot = self._slot
         _LIVE.add(self)
         if enable_wakeup:
             self._wakeup_init()
@@ -243,6 +245,7 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
                 lib.cym_mgr_free(self._cm)
             finally:
                 self._inside = 0
+                _dispatch.release_slot(self._slot)
             for conn in list(self._conns.values()):
                 conn._detach()
             self._conns.clear()

@@ -143,6 +143,12 @@ class WsConnectionMixin:
                 not a WebSocket (``MongooseError``; 0.2.5 queued the frame
                 into the HTTP stream regardless).
         """
+        if type(data) is bytes and type(op) is int and 0 <= op < 8:
+            # The echo/broadcast case, checked inline (perf, issue 11).
+            c = self._c  # type: ignore[attr-defined]
+            if c is not None and not self._closing:  # type: ignore[attr-defined]
+                _check(lib.cym_ws_send(c, data, len(data), op))
+                return
         buf = to_bytes(data)
         opcode = to_int(op, "op")
         if not 0 <= opcode <= 15:

@@ -13,7 +13,6 @@ import threading
 import pytest
 
 import cymongoose as cm
-from cymongoose.messages import _View
 from conftest import LoopThread, wait_until
 from _core_helpers import get_close, parse_response
 from _hostile_helpers import connect, read_until_closed
@@ -164,7 +163,10 @@ def _inject(target_code, exc):
     sys.settrace(tracer)
 
 
-@pytest.mark.parametrize("where", ["invalidate", "forget"])
+# The dispatcher's fast path (HTTP_MSG inside poll) invalidates its view
+# inline, with no call a trace-injected interrupt could land in, so only the
+# CLOSE bookkeeping is exercised here.
+@pytest.mark.parametrize("where", ["forget"])
 def test_second_ctrl_c_inside_dispatcher_cleanup(where):
     """Ctrl-C in a handler, then another in the dispatcher's ``finally``:
     poll raises, the Manager stays usable and no stale Connection remains."""
@@ -174,9 +176,6 @@ def test_second_ctrl_c_inside_dispatcher_cleanup(where):
         if ev == cm.MG_EV_HTTP_MSG:
             conn.reply(200, "ok")
             conn.drain()
-            if where == "invalidate":
-                _inject(_View._invalidate.__code__, KeyboardInterrupt("second"))
-                raise KeyboardInterrupt("first")
         if ev == cm.MG_EV_CLOSE and where == "forget" and conn.id == state.get("victim"):
             _inject(cm.Manager._forget.__code__, KeyboardInterrupt("second"))
             raise KeyboardInterrupt("first")

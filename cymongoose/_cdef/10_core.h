@@ -8,11 +8,12 @@ struct cym_mgr {
   struct mg_mgr mgr;
   void *handle;               /* ffi.new_handle(Manager), kept alive by it */
   struct mg_connection *cur;  /* connection of the event being dispatched */
+  unsigned slot;              /* the Manager's index in _dispatch._MANAGERS */
   ...;
 };
 
 /* The single dispatcher: C calls Python only through this. */
-extern "Python" void _cym_dispatch(void *handle, unsigned long id, int ev,
+extern "Python" void _cym_dispatch(unsigned slot, unsigned long id, int ev,
                                    uintptr_t arg);
 
 void cym_ev(struct mg_connection *c, int ev, void *ev_data);
@@ -52,5 +53,7 @@ void cym_close_now(struct mg_connection *c);
 void cym_error(struct mg_connection *c, const char *msg);
 void cym_reply(struct mg_connection *c, int status, const char *headers,
                size_t headers_len, const char *body, size_t body_len);
+void cym_reply_text(struct mg_connection *c, int status, const char *body,
+                    size_t body_len);
 struct mg_str cym_header_var(struct mg_http_message *hm, const char *header,
                              const char *var);
