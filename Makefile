@@ -49,8 +49,8 @@ test-pypy: system-deps install-pypy
 	@echo "== PyPy: $$($(PYPY_VENV)/bin/python -VV | tr '\n' ' ')"
 	cd tests && ../$(PYPY_VENV)/bin/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
-# The whole suite on CPython, then on PyPy.
-test: test-cpython test-pypy
+# The whole suite on CPython, then on PyPy, then on CPython under ASan/UBSan.
+test: test-cpython test-pypy test-asan
 
 serve: install-cpython
 	$(CPY_VENV)/bin/python examples/demo_server.py --listen http://127.0.0.1:$(PORT)
@@ -91,13 +91,13 @@ ASAN_TOOLS := curl wrk mosquitto openssl
 ASAN_ENV := LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) \
   ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:suppressions=$(CURDIR)/tests/ubsan.supp
-test-asan: vendor/mongoose.c
+test-asan: install-cpython
 	rm -rf $(ASAN_DIR) && mkdir -p $(ASAN_DIR)/bin
 	for t in $(ASAN_TOOLS); do p=$$(PATH=$$PATH:/usr/sbin command -v $$t) || continue; \
 	  printf '#!/bin/sh\nunset LD_PRELOAD\nexec %s "$$@"\n' "$$p" > $(ASAN_DIR)/bin/$$t; \
 	  chmod +x $(ASAN_DIR)/bin/$$t; done
 	cp -r cymongoose $(ASAN_DIR)/cymongoose && rm -f $(ASAN_DIR)/cymongoose/_mg_cffi*.so
-	cd $(ASAN_DIR) && CYM_SANITIZE=1 $(PYTHON) -c 'import sys; sys.path.insert(0, "$(CURDIR)"); \
+	cd $(ASAN_DIR) && CYM_SANITIZE=1 $(CURDIR)/$(CPY_VENV)/bin/python -c 'import sys; sys.path.insert(0, "$(CURDIR)"); \
 	  import build_ffi; build_ffi.ffibuilder.compile(tmpdir=".")' >/dev/null
 	cd tests && $(ASAN_ENV) PATH=$(CURDIR)/$(ASAN_DIR)/bin:$$PATH PYTHONPATH=$(CURDIR)/$(ASAN_DIR) \
-	  $(PYTHON) -m pytest -p no:cacheprovider --capture=sys $(PYTEST_ARGS)
+	  ../$(CPY_VENV)/bin/python -m pytest -p no:cacheprovider --capture=sys $(PYTEST_ARGS)
