@@ -4,9 +4,12 @@ Complements ``test_bad_input.py`` (garbage, bad ``Transfer-Encoding``,
 negative ``Content-Length``, a bad chunk).  What Mongoose does with each:
 
 * a request it cannot parse (bad request line, header without a colon,
-  control bytes, conflicting or malformed ``Content-Length``): it logs
-  ``HTTP parse, <n> bytes`` at error level and closes the connection without
-  an answer; the handler sees ``MG_EV_CLOSE`` and never ``MG_EV_HTTP_MSG``;
+  control bytes, conflicting or malformed ``Content-Length``): Mongoose logs
+  ``HTTP parse, <n> bytes``; our listener answers ``400`` with
+  ``Connection: close``, logs a warning with the peer's address and fires
+  ``MG_EV_ERROR`` (``HTTP request malformed (400)``); the handler never sees
+  ``MG_EV_HTTP_MSG`` for it.  After a good pipelined request the garbage
+  only ends the connection (the answer to the good one is all it gets);
 * a bad chunk size or an unsupported ``Transfer-Encoding``: ``MG_EV_ERROR``
   (``Invalid chunk`` / ``Invalid Transfer-Encoding``), logged, then close.
 
@@ -14,6 +17,7 @@ A keep-alive client stays connected to the same server and is answered
 before and after every bad request.
 """
 
+import logging
 import socket
 
 import pytest
@@ -72,11 +76,15 @@ def bad_request(port: int, data: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("data", list(UNPARSABLE.values()), ids=list(UNPARSABLE))
-def test_unparsable_request_is_logged_and_closed(server, caplog, data):
+def test_unparsable_request_gets_400_error_event_and_log(server, caplog, data):
     rec, loop, port, alive = server
-    with mongoose_errors(caplog):
-        assert bad_request(port, data) == b""
+    with mongoose_errors(caplog), caplog.at_level(logging.WARNING, logger="cymongoose"):
+        raw = bad_request(port, data)
         wait_until(lambda: logged(caplog, "HTTP parse"))
+        wait_until(lambda: logged(caplog, "HTTP request malformed (400): peer 127.0.0.1:"))
+    assert raw.startswith(b"HTTP/1.1 400 Bad Request\r\n") and b"Connection: close" in raw
+    wait_until(lambda: rec.of(cm.MG_EV_ERROR))
+    assert [msg for _, msg in rec.of(cm.MG_EV_ERROR)] == ["HTTP request malformed (400)"]
     assert alive.get() == b"ok /alive"
     assert [uri for _, uri in rec.of(cm.MG_EV_HTTP_MSG)] == ["/alive", "/alive"]
     assert served(port)

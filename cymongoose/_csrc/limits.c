@@ -204,8 +204,19 @@ static int cym_lim_head(struct mg_connection *c, struct cym_limits *l,
 
 /* MG_EV_READ, after http_cb has parsed what it could. */
 static int cym_lim_read(struct mg_connection *c, struct cym_limits *l,
-                        struct cym_lim_conn *st) {
+                        struct cym_lim_conn *st, long n) {
   if (c->pfn != http_cb || c->is_resp) return 0; /* body taken over, busy */
+  /* A head http_cb cannot parse: it empties the buffer and sets is_draining
+   * (its only use of that flag) to close without a word.  With no request
+   * under way (HEAD or IDLE; n > 0 rules out the empty READ that
+   * mg_mgr_poll fires after a response) answer 400 and report it like a
+   * limit instead, so the client and the application both learn why. */
+  if (n > 0 && c->is_draining && c->recv.len == 0 &&
+      (st->phase == CYM_LP_HEAD || st->phase == CYM_LP_IDLE)) {
+    c->is_draining = 0;
+    cym_lim_reject(c, 400, "HTTP request malformed (400)");
+    return 1;
+  }
   if (st->phase == CYM_LP_IDLE && c->recv.len > 0) {
     st->phase = CYM_LP_HEAD; /* the next request started */
     st->deadline = l->head_ms ? mg_millis() + l->head_ms : 0;
@@ -290,7 +301,7 @@ int cym_limits_ev(struct mg_connection *c, int ev, void *ev_data) {
   if (st->phase == CYM_LP_LINGER) return cym_lim_linger(c, ev, ev_data);
   switch (ev) {
     case MG_EV_POLL: return cym_lim_poll(c, l, st, *(uint64_t *) ev_data);
-    case MG_EV_READ: return cym_lim_read(c, l, st);
+    case MG_EV_READ: return cym_lim_read(c, l, st, *(long *) ev_data);
     case MG_EV_HTTP_HDRS:
       return cym_lim_head(c, l, st, (struct mg_http_message *) ev_data);
     case MG_EV_HTTP_MSG: st->phase = CYM_LP_RESP; return 0;
