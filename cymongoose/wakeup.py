@@ -78,8 +78,8 @@ class WakeupManagerMixin(LoopHooks):
         if rc == lib.CYM_WAKE_NOMEM:
             raise MemoryError("cannot queue a wakeup payload of %d bytes" % len(data))
         if rc == lib.CYM_WAKE_CLOSED:
-            self._check_open()  # type: ignore[attr-defined]
-            raise MongooseError("wakeup failed: the wakeup pipe is closed")
+            # Only close() closes the queue: it is under way on another thread.
+            raise MongooseError(_FREED)
         raise MongooseError("wakeup failed: cannot signal the poll thread")
 
     def _before_free(self) -> None:
