@@ -20,7 +20,12 @@ struct cym_mgr {
   void *handle;
   struct mg_connection *cur;
   unsigned slot;
+  uint64_t lim_tick; /* limits.c: the `now` of the poll that checks timers */
+  uint64_t lim_next; /* limits.c: when the next poll does */
 };
+
+static int cym_limits_idle_poll(struct cym_mgr *m, struct mg_connection *c,
+                                uint64_t now);
 
 static void _cym_dispatch(unsigned slot, unsigned long id, int ev, uintptr_t arg);
 
@@ -74,7 +79,9 @@ void cym_ev(struct mg_connection *c, int ev, void *ev_data) {
                      ((uintptr_t) 1 << (ev < MG_EV_USER ? ev : MG_EV_USER));
   struct mg_connection *prev;
   if (m == NULL || m->handle == NULL) return;
-  if (((uintptr_t) c->fn_data & CYM_LIM_MASK) && cym_limits_ev(c, ev, ev_data))
+  if (((uintptr_t) c->fn_data & CYM_LIM_MASK) &&
+      (ev != MG_EV_POLL || !cym_limits_idle_poll(m, c, *(uint64_t *) ev_data)) &&
+      cym_limits_ev(c, ev, ev_data))
     return;
   if (ev == MG_EV_HTTP_MSG && c->is_closing && cym_truncated(c, ev_data)) return;
   if (!wanted) {

@@ -29,6 +29,7 @@
 #define CYM_LIM_NSLOTS 255 /* slots 1..254; 0 means none */
 #define CYM_LIM_LINGER_MS 2000
 #define CYM_LIM_NONE (-1)  /* an unlimited size or count */
+#define CYM_LIM_TICK_MS 50 /* how often MG_EV_POLL looks at phases and timers */
 
 #define CYM_LOG_DEBUG 10
 #define CYM_LOG_INFO 20
@@ -270,6 +271,25 @@ static int cym_lim_poll(struct mg_connection *c, struct cym_limits *l,
     }
   }
   return 0;
+}
+
+/* True for an MG_EV_POLL that cym_limits_ev may skip.  Phases and timers
+ * are looked at on one poll every CYM_LIM_TICK_MS, not on every poll, so
+ * an idle connection costs little more than Mongoose's own walk (cym_ev
+ * inlines this test).  Every MG_EV_POLL of one mg_mgr_poll carries the same
+ * time, which marks the poll that looks.  Refused and lingering children
+ * are never skipped: their events must not reach the application. */
+static int cym_limits_idle_poll(struct cym_mgr *m, struct mg_connection *c,
+                                uint64_t now) {
+  if (now == m->lim_tick) return 0;
+  if (now >= m->lim_next) {
+    m->lim_tick = now;
+    m->lim_next = now + CYM_LIM_TICK_MS;
+    return 0;
+  }
+  return cym_lim_slot(c) != CYM_LIM_REFUSED &&
+         (c->is_listening || c->is_websocket ||
+          cym_lim_of(c)->phase != CYM_LP_LINGER);
 }
 
 /* The hook of cym_ev: returns non-zero when the event must not reach the
