@@ -467,6 +467,14 @@ def test_hashes_match_hashlib(data):
     assert cm.sha256(data) == hashlib.sha256(raw).digest()
 
 
+@pytest.mark.parametrize("size", [0, 1, 63, 64, 65, 128, 200])
+def test_hmac_key_sizes_around_the_block_size(size):
+    # Mongoose's own HMAC also hashes a 64-byte key; RFC 2104 uses it as is.
+    key = bytes(range(256))[:size]
+    for data in (b"", b"abc", b"x" * 1000):
+        assert cm.hmac_sha256(key, data) == hmac.new(key, data, hashlib.sha256).digest()
+
+
 @FAST
 @given(key=data_like, data=data_like)
 def test_hmac_matches_stdlib(key, data):

@@ -104,9 +104,31 @@ void cym_util_sha256(const char *buf, size_t len, unsigned char *out) {
   mg_sha256(out, (uint8_t *) buf, len);
 }
 
+/* HMAC-SHA256 (RFC 2104) on Mongoose's SHA-256.  Not mg_hmac_sha256():
+ * Mongoose 7.23 also hashes a key of exactly 64 bytes, which RFC 2104
+ * uses as it is, so such keys gave wrong MACs. */
 void cym_util_hmac_sha256(const char *key, size_t klen, const char *buf,
                           size_t len, unsigned char *out) {
-  mg_hmac_sha256(out, (uint8_t *) key, klen, (uint8_t *) buf, len);
+  mg_sha256_ctx ctx;
+  uint8_t k[64] = {0}, pad[64];
+  size_t i;
+  if (klen > sizeof(k)) {
+    mg_sha256_init(&ctx);
+    mg_sha256_update(&ctx, (const unsigned char *) key, klen);
+    mg_sha256_final(k, &ctx);
+  } else if (klen > 0) {
+    memcpy(k, key, klen);
+  }
+  for (i = 0; i < sizeof(pad); i++) pad[i] = (uint8_t) (k[i] ^ 0x36);
+  mg_sha256_init(&ctx);
+  mg_sha256_update(&ctx, pad, sizeof(pad));
+  mg_sha256_update(&ctx, (const unsigned char *) buf, len);
+  mg_sha256_final(out, &ctx);
+  for (i = 0; i < sizeof(pad); i++) pad[i] = (uint8_t) (k[i] ^ 0x5c);
+  mg_sha256_init(&ctx);
+  mg_sha256_update(&ctx, pad, sizeof(pad));
+  mg_sha256_update(&ctx, out, 32);
+  mg_sha256_final(out, &ctx);
 }
 
 size_t cym_util_b64_encode(const char *buf, size_t len, char *out,
