@@ -1,6 +1,7 @@
 """``Connection``: one Python object per Mongoose connection (spec section 4)."""
 
 import json
+from threading import get_ident as _get_ident
 from typing import Any, Callable, List, Mapping, Optional, Tuple
 
 from ._args import header_line, to_bytes, to_cstr, to_int
@@ -278,7 +279,9 @@ class Connection(NetConnectionMixin, MqttConnectionMixin, TlsConnectionMixin, Ws
             # The common call, checked inline (~0.2 us less on CPython);
             # anything else takes the general path, which raises the errors.
             c = self._c
-            if c is not None and not self._closing and -_INT_LIMIT <= status_code < _INT_LIMIT:
+            poller = self._mgr._poller  # another thread polling: the general path raises
+            if (c is not None and not self._closing and -_INT_LIMIT <= status_code < _INT_LIMIT
+                    and (not poller or poller == _get_ident())):
                 lib.cym_reply_text(c, status_code, body, len(body))
                 return
         status = to_int(status_code, "status_code")

@@ -22,6 +22,7 @@ fragment's byte, FIN clear); ``ws_close`` and ``ws_close_code`` are
 additions.  See ``docs/websocket.md``.
 """
 
+from threading import get_ident as _get_ident
 from typing import Any, Mapping, Optional
 
 from ._args import header_line, to_bytes, to_cstr, to_int
@@ -146,7 +147,9 @@ class WsConnectionMixin:
         if type(data) is bytes and type(op) is int and 0 <= op < 8:
             # The echo/broadcast case, checked inline (perf, issue 11).
             c = self._c  # type: ignore[attr-defined]
-            if c is not None and not self._closing:  # type: ignore[attr-defined]
+            poller = self._mgr._poller  # type: ignore[attr-defined]
+            if (c is not None and not self._closing  # type: ignore[attr-defined]
+                    and (not poller or poller == _get_ident())):
                 _check(lib.cym_ws_send(c, data, len(data), op))
                 return
         buf = to_bytes(data)

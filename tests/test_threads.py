@@ -52,8 +52,10 @@ def blocked():
 CONNECTION_CALLS = {
     "send": lambda c: c.send(b"x"),
     "reply": lambda c: c.reply(200, "x"),
+    "reply bytes": lambda c: c.reply(200, b"x"),  # the inline fast path
     "http_chunk": lambda c: c.http_chunk("x"),
     "ws_send": lambda c: c.ws_send("x"),
+    "ws_send bytes": lambda c: c.ws_send(b"x", 2),  # the inline fast path
     "close": lambda c: c.close(),
     "drain": lambda c: c.drain(),
     "error": lambda c: c.error("x"),
