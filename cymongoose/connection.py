@@ -279,11 +279,11 @@ class Connection(NetConnectionMixin, MqttConnectionMixin, TlsConnectionMixin, Ws
             # The common call, checked inline (~0.2 us less on CPython);
             # anything else takes the general path, which raises the errors.
             c = self._c
-            poller = self._mgr._poller  # another thread polling: the general path raises
-            if (c is not None and not self._closing and -_INT_LIMIT <= status_code < _INT_LIMIT
-                    and (not poller or poller == _get_ident())):
-                lib.cym_reply_text(c, status_code, body, len(body))
-                return
+            if c is not None and not self._closing and -_INT_LIMIT <= status_code < _INT_LIMIT:
+                poller = self._mgr._poller  # another thread polling: the general path raises
+                if not poller or poller == _get_ident():
+                    lib.cym_reply_text(c, status_code, body, len(body))
+                    return
         status = to_int(status_code, "status_code")
         block = header_block(headers)
         buf = to_bytes(body)

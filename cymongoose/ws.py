@@ -147,11 +147,11 @@ class WsConnectionMixin:
         if type(data) is bytes and type(op) is int and 0 <= op < 8:
             # The echo/broadcast case, checked inline (perf, issue 11).
             c = self._c  # type: ignore[attr-defined]
-            poller = self._mgr._poller  # type: ignore[attr-defined]
-            if (c is not None and not self._closing  # type: ignore[attr-defined]
-                    and (not poller or poller == _get_ident())):
-                _check(lib.cym_ws_send(c, data, len(data), op))
-                return
+            if c is not None and not self._closing:  # type: ignore[attr-defined]
+                poller = self._mgr._poller  # type: ignore[attr-defined]
+                if not poller or poller == _get_ident():  # else the general path raises
+                    _check(lib.cym_ws_send(c, data, len(data), op))
+                    return
         buf = to_bytes(data)
         opcode = to_int(op, "op")
         if not 0 <= opcode <= 15:

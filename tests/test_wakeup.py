@@ -240,4 +240,4 @@ def test_close_while_other_threads_send():
     for t in threads:
         t.join(10)
     assert len(outcomes) == 4
-    assert all(msg == "Manager has been freed" for _, msg in outcomes)
+    assert all(msg == "Manager has been freed" for _, msg in outcomes), outcomes
