@@ -142,6 +142,22 @@ def wsgi_str(s: str) -> str:
     return s.encode("utf-8", "surrogateescape").decode("latin-1")
 
 
+def request_target(hm: Any) -> Tuple[str, str]:
+    """(path, query) of a request: Mongoose may leave ``?query`` in ``uri``."""
+    uri = hm.uri
+    query = hm.query
+    if "?" in uri:
+        uri, _, rest = uri.partition("?")
+        query = query or rest
+    return uri, query
+
+
+def peer_of(conn: Any) -> Tuple[str, int]:
+    """The client's (ip, port); ``("127.0.0.1", 0)`` when it is not known."""
+    remote = conn.remote_addr
+    return (remote[0], remote[1]) if remote else ("127.0.0.1", 0)
+
+
 class ClientDisconnected(ConnectionError):
     """Sending failed: the client went away (or the server closed) first."""
 

@@ -88,13 +88,8 @@ _ASGI = {"version": "3.0", "spec_version": "2.4"}
 
 def _scope_common(hm: Any, conn: Any, server_name: str, server_port: int,
                   scheme: str) -> Dict[str, Any]:
-    uri = hm.uri
-    query = hm.query
-    if "?" in uri:
-        uri, _, rest = uri.partition("?")
-        query = query or rest
-    remote = conn.remote_addr
-    client = [remote[0], remote[1]] if remote else ["127.0.0.1", 0]
+    uri, query = core.request_target(hm)
+    client = list(core.peer_of(conn))
     proto = hm.proto or "HTTP/1.1"
     return {
         "asgi": dict(_ASGI),

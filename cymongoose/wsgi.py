@@ -132,13 +132,8 @@ def _build_environ(hm: Any, conn: Any, server_name: str, server_port: int) -> Di
 
 def _environ(hm: Any, conn: Any, server_name: str, server_port: int,
              body: bytes) -> Dict[str, Any]:
-    uri = hm.uri
-    query = hm.query
-    if "?" in uri:
-        uri, _, rest = uri.partition("?")
-        query = query or rest
-    remote = conn.remote_addr
-    ip, port = (remote[0], remote[1]) if remote else ("127.0.0.1", 0)
+    uri, query = core.request_target(hm)
+    ip, port = core.peer_of(conn)
     environ = {
         "REQUEST_METHOD": hm.method,
         "SCRIPT_NAME": "",

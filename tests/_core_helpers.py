@@ -2,10 +2,10 @@
 
 import socket
 import threading
-import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import cymongoose as cm
+from conftest import wait_until
 
 Response = Tuple[int, List[Tuple[str, str]], bytes]
 
@@ -58,14 +58,7 @@ def header_map(headers: List[Tuple[str, str]]) -> Dict[str, str]:
 def poll_until(mgr: cm.Manager, predicate: Callable[[], Any], timeout: float = 10.0,
                poll_ms: int = 10) -> Any:
     """Poll ``mgr`` on this thread until ``predicate()`` is truthy, bounded."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met within %.1fs" % timeout)
-        mgr.poll(poll_ms)
+    return wait_until(lambda: predicate() or mgr.poll(poll_ms), timeout, interval=0)
 
 
 class InThread:

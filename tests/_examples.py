@@ -6,7 +6,7 @@ import signal
 import subprocess
 import sys
 import threading
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import pytest
 
@@ -36,6 +36,7 @@ class Proc:
         self.p = subprocess.Popen([sys.executable] + args, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True, cwd=cwd, env=child_env())
         self.lines: List[str] = []
+        self._eof = False
         self._changed = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -47,38 +48,48 @@ class Proc:
                 self.lines.append(line)
                 self._changed.notify_all()
         with self._changed:
+            self._eof = True
             self._changed.notify_all()
 
     @property
     def output(self) -> str:
-        return "".join(self.lines)
-
-    def wait_for(self, pattern: str, timeout: float = 20.0) -> "re.Match[str]":
-        """Wait until the output matches ``pattern``; fail with the output so far."""
-        rx = re.compile(pattern)
         with self._changed:
-            ok = self._changed.wait_for(
-                lambda: rx.search(self.output) or self.p.poll() is not None, timeout)
-        found = rx.search(self.output)
-        if not ok or not found:
-            raise AssertionError("no %r in output within %.0fs:\n%s" % (pattern, timeout, self.output))
+            return "".join(self.lines)
+
+    def wait_for(self, pattern: "Union[str, re.Pattern[str]]",
+                 timeout: float = 20.0) -> "re.Match[str]":
+        """Wait until the output matches ``pattern``; fail with the output so far."""
+        rx = re.compile(pattern) if isinstance(pattern, str) else pattern
+        with self._changed:
+            self._changed.wait_for(
+                lambda: rx.search("".join(self.lines)) or self._eof, timeout)
+            found = rx.search("".join(self.lines))
+        if not found:
+            raise AssertionError("no %r in the output within %.0fs (exit status %s):\n%s"
+                                 % (rx.pattern, timeout, self.p.poll(), self.output))
         return found
 
-    def port(self, timeout: float = 20.0) -> int:
-        return int(self.wait_for(_ADDR.pattern, timeout).group(1))
+    def printed_port(self, timeout: float = 20.0) -> int:
+        """The port of the first address the process printed."""
+        return int(self.wait_for(_ADDR, timeout).group(1))
 
-    def stop(self, timeout: float = 10.0) -> int:
+    def stop(self, timeout: float = 15.0) -> int:
         """SIGINT (Ctrl-C), then wait; returns the exit code."""
         if self.p.poll() is None:
             self.p.send_signal(signal.SIGINT)
             try:
                 self.p.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait(timeout)
+                self.kill()
                 raise AssertionError("did not stop on SIGINT:\n" + self.output)
         self._reader.join(timeout)
         return self.p.returncode
+
+    def kill(self) -> None:
+        if self.p.poll() is None:
+            self.p.kill()
+        self.p.wait(10)
+        self._reader.join(10)
 
 
 def example(name: str, *args: str) -> Proc:
@@ -89,10 +100,6 @@ def run_example(name: str, *args: str, timeout: float = 30.0) -> "subprocess.Com
     """Run an example to completion (clients, one-shot scripts); stdout and stderr apart."""
     return subprocess.run([sys.executable, os.path.join(EXAMPLES, name)] + list(args),
                           capture_output=True, text=True, timeout=timeout, env=child_env())
-
-
-def cli(*args: str, cwd: Optional[str] = None) -> Proc:
-    return Proc(["-m", "cymongoose"] + list(args), cwd=cwd)
 
 
 @pytest.fixture
@@ -106,7 +113,7 @@ def start_example() -> Iterator[Callable[..., Tuple[Proc, int]]]:
     def start(name: str, *args: str) -> Tuple[Proc, int]:
         proc = example(name, *args)
         procs.append(proc)
-        return proc, proc.port()
+        return proc, proc.printed_port()
 
     yield start
     failures = []
