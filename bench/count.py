@@ -26,9 +26,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import List
+from typing import Callable, List
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+UPGRADE = (b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+PAYLOAD = b"x" * 32
+FRAME = bytes([0x81, 0x80 | len(PAYLOAD), 0, 0, 0, 0]) + PAYLOAD  # masked, mask 0
+ECHO = bytes([0x81, len(PAYLOAD)]) + PAYLOAD
 
 
 def free_port() -> int:
@@ -51,24 +56,41 @@ def connect(port: int, n: int, deadline: float) -> List[socket.socket]:
     return socks
 
 
-def rounds(socks: List[socket.socket], n: int) -> None:
-    """``n`` rounds of one request per connection, each answered before the next."""
+def read_until(s: socket.socket, done: Callable[[bytes], bool]) -> None:
+    buf = b""
+    while not done(buf):
+        chunk = s.recv(4096)
+        if not chunk:
+            raise RuntimeError("server closed the connection")
+        buf += chunk
+
+
+def rounds(socks: List[socket.socket], n: int, ws: bool = False) -> None:
+    """``n`` rounds of one request (or WebSocket message) per connection,
+    each answered before the next."""
     for _ in range(n):
         for s in socks:
-            s.sendall(REQUEST)
+            s.sendall(FRAME if ws else REQUEST)
         for s in socks:
-            buf = b""
-            while not (b"\r\n\r\n" in buf and buf.endswith(b"ok")):
-                chunk = s.recv(4096)
-                if not chunk:
-                    raise RuntimeError("server closed the connection")
-                buf += chunk
+            if ws:
+                read_until(s, lambda b: len(b) >= len(ECHO))
+            else:
+                read_until(s, lambda b: b"\r\n\r\n" in b and b.endswith(b"ok"))
+
+
+def upgrade(socks: List[socket.socket]) -> None:
+    for s in socks:
+        s.sendall(UPGRADE)
+        read_until(s, lambda b: b"\r\n\r\n" in b)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--conns", type=int, default=50)
     p.add_argument("--requests", type=int, default=20000)
+    p.add_argument("--ws", action="store_true",
+                   help="upgrade each connection and echo 32-byte text messages "
+                        "(bench/servers/ws_echo.py) instead of GET /")
     p.add_argument("--annotate", type=int, default=0, metavar="N",
                    help="also print the N functions with the most instructions")
     p.add_argument("server", nargs=argparse.REMAINDER)
@@ -84,10 +106,12 @@ def main() -> None:
     try:
         socks = connect(port, args.conns, time.monotonic() + 120)
         n = max(1, args.requests // args.conns)
-        rounds(socks, max(1, n // 5))  # warm-up: imports, first allocations, PyPy's JIT
+        if args.ws:
+            upgrade(socks)
+        rounds(socks, max(1, n // 5), args.ws)  # warm-up: imports, first allocations, PyPy's JIT
         subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        rounds(socks, n)
+        rounds(socks, n, args.ws)
         subprocess.run(["callgrind_control", "-i", "off", str(proc.pid)], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for s in socks:

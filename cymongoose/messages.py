@@ -13,11 +13,35 @@ from ._ffi import ffi, lib
 
 _unpack = ffi.unpack
 _cast = ffi.cast
+_str_buf = lib.cym_str_buf
+_str_len = lib.cym_str_len
+_ws_flags = lib.cym_ws_flags
 
 
 def _bytes(s: Any) -> bytes:
     n = s.len
     return _unpack(s.buf, n) if n else b""
+
+
+def _bytes_at(addr: int) -> bytes:
+    """The bytes of the ``struct mg_str`` at ``addr``.
+
+    Views read their strings by address: two plain C calls cost cffi less
+    than casting the address to a struct and walking its fields (on CPython
+    ~0.3 us against ~1 us per read; bench/README.md, issue 11).
+    """
+    n = _str_len(addr)
+    return _unpack(_str_buf(addr), n) if n else b""
+
+
+def _offsets(ctype: str, *fields: str) -> List[int]:
+    return [ffi.offsetof(ctype, f) for f in fields]
+
+
+_HM_METHOD, _HM_URI, _HM_QUERY, _HM_PROTO, _HM_BODY = _offsets(
+    "struct mg_http_message", "method", "uri", "query", "proto", "body")
+_WS_DATA, = _offsets("struct mg_ws_message", "data")
+_MQ_TOPIC, _MQ_DATA, _MQ_DGRAM = _offsets("struct mg_mqtt_message", "topic", "data", "dgram")
 
 
 class _View:
@@ -61,32 +85,32 @@ class HttpMessage(_View):
     @property
     def method(self) -> str:
         """Request method, e.g. ``"GET"``; for a response, the protocol."""
-        p = self._ptr()
-        return text(_bytes(p.method)) if p is not None else ""
+        a = self._addr
+        return text(_bytes_at(a + _HM_METHOD)) if a else ""
 
     @property
     def uri(self) -> str:
         """Request path, still percent-encoded; for a response, the status code."""
-        p = self._ptr()
-        return text(_bytes(p.uri)) if p is not None else ""
+        a = self._addr
+        return text(_bytes_at(a + _HM_URI)) if a else ""
 
     @property
     def query(self) -> str:
         """Raw query string without ``?``; ``""`` when absent."""
-        p = self._ptr()
-        return text(_bytes(p.query)) if p is not None else ""
+        a = self._addr
+        return text(_bytes_at(a + _HM_QUERY)) if a else ""
 
     @property
     def proto(self) -> str:
         """Protocol of a request; reason phrase of a response."""
-        p = self._ptr()
-        return text(_bytes(p.proto)) if p is not None else ""
+        a = self._addr
+        return text(_bytes_at(a + _HM_PROTO)) if a else ""
 
     @property
     def body_bytes(self) -> bytes:
         """The body as bytes (what is buffered so far, for HTTP_HDRS)."""
-        p = self._ptr()
-        return _bytes(p.body) if p is not None else b""
+        a = self._addr
+        return _bytes_at(a + _HM_BODY) if a else b""
 
     @property
     def body_text(self) -> str:
@@ -168,8 +192,12 @@ class WsMessage(_View):
     @property
     def data(self) -> bytes:
         """The payload as bytes."""
-        p = self._ptr()
-        return _bytes(p.data) if p is not None else b""
+        a = self._addr
+        if not a:
+            return b""
+        a += _WS_DATA
+        n = _str_len(a)
+        return _unpack(_str_buf(a), n) if n else b""
 
     @property
     def text(self) -> str:
@@ -179,8 +207,8 @@ class WsMessage(_View):
     @property
     def flags(self) -> int:
         """The raw first header byte: FIN bit and opcode (0x81 text, 0x82 binary)."""
-        p = self._ptr()
-        return int(p.flags) if p is not None else 0
+        a = self._addr
+        return int(_ws_flags(a)) if a else 0
 
 
 class MqttMessage(_View):
@@ -195,14 +223,14 @@ class MqttMessage(_View):
     @property
     def topic(self) -> str:
         """PUBLISH topic; ``""`` for other packets."""
-        p = self._ptr()
-        return text(_bytes(p.topic)) if p is not None else ""
+        a = self._addr
+        return text(_bytes_at(a + _MQ_TOPIC)) if a else ""
 
     @property
     def data(self) -> bytes:
         """PUBLISH payload."""
-        p = self._ptr()
-        return _bytes(p.data) if p is not None else b""
+        a = self._addr
+        return _bytes_at(a + _MQ_DATA) if a else b""
 
     @property
     def text(self) -> str:
@@ -252,8 +280,8 @@ class MqttMessage(_View):
         A broker reads what Mongoose does not parse from it, such as the
         CONNECT payload or a SUBSCRIBE's topic filters.
         """
-        p = self._ptr()
-        return _bytes(p.dgram) if p is not None else b""
+        a = self._addr
+        return _bytes_at(a + _MQ_DGRAM) if a else b""
 
     def properties(self) -> List[Dict[str, Any]]:
         """MQTT 5 properties as dicts with keys ``id``, ``iv``, ``key``, ``val``."""

@@ -31,6 +31,7 @@ from .constants import WEBSOCKET_OP_TEXT
 from .errors import ClosedError, MongooseError
 
 _OK = int(lib.CYM_WS_OK)
+_ws_send = lib.cym_ws_send
 _NOT_WS = int(lib.CYM_WS_NOT_WS)
 _CLOSING = int(lib.CYM_WS_CLOSING)
 
@@ -150,7 +151,9 @@ class WsConnectionMixin:
             if c is not None and not self._closing:  # type: ignore[attr-defined]
                 poller = self._mgr._poller  # type: ignore[attr-defined]
                 if not poller or poller == _get_ident():  # else the general path raises
-                    _check(lib.cym_ws_send(c, data, len(data), op))
+                    rc = _ws_send(c, data, len(data), op)
+                    if rc != _OK:
+                        _check(rc)
                     return
         buf = to_bytes(data)
         opcode = to_int(op, "op")

@@ -18,6 +18,11 @@ extern "Python" void _cym_dispatch(unsigned slot, unsigned long id, int ev,
 
 void cym_ev(struct mg_connection *c, int ev, void *ev_data);
 
+/* Strings of event structs read by address (views). */
+const char *cym_str_buf(uintptr_t s);
+size_t cym_str_len(uintptr_t s);
+unsigned cym_ws_flags(uintptr_t wm);
+
 struct cym_mgr *cym_mgr_new(void);
 void cym_mgr_free(struct cym_mgr *m);
 

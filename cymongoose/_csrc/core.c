@@ -96,6 +96,13 @@ void cym_ev(struct mg_connection *c, int ev, void *ev_data) {
   m->cur = prev;
 }
 
+/* Views hold the address of an event's struct as an integer and read its
+ * strings through these: one call each, where casting the address and
+ * walking the struct's fields costs cffi several conversions (issue 11). */
+const char *cym_str_buf(uintptr_t s) { return ((struct mg_str *) s)->buf; }
+size_t cym_str_len(uintptr_t s) { return ((struct mg_str *) s)->len; }
+unsigned cym_ws_flags(uintptr_t wm) { return ((struct mg_ws_message *) wm)->flags; }
+
 struct cym_mgr *cym_mgr_new(void) {
   struct cym_mgr *m = (struct cym_mgr *) calloc(1, sizeof(*m));
   if (m == NULL) return NULL;
