@@ -35,11 +35,8 @@ except ImportError:
 if not (importlib.util.find_spec("python_multipart") or importlib.util.find_spec("multipart")):
     starlette = None  # python-multipart, Starlette's form parser, is missing
 
-if IS_PYPY:
-    NO_FASTAPI = ("FastAPI does not install on PyPy 3.9: pydantic-core has no PyPy 3.9 wheel "
-                  "and building it needs a Rust toolchain")
-else:
-    NO_FASTAPI = "FastAPI is not installed (pip install cymongoose[frameworks])"
+NO_FASTAPI = "FastAPI is not installed (pip install cymongoose[%s])" % (
+    "frameworks-pypy" if IS_PYPY else "frameworks")
 needs_ws = pytest.mark.skipif(not hasattr(cymongoose.Connection, "ws_upgrade"),
                               reason="Connection.ws_upgrade/ws_send (WebSocket support) "
                                      "is not in this build yet")
