@@ -541,7 +541,8 @@ def test_serve_exits_with_a_clear_message_when_startup_crashes():
     assert not proc.lines  # it never listened
 
 
-def test_serve_stops_gracefully_on_sigterm():
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_serve_stops_gracefully_on_signal(signum):
     proc = ServerProcess(
         "import asyncio\n"
         "from cymongoose.asgi import serve\n"
@@ -559,7 +560,7 @@ def test_serve_stops_gracefully_on_sigterm():
         httpx.get("http://127.0.0.1:%d/" % port, timeout=10)))
     t.start()
     proc.wait_line("request started")
-    proc.proc.send_signal(signal.SIGTERM)
+    proc.proc.send_signal(signum)
     t.join(10)
     code, err = proc.finish()
     assert result and result[0].text == "done"

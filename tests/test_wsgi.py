@@ -169,6 +169,37 @@ def test_50_concurrent_clients(flask_server):
     assert results == [(i, [i]) for i in range(50)]
 
 
+def test_workers_run_requests_in_parallel_up_to_the_pool_size(start):
+    lock = threading.Lock()
+    running = [0, 0]  # now, peak
+    threads = set()
+    release = threading.Event()
+
+    def app(environ, start_response):
+        with lock:
+            running[0] += 1
+            running[1] = max(running[1], running[0])
+            threads.add(threading.get_ident())
+        release.wait(20)  # blocks its worker until the test has looked
+        with lock:
+            running[0] -= 1
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [environ["PATH_INFO"].encode()]
+
+    srv = start(app, workers=3)
+    with ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(httpx.get, srv.url + "/%d" % i, timeout=30) for i in range(6)]
+        try:
+            # All six requests reached the server; three run, three wait for a worker.
+            wait_until(lambda: srv.server._core.in_flight == 6 and running[0] == 3)
+            assert running == [3, 3]
+        finally:
+            release.set()
+        assert [f.result().text for f in futures] == ["/%d" % i for i in range(6)]
+    assert running == [0, 3]
+    assert len(threads) == 3 and threading.get_ident() not in threads
+
+
 def test_pipelined_requests_are_answered_in_order(start):
     def app(environ, start_response):
         body = environ["PATH_INFO"].encode()
@@ -460,7 +491,8 @@ def test_stop_finishes_in_flight_requests_and_refuses_new_ones():
     assert not srv.thread.is_alive()
 
 
-def test_serve_stops_gracefully_on_sigterm():
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_serve_stops_gracefully_on_signal(signum):
     proc = ServerProcess(
         "import time\n"
         "from cymongoose.wsgi import serve\n"
@@ -478,7 +510,7 @@ def test_serve_stops_gracefully_on_sigterm():
         httpx.get("http://127.0.0.1:%d/" % port, timeout=10)))
     t.start()
     proc.wait_line("request started")
-    proc.proc.send_signal(signal.SIGTERM)
+    proc.proc.send_signal(signum)
     t.join(10)
     code, err = proc.finish()
     assert result and result[0].text == "done"
