@@ -408,6 +408,7 @@ def test_request_body_streams_with_back_pressure(start):
         return None
     try:
         peer = wait_until(paused_peer)  # the app reads nothing: the server stopped reading
+        assert peer.conn.is_full  # Connection.is_full reports the receive-side pause
         assert peer.ex.unread < 2 * MiB  # memory stays bounded
         assert t.is_alive()  # so the client cannot finish sending
     finally:
