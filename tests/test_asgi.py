@@ -35,11 +35,8 @@ except ImportError:
 if not (importlib.util.find_spec("python_multipart") or importlib.util.find_spec("multipart")):
     starlette = None  # python-multipart, Starlette's form parser, is missing
 
-if IS_PYPY:
-    NO_FASTAPI = ("FastAPI does not install on PyPy 3.9: pydantic-core has no PyPy 3.9 wheel "
-                  "and building it needs a Rust toolchain")
-else:
-    NO_FASTAPI = "FastAPI is not installed (pip install cymongoose[frameworks])"
+NO_FASTAPI = "FastAPI is not installed (pip install cymongoose[%s])" % (
+    "frameworks-pypy" if IS_PYPY else "frameworks")
 needs_ws = pytest.mark.skipif(not hasattr(cymongoose.Connection, "ws_upgrade"),
                               reason="Connection.ws_upgrade/ws_send (WebSocket support) "
                                      "is not in this build yet")
@@ -411,6 +408,7 @@ def test_request_body_streams_with_back_pressure(start):
         return None
     try:
         peer = wait_until(paused_peer)  # the app reads nothing: the server stopped reading
+        assert peer.conn.is_full  # Connection.is_full reports the receive-side pause
         assert peer.ex.unread < 2 * MiB  # memory stays bounded
         assert t.is_alive()  # so the client cannot finish sending
     finally:
@@ -544,7 +542,8 @@ def test_serve_exits_with_a_clear_message_when_startup_crashes():
     assert not proc.lines  # it never listened
 
 
-def test_serve_stops_gracefully_on_sigterm():
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_serve_stops_gracefully_on_signal(signum):
     proc = ServerProcess(
         "import asyncio\n"
         "from cymongoose.asgi import serve\n"
@@ -562,7 +561,7 @@ def test_serve_stops_gracefully_on_sigterm():
         httpx.get("http://127.0.0.1:%d/" % port, timeout=10)))
     t.start()
     proc.wait_line("request started")
-    proc.proc.send_signal(signal.SIGTERM)
+    proc.proc.send_signal(signum)
     t.join(10)
     code, err = proc.finish()
     assert result and result[0].text == "done"

@@ -1,7 +1,6 @@
 """The WSGI (Flask) and ASGI (FastAPI) examples, run as subprocesses, driven by httpx."""
 
 import os
-import platform
 
 import httpx
 import pytest
@@ -39,8 +38,9 @@ def test_wsgi_flask(start_example):
         assert client.get("/missing").status_code == 404
 
 
-@pytest.mark.skipif(platform.python_implementation() == "PyPy" and _fastapi_missing(),
-                    reason="FastAPI has no PyPy 3.9 wheel (pydantic-core)")
+@pytest.mark.skipif(_fastapi_missing(),
+                    reason="FastAPI is not installed (pip install cymongoose[frameworks] or "
+                           "[frameworks-pypy])")
 def test_asgi_fastapi(start_example):
     _, port = start_example("asgi_fastapi.py", *LISTEN)
     with httpx.Client(base_url="http://127.0.0.1:%d" % port, timeout=10) as client:

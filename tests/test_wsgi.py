@@ -1,6 +1,7 @@
 """cymongoose.wsgi: a Flask app and plain WSGI apps served for real, driven
 by httpx and raw sockets."""
 
+import gc
 import hashlib
 import io
 import json
@@ -169,6 +170,37 @@ def test_50_concurrent_clients(flask_server):
     assert results == [(i, [i]) for i in range(50)]
 
 
+def test_workers_run_requests_in_parallel_up_to_the_pool_size(start):
+    lock = threading.Lock()
+    running = [0, 0]  # now, peak
+    threads = set()
+    release = threading.Event()
+
+    def app(environ, start_response):
+        with lock:
+            running[0] += 1
+            running[1] = max(running[1], running[0])
+            threads.add(threading.get_ident())
+        release.wait(20)  # blocks its worker until the test has looked
+        with lock:
+            running[0] -= 1
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [environ["PATH_INFO"].encode()]
+
+    srv = start(app, workers=3)
+    with ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(httpx.get, srv.url + "/%d" % i, timeout=30) for i in range(6)]
+        try:
+            # All six requests reached the server; three run, three wait for a worker.
+            wait_until(lambda: srv.server._core.in_flight == 6 and running[0] == 3)
+            assert running == [3, 3]
+        finally:
+            release.set()
+        assert [f.result().text for f in futures] == ["/%d" % i for i in range(6)]
+    assert running == [0, 3]
+    assert len(threads) == 3 and threading.get_ident() not in threads
+
+
 def test_pipelined_requests_are_answered_in_order(start):
     def app(environ, start_response):
         body = environ["PATH_INFO"].encode()
@@ -195,15 +227,25 @@ def test_wsgiref_validator_finds_nothing(start):
         return [b"got:", body]
 
     srv = start(validator(inner))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        with httpx.Client(base_url=srv.url, timeout=10) as c:
-            assert c.get("/x?y=1").text == "got:"
-            assert c.post("/p", content=b"payload").text == "got:payload"
-            assert c.post("/p", content=iter([b"chun", b"ked"])).text == "got:chunked"
-            assert c.get("/gen").text == "abc"
-            assert c.head("/x").status_code == 200
+    # The validator reports an iterable collected without close() from __del__,
+    # where only sys.unraisablehook sees it.
+    unraisable = []
+    hook, sys.unraisablehook = sys.unraisablehook, unraisable.append
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with httpx.Client(base_url=srv.url, timeout=10) as c:
+                assert c.get("/x?y=1").text == "got:"
+                assert c.post("/p", content=b"payload").text == "got:payload"
+                assert c.post("/p", content=iter([b"chun", b"ked"])).text == "got:chunked"
+                assert c.get("/gen").text == "abc"
+                assert c.head("/x").status_code == 200
+            wait_until(lambda: srv.server._core.in_flight == 0)
+            gc.collect()
+    finally:
+        sys.unraisablehook = hook
     assert [str(w.message) for w in caught] == []
+    assert [repr(u.exc_value) for u in unraisable] == []
 
 
 def test_environ_is_complete(start):
@@ -314,6 +356,31 @@ def test_start_response_exc_info_replaces_the_status(start):
     srv = start(app)
     r = httpx.get(srv.url, timeout=10)
     assert (r.status_code, r.reason_phrase, r.text) == (503, "Busy", "try later")
+
+
+def test_start_response_rules_after_the_head_was_sent(start):
+    seen = []
+
+    def app(environ, start_response):
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        try:
+            start_response("200 OK", [])
+        except AssertionError as exc:  # PEP 3333: a second call needs exc_info
+            seen.append(str(exc))
+        write(b"partial")  # the head goes out with this
+        try:
+            raise KeyError("late")
+        except KeyError:
+            try:
+                start_response("500 Oops", [("Content-Type", "text/plain")], sys.exc_info())
+            except KeyError as exc:  # too late to change the status: re-raised
+                seen.append(repr(exc))
+        return [b" rest"]
+
+    srv = start(app)
+    r = httpx.get(srv.url, timeout=10)
+    assert (r.status_code, r.text) == (200, "partial rest")
+    assert seen == ["start_response called twice without exc_info", "KeyError('late')"]
 
 
 def test_write_callable_and_close_is_called(start):
@@ -460,7 +527,8 @@ def test_stop_finishes_in_flight_requests_and_refuses_new_ones():
     assert not srv.thread.is_alive()
 
 
-def test_serve_stops_gracefully_on_sigterm():
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_serve_stops_gracefully_on_signal(signum):
     proc = ServerProcess(
         "import time\n"
         "from cymongoose.wsgi import serve\n"
@@ -478,7 +546,7 @@ def test_serve_stops_gracefully_on_sigterm():
         httpx.get("http://127.0.0.1:%d/" % port, timeout=10)))
     t.start()
     proc.wait_line("request started")
-    proc.proc.send_signal(signal.SIGTERM)
+    proc.proc.send_signal(signum)
     t.join(10)
     code, err = proc.finish()
     assert result and result[0].text == "done"
