@@ -1,6 +1,7 @@
 """MQTT test helpers: a mosquitto process, our client on a poll thread, paho clients."""
 
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import cymongoose as cm
 from conftest import LoopThread, wait_until
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
 
 
 def free_port() -> int:
@@ -39,10 +41,15 @@ def port_open(port: int) -> bool:
 
 
 class Mosquitto:
-    """A mosquitto broker on a free port, with a config file written here."""
+    """A mosquitto broker on a free port, with a config file written here.
 
-    def __init__(self, workdir: str) -> None:
+    With ``users`` (name -> password) anonymous clients are refused and only
+    those users get in (a password file made by ``mosquitto_passwd``).
+    """
+
+    def __init__(self, workdir: str, users: Optional[Dict[str, str]] = None) -> None:
         self.workdir = workdir
+        self.users = users or {}
         self.port = 0
         self.proc: Optional[subprocess.Popen] = None
 
@@ -55,7 +62,12 @@ class Mosquitto:
             conf = os.path.join(self.workdir, "mosquitto.conf")
             with open(conf, "w") as f:
                 f.write("listener %d 127.0.0.1\n" % self.port)
-                f.write("allow_anonymous true\n")
+                f.write("allow_anonymous %s\n" % ("false" if self.users else "true"))
+                if self.users:
+                    # run as ourselves: started by root, mosquitto would switch to the
+                    # user "mosquitto", who cannot read a password file in our tmp dir
+                    f.write("user %s\n" % pwd.getpwuid(os.geteuid()).pw_name)
+                    f.write("password_file %s\n" % self._password_file())
                 f.write("persistence false\n")
             log = open(os.path.join(self.workdir, "mosquitto.log"), "w")
             self.proc = subprocess.Popen([MOSQUITTO, "-c", conf], stdout=log,
@@ -68,6 +80,14 @@ class Mosquitto:
                 time.sleep(0.05)
             self.stop()
         raise RuntimeError("mosquitto did not start")
+
+    def _password_file(self) -> str:
+        path = os.path.join(self.workdir, "passwords")
+        open(path, "w").close()
+        for name, password in self.users.items():
+            subprocess.run([MOSQUITTO_PASSWD, "-b", path, name, password], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10)
+        return path
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -87,13 +107,17 @@ class Msg(NamedTuple):
     retain: bool
     id: int
     properties: List[Dict[str, Any]]
+    text: str
+    cmd: int
+    ack: int
 
 
 class Client:
     """Our MQTT client on its own Manager, polled by a background thread.
 
     The handler copies everything it sees, so the test thread reads plain
-    Python values: ``connack`` (and the raw ``connack_packet``), ``messages``,
+    Python values: ``connack`` (and the raw ``connack_packet`` and its
+    ``connack_ack`` field), ``messages``,
     ``cmds`` (packet types with ids), ``errors``, and ``closed`` (an Event).
     """
 
@@ -101,6 +125,7 @@ class Client:
         self.mgr = cm.Manager()
         self.connack: Optional[int] = None
         self.connack_packet = b""
+        self.connack_ack: Optional[int] = None  # MqttMessage.ack of the CONNACK
         self.messages: List[Msg] = []
         self.cmds: List[tuple] = []
         self.errors: List[str] = []
@@ -113,11 +138,12 @@ class Client:
             self.connack = data
         elif ev == cm.MG_EV_MQTT_MSG:
             self.messages.append(Msg(data.topic, data.data, data.qos, data.retain, data.id,
-                                     data.properties()))
+                                     data.properties(), data.text, data.cmd, data.ack))
         elif ev == cm.MG_EV_MQTT_CMD:
             self.cmds.append((data.cmd, data.id))
             if data.cmd == 2:
                 self.connack_packet = data.dgram
+                self.connack_ack = data.ack
         elif ev == cm.MG_EV_ERROR:
             self.errors.append(data)
         elif ev == cm.MG_EV_CLOSE:

@@ -9,6 +9,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 import cymongoose as cm
 from cymongoose.broker import topic_matches, valid_filter
 from conftest import LoopThread, wait_until
+from _hostile_helpers import logged, mongoose_errors
 from _mqtt_helpers import (Client, Paho, closed_by_peer, connect_packet, mqtt_string, packet,
                            raw_client, recv_exact)
 
@@ -229,14 +230,18 @@ BAD_PACKETS = {
 
 
 @pytest.mark.parametrize("bad", sorted(BAD_PACKETS))
-def test_malformed_packet_closes_only_that_client(broker, peer, bad):
+def test_malformed_packet_closes_only_that_client(broker, peer, caplog, bad):
     b, loop = broker
     good = peer(client_id="good")
     good.sub("alive", 1)
     sock = raw_client(b.port, "evil")
     try:
-        sock.sendall(BAD_PACKETS[bad])
-        assert closed_by_peer(sock)
+        with mongoose_errors(caplog):
+            sock.sendall(BAD_PACKETS[bad])
+            assert closed_by_peer(sock)
+            # the connection ended through MG_EV_ERROR, which Mongoose logs
+            wait_until(lambda: logged(caplog, "MQTT malformed packet")
+                       or logged(caplog, "MQTT protocol error"))
     finally:
         sock.close()
     wait_until(lambda: loop.call(lambda: b.clients) == ("good",))

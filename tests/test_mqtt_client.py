@@ -22,6 +22,14 @@ def broker(tmp_path_factory):
     mosq.stop()
 
 
+@pytest.fixture(scope="module")
+def locked_broker(tmp_path_factory):
+    """A mosquitto that lets in only the user alice (password s3cret)."""
+    mosq = Mosquitto(str(tmp_path_factory.mktemp("locked")), users={"alice": "s3cret"}).start()
+    yield mosq
+    mosq.stop()
+
+
 @pytest.fixture
 def url(broker):
     return "mqtt://127.0.0.1:%d" % broker.port
@@ -78,6 +86,44 @@ def test_publish_and_receive_at_qos(client, qos):
         assert 0 < pid < 65536 and msg.id > 0
         # the broker acknowledged our PUBLISH: PUBACK for 1, PUBREC/PUBREL/PUBCOMP for 2
         wait_until(lambda: c.has_cmd(PUBACK if qos == 1 else PUBCOMP, pid))
+
+
+def test_message_view_fields(client):
+    c = client().wait_open()
+    topic = unique() + "/fields"
+    c.sub(topic, 1)
+    c.pub(topic, b"caf\xe9 \x00!", 1)
+    c.pub(topic, "ünï", 0)
+    wait_until(lambda: len(c.messages) == 2)
+    first, second = c.messages
+    assert (first.topic, first.cmd, first.qos, first.ack) == (topic, 3, 1, 0)
+    assert first.id > 0 and second.id == 0
+    assert first.text == "caf\udce9 \x00!"  # not UTF-8: surrogateescape
+    assert (second.data, second.text) == ("ünï".encode(), "ünï")
+    assert c.connack_ack == 0
+
+
+def test_username_and_password_reach_the_broker(client, locked_broker):
+    url = "mqtt://127.0.0.1:%d" % locked_broker.port
+    alice = client(url=url, client_id="alice-1", username="alice", password="s3cret").wait_open()
+    topic = unique() + "/auth"
+    alice.sub(topic)
+    alice.pub(topic, b"in")
+    wait_until(lambda: alice.messages)
+    for kwargs in ({"username": "alice", "password": "wrong"}, {}):
+        refused = client(url=url, **kwargs)
+        assert refused.closed.wait(5)
+        # CONNACK 5, "not authorised": the code as MQTT_OPEN data and as MqttMessage.ack
+        assert (refused.connack, refused.connack_ack) == (5, 5)
+        assert refused.messages == []
+
+
+def test_explicit_ping_gets_pingresp(client):
+    # keepalive=0: the client never pings by itself, so every PINGRESP answers mqtt_ping()
+    c = client(keepalive=0).wait_open()
+    for n in (1, 2, 3):
+        c.call(c.conn.mqtt_ping)
+        wait_until(lambda: sum(1 for cmd, _ in c.cmds if cmd == PINGRESP) == n)
 
 
 def test_thousand_messages_in_order(client):

@@ -80,10 +80,29 @@ def test_tcp_reads_accumulate_until_consumed():
             poll_until(mgr, lambda: reads[-1] == b"abcdef")
             (server_side,) = [c for c in mgr.connections if not c.is_listening]
             assert server_side.recv_len == 6
+            # recv_data(n) copies the first n bytes; a negative n or one past the end: all
+            assert server_side.recv_data(2) == b"ab" and server_side.recv_data(0) == b""
+            assert server_side.recv_data(-1) == server_side.recv_data(99) == b"abcdef"
+            assert server_side.recv_len == 6  # nothing consumed
             assert server_side.recv_consume(2) == 2
             assert server_side.recv_data() == b"cdef"
             client.sendall(b"g")
             poll_until(mgr, lambda: reads[-1] == b"cdefg")
+            # send_data shows what is queued and not yet written
+            server_side.send(b"queued")
+            assert server_side.send_data() == b"queued" and server_side.send_data(3) == b"que"
+            client.settimeout(0.001)
+            got = bytearray()
+
+            def client_got_all():
+                try:
+                    got.extend(client.recv(100))
+                except socket.timeout:
+                    pass
+                return got == b"queued"
+
+            poll_until(mgr, client_got_all)
+            assert server_side.send_data() == b""
 
 
 def test_tcp_echo_server_carries_1_mib_intact(echo_server):

@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import json
 import math
+import random
 import re
 import string
 import time
@@ -480,6 +481,24 @@ def test_hmac_key_sizes_around_the_block_size(size):
 def test_hmac_matches_stdlib(key, data):
     expected = hmac.new(as_bytes(key), as_bytes(data), hashlib.sha256).digest()
     assert cm.hmac_sha256(key, data) == expected
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**32), size=st.integers(100_000, 1 << 20))
+def test_long_random_input_matches_stdlib(seed, size):
+    # hypothesis draws the size; the bytes come from a seeded PRNG, as
+    # hypothesis itself will not generate inputs this long
+    raw = random.Random(seed).randbytes(size)
+    assert cm.md5(raw) == hashlib.md5(raw).digest()
+    assert cm.sha1(raw) == hashlib.sha1(raw).digest()
+    assert cm.sha256(raw) == hashlib.sha256(raw).digest()
+    assert cm.hmac_sha256(raw[:size // 7], raw) == \
+        hmac.new(raw[:size // 7], raw, hashlib.sha256).digest()
+    assert cm.crc32(raw) == zlib.crc32(raw)
+    encoded = cm.base64_encode(raw)
+    assert encoded == base64.b64encode(raw).decode()
+    assert cm.base64_decode(encoded) == raw
+    assert cm.url_encode(raw[:65536]) == lower_hex(urllib.parse.quote_from_bytes(raw[:65536], safe=""))
 
 
 def test_hashes_on_long_and_empty_input():
