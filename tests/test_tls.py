@@ -384,13 +384,18 @@ def test_tls12_client_fails_cleanly_and_server_keeps_serving(server_factory: Any
     assert ssl_get(port, client_context(certs.pki.ca_path)).endswith(b"secure")
 
 
-@pytest.mark.parametrize("garbage", [
-    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",             # plain HTTP on the TLS port
-    b"\x16\x03\x01\x00\x10" + bytes(range(16)),       # a record, but no ClientHello
-    b"\x16\x03\x01\x00\x30\x01" + b"\xee" * 47,       # a ClientHello of nonsense
-    b"\x16\x03\x01\xff\xff" + b"x" * 32,              # a record longer than TLS allows
+@pytest.mark.parametrize("garbage, message", [
+    # plain HTTP on the TLS port
+    (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "the peer does not speak TLS"),
+    # a record, but no ClientHello
+    (b"\x16\x03\x01\x00\x10" + bytes(range(16)), "did not start a TLS handshake"),
+    # a ClientHello of nonsense
+    (b"\x16\x03\x01\x00\x30\x01" + b"\xee" * 47, "must offer TLS 1.3"),
+    # a record longer than TLS allows
+    (b"\x16\x03\x01\xff\xff" + b"x" * 32, "the peer does not speak TLS"),
 ])
-def test_garbage_instead_of_client_hello(server_factory: Any, certs: Ns, garbage: bytes) -> None:
+def test_garbage_instead_of_client_hello(server_factory: Any, certs: Ns, garbage: bytes,
+                                         message: str) -> None:
     opts = cm.TlsOpts(cert=certs.server.cert, key=certs.server.key)
     _, port, rec = https_server(server_factory, opts)
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
@@ -400,7 +405,7 @@ def test_garbage_instead_of_client_hello(server_factory: Any, certs: Ns, garbage
         except ConnectionResetError:
             pass
     wait_until(lambda: rec.errors and rec.closed)
-    assert len(rec.errors) == 1 and rec.errors[0]
+    assert len(rec.errors) == 1 and message in rec.errors[0]  # readable, says why
     https_ok(port, certs)
 
 
@@ -587,6 +592,68 @@ def test_https_client_against_plaintext_server(server_factory: Any, certs: Ns) -
     events = Client(cm.TlsOpts(ca=certs.pki.ca, name="localhost")).run(port)
     assert [ev for ev, _ in events] == [cm.MG_EV_ERROR, cm.MG_EV_CLOSE]
     assert "does not speak TLS" in events[0][1]
+
+
+def test_failures_close_only_their_own_connection(ssl_servers: Any, certs: Ns) -> None:
+    """Issue 7: a failed handshake ends that connection only.  One Manager
+    holds our HTTPS server and a keep-alive client of it; clients with the
+    wrong CA, the wrong host name or a TLS 1.2 peer, and a peer sending
+    garbage to our server, all fail while both ends of the first connection
+    go on serving requests."""
+    tls12 = ssl_servers(certs.server, max_version=ssl.TLSVersion.TLSv1_2,
+                        min_version=ssl.TLSVersion.TLSv1_2)
+    rec = Recorder(cm.TlsOpts(cert=certs.server_dns_only.cert, key=certs.server_dns_only.key))
+    replies: List[int] = []
+    errors: List[Tuple[str, str]] = []
+    closed: List[str] = []
+    get = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
+
+    def client(label: str, opts: cm.TlsOpts) -> Callable[[cm.Connection, int, Any], None]:
+        def handler(conn: cm.Connection, ev: int, data: Any) -> None:
+            if ev == cm.MG_EV_CONNECT:
+                conn.tls_init(opts)
+                conn.send(get)
+            elif ev == cm.MG_EV_HTTP_MSG:
+                replies.append(data.status())
+            elif ev == cm.MG_EV_ERROR:
+                errors.append((label, data))
+            elif ev == cm.MG_EV_CLOSE:
+                closed.append(label)
+        return handler
+
+    def poll_until(cond: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 10
+        while not cond():
+            assert time.monotonic() < deadline, (replies, errors, closed, rec.errors)
+            mgr.poll(10)
+
+    mgr = cm.Manager()
+    try:
+        port = mgr.listen("https://127.0.0.1:0", rec).local_addr[1]
+        url = "https://127.0.0.1:%d/" % port
+        good = mgr.connect(url, client("good", cm.TlsOpts(ca=certs.pki.ca, name="localhost")))
+        poll_until(lambda: replies == [200])
+        mgr.connect(url, client("ca", cm.TlsOpts(ca=certs.other.ca, name="localhost")))
+        mgr.connect(url, client("name", cm.TlsOpts(ca=certs.pki.ca, name="example.com")))
+        mgr.connect("https://127.0.0.1:%d/" % tls12.port,
+                    client("tls12", cm.TlsOpts(ca=certs.pki.ca, name="localhost")))
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as garbage:
+            garbage.sendall(b"\x16\x03\x01\x00\x10" + bytes(range(16)))
+            poll_until(lambda: len(closed) == 3 and rec.closed == 3)
+        assert sorted(closed) == ["ca", "name", "tls12"]
+        failed = dict(errors)
+        assert sorted(failed) == ["ca", "name", "tls12"]
+        assert "CA" in failed["ca"] and "hostname" in failed["name"]
+        assert failed["tls12"] in ("TLS error alert from peer: protocol_version (70)", RESET)
+        assert any("client hello" in e for e in rec.errors), rec.errors  # the garbage
+        # The first connection, both ends, still works.
+        assert not good.is_closing and len(mgr.connections) == 3
+        good.send(get)
+        poll_until(lambda: replies == [200, 200])
+        assert rec.seq.count(cm.MG_EV_HTTP_MSG) == 2 and rec.closed == 3
+    finally:
+        mgr.close()
+    assert mgr.connections == () and mgr.live_handles == 0
 
 
 def test_https_client_expired_certificate(ssl_servers: Any, certs: Ns) -> None:
