@@ -316,13 +316,15 @@ def _key_variants(certs: Ns, tmp_path: pathlib.Path) -> List[Tuple[str, Callable
     return [
         ("sec1", lambda: cm.TlsOpts(cert=s.cert, key=s.key)),
         ("pkcs8", lambda: cm.TlsOpts(cert=s.cert, key=s.key_pkcs8)),
+        ("pem-str", lambda: cm.TlsOpts(cert=s.cert.decode(), key=s.key_pkcs8.decode())),
         ("der", lambda: cm.TlsOpts(cert=s.cert_der, key=der_key)),
         ("str-paths", lambda: cm.TlsOpts(cert=s.cert_path, key=s.key_path)),
         ("combined-file", lambda: cm.TlsOpts(cert=combined, key=combined)),
     ]
 
 
-@pytest.mark.parametrize("variant", ["sec1", "pkcs8", "der", "str-paths", "combined-file"])
+@pytest.mark.parametrize("variant", ["sec1", "pkcs8", "pem-str", "der", "str-paths",
+                                     "combined-file"])
 def test_https_server_key_formats(server_factory: Any, certs: Ns, tmp_path: pathlib.Path,
                                   variant: str) -> None:
     opts = dict(_key_variants(certs, tmp_path))[variant]()
@@ -519,9 +521,11 @@ def ssl_servers():
         server.close()
 
 
-def test_https_client_verifies_server(ssl_servers: Any, certs: Ns) -> None:
+@pytest.mark.parametrize("ca_form", ["bytes", "str", "path"])
+def test_https_client_verifies_server(ssl_servers: Any, certs: Ns, ca_form: str) -> None:
     server = ssl_servers(certs.server_dns_only)
-    events = Client(cm.TlsOpts(ca=certs.pki.ca, name="localhost")).run(server.port)
+    ca = {"bytes": certs.pki.ca, "str": certs.pki.ca.decode(), "path": certs.pki.ca_path}
+    events = Client(cm.TlsOpts(ca=ca[ca_form], name="localhost")).run(server.port)
     assert events == [(cm.MG_EV_TLS_HS, True), (cm.MG_EV_HTTP_MSG, (200, b"hello")),
                       (cm.MG_EV_CLOSE, None)]
     assert server.errors == []
