@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 import cymongoose as cm
 from cymongoose._ffi import lib
-from conftest import wait_until
+from conftest import LoopThread, wait_until
 from _tls_helpers import Issued, Pki, SslServer, client_context, server_context
 
 RESET = ("TLS handshake failed: the peer reset the connection "
@@ -419,6 +419,34 @@ def test_peer_hanging_up_in_handshake_is_reported(server_factory: Any, certs: Ns
     socket.create_connection(("127.0.0.1", port), timeout=5).close()
     wait_until(lambda: rec.closed)
     assert rec.errors == ["TLS handshake failed: the peer closed the connection"]
+
+
+def test_stalled_handshake_closed_by_header_timeout(certs: Ns) -> None:
+    """An HTTPS listener's ``header_timeout`` (docs/hardening.md) also bounds
+    the handshake: a peer that sends nothing, or half a ClientHello, is
+    closed without an MG_EV_ERROR while others are served."""
+    rec = Recorder(cm.TlsOpts(cert=certs.server.cert, key=certs.server.key))
+    mgr = cm.Manager()
+    lst = mgr.listen("https://127.0.0.1:0", rec, limits=cm.Limits(header_timeout=0.5))
+    port = lst.local_addr[1]
+    loop = LoopThread(mgr).start()
+    socks: List[socket.socket] = []
+    try:
+        start = time.monotonic()
+        for first in (b"", b"\x16\x03\x01\x02\x00\x01\x00"):  # nothing; a cut ClientHello
+            socks.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            socks[-1].sendall(first)
+        https_ok(port, certs)
+        for s in socks:
+            assert s.recv(1) == b""  # closed by the server
+        assert time.monotonic() - start < 4
+        wait_until(lambda: rec.closed == 3)
+        assert rec.errors == [] and rec.seq.count(cm.MG_EV_HTTP_MSG) == 1
+    finally:
+        loop.stop()
+        mgr.close()
+        for s in socks:
+            s.close()
 
 
 def test_closing_our_side_in_handshake_reports_nothing(certs: Ns) -> None:
