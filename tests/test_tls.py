@@ -582,6 +582,27 @@ def test_https_client_rejects_server(ssl_servers: Any, certs: Ns, ca_attr: str, 
     wait_until(lambda: server.errors)  # Mongoose hung up on it
 
 
+def test_https_client_certificate_to_a_server_requiring_one(ssl_servers: Any,
+                                                           certs: Ns) -> None:
+    """Our client with a certificate is served; without one it fails with
+    MG_EV_ERROR (Mongoose omits the empty Certificate message, docs/tls.md)."""
+    server = ssl_servers(certs.server, ca=certs.pki.ca_path)
+    opts = cm.TlsOpts(ca=certs.pki.ca, name="localhost", cert=certs.client.cert,
+                      key=certs.client.key)
+    events = Client(opts).run(server.port)
+    assert events[1:] == [(cm.MG_EV_HTTP_MSG, (200, b"hello")), (cm.MG_EV_CLOSE, None)]
+    served = server.served
+    events = Client(cm.TlsOpts(ca=certs.pki.ca, name="localhost")).run(server.port)
+    kinds = [ev for ev, _ in events]
+    assert cm.MG_EV_HTTP_MSG not in kinds and kinds[-2:] == [cm.MG_EV_ERROR, cm.MG_EV_CLOSE]
+    # The server's alert comes with a reset, which may overtake it; our
+    # handshake was over by then (TLS 1.3), so it is a plain socket error.
+    assert events[-2][1] in ("TLS Fatal alert from peer: unexpected_message (10)",
+                             "socket error")
+    wait_until(lambda: server.errors)
+    assert server.served == served
+
+
 def test_ip_san_matching_the_peer_passes_any_name(ssl_servers: Any, certs: Ns) -> None:
     """Measured Mongoose behaviour (docs/tls.md): an IP SAN equal to the
     connected address satisfies the host name check whatever ``name`` is."""
