@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 import cymongoose as cm
 from cymongoose._ffi import lib
-from conftest import wait_until
+from conftest import LoopThread, wait_until
 from _tls_helpers import Issued, Pki, SslServer, client_context, server_context
 
 RESET = ("TLS handshake failed: the peer reset the connection "
@@ -316,13 +316,15 @@ def _key_variants(certs: Ns, tmp_path: pathlib.Path) -> List[Tuple[str, Callable
     return [
         ("sec1", lambda: cm.TlsOpts(cert=s.cert, key=s.key)),
         ("pkcs8", lambda: cm.TlsOpts(cert=s.cert, key=s.key_pkcs8)),
+        ("pem-str", lambda: cm.TlsOpts(cert=s.cert.decode(), key=s.key_pkcs8.decode())),
         ("der", lambda: cm.TlsOpts(cert=s.cert_der, key=der_key)),
         ("str-paths", lambda: cm.TlsOpts(cert=s.cert_path, key=s.key_path)),
         ("combined-file", lambda: cm.TlsOpts(cert=combined, key=combined)),
     ]
 
 
-@pytest.mark.parametrize("variant", ["sec1", "pkcs8", "der", "str-paths", "combined-file"])
+@pytest.mark.parametrize("variant", ["sec1", "pkcs8", "pem-str", "der", "str-paths",
+                                     "combined-file"])
 def test_https_server_key_formats(server_factory: Any, certs: Ns, tmp_path: pathlib.Path,
                                   variant: str) -> None:
     opts = dict(_key_variants(certs, tmp_path))[variant]()
@@ -384,13 +386,18 @@ def test_tls12_client_fails_cleanly_and_server_keeps_serving(server_factory: Any
     assert ssl_get(port, client_context(certs.pki.ca_path)).endswith(b"secure")
 
 
-@pytest.mark.parametrize("garbage", [
-    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",             # plain HTTP on the TLS port
-    b"\x16\x03\x01\x00\x10" + bytes(range(16)),       # a record, but no ClientHello
-    b"\x16\x03\x01\x00\x30\x01" + b"\xee" * 47,       # a ClientHello of nonsense
-    b"\x16\x03\x01\xff\xff" + b"x" * 32,              # a record longer than TLS allows
+@pytest.mark.parametrize("garbage, message", [
+    # plain HTTP on the TLS port
+    (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "the peer does not speak TLS"),
+    # a record, but no ClientHello
+    (b"\x16\x03\x01\x00\x10" + bytes(range(16)), "did not start a TLS handshake"),
+    # a ClientHello of nonsense
+    (b"\x16\x03\x01\x00\x30\x01" + b"\xee" * 47, "must offer TLS 1.3"),
+    # a record longer than TLS allows
+    (b"\x16\x03\x01\xff\xff" + b"x" * 32, "the peer does not speak TLS"),
 ])
-def test_garbage_instead_of_client_hello(server_factory: Any, certs: Ns, garbage: bytes) -> None:
+def test_garbage_instead_of_client_hello(server_factory: Any, certs: Ns, garbage: bytes,
+                                         message: str) -> None:
     opts = cm.TlsOpts(cert=certs.server.cert, key=certs.server.key)
     _, port, rec = https_server(server_factory, opts)
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
@@ -400,7 +407,7 @@ def test_garbage_instead_of_client_hello(server_factory: Any, certs: Ns, garbage
         except ConnectionResetError:
             pass
     wait_until(lambda: rec.errors and rec.closed)
-    assert len(rec.errors) == 1 and rec.errors[0]
+    assert len(rec.errors) == 1 and message in rec.errors[0]  # readable, says why
     https_ok(port, certs)
 
 
@@ -412,6 +419,34 @@ def test_peer_hanging_up_in_handshake_is_reported(server_factory: Any, certs: Ns
     socket.create_connection(("127.0.0.1", port), timeout=5).close()
     wait_until(lambda: rec.closed)
     assert rec.errors == ["TLS handshake failed: the peer closed the connection"]
+
+
+def test_stalled_handshake_closed_by_header_timeout(certs: Ns) -> None:
+    """An HTTPS listener's ``header_timeout`` (docs/hardening.md) also bounds
+    the handshake: a peer that sends nothing, or half a ClientHello, is
+    closed without an MG_EV_ERROR while others are served."""
+    rec = Recorder(cm.TlsOpts(cert=certs.server.cert, key=certs.server.key))
+    mgr = cm.Manager()
+    lst = mgr.listen("https://127.0.0.1:0", rec, limits=cm.Limits(header_timeout=0.5))
+    port = lst.local_addr[1]
+    loop = LoopThread(mgr).start()
+    socks: List[socket.socket] = []
+    try:
+        start = time.monotonic()
+        for first in (b"", b"\x16\x03\x01\x02\x00\x01\x00"):  # nothing; a cut ClientHello
+            socks.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            socks[-1].sendall(first)
+        https_ok(port, certs)
+        for s in socks:
+            assert s.recv(1) == b""  # closed by the server
+        assert time.monotonic() - start < 4
+        wait_until(lambda: rec.closed == 3)
+        assert rec.errors == [] and rec.seq.count(cm.MG_EV_HTTP_MSG) == 1
+    finally:
+        loop.stop()
+        mgr.close()
+        for s in socks:
+            s.close()
 
 
 def test_closing_our_side_in_handshake_reports_nothing(certs: Ns) -> None:
@@ -514,9 +549,11 @@ def ssl_servers():
         server.close()
 
 
-def test_https_client_verifies_server(ssl_servers: Any, certs: Ns) -> None:
+@pytest.mark.parametrize("ca_form", ["bytes", "str", "path"])
+def test_https_client_verifies_server(ssl_servers: Any, certs: Ns, ca_form: str) -> None:
     server = ssl_servers(certs.server_dns_only)
-    events = Client(cm.TlsOpts(ca=certs.pki.ca, name="localhost")).run(server.port)
+    ca = {"bytes": certs.pki.ca, "str": certs.pki.ca.decode(), "path": certs.pki.ca_path}
+    events = Client(cm.TlsOpts(ca=ca[ca_form], name="localhost")).run(server.port)
     assert events == [(cm.MG_EV_TLS_HS, True), (cm.MG_EV_HTTP_MSG, (200, b"hello")),
                       (cm.MG_EV_CLOSE, None)]
     assert server.errors == []
@@ -543,6 +580,27 @@ def test_https_client_rejects_server(ssl_servers: Any, certs: Ns, ca_attr: str, 
     assert [ev for ev, _ in events] == [cm.MG_EV_ERROR, cm.MG_EV_CLOSE]
     assert expect in events[0][1]
     wait_until(lambda: server.errors)  # Mongoose hung up on it
+
+
+def test_https_client_certificate_to_a_server_requiring_one(ssl_servers: Any,
+                                                           certs: Ns) -> None:
+    """Our client with a certificate is served; without one it fails with
+    MG_EV_ERROR (Mongoose omits the empty Certificate message, docs/tls.md)."""
+    server = ssl_servers(certs.server, ca=certs.pki.ca_path)
+    opts = cm.TlsOpts(ca=certs.pki.ca, name="localhost", cert=certs.client.cert,
+                      key=certs.client.key)
+    events = Client(opts).run(server.port)
+    assert events[1:] == [(cm.MG_EV_HTTP_MSG, (200, b"hello")), (cm.MG_EV_CLOSE, None)]
+    served = server.served
+    events = Client(cm.TlsOpts(ca=certs.pki.ca, name="localhost")).run(server.port)
+    kinds = [ev for ev, _ in events]
+    assert cm.MG_EV_HTTP_MSG not in kinds and kinds[-2:] == [cm.MG_EV_ERROR, cm.MG_EV_CLOSE]
+    # The server's alert comes with a reset, which may overtake it; our
+    # handshake was over by then (TLS 1.3), so it is a plain socket error.
+    assert events[-2][1] in ("TLS Fatal alert from peer: unexpected_message (10)",
+                             "socket error")
+    wait_until(lambda: server.errors)
+    assert server.served == served
 
 
 def test_ip_san_matching_the_peer_passes_any_name(ssl_servers: Any, certs: Ns) -> None:
@@ -587,6 +645,68 @@ def test_https_client_against_plaintext_server(server_factory: Any, certs: Ns) -
     events = Client(cm.TlsOpts(ca=certs.pki.ca, name="localhost")).run(port)
     assert [ev for ev, _ in events] == [cm.MG_EV_ERROR, cm.MG_EV_CLOSE]
     assert "does not speak TLS" in events[0][1]
+
+
+def test_failures_close_only_their_own_connection(ssl_servers: Any, certs: Ns) -> None:
+    """Issue 7: a failed handshake ends that connection only.  One Manager
+    holds our HTTPS server and a keep-alive client of it; clients with the
+    wrong CA, the wrong host name or a TLS 1.2 peer, and a peer sending
+    garbage to our server, all fail while both ends of the first connection
+    go on serving requests."""
+    tls12 = ssl_servers(certs.server, max_version=ssl.TLSVersion.TLSv1_2,
+                        min_version=ssl.TLSVersion.TLSv1_2)
+    rec = Recorder(cm.TlsOpts(cert=certs.server_dns_only.cert, key=certs.server_dns_only.key))
+    replies: List[int] = []
+    errors: List[Tuple[str, str]] = []
+    closed: List[str] = []
+    get = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
+
+    def client(label: str, opts: cm.TlsOpts) -> Callable[[cm.Connection, int, Any], None]:
+        def handler(conn: cm.Connection, ev: int, data: Any) -> None:
+            if ev == cm.MG_EV_CONNECT:
+                conn.tls_init(opts)
+                conn.send(get)
+            elif ev == cm.MG_EV_HTTP_MSG:
+                replies.append(data.status())
+            elif ev == cm.MG_EV_ERROR:
+                errors.append((label, data))
+            elif ev == cm.MG_EV_CLOSE:
+                closed.append(label)
+        return handler
+
+    def poll_until(cond: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 10
+        while not cond():
+            assert time.monotonic() < deadline, (replies, errors, closed, rec.errors)
+            mgr.poll(10)
+
+    mgr = cm.Manager()
+    try:
+        port = mgr.listen("https://127.0.0.1:0", rec).local_addr[1]
+        url = "https://127.0.0.1:%d/" % port
+        good = mgr.connect(url, client("good", cm.TlsOpts(ca=certs.pki.ca, name="localhost")))
+        poll_until(lambda: replies == [200])
+        mgr.connect(url, client("ca", cm.TlsOpts(ca=certs.other.ca, name="localhost")))
+        mgr.connect(url, client("name", cm.TlsOpts(ca=certs.pki.ca, name="example.com")))
+        mgr.connect("https://127.0.0.1:%d/" % tls12.port,
+                    client("tls12", cm.TlsOpts(ca=certs.pki.ca, name="localhost")))
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as garbage:
+            garbage.sendall(b"\x16\x03\x01\x00\x10" + bytes(range(16)))
+            poll_until(lambda: len(closed) == 3 and rec.closed == 3)
+        assert sorted(closed) == ["ca", "name", "tls12"]
+        failed = dict(errors)
+        assert sorted(failed) == ["ca", "name", "tls12"]
+        assert "CA" in failed["ca"] and "hostname" in failed["name"]
+        assert failed["tls12"] in ("TLS error alert from peer: protocol_version (70)", RESET)
+        assert any("client hello" in e for e in rec.errors), rec.errors  # the garbage
+        # The first connection, both ends, still works.
+        assert not good.is_closing and len(mgr.connections) == 3
+        good.send(get)
+        poll_until(lambda: replies == [200, 200])
+        assert rec.seq.count(cm.MG_EV_HTTP_MSG) == 2 and rec.closed == 3
+    finally:
+        mgr.close()
+    assert mgr.connections == () and mgr.live_handles == 0
 
 
 def test_https_client_expired_certificate(ssl_servers: Any, certs: Ns) -> None:

@@ -5,6 +5,7 @@ exact byte sequences, the raw client of ``_ws_helpers``.
 """
 
 import asyncio
+import pickle
 import struct
 import time
 from typing import Any, List
@@ -442,6 +443,33 @@ def test_ws_message_view_dies_with_handler(server_factory):
     assert isinstance(view, cm.WsMessage) and bool(view)
     assert (view.data, view.text, view.flags) == (b"", "", 0)
     assert ("ctl", None) in kept
+
+
+def test_unbound_ws_message_and_pickling(server_factory):
+    """Spec 5.1: a view made directly acts as an invalidated one; views are
+    always truthy, compare by identity and cannot be pickled, live or dead."""
+    unbound = cm.WsMessage()
+    assert (unbound.data, unbound.text, unbound.flags, bool(unbound)) == (b"", "", 0, True)
+    assert unbound == unbound and unbound != cm.WsMessage()
+    live: List[Any] = []
+
+    def handler(conn: cm.Connection, ev: int, data: Any) -> None:
+        if ev == cm.MG_EV_HTTP_MSG:
+            conn.ws_upgrade(data)
+        elif ev == cm.MG_EV_WS_MSG:
+            try:
+                pickle.dumps(data)
+            except TypeError as exc:
+                live.append(exc)
+            conn.ws_send(data.text)
+
+    _, port = server_factory(handler)
+    with SyncClient(_url(port)) as ws:
+        ws.send("pickle me")
+        assert ws.recv(timeout=10) == "pickle me"
+    assert len(live) == 1
+    with pytest.raises(TypeError):
+        pickle.dumps(unbound)
 
 
 def test_frames_sent_with_the_upgrade_request_are_read(echo):

@@ -8,6 +8,7 @@ while another connection of the same server keeps working.
 import struct
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 import cymongoose as cm
 from conftest import wait_until
@@ -85,6 +86,28 @@ def test_message_just_under_the_limit_passes(echo):
     with SyncClient("ws://127.0.0.1:%d/" % port, max_size=None) as ws:
         ws.send(payload)
         assert ws.recv(timeout=30) == payload
+
+
+def test_oversize_message_from_a_client_library(echo):
+    """A real 4 MiB message: the sender sees 1009 and the reason, the
+    server an MG_EV_ERROR, and another client is not disturbed."""
+    rec, _, port = echo
+    url = "ws://127.0.0.1:%d/" % port
+    with SyncClient(url) as good:
+        good.send("before")
+        assert good.recv(timeout=10) == "before"
+        with SyncClient(url, max_size=None) as big:
+            with pytest.raises(ConnectionClosed) as info:
+                big.send(b"\x00" * (4 << 20))  # may already see the CLOSE
+                big.recv(timeout=10)
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+        assert "too large" in info.value.rcvd.reason
+        good.send("after")
+        assert good.recv(timeout=10) == "after"
+    wait_until(lambda: len(rec.of(cm.MG_EV_CLOSE)) == 2)
+    errors = rec.of(cm.MG_EV_ERROR)
+    assert len(errors) == 1 and "too large" in errors[0][1]
+    assert [d for _, d in rec.of(cm.MG_EV_WS_MSG)] == [(0x81, b"before"), (0x81, b"after")]
 
 
 def test_fragmented_message_over_the_limit(echo):
