@@ -121,6 +121,10 @@ for _ev in (C.MG_EV_HTTP_HDRS, C.MG_EV_HTTP_MSG, C.MG_EV_WS_OPEN):
 _FAST[C.MG_EV_WS_MSG] = WsMessage
 _FAST[C.MG_EV_MQTT_CMD] = _FAST[C.MG_EV_MQTT_MSG] = MqttMessage
 _FAST[C.MG_EV_OPEN] = _FAST[C.MG_EV_CLOSE] = _FAST[C.MG_EV_USER] = _SLOW
+# An upper half of _SLOW: a complemented event (~ev, negative) indexes it
+# from the end, and user events above MG_EV_USER land in it too.  Bytecodes
+# are what the fast path costs on CPython, so no range check of its own.
+_FAST += [_SLOW] * len(_FAST)
 _new_view = _View.__new__
 
 # Exceptions that escaped even the dispatcher's own try (onerror); the next
@@ -172,37 +176,37 @@ def _cym_dispatch(slot: int, cid: int, ev: int, arg: int) -> None:
     # another C entry point) already holds mgr._inside, so this call needs
     # no bookkeeping of its own.  Everything else takes _dispatch_slow, which
     # behaves exactly the same.
-    if 0 <= ev < _NWRAP and mgr._inside:
-        cls = _FAST[ev]
+    if mgr._inside:
+        try:
+            cls = _FAST[ev]  # complemented events index its _SLOW upper half
+            conn = mgr._conns[cid]
+        except (IndexError, KeyError):
+            cls = _SLOW
         if cls is not _SLOW:
-            conn = mgr._conns.get(cid)
-            if conn is not None:
-                handler = conn._handler
+            handler = conn._handler
+            if handler is None:
+                handler = mgr._handler
                 if handler is None:
-                    handler = mgr._handler
-                    if handler is None:
-                        return
-                if cls is None or not arg:
-                    try:
-                        handler(conn, ev, None)
-                    except Exception as exc:
-                        mgr._report(exc)
-                    except BaseException as exc:  # re-raised by poll()
-                        mgr._defer(exc)
                     return
-                data: Any = _new_view(cls)
-                data._addr = arg
-                data._p = None
+            if cls is None:
                 try:
-                    handler(conn, ev, data)
+                    handler(conn, ev, None)
                 except Exception as exc:
                     mgr._report(exc)
-                except BaseException as exc:
+                except BaseException as exc:  # re-raised by poll()
                     mgr._defer(exc)
-                finally:  # the view dies with the event
-                    data._addr = 0
-                    data._p = None
                 return
+            data: Any = _new_view(cls)  # Mongoose never passes NULL for these
+            data._addr = arg
+            try:
+                handler(conn, ev, data)
+            except Exception as exc:
+                mgr._report(exc)
+            except BaseException as exc:
+                mgr._defer(exc)
+            finally:
+                data._addr = 0  # the view dies with the event
+            return
     _dispatch_slow(mgr, cid, ev, arg)
 
 

@@ -60,9 +60,14 @@ class _View:
         return view
 
     def _ptr(self) -> Any:
-        p = self._p
-        if p is None and self._addr:
-            p = self._p = _cast(self._CTYPE, self._addr)
+        # The dispatcher sets only _addr (and zeroes it when the event ends):
+        # _p is a cache that may be unset or stale, so _addr decides.
+        addr = self._addr
+        if not addr:
+            return None
+        p = getattr(self, "_p", None)
+        if p is None:
+            p = self._p = _cast(self._CTYPE, addr)
         return p
 
     def _invalidate(self) -> None:
