@@ -62,6 +62,23 @@ def have_sources(dest=HERE):
     return True
 
 
+def _check_present(dest, pin):
+    """Stop when a file already in ``dest`` is not the pinned one.
+
+    Replacing it silently would throw away local edits; a changed Mongoose
+    belongs in MONGOOSE_SRC instead.
+    """
+    for name in FILES:
+        path = os.path.join(dest, name)
+        if os.path.exists(path):
+            try:
+                _verify(path, pin["files"][name], path)
+            except FetchError as exc:
+                raise FetchError(
+                    "%s\nDelete it to fetch the pinned copy, or build other sources "
+                    "with MONGOOSE_SRC=DIR." % exc)
+
+
 def _pip_commands():
     """Ways to run pip: this interpreter's, else the first one on PATH (inside
     pip's isolated build environment this interpreter may have no pip)."""
@@ -103,14 +120,21 @@ def _extract(archive, pin, dest):
     prefix = pin["carrier"]["path"]
     with tarfile.open(archive, "r:gz") as tar:
         for name in FILES:
-            member = tar.getmember(prefix + name)
+            try:
+                member = tar.getmember(prefix + name)
+            except KeyError:
+                raise FetchError("the carrier has no %s%s" % (prefix, name)) from None
             if not member.isfile():
                 raise FetchError("%s is not a regular file in the carrier" % member.name)
             data = tar.extractfile(member).read()
             tmp = os.path.join(dest, name + ".part")
             with open(tmp, "wb") as f:
                 f.write(data)
-            _verify(tmp, pin["files"][name], name)
+            try:
+                _verify(tmp, pin["files"][name], name)
+            except FetchError:
+                os.remove(tmp)
+                raise
             os.replace(tmp, os.path.join(dest, name))
 
 
@@ -119,6 +143,7 @@ def fetch(dest=HERE):
     if have_sources(dest):
         return dest
     pin = _load_pin()
+    _check_present(dest, pin)
     with tempfile.TemporaryDirectory() as workdir:
         archive = _download_carrier(pin, workdir)
         _extract(archive, pin, dest)
