@@ -23,6 +23,8 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 PIN = os.path.join(HERE, "pin.json")
 FILES = ("mongoose.c", "mongoose.h", "LICENSE")
+# Set by pip for the build backend; see _download_carrier.
+_BUILD_ENV = ("PIP_BUILD_TRACKER", "PIP_REQ_TRACKER", "PYTHONPATH", "PYTHONNOUSERSITE")
 
 
 class FetchError(RuntimeError):
@@ -95,9 +97,12 @@ def _download_carrier(pin, workdir):
         "download", "--no-deps", "--no-binary", ":all:", "--disable-pip-version-check",
         "-d", workdir, "%s==%s" % (carrier["name"], carrier["version"]),
     ]
-    # A clean environment: inside pip's isolated build, inherited PIP_*
-    # settings would point this nested pip at the build's private state.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    # Inside pip's isolated build (`pip install .` from a fresh checkout),
+    # pip's own per-build state must not reach this nested pip: its build
+    # tracker, and the PYTHONPATH/PYTHONNOUSERSITE that hide the
+    # interpreter's site-packages, pip included ("No module named pip").
+    # The user's PIP_* settings (an index, a proxy) still apply.
+    env = {k: v for k, v in os.environ.items() if k not in _BUILD_ENV}
     errors = []
     for pip in _pip_commands():
         done = subprocess.run(pip + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
