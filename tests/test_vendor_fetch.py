@@ -132,3 +132,12 @@ def test_mongoose_src_must_hold_both_sources(tmp_path, monkeypatch):
         fetch.source_dir()
     (tmp_path / "mongoose.h").write_bytes(b"\n")
     assert fetch.source_dir() == str(tmp_path)
+
+
+def test_nested_pip_runs_outside_the_isolated_build_environment():
+    """pip's build isolation hides site-packages (pip included) with PYTHONPATH."""
+    environ = {"PYTHONPATH": "/tmp/pip-build-env/site", "PYTHONNOUSERSITE": "1",
+               "PIP_BUILD_TRACKER": "/tmp/pip-build-tracker", "PATH": "/usr/bin",
+               "PIP_INDEX_URL": "https://mirror.example/simple", "HOME": "/root"}
+    assert fetch.nested_pip_env(environ) == {
+        "PATH": "/usr/bin", "PIP_INDEX_URL": "https://mirror.example/simple", "HOME": "/root"}

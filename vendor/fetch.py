@@ -91,18 +91,25 @@ def _pip_commands():
             yield [path]
 
 
+def nested_pip_env(environ):
+    """The environment for the pip that downloads the carrier.
+
+    Inside pip's isolated build (`pip install .` from a fresh checkout),
+    pip's own per-build state must not reach this nested pip: its build
+    tracker, and the PYTHONPATH/PYTHONNOUSERSITE that hide the
+    interpreter's site-packages, pip included ("No module named pip").
+    The user's PIP_* settings (an index, a proxy) still apply.
+    """
+    return {k: v for k, v in environ.items() if k not in _BUILD_ENV}
+
+
 def _download_carrier(pin, workdir):
     carrier = pin["carrier"]
     args = [
         "download", "--no-deps", "--no-binary", ":all:", "--disable-pip-version-check",
         "-d", workdir, "%s==%s" % (carrier["name"], carrier["version"]),
     ]
-    # Inside pip's isolated build (`pip install .` from a fresh checkout),
-    # pip's own per-build state must not reach this nested pip: its build
-    # tracker, and the PYTHONPATH/PYTHONNOUSERSITE that hide the
-    # interpreter's site-packages, pip included ("No module named pip").
-    # The user's PIP_* settings (an index, a proxy) still apply.
-    env = {k: v for k, v in os.environ.items() if k not in _BUILD_ENV}
+    env = nested_pip_env(os.environ)
     errors = []
     for pip in _pip_commands():
         done = subprocess.run(pip + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
