@@ -34,11 +34,29 @@ def test_core_names_are_exported() -> None:
         assert hasattr(_mongoose, name), name
 
 
+SPEC_CONSTANTS = {  # spec 2.1 and 2.2
+    "MG_EV_ERROR": 0, "MG_EV_OPEN": 1, "MG_EV_POLL": 2, "MG_EV_RESOLVE": 3,
+    "MG_EV_CONNECT": 4, "MG_EV_ACCEPT": 5, "MG_EV_TLS_HS": 6, "MG_EV_READ": 7,
+    "MG_EV_WRITE": 8, "MG_EV_CLOSE": 9, "MG_EV_HTTP_HDRS": 10, "MG_EV_HTTP_MSG": 11,
+    "MG_EV_WS_OPEN": 12, "MG_EV_WS_MSG": 13, "MG_EV_WS_CTL": 14, "MG_EV_MQTT_CMD": 15,
+    "MG_EV_MQTT_MSG": 16, "MG_EV_MQTT_OPEN": 17, "MG_EV_SNTP_TIME": 18, "MG_EV_WAKEUP": 19,
+    "MG_EV_USER": 23,
+    "WEBSOCKET_OP_TEXT": 1, "WEBSOCKET_OP_BINARY": 2, "WEBSOCKET_OP_PING": 9,
+    "WEBSOCKET_OP_PONG": 10,
+    "MG_LL_NONE": 0, "MG_LL_ERROR": 1, "MG_LL_INFO": 2, "MG_LL_DEBUG": 3, "MG_LL_VERBOSE": 4,
+    "MQTT_PROP_TYPE_BYTE": 0, "MQTT_PROP_TYPE_STRING": 1, "MQTT_PROP_TYPE_STRING_PAIR": 2,
+    "MQTT_PROP_TYPE_BINARY_DATA": 3, "MQTT_PROP_TYPE_VARIABLE_INT": 4, "MQTT_PROP_TYPE_INT": 5,
+    "MQTT_PROP_TYPE_SHORT": 6,
+}
+
+
 def test_constant_values() -> None:
-    assert (cymongoose.MG_EV_ERROR, cymongoose.MG_EV_HTTP_MSG, cymongoose.MG_EV_WAKEUP) == (0, 11, 19)
-    assert cymongoose.MG_EV_USER == 23
-    assert cymongoose.WEBSOCKET_OP_PONG == 10
-    assert cymongoose.MQTT_PROP_TYPE_SHORT == 6
+    got = {name: getattr(cymongoose, name) for name in SPEC_CONSTANTS}
+    assert got == SPEC_CONSTANTS
+    assert all(type(v) is int for v in got.values())
+    for name in SPEC_CONSTANTS:
+        if name.startswith("MG_EV_"):
+            assert cymongoose.event_name(SPEC_CONSTANTS[name]) == name
 
 
 def test_event_name() -> None:
