@@ -92,3 +92,34 @@ def test_live_properties_of_listener_accepted_and_outbound_connections():
         assert out.is_client and out.send_len in (0, 4)
     finally:
         mgr.close()
+
+
+def test_event_data_follows_spec_2_1():
+    """What ``data`` is for each core event: None, a str for ERROR, views for HTTP."""
+    kinds = {}
+
+    def handler(conn, ev, data):
+        kinds.setdefault(ev, set()).add(type(data).__name__)  # both ends
+        if conn.is_client:
+            return
+        if ev == cm.MG_EV_HTTP_MSG and conn.userdata is None:
+            conn.userdata = "answered"
+            conn.reply(200, "ok")
+        elif ev == cm.MG_EV_WRITE and conn.userdata == "answered":
+            conn.userdata = "failing"
+            conn.error("bye")
+
+    mgr = cm.Manager(handler)
+    port = mgr.listen("http://127.0.0.1:0").local_addr[1]
+    try:
+        out = mgr.connect("http://127.0.0.1:%d" % port)
+        poll_until(mgr, lambda: cm.MG_EV_CONNECT in kinds)
+        out.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        poll_until(mgr, lambda: cm.MG_EV_ERROR in kinds and len(mgr.connections) == 1)
+    finally:
+        mgr.close()
+    for ev in (cm.MG_EV_OPEN, cm.MG_EV_POLL, cm.MG_EV_RESOLVE, cm.MG_EV_CONNECT,
+               cm.MG_EV_ACCEPT, cm.MG_EV_READ, cm.MG_EV_WRITE, cm.MG_EV_CLOSE):
+        assert kinds.get(ev) == {"NoneType"}, (cm.event_name(ev), kinds.get(ev))
+    assert kinds[cm.MG_EV_ERROR] == {"str"}
+    assert kinds[cm.MG_EV_HTTP_HDRS] == kinds[cm.MG_EV_HTTP_MSG] == {"HttpMessage"}
