@@ -32,8 +32,10 @@ $(PYPY_VENV)/bin/python: | system-deps
 	$(PYPY_VENV)/bin/pip install -q --upgrade pip
 
 # The pinned Mongoose sources (also fetched by the build itself when missing).
+# The venv's python: it has pip, which a fresh Debian's python3 lacks.
 vendor/mongoose.c:
-	$(PYTHON) vendor/fetch.py
+	$(MAKE) $(CPY_VENV)/bin/python
+	$(CPY_VENV)/bin/python vendor/fetch.py
 
 # Install the package (not editable: tests run against what users get).
 install-cpython: $(CPY_VENV)/bin/python vendor/mongoose.c
