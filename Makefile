@@ -7,11 +7,13 @@ CPY_VENV := .venv-cpython
 PYPY_VENV := .venv-pypy
 PORT ?= 8000
 PYTEST_ARGS ?=
-APT_PACKAGES := pypy3 pypy3-dev pypy3-venv mosquitto wrk curl
+# python3-venv, python3-dev and gcc: a fresh Debian has none of them, and the
+# CPython venv and our C extension need all three.
+APT_PACKAGES := python3-venv python3-dev gcc pypy3 pypy3-dev pypy3-venv mosquitto wrk curl
 
 .PHONY: serve test test-cpython test-pypy test-asan system-deps install-cpython install-pypy clean sdist
 
-# Debian packages the tests need (PyPy, the mosquitto broker, wrk, curl).
+# Debian packages the build and the tests need (a compiler, venvs, PyPy, the mosquitto broker, wrk, curl).
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -21,7 +23,7 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-$(CPY_VENV)/bin/python:
+$(CPY_VENV)/bin/python: | system-deps
 	$(PYTHON) -m venv $(CPY_VENV)
 	$(CPY_VENV)/bin/pip install -q --upgrade pip
 
@@ -30,8 +32,10 @@ $(PYPY_VENV)/bin/python: | system-deps
 	$(PYPY_VENV)/bin/pip install -q --upgrade pip
 
 # The pinned Mongoose sources (also fetched by the build itself when missing).
+# The venv's python: it has pip, which a fresh Debian's python3 lacks.
 vendor/mongoose.c:
-	$(PYTHON) vendor/fetch.py
+	$(MAKE) $(CPY_VENV)/bin/python
+	$(CPY_VENV)/bin/python vendor/fetch.py
 
 # Install the package (not editable: tests run against what users get).
 install-cpython: $(CPY_VENV)/bin/python vendor/mongoose.c
@@ -92,6 +96,7 @@ ASAN_ENV := LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) \
   ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:suppressions=$(CURDIR)/tests/ubsan.supp
 test-asan: install-cpython
+	@echo "== ASan: CPython with -fsanitize=address,undefined"
 	rm -rf $(ASAN_DIR) && mkdir -p $(ASAN_DIR)/bin
 	for t in $(ASAN_TOOLS); do p=$$(PATH=$$PATH:/usr/sbin command -v $$t) || continue; \
 	  printf '#!/bin/sh\nunset LD_PRELOAD\nexec %s "$$@"\n' "$$p" > $(ASAN_DIR)/bin/$$t; \

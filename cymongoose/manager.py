@@ -311,7 +311,12 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
         and ``limits`` (a :class:`Limits`; ``None`` for the defaults, which
         TCP listeners get too; UDP has none).  Raises ``RuntimeError("Failed
         to listen on '<url>'")`` on failure, ``TypeError`` for a ``limits``
-        that is not a ``Limits``.
+        that is not a ``Limits``, and ``RuntimeError("Manager has been
+        freed")`` after ``close()`` (0.2.5 quirk not kept: there the call
+        "succeeded" on the freed C manager).
+
+        0.2.5 order kept: ``MG_EV_OPEN``, which Mongoose fires inside this
+        call, goes to the Manager's default handler, not to ``handler``.
         """
         kind = lib.CYM_HTTP_LISTEN if _wants_http(url, http) else lib.CYM_LISTEN
         lim = check_limits(limits)
@@ -329,6 +334,11 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
         """Open an outbound connection; it completes during later polls.
 
         Failures (refused, DNS) arrive as ``MG_EV_ERROR`` then ``MG_EV_CLOSE``.
+        Raises ``RuntimeError("Failed to connect to '<url>'")`` when Mongoose
+        refuses the URL, and ``RuntimeError("Manager has been freed")`` after
+        ``close()`` (0.2.5 quirk not kept).  0.2.5 order kept: ``MG_EV_OPEN``
+        and, for an IP literal, ``MG_EV_RESOLVE`` fire inside this call and
+        go to the Manager's default handler, not to ``handler``.
         """
         kind = lib.CYM_HTTP_CONNECT if _wants_http(url, http) else lib.CYM_CONNECT
         return self._open(kind, url, handler, "Failed to connect to '%s'")

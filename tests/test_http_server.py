@@ -253,6 +253,33 @@ def test_ipv6_loopback(server_factory, client):
     assert remote[0] == "0000:0000:0000:0000:0000:0000:0000:0001" and remote[2] is True
 
 
+def test_ipv6_any_address_is_dual_stack(server_factory, client):
+    # MG_ENABLE_IPV6=1: a listener on [::] also accepts IPv4 clients, which
+    # appear as IPv4-mapped addresses. Mongoose leaves IPV6_V6ONLY to the
+    # system default (net.ipv6.bindv6only, 0 unless changed).
+    reason = ipv6_loopback()
+    if reason:
+        pytest.skip(reason)
+    try:
+        with open("/proc/sys/net/ipv6/bindv6only") as f:
+            if f.read().strip() == "1":
+                pytest.skip("net.ipv6.bindv6only=1: [::] listeners are IPv6-only here")
+    except OSError:
+        pass
+    seen = []
+
+    def handler(conn, ev, hm):
+        if ev == cm.MG_EV_HTTP_MSG:
+            seen.append(conn.remote_addr)
+            conn.reply(200, "dual")
+
+    _, port = server_factory(handler, url="http://[::]:0")
+    assert client.get("http://[::1]:%d/" % port).text == "dual"
+    assert client.get("http://127.0.0.1:%d/" % port).text == "dual"
+    assert seen[0][0] == "0000:0000:0000:0000:0000:0000:0000:0001"
+    assert seen[1][0] == "0000:0000:0000:0000:0000:ffff:7f00:0001" and seen[1][2] is True
+
+
 # -- reply() and reply_json() on the wire --------------------------------------
 
 def wire_app(conn: cm.Connection, ev: int, hm: object) -> None:

@@ -23,6 +23,8 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 PIN = os.path.join(HERE, "pin.json")
 FILES = ("mongoose.c", "mongoose.h", "LICENSE")
+# Set by pip for the build backend; see _download_carrier.
+_BUILD_ENV = ("PIP_BUILD_TRACKER", "PIP_REQ_TRACKER", "PYTHONPATH", "PYTHONNOUSERSITE")
 
 
 class FetchError(RuntimeError):
@@ -62,6 +64,23 @@ def have_sources(dest=HERE):
     return True
 
 
+def _check_present(dest, pin):
+    """Stop when a file already in ``dest`` is not the pinned one.
+
+    Replacing it silently would throw away local edits; a changed Mongoose
+    belongs in MONGOOSE_SRC instead.
+    """
+    for name in FILES:
+        path = os.path.join(dest, name)
+        if os.path.exists(path):
+            try:
+                _verify(path, pin["files"][name], path)
+            except FetchError as exc:
+                raise FetchError(
+                    "%s\nDelete it to fetch the pinned copy, or build other sources "
+                    "with MONGOOSE_SRC=DIR." % exc)
+
+
 def _pip_commands():
     """Ways to run pip: this interpreter's, else the first one on PATH (inside
     pip's isolated build environment this interpreter may have no pip)."""
@@ -72,15 +91,25 @@ def _pip_commands():
             yield [path]
 
 
+def nested_pip_env(environ):
+    """The environment for the pip that downloads the carrier.
+
+    Inside pip's isolated build (`pip install .` from a fresh checkout),
+    pip's own per-build state must not reach this nested pip: its build
+    tracker, and the PYTHONPATH/PYTHONNOUSERSITE that hide the
+    interpreter's site-packages, pip included ("No module named pip").
+    The user's PIP_* settings (an index, a proxy) still apply.
+    """
+    return {k: v for k, v in environ.items() if k not in _BUILD_ENV}
+
+
 def _download_carrier(pin, workdir):
     carrier = pin["carrier"]
     args = [
         "download", "--no-deps", "--no-binary", ":all:", "--disable-pip-version-check",
         "-d", workdir, "%s==%s" % (carrier["name"], carrier["version"]),
     ]
-    # A clean environment: inside pip's isolated build, inherited PIP_*
-    # settings would point this nested pip at the build's private state.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env = nested_pip_env(os.environ)
     errors = []
     for pip in _pip_commands():
         done = subprocess.run(pip + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
@@ -103,14 +132,21 @@ def _extract(archive, pin, dest):
     prefix = pin["carrier"]["path"]
     with tarfile.open(archive, "r:gz") as tar:
         for name in FILES:
-            member = tar.getmember(prefix + name)
+            try:
+                member = tar.getmember(prefix + name)
+            except KeyError:
+                raise FetchError("the carrier has no %s%s" % (prefix, name)) from None
             if not member.isfile():
                 raise FetchError("%s is not a regular file in the carrier" % member.name)
             data = tar.extractfile(member).read()
             tmp = os.path.join(dest, name + ".part")
             with open(tmp, "wb") as f:
                 f.write(data)
-            _verify(tmp, pin["files"][name], name)
+            try:
+                _verify(tmp, pin["files"][name], name)
+            except FetchError:
+                os.remove(tmp)
+                raise
             os.replace(tmp, os.path.join(dest, name))
 
 
@@ -119,6 +155,7 @@ def fetch(dest=HERE):
     if have_sources(dest):
         return dest
     pin = _load_pin()
+    _check_present(dest, pin)
     with tempfile.TemporaryDirectory() as workdir:
         archive = _download_carrier(pin, workdir)
         _extract(archive, pin, dest)
