@@ -5,6 +5,10 @@ which subclasses ``RuntimeError``, so both ``except`` clauses work.
 """
 
 
+# The spec's message for any call on a closed Manager.
+MANAGER_FREED = "Manager has been freed"
+
+
 class MongooseError(RuntimeError):
     """Root of cymongoose's own exceptions."""
 

@@ -10,14 +10,13 @@ from ._dispatch import LSN_SHIFT, mask_of, print_exception
 from ._ffi import ffi, lib
 from ._graceful import finish_in_flight
 from .connection import Connection, Handler
-from .errors import MongooseError, ThreadError
+from .errors import MANAGER_FREED as _FREED, MongooseError, ThreadError
 from .limits import Limits, attach as attach_limits, check as check_limits
 from .net import NetManagerMixin
 from .mqtt import MqttManagerMixin
 from .timers import TimerManagerMixin
 from .wakeup import WakeupManagerMixin
 
-_FREED = "Manager has been freed"
 _REENTRANT = ("poll() is not reentrant and must not be called concurrently. "
               "Use AsyncManager for multi-threaded access.")
 _CLOSE_WHILE_POLLING = ("Cannot close Manager while poll() is active. "

@@ -13,9 +13,8 @@ from typing import Any
 from ._args import to_int
 from ._ffi import ffi, lib
 from ._hooks import LoopHooks
-from .errors import MongooseError
+from .errors import MANAGER_FREED as _FREED, MongooseError
 
-_FREED = "Manager has been freed"
 _ULONG_MAX = 2 ** (8 * ffi.sizeof("unsigned long")) - 1
 
 
