@@ -99,8 +99,9 @@ def test_bad_framing_fires_error_event(server, caplog, data, words):
         wait_until(lambda: logged(caplog, words))
     bad_ids = {cid for cid, _ in rec.of(cm.MG_EV_ERROR)}
     assert len(bad_ids) == 1
-    assert {msg for _, msg in rec.of(cm.MG_EV_ERROR)} == {words}
     wait_until(lambda: bad_ids <= {cid for cid, _ in rec.of(cm.MG_EV_CLOSE)})
+    # Once, though Mongoose parses the input again at close (the shim drops it).
+    assert [msg for _, msg in rec.of(cm.MG_EV_ERROR)] == [words]
     assert alive.get() == b"ok /alive"
     assert served(port)
 
