@@ -73,6 +73,24 @@ def test_wss_echo_with_websocket_client(server_factory: Any, certs: Certs) -> No
         ws.close()
 
 
+def test_wss_echo_with_websockets(server_factory: Any, certs: Certs) -> None:
+    """The other client library, verifying our certificate with the fixture's CA."""
+    import ssl
+
+    from websockets.sync.client import connect
+
+    opts = cm.TlsOpts(cert=certs.server.cert, key=certs.server.key)
+    _, port = server_factory(_wss_echo(opts), url="wss://127.0.0.1:0")
+    ctx = ssl.create_default_context(cafile=certs.pki.ca_path)
+    with connect("wss://127.0.0.1:%d/echo" % port, ssl=ctx, server_hostname="localhost",
+                 open_timeout=5, close_timeout=5) as ws:
+        ws.send("héllo over wss")
+        assert ws.recv(timeout=5) == "héllo over wss"
+        ws.send(bytes(range(256)) * 256)
+        assert ws.recv(timeout=5) == bytes(range(256)) * 256
+        assert ws.protocol.state.name == "OPEN"
+
+
 @needs_ws
 def test_wss_client_to_wss_server(server_factory: Any, certs: Certs) -> None:
     """Our ws_connect("wss://...") with tls_init in MG_EV_CONNECT."""
