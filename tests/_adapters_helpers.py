@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import threading
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 from conftest import wait_until
 
@@ -69,6 +69,21 @@ class AsgiThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
+
+
+def started(server_class: Any) -> Iterator[Callable[..., Any]]:
+    """Body of a ``start`` fixture: ``start(app, **options)`` serves ``app``
+    with ``server_class`` (WsgiThread or AsgiThread); all stop at teardown."""
+    servers: List[Any] = []
+
+    def run(app: Any, **options: Any) -> Any:
+        srv = server_class(app, **options)
+        servers.append(srv)
+        return srv
+
+    yield run
+    for srv in servers:
+        srv.stop()
 
 
 def raw_exchange(port: int, data: bytes, until: Callable[[bytes], bool],

@@ -97,6 +97,23 @@ class Pki:
         return Issued(builder.sign(self.key_obj, self.hash), key, self.directory, stem)
 
 
+class Certs:
+    """A CA with a server certificate (localhost, 127.0.0.1) and a client one."""
+
+    pki: Pki
+    server: Issued
+    client: Issued
+
+
+def server_and_client(directory: str) -> Certs:
+    """The usual test PKI, made in ``directory``."""
+    certs = Certs()
+    certs.pki = Pki(directory)
+    certs.server = certs.pki.issue("server", "localhost", dns=["localhost"], ips=["127.0.0.1"])
+    certs.client = certs.pki.issue("client", "test client", client=True)
+    return certs
+
+
 class SslServer:
     """A Python ``ssl`` TCP server on a thread: answers each connection with ``reply``.
 

@@ -15,7 +15,8 @@ from typing import Any, List, Optional
 
 import httpx
 import pytest
-from _adapters_helpers import AsgiThread, ServerProcess, count_responses, raw_exchange, read_until
+from _adapters_helpers import (AsgiThread, ServerProcess, count_responses, raw_exchange, read_until,
+                              started)
 from conftest import wait_until
 
 import cymongoose
@@ -208,16 +209,7 @@ FRAMEWORKS = [
 @pytest.fixture
 def start():
     """``start(app, **options)`` serves an ASGI app; all stop at teardown."""
-    servers = []
-
-    def run(app, **options):
-        srv = AsgiThread(app, **options)
-        servers.append(srv)
-        return srv
-
-    yield run
-    for srv in servers:
-        srv.stop()
+    yield from started(AsgiThread)
 
 
 @pytest.fixture(params=FRAMEWORKS)

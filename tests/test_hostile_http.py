@@ -100,7 +100,7 @@ def test_bad_framing_fires_error_event(server, caplog, data, words):
     bad_ids = {cid for cid, _ in rec.of(cm.MG_EV_ERROR)}
     assert len(bad_ids) == 1
     wait_until(lambda: bad_ids <= {cid for cid, _ in rec.of(cm.MG_EV_CLOSE)})
-    # Once, though Mongoose parses the input again at close (the shim drops it).
+    # Once: unpatched Mongoose parses the input again at close (patch 0004).
     assert [msg for _, msg in rec.of(cm.MG_EV_ERROR)] == [words]
     assert alive.get() == b"ok /alive"
     assert served(port)

@@ -19,7 +19,7 @@ import pytest
 
 import cymongoose as cm
 from conftest import wait_until
-from _tls_helpers import Issued, Pki, SslServer, client_context, server_context
+from _tls_helpers import Certs, SslServer, client_context, server_and_client, server_context
 
 # The chance that the old encoding survives N signatures is (1 - 1/256)**N:
 # 1200 handshakes leave it under 1%.
@@ -29,20 +29,9 @@ CLIENT_WORKERS = 4
 PARALLEL = 8
 
 
-class Certs:
-    pki: Pki
-    server: Issued
-    client: Issued
-
-
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: Any) -> Certs:
-    d = str(tmp_path_factory.mktemp("ecdsa"))
-    ns = Certs()
-    ns.pki = Pki(d)
-    ns.server = ns.pki.issue("server", "localhost", dns=["localhost"], ips=["127.0.0.1"])
-    ns.client = ns.pki.issue("client", "test client", client=True)
-    return ns
+    return server_and_client(str(tmp_path_factory.mktemp("ecdsa")))
 
 
 def _handshakes(port: int, ctx: ssl.SSLContext, count: int, failures: List[str]) -> None:

@@ -1,8 +1,4 @@
-"""WSS and MQTTS (issue 7): WebSocket and MQTT over Mongoose's built-in TLS.
-
-These need the WebSocket API (spec 4.11) and the MQTT client API (spec
-3.7, 4.12), which land separately; each test runs once its API exists.
-"""
+"""WSS and MQTTS (issue 7): WebSocket and MQTT over Mongoose's built-in TLS."""
 
 import os
 import pathlib
@@ -18,28 +14,14 @@ import websocket
 
 import cymongoose as cm
 from conftest import wait_until
-from _tls_helpers import Issued, Pki
+from _tls_helpers import Certs, Pki, server_and_client
 
-HAS_WS = hasattr(cm.Connection, "ws_upgrade") and hasattr(cm.Connection, "ws_send")
-HAS_MQTT = hasattr(cm.Manager, "mqtt_connect") and hasattr(cm.Connection, "mqtt_sub")
-needs_ws = pytest.mark.skipif(not HAS_WS, reason="WebSocket API (spec 4.11) not merged yet")
-needs_mqtt = pytest.mark.skipif(not HAS_MQTT, reason="MQTT client API (spec 4.12) not merged yet")
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-
-
-class Certs:
-    pki: Pki
-    server: Issued
-    client: Issued
 
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: Any) -> Certs:
-    ns = Certs()
-    ns.pki = Pki(str(tmp_path_factory.mktemp("wss-pki")))
-    ns.server = ns.pki.issue("server", "localhost", dns=["localhost"], ips=["127.0.0.1"])
-    ns.client = ns.pki.issue("client", "cymongoose client", client=True)
-    return ns
+    return server_and_client(str(tmp_path_factory.mktemp("wss-pki")))
 
 
 # -- WSS -------------------------------------------------------------------------
@@ -58,7 +40,6 @@ def _wss_echo(opts: cm.TlsOpts) -> Any:
     return handler
 
 
-@needs_ws
 def test_wss_echo_with_websocket_client(server_factory: Any, certs: Certs) -> None:
     opts = cm.TlsOpts(cert=certs.server.cert, key=certs.server.key)
     _, port = server_factory(_wss_echo(opts), url="wss://127.0.0.1:0")
@@ -91,7 +72,6 @@ def test_wss_echo_with_websockets(server_factory: Any, certs: Certs) -> None:
         assert ws.protocol.state.name == "OPEN"
 
 
-@needs_ws
 def test_wss_client_to_wss_server(server_factory: Any, certs: Certs) -> None:
     """Our ws_connect("wss://...") with tls_init in MG_EV_CONNECT."""
     opts = cm.TlsOpts(cert=certs.server.cert, key=certs.server.key)
@@ -205,13 +185,11 @@ def _mqtts_round_trip(port: int, opts: cm.TlsOpts) -> List[Tuple[str, Any]]:
     return got
 
 
-@needs_mqtt
 def test_mqtts_to_mosquitto(mosquitto_tls: Tuple[int, int], certs: Certs) -> None:
     got = _mqtts_round_trip(mosquitto_tls[0], cm.TlsOpts(ca=certs.pki.ca, name="localhost"))
     assert got == [("open", 0, True), ("msg", "cym/tls", b"over mqtts"), ("close", None)]
 
 
-@needs_mqtt
 def test_mqtts_client_certificate(mosquitto_tls: Tuple[int, int], certs: Certs) -> None:
     opts = cm.TlsOpts(ca=certs.pki.ca, name="localhost", cert=certs.client.cert,
                       key=certs.client.key)
@@ -219,7 +197,6 @@ def test_mqtts_client_certificate(mosquitto_tls: Tuple[int, int], certs: Certs) 
     assert got == [("open", 0, True), ("msg", "cym/tls", b"over mqtts"), ("close", None)]
 
 
-@needs_mqtt
 def test_mqtts_untrusted_broker(mosquitto_tls: Tuple[int, int], certs: Certs,
                                 tmp_path: Any) -> None:
     other = Pki(str(tmp_path), "not the broker's CA")

@@ -16,7 +16,7 @@ from wsgiref.validate import validator
 import httpx
 import pytest
 from _adapters_helpers import (ServerProcess, WsgiThread, count_responses, raw_exchange,
-                               read_until)
+                               read_until, started)
 from conftest import wait_until
 
 from cymongoose.wsgi import FileWrapper, WSGIServer, _build_environ
@@ -29,16 +29,7 @@ MiB = 1024 * 1024
 @pytest.fixture
 def start():
     """``start(app, **options)`` serves a WSGI app; all stop at teardown."""
-    servers = []
-
-    def run(app, **options):
-        srv = WsgiThread(app, **options)
-        servers.append(srv)
-        return srv
-
-    yield run
-    for srv in servers:
-        srv.stop()
+    yield from started(WsgiThread)
 
 
 def make_flask_app(gate: threading.Event, ports: list) -> "flask.Flask":

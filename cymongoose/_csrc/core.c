@@ -73,25 +73,7 @@ static bool cym_truncated(struct mg_connection *c, struct mg_http_message *hm) {
   return true;
 }
 
-/* http_cb reports a framing error (bad chunk, unknown Transfer-Encoding)
- * through mg_error, then parses the same input again when the connection
- * closes and reports it a second time: after the first report, the input is
- * dead. */
-static void cym_drop_bad_http_input(struct mg_connection *c, const char *err) {
-  if (c->is_closing && c->pfn == http_cb &&
-      (strcmp(err, "Invalid chunk") == 0 ||
-       strcmp(err, "Invalid Transfer-Encoding") == 0))
-    c->recv.len = 0;
-}
-
-static void cym_deliver(struct mg_connection *c, int ev, void *ev_data);
-
 void cym_ev(struct mg_connection *c, int ev, void *ev_data) {
-  cym_deliver(c, ev, ev_data);
-  if (ev == MG_EV_ERROR && ev_data != NULL) cym_drop_bad_http_input(c, ev_data);
-}
-
-static void cym_deliver(struct mg_connection *c, int ev, void *ev_data) {
   struct cym_mgr *m = (struct cym_mgr *) c->mgr->userdata;
   uintptr_t wanted = (uintptr_t) c->fn_data &
                      ((uintptr_t) 1 << (ev < MG_EV_USER ? ev : MG_EV_USER));
