@@ -39,15 +39,15 @@ def handles(*events: int) -> Callable[[F], F]:
 
     def mark(fn: F) -> F:
         try:
-            fn.__cym_events__ = mask  # type: ignore[attr-defined]
+            setattr(fn, "__cym_events__", mask)
             return fn
         except (AttributeError, TypeError):
             # Bound methods and builtins take no attributes: wrap them.
             def wrapper(*args: Any) -> Any:
                 return fn(*args)
 
-            wrapper.__cym_events__ = mask  # type: ignore[attr-defined]
-            wrapper.__wrapped__ = fn  # type: ignore[attr-defined]
+            setattr(wrapper, "__cym_events__", mask)
+            setattr(wrapper, "__wrapped__", fn)
             return wrapper  # type: ignore[return-value]
 
     return mark

@@ -7,7 +7,7 @@ from typing import Any, Callable, List, Mapping, Optional, Tuple
 from ._args import header_line, to_bytes, to_cstr, to_int
 from ._ffi import ffi, lib
 from .errors import ClosedError, MongooseError
-from .messages import HttpMessage
+from .messages import HttpMessage, valid_message
 from .net import NetConnectionMixin
 from .mqtt import MqttConnectionMixin
 from .tls import TlsConnectionMixin
@@ -40,17 +40,6 @@ def _address(a: Any) -> Address:
         return (ip, port, True)
     raw = ffi.unpack(a.addr.ip, 4)
     return ("%d.%d.%d.%d" % (raw[0], raw[1], raw[2], raw[3]), port, False)
-
-
-def _valid_message(message: Any) -> HttpMessage:
-    if message is not None and not isinstance(message, HttpMessage):
-        raise TypeError(
-            "Argument 'message' has incorrect type (expected HttpMessage, got %s)"
-            % type(message).__name__
-        )
-    if message is None or not message:
-        raise ValueError("HttpMessage is not valid for this event")
-    return message
 
 
 def header_block(headers: Optional[Mapping[Any, Any]]) -> bytes:
@@ -324,7 +313,7 @@ class Connection(NetConnectionMixin, MqttConnectionMixin, TlsConnectionMixin, Ws
         ``mime_types`` reads ``"ext=type,ext2=type2"``.  Paths outside the
         root (``..``) are refused by Mongoose.
         """
-        hm = _valid_message(message)
+        hm = valid_message(message)
         keep: List[Any] = []
         opts = _serve_opts(keep, root_dir=root_dir, extra_headers=extra_headers,
                            mime_types=mime_types, page404=page404)
@@ -333,7 +322,7 @@ class Connection(NetConnectionMixin, MqttConnectionMixin, TlsConnectionMixin, Ws
     def serve_file(self, message: HttpMessage, path: str, extra_headers: str = "",
                    mime_types: str = "") -> None:
         """Serve one file, whatever the request's URI (Range, ETag, MIME type)."""
-        hm = _valid_message(message)
+        hm = valid_message(message)
         p = to_cstr(path, "path")
         keep: List[Any] = []
         opts = _serve_opts(keep, extra_headers=extra_headers, mime_types=mime_types)

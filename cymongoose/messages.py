@@ -328,3 +328,15 @@ class MqttMessage(_View):
                 }
             )
         return out
+
+
+def valid_message(message: Any) -> HttpMessage:
+    """``message`` if it is a live ``HttpMessage``; ``TypeError``/``ValueError`` otherwise."""
+    if message is not None and not isinstance(message, HttpMessage):
+        raise TypeError(
+            "Argument 'message' has incorrect type (expected HttpMessage, got %s)"
+            % type(message).__name__
+        )
+    if message is None or not message:
+        raise ValueError("HttpMessage is not valid for this event")
+    return message

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Iterable, List, Optional, Tuple
 
 from ._args import to_bytes, to_cstr, to_int
 from ._ffi import ffi, lib
+from ._host import ConnectionHost, ManagerHost
 from .constants import (MQTT_PROP_TYPE_BYTE, MQTT_PROP_TYPE_INT, MQTT_PROP_TYPE_SHORT,
                         MQTT_PROP_TYPE_STRING_PAIR, MQTT_PROP_TYPE_VARIABLE_INT)
 
@@ -134,7 +135,7 @@ def _props(items: Optional[Properties], keep: List[Any]) -> Tuple[Any, int]:
     return arr, len(pairs)
 
 
-class MqttConnectionMixin:
+class MqttConnectionMixin(ConnectionHost):
     """MQTT methods of :class:`Connection` (spec 4.12).
 
     They write MQTT packets to any connection, without checking that it
@@ -162,7 +163,7 @@ class MqttConnectionMixin:
         buf = to_bytes(message)
         if len(buf) > _MAX_PACKET - len(t) - 4:
             raise ValueError("message is too large for one MQTT packet")
-        c = self._live()  # type: ignore[attr-defined]
+        c = self._live()
         keep: List[Any] = []
         arr, n = self._v5_props(c, properties, keep)
         return int(lib.cym_mqtt_pub(c, t, len(t), buf, len(buf), q, 1 if retain else 0, arr, n))
@@ -172,7 +173,7 @@ class MqttConnectionMixin:
         """Subscribe to ``topic`` (wildcards allowed) at ``qos``; SUBACK follows."""
         t = _topic(topic)
         q = _qos(qos)
-        c = self._live()  # type: ignore[attr-defined]
+        c = self._live()
         keep: List[Any] = []
         arr, n = self._v5_props(c, properties, keep)
         lib.cym_mqtt_sub(c, t, len(t), q, 0, arr, n)
@@ -180,22 +181,22 @@ class MqttConnectionMixin:
     def mqtt_unsub(self, topic: str, *, properties: Optional[Properties] = None) -> None:
         """Unsubscribe from ``topic``; UNSUBACK follows."""
         t = _topic(topic)
-        c = self._live()  # type: ignore[attr-defined]
+        c = self._live()
         keep: List[Any] = []
         arr, n = self._v5_props(c, properties, keep)
         lib.cym_mqtt_sub(c, t, len(t), 0, 1, arr, n)
 
     def mqtt_ping(self) -> None:
         """Send PINGREQ (clients with ``keepalive`` also ping by themselves)."""
-        lib.mg_mqtt_ping(self._live())  # type: ignore[attr-defined]
+        lib.mg_mqtt_ping(self._live())
 
     def mqtt_pong(self) -> None:
         """Send PINGRESP (a broker's answer to PINGREQ)."""
-        lib.mg_mqtt_pong(self._live())  # type: ignore[attr-defined]
+        lib.mg_mqtt_pong(self._live())
 
     def mqtt_disconnect(self) -> None:
         """Send DISCONNECT; the socket stays open until the broker or ``close()`` ends it."""
-        lib.cym_mqtt_disconnect(self._live())  # type: ignore[attr-defined]
+        lib.cym_mqtt_disconnect(self._live())
 
     @staticmethod
     def _v5_props(c: Any, properties: Optional[Properties], keep: List[Any]) -> Tuple[Any, int]:
@@ -213,7 +214,7 @@ def _login_str(opts: Any, field: str, value: Any, name: str, keep: List[Any]) ->
         _set_str(getattr(opts, field), _short_bytes(to_cstr(value, name), name), keep)
 
 
-class MqttManagerMixin:
+class MqttManagerMixin(ManagerHost):
     """``Manager.mqtt_connect`` (spec 3.7)."""
 
     __slots__ = ()
@@ -278,7 +279,7 @@ class MqttManagerMixin:
         def opener(cm: Any, raw: bytes, state: int) -> Any:
             return lib.cym_mqtt_connect(cm, raw, opts, state)
 
-        return self._open(0, url, handler,  # type: ignore[attr-defined, no-any-return]
+        return self._open(0, url, handler,
                           "Failed to connect to MQTT broker '%s'", opener)
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from ._args import to_cstr, to_int
 from ._ffi import ffi, lib
+from ._host import ConnectionHost, ManagerHost
 from .errors import MongooseError, check
 
 _F_LISTENING = int(lib.CYM_F_LISTENING)
@@ -18,15 +19,15 @@ _CONSUME_TEXTS = {_E_STATE: "recv_consume() is for raw tcp:// and udp:// connect
 _DNS_URLS: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
 
 
-class NetConnectionMixin:
+class NetConnectionMixin(ConnectionHost):
     """``Connection`` methods for name resolution, SNTP and raw receive buffers."""
 
     __slots__ = ()
 
     def _net_call(self, fn: Any, *args: Any) -> Any:
         """Call C on the live connection; events it fires run nested, as in a handler."""
-        c = self._live()  # type: ignore[attr-defined]
-        with self._mgr._calling_c():  # type: ignore[attr-defined]
+        c = self._live()
+        with self._mgr._calling_c():
             return fn(c, *args)
 
     def resolve(self, url: str) -> None:
@@ -47,7 +48,7 @@ class NetConnectionMixin:
         ``connect()`` fires (the connect resolves its own URL next).
         """
         raw = to_cstr(url, "url")
-        c = self._live()  # type: ignore[attr-defined]
+        c = self._live()
         if lib.cym_flags(c) & _F_LISTENING:
             raise MongooseError("resolve() needs a client connection, not a listener")
         check(self._net_call(lib.cym_net_resolve, raw), {
@@ -56,7 +57,7 @@ class NetConnectionMixin:
 
     def resolve_cancel(self) -> None:
         """Drop any DNS or mDNS lookup pending for this connection."""
-        lib.mg_resolve_cancel(self._live())  # type: ignore[attr-defined]
+        lib.mg_resolve_cancel(self._live())
 
     def sntp_request(self) -> None:
         """Send one SNTP request on an ``sntp_connect`` connection.
@@ -78,14 +79,14 @@ class NetConnectionMixin:
         """
         if isinstance(length, bool) or not isinstance(length, int):
             raise TypeError("Argument 'length' must be an int")
-        c = self._c  # type: ignore[attr-defined]
+        c = self._c
         if c is None:
             return 0
         n = int(c.recv.len) if length < 0 else min(length, int(c.recv.len))
         return int(check(lib.cym_net_consume(c, n), _CONSUME_TEXTS))
 
 
-class NetManagerMixin:
+class NetManagerMixin(ManagerHost):
     """``Manager`` settings for name resolution (an addition beyond 0.2.5)."""
 
     __slots__ = ()
@@ -105,32 +106,32 @@ class NetManagerMixin:
         Raises ``TypeError`` for a non-``str``, ``ValueError`` for ``""``
         and ``RuntimeError`` once the Manager is closed.
         """
-        self._check_open()  # type: ignore[attr-defined]
-        return ffi.string(lib.cym_net_dns(self._mgr)).decode("utf-8", "surrogateescape")  # type: ignore[attr-defined]
+        self._check_open()
+        return ffi.string(lib.cym_net_dns(self._mgr)).decode("utf-8", "surrogateescape")
 
     @dns_server.setter
     def dns_server(self, url: str) -> None:
         raw = to_cstr(url, "url")
         if not raw:
             raise ValueError("dns_server must be a URL such as 'udp://127.0.0.1:53'")
-        self._check_open()  # type: ignore[attr-defined]
-        self._check_thread()  # type: ignore[attr-defined]
+        self._check_open()
+        self._check_thread()
         keep = ffi.new("char[]", raw)
-        lib.cym_net_set_dns(self._mgr, keep, 1 if self._inside else 0)  # type: ignore[attr-defined]
+        lib.cym_net_set_dns(self._mgr, keep, 1 if self._inside else 0)
         _DNS_URLS[self] = keep  # only now may the previous buffer go
 
     @property
     def dns_timeout(self) -> int:
         """DNS lookup timeout in milliseconds (3000 by default)."""
-        self._check_open()  # type: ignore[attr-defined]
-        return int(lib.cym_net_dns_timeout(self._mgr, -1))  # type: ignore[attr-defined]
+        self._check_open()
+        return int(lib.cym_net_dns_timeout(self._mgr, -1))
 
     @dns_timeout.setter
     def dns_timeout(self, ms: int) -> None:
         value = to_int(ms, "ms", 0)
-        self._check_open()  # type: ignore[attr-defined]
-        self._check_thread()  # type: ignore[attr-defined]
-        lib.cym_net_dns_timeout(self._mgr, value)  # type: ignore[attr-defined]
+        self._check_open()
+        self._check_thread()
+        lib.cym_net_dns_timeout(self._mgr, value)
 
 
 __all__ = ["NetConnectionMixin", "NetManagerMixin"]

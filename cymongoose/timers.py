@@ -14,7 +14,7 @@ from typing import Any, Callable, List, Optional, Set
 from ._args import to_int
 from ._dispatch import _on_escape
 from ._ffi import ffi, lib
-from ._hooks import LoopHooks
+from ._host import ManagerHost
 from .errors import MongooseError
 
 _U64_MAX = 2**64 - 1
@@ -94,7 +94,7 @@ def _cym_timer(handle: Any) -> None:
     ffi.from_handle(handle)._fire()
 
 
-class TimerManagerMixin(LoopHooks):
+class TimerManagerMixin(ManagerHost):
     """``Manager.timer_add`` and the timer bookkeeping of ``poll``/``close``."""
 
     # No __slots__: Manager keeps a __dict__, where these attributes live.
@@ -125,15 +125,15 @@ class TimerManagerMixin(LoopHooks):
         ``RuntimeError("Failed to add timer")`` when Mongoose cannot.
         """
         ms = to_int(milliseconds, "milliseconds", 0, _U64_MAX)
-        self._check_open()  # type: ignore[attr-defined]
-        self._check_thread()  # type: ignore[attr-defined]
+        self._check_open()
+        self._check_thread()
         if self._timer_reg is None:
             self._timer_lock = threading.Lock()
             self._timer_cancels = []
             self._timer_reg = set()
         timer = Timer()
         timer._handle = ffi.new_handle(timer)
-        cm = self._cm  # type: ignore[attr-defined]
+        cm = self._cm
         c = lib.cym_timer_add(cm, ms, bool(repeat), bool(run_now), timer._handle)
         if c == ffi.NULL:
             raise MongooseError("Failed to add timer")
@@ -148,7 +148,7 @@ class TimerManagerMixin(LoopHooks):
         if self._timer_cancels:
             self._drain_cancels()
         if self._timer_reg:
-            timeout_ms = lib.cym_timer_wait(self._cm, timeout_ms)  # type: ignore[attr-defined]
+            timeout_ms = lib.cym_timer_wait(self._cm, timeout_ms)
         return super()._before_poll(timeout_ms)
 
     def _drain_cancels(self) -> None:
@@ -159,7 +159,7 @@ class TimerManagerMixin(LoopHooks):
             c = timer._c
             if c is not None:  # None: a one-shot that fired and was freed meanwhile
                 timer._c = None
-                lib.cym_timer_free(self._cm, c)  # type: ignore[attr-defined]
+                lib.cym_timer_free(self._cm, c)
                 timer._release(self)
 
     def _before_free(self) -> None:

@@ -23,6 +23,7 @@ from typing import Any, Optional, Tuple
 
 from . import _pem
 from ._ffi import lib
+from ._host import ConnectionHost
 from .errors import check
 
 _INIT_TEXTS = {
@@ -231,7 +232,7 @@ def _restore(ca: Optional[bytes], cert: Optional[bytes], key: Optional[bytes],
     return opts
 
 
-class TlsConnectionMixin:
+class TlsConnectionMixin(ConnectionHost):
     """``tls_init`` and ``tls_free`` for :class:`Connection`."""
 
     __slots__ = ()
@@ -266,8 +267,8 @@ class TlsConnectionMixin:
             raise TypeError("Argument 'opts' has incorrect type (expected TlsOpts, got %s)"
                             % type(opts).__name__)
         ca, cert, key, name = opts._prepared()
-        c = self._live()  # type: ignore[attr-defined]
-        with self._mgr._calling_c():  # type: ignore[attr-defined]
+        c = self._live()
+        with self._mgr._calling_c():
             rc = lib.cym_tls_init(c, ca, len(ca), cert, len(cert), key, len(key),
                                   name, len(name), 1 if opts._skip else 0)
         if rc:
@@ -286,6 +287,6 @@ class TlsConnectionMixin:
         Raises:
             RuntimeError: the connection is closed.
         """
-        c = self._live()  # type: ignore[attr-defined]
-        mgr = self._mgr  # type: ignore[attr-defined]
+        c = self._live()
+        mgr = self._mgr
         lib.cym_tls_free(c, 0 if mgr is not None and mgr._inside else 1)

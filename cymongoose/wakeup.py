@@ -13,7 +13,7 @@ from typing import Any, Callable, Deque, Optional, Tuple
 
 from ._args import to_int
 from ._ffi import ffi, lib
-from ._hooks import LoopHooks
+from ._host import ManagerHost
 from .errors import MongooseError, check
 
 _ULONG_MAX = 2 ** (8 * ffi.sizeof("unsigned long")) - 1
@@ -22,7 +22,7 @@ _E_SIGNAL = int(lib.CYM_E_SIGNAL)
 _NO_SIGNAL = "wakeup failed: cannot signal the poll thread"
 
 
-class WakeupManagerMixin(LoopHooks):
+class WakeupManagerMixin(ManagerHost):
     """``Manager.wakeup``, ``wakeup_id`` and the wakeup pipe's lifetime."""
 
     # No __slots__: Manager keeps a __dict__, where these attributes live.
@@ -36,9 +36,9 @@ class WakeupManagerMixin(LoopHooks):
     _calls: Optional[Deque[Tuple[Callable[..., Any], Tuple[Any, ...]]]] = None
 
     def _wakeup_init(self) -> None:
-        w = lib.cym_wake_init(self._cm)  # type: ignore[attr-defined]
+        w = lib.cym_wake_init(self._cm)
         if w == ffi.NULL:
-            self.close()  # type: ignore[attr-defined]
+            self.close()
             raise MongooseError("Failed to initialize wakeup support")
         self._wakeup_id = int(lib.cym_wake_pipe_id(w))
         self._calls = deque()
@@ -75,7 +75,7 @@ class WakeupManagerMixin(LoopHooks):
         if not isinstance(data, bytes):
             raise TypeError("Argument 'data' has incorrect type (expected bytes, got %s)"
                             % type(data).__name__)
-        self._check_open()  # type: ignore[attr-defined]
+        self._check_open()
         w = self._wake  # a local reference keeps the C queue alive during the call
         if w is None or cid == 0:
             return False
@@ -104,7 +104,7 @@ class WakeupManagerMixin(LoopHooks):
         ``enable_wakeup=True``, and ``RuntimeError`` when the poll thread
         cannot be signalled (the call stays queued for a later poll).
         """
-        self._check_open()  # type: ignore[attr-defined]
+        self._check_open()
         calls = self._calls
         w = self._wake  # a local reference keeps the C queue alive during the call
         if calls is None or w is None:
@@ -124,9 +124,9 @@ class WakeupManagerMixin(LoopHooks):
                 try:
                     fn(*args)
                 except Exception as exc:
-                    self._report(exc)  # type: ignore[attr-defined]
+                    self._report(exc)
                 except BaseException as exc:  # re-raised when poll() returns
-                    self._defer(exc)  # type: ignore[attr-defined]
+                    self._defer(exc)
         super()._after_poll()
 
     def _before_free(self) -> None:

@@ -27,8 +27,10 @@ from typing import Any, Mapping, Optional
 
 from ._args import header_line, to_bytes, to_cstr, to_int
 from ._ffi import ffi, lib
+from ._host import ConnectionHost
 from .constants import WEBSOCKET_OP_TEXT
 from .errors import check
+from .messages import valid_message
 
 _ws_send = lib.cym_ws_send
 
@@ -64,7 +66,7 @@ def _check(rc: int) -> None:
         check(rc, _TEXTS)
 
 
-class WsConnectionMixin:
+class WsConnectionMixin(ConnectionHost):
     """``ws_upgrade``, ``ws_send`` and ``ws_close`` for :class:`Connection`."""
 
     __slots__ = ()
@@ -78,7 +80,7 @@ class WsConnectionMixin:
         ``None`` once the connection is closed.  (``MG_EV_WS_CTL`` itself
         carries ``None``, as in 0.2.5.)
         """
-        c = self._c  # type: ignore[attr-defined]
+        c = self._c
         if c is None:
             return None
         code = int(lib.cym_ws_peer_code(c))
@@ -106,12 +108,10 @@ class WsConnectionMixin:
                 (``ClosedError("Connection has been closed")``) or is already
                 a WebSocket (``MongooseError``).
         """
-        from .connection import _valid_message  # connection imports this module
-
-        hm = _valid_message(message)
+        hm = valid_message(message)
         lines = _header_lines(extra_headers)
-        c = self._live()  # type: ignore[attr-defined]
-        with self._mgr._calling_c():  # type: ignore[attr-defined]
+        c = self._live()
+        with self._mgr._calling_c():
             rc = lib.cym_ws_upgrade(c, hm._ptr(), lines if lines is not None else ffi.NULL)
         check(rc)
 
@@ -138,9 +138,9 @@ class WsConnectionMixin:
         """
         if type(data) is bytes and type(op) is int and 0 <= op < 8:
             # The echo/broadcast case, checked inline (perf, issue 11).
-            c = self._c  # type: ignore[attr-defined]
-            if c is not None and not self._closing:  # type: ignore[attr-defined]
-                poller = self._mgr._poller  # type: ignore[attr-defined]
+            c = self._c
+            if c is not None and not self._closing:
+                poller = self._mgr._poller
                 if not poller or poller == _get_ident():  # else the general path raises
                     rc = _ws_send(c, data, len(data), op)
                     if rc:
@@ -153,7 +153,7 @@ class WsConnectionMixin:
         if opcode >= 8 and len(buf) > 125:
             raise ValueError("WebSocket control frames carry at most 125 bytes, got %d"
                              % len(buf))
-        _check(lib.cym_ws_send(self._live(), buf, len(buf), opcode))  # type: ignore[attr-defined]
+        _check(lib.cym_ws_send(self._live(), buf, len(buf), opcode))
 
     def ws_close(self, code: int = 1000, reason: str = "") -> None:
         """Start the WebSocket closing handshake with a status code.
@@ -182,4 +182,4 @@ class WsConnectionMixin:
         if len(raw) > 123:
             raise ValueError("WebSocket close reason is limited to 123 bytes, got %d"
                              % len(raw))
-        _check(lib.cym_ws_close(self._live(), status, raw, len(raw)))  # type: ignore[attr-defined]
+        _check(lib.cym_ws_close(self._live(), status, raw, len(raw)))
