@@ -1,17 +1,18 @@
-"""Timers on the event loop: ``Manager.timer_add`` and ``Timer`` (spec 3.9, 6.2).
+"""Timers on the event loop: ``Manager.timer_add`` and ``Timer``.
 
 Mongoose keeps the timers; each calls the one timer dispatcher
-(``_cym_timer``) with the ``Timer``'s handle.  The Manager's registry keeps
-every live ``Timer`` (and so its handle) alive, so a timer keeps firing
-after the caller drops it.  ``cancel()`` may come from any thread: it only
+(``_cym_timer``) with its Manager's slot and the ``Timer``'s id, the same
+lookup events use.  The Manager's registry (id -> ``Timer``) keeps every
+live ``Timer`` alive, so a timer keeps firing after the caller drops it.  ``cancel()`` may come from any thread: it only
 flags the timer and queues it, and the next ``poll()`` unlinks it from
 Mongoose on the poll thread, where Mongoose's timer list lives.
 """
 
 import threading
-from typing import Any, Callable, List, Optional, Set
+from typing import Any, Callable, Dict, List, Optional
 
 from ._args import to_int
+from . import _dispatch
 from ._dispatch import _on_escape
 from ._ffi import ffi, lib
 from ._host import ManagerHost
@@ -27,7 +28,7 @@ class Timer:
     (``active`` is False, ``cancel()`` does nothing).
     """
 
-    __slots__ = ("_c", "_mgr", "_callback", "_repeat", "_cancelled", "_handle",
+    __slots__ = ("_c", "_mgr", "_callback", "_repeat", "_cancelled", "_id",
                  "__weakref__")
 
     def __init__(self) -> None:
@@ -36,7 +37,7 @@ class Timer:
         self._callback: Optional[Callable[[], Any]] = None
         self._repeat = False
         self._cancelled = False
-        self._handle: Any = None
+        self._id = 0  # key in the Manager's registry, and C's name for the timer
 
     @property
     def active(self) -> bool:
@@ -80,18 +81,19 @@ class Timer:
 
     def _release(self, mgr: Any) -> None:
         """Forget the timer: no C struct any more, nothing to keep alive."""
-        mgr._timer_reg.discard(self)
+        mgr._timers.pop(self._id, None)
         self._mgr = None
         self._callback = None
-        self._handle = None
 
     def __reduce__(self) -> Any:
         raise TypeError("cannot pickle 'Timer' object")
 
 
 @ffi.def_extern(onerror=_on_escape)
-def _cym_timer(handle: Any) -> None:
-    ffi.from_handle(handle)._fire()
+def _cym_timer(slot: int, tid: int) -> None:
+    timer = _dispatch._MANAGERS[slot]._timers.get(tid)
+    if timer is not None:
+        timer._fire()
 
 
 class TimerManagerMixin(ManagerHost):
@@ -100,7 +102,8 @@ class TimerManagerMixin(ManagerHost):
     # No __slots__: Manager keeps a __dict__, where these attributes live.
 
     # Created by the first timer_add, so Managers without timers pay nothing.
-    _timer_reg: Optional[Set[Timer]] = None
+    _timers: Optional[Dict[int, Timer]] = None
+    _timer_next = 1  # the next id to try (ids fit 32 bits, 0 is never used)
     _timer_cancels: Optional[List[Timer]] = None
     _timer_lock: Any = None
 
@@ -127,27 +130,32 @@ class TimerManagerMixin(ManagerHost):
         ms = to_int(milliseconds, "milliseconds", 0, _U64_MAX)
         self._check_open()
         self._check_thread()
-        if self._timer_reg is None:
+        timers = self._timers
+        if timers is None:
             self._timer_lock = threading.Lock()
             self._timer_cancels = []
-            self._timer_reg = set()
+            timers = self._timers = {}
+        tid = self._timer_next
+        while tid in timers:  # only after 2**32 timers: skip ids still in use
+            tid = tid % 0xFFFFFFFF + 1
+        self._timer_next = tid % 0xFFFFFFFF + 1
         timer = Timer()
-        timer._handle = ffi.new_handle(timer)
+        timer._id = tid
         cm = self._cm
-        c = lib.cym_timer_add(cm, ms, bool(repeat), bool(run_now), timer._handle)
+        c = lib.cym_timer_add(cm, ms, bool(repeat), bool(run_now), tid)
         if c == ffi.NULL:
             raise MongooseError("Failed to add timer")
         timer._c = c
         timer._mgr = self
         timer._callback = callback
         timer._repeat = bool(repeat)
-        self._timer_reg.add(timer)
+        timers[tid] = timer
         return timer
 
     def _before_poll(self, timeout_ms: int) -> int:
         if self._timer_cancels:
             self._drain_cancels()
-        if self._timer_reg:
+        if self._timers:
             timeout_ms = lib.cym_timer_wait(self._cm, timeout_ms)
         return super()._before_poll(timeout_ms)
 
@@ -164,12 +172,12 @@ class TimerManagerMixin(ManagerHost):
 
     def _before_free(self) -> None:
         # Mongoose frees the timers themselves in mg_mgr_free, before any
-        # further poll: none fires again, so the handles can go.
-        if self._timer_reg is not None:
+        # further poll: none fires again, so the Timers can go.
+        if self._timers is not None:
             with self._timer_lock:
-                for timer in list(self._timer_reg):
+                for timer in list(self._timers.values()):
                     timer._c = None
                     timer._release(self)
-                self._timer_reg.clear()
+                self._timers.clear()
                 self._timer_cancels = []
         super()._before_free()

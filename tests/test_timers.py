@@ -144,7 +144,7 @@ def test_cancel_from_another_thread_while_polling():
             loop.call(lambda: None)
         # At most one callback was already running when cancel() returned.
         assert len(fired) <= min(done) + 1
-        assert loop.call(lambda: timer not in mgr._timer_reg)
+        assert loop.call(lambda: timer._id not in mgr._timers)
     finally:
         loop.stop()
         mgr.close()
@@ -244,7 +244,7 @@ def test_close_deactivates_timers_and_timer_add_then_raises():
         t.cancel()  # no-op after close
     with pytest.raises(RuntimeError, match="Manager has been freed"):
         mgr.timer_add(5, lambda: None)
-    assert not mgr._timer_reg
+    assert not mgr._timers
 
 
 def test_argument_checks(mgr):
@@ -273,4 +273,4 @@ def test_handles_are_released(mgr):
         mgr.timer_add(0, lambda: None)
     mgr.timer_add(1000, lambda: None).cancel()
     mgr.poll(0)
-    assert len(mgr._timer_reg) == 0
+    assert len(mgr._timers) == 0

@@ -1,16 +1,23 @@
-/* Timers: Mongoose's own timer list, with the Python dispatcher for timers
- * (_cym_timer, an extern "Python" function) as every timer's function and
- * the Timer's handle as its argument. */
+/* Timers: Mongoose's own timer list.  Every timer runs cym_timer_fn, whose
+ * argument packs the Manager's slot and the Timer's id, which it hands to
+ * the Python timer dispatcher (_cym_timer): the lookup events use too. */
 
-static void _cym_timer(void *handle);
+static void _cym_timer(unsigned slot, unsigned long id);
+
+static void cym_timer_fn(void *arg) {
+  uintptr_t key = (uintptr_t) arg;
+  _cym_timer((unsigned) (key >> 32), (unsigned long) (key & 0xFFFFFFFFu));
+}
 
 /* A timer Mongoose allocates; AUTODELETE is added by mg_timer_add, so a
- * one-shot timer is freed by Mongoose right after its only call. */
+ * one-shot timer is freed by Mongoose right after its only call.  `id`
+ * fits 32 bits (timers.py). */
 struct mg_timer *cym_timer_add(struct cym_mgr *m, uint64_t ms, int repeat,
-                               int run_now, void *handle) {
+                               int run_now, unsigned long id) {
   unsigned flags = (repeat ? MG_TIMER_REPEAT : 0) |
                    (run_now ? MG_TIMER_RUN_NOW : 0);
-  return mg_timer_add(&m->mgr, ms, flags, _cym_timer, handle);
+  uintptr_t key = ((uintptr_t) m->slot << 32) | (uintptr_t) (id & 0xFFFFFFFFu);
+  return mg_timer_add(&m->mgr, ms, flags, cym_timer_fn, (void *) key);
 }
 
 /* Unlinks and frees a timer that has not been freed by Mongoose yet.  Only
