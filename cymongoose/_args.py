@@ -1,4 +1,4 @@
-"""Argument conversion shared by every public call (spec section 4.4)."""
+"""Argument conversion shared by every public call."""
 
 from typing import Any, Optional
 
@@ -43,7 +43,7 @@ def to_int(value: Any, name: str, lo: int = _INT_MIN, hi: int = _INT_MAX) -> int
 
 
 def text(raw: bytes) -> str:
-    """Text read from a C buffer (spec 4.4: UTF-8 with surrogateescape)."""
+    """Text read from a C buffer: UTF-8 with surrogateescape."""
     return raw.decode("utf-8", "surrogateescape")
 
 

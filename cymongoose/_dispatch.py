@@ -29,7 +29,7 @@ def handles(*events: int) -> Callable[[F], F]:
     ``@handles(MG_EV_HTTP_MSG)`` on a handler makes every other event of its
     connections (above all ``MG_EV_POLL``, once per connection per poll) cost
     no Python call.  ``MG_EV_USER`` stands for every user event.  A handler
-    without the declaration receives every event, as the spec says.
+    without the declaration receives every event.
     """
     mask = 0
     for ev in events:
@@ -93,7 +93,7 @@ def _none(arg: int) -> None:
     return None
 
 
-# How each event's data reaches the handler (spec 2.1), indexed by event.
+# How each event's data reaches the handler, indexed by event.
 _WRAP: List[Callable[[int], Any]] = [_none] * (C.MG_EV_USER + 1)
 _WRAP[C.MG_EV_ERROR] = _error_text
 for _ev in (C.MG_EV_HTTP_HDRS, C.MG_EV_HTTP_MSG, C.MG_EV_WS_OPEN):

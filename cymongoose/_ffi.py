@@ -1,6 +1,6 @@
 """The raw cffi layer: ``ffi`` and ``lib`` of the compiled extension.
 
-Importing it applies the process-wide settings of spec 1.3: Mongoose's own
+Importing it applies the process-wide settings: Mongoose's own
 logging starts silenced, and its wall clock is seeded from ``time.time()``
 so that certificate dates check out without an SNTP round trip.
 """

@@ -6,9 +6,11 @@ subclasses :class:`ManagerHost` or :class:`ConnectionHost`, which declare
 the attributes and methods the final class provides, so the mixins are
 typed without importing ``manager.py`` or ``connection.py``.
 
-:class:`ManagerHost` also carries the loop hooks: a mixin that needs one
-overrides it and calls ``super()``, so any number of them cooperate
-whatever their order among ``Manager``'s bases.
+:class:`ManagerHost` also carries the close hook (``_before_free``): a
+mixin that needs it overrides it and calls ``super()``, so any number of
+them cooperate whatever their order among ``Manager``'s bases.
+``poll()`` calls its steps (timers, queued calls) explicitly instead: a
+cooperative chain there cost a ``super()`` call per mixin on every poll.
 """
 
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Optional, Type
@@ -19,7 +21,7 @@ if TYPE_CHECKING:  # for annotations only: connection.py imports the mixins
 
 
 class ManagerHost:
-    """What ``Manager`` provides to its mixins, and the no-op loop hooks."""
+    """What ``Manager`` provides to its mixins, and the no-op close hook."""
 
     __slots__ = ()
 
@@ -28,15 +30,13 @@ class ManagerHost:
     _inside: int  # >0 while C may be iterating connections (poll, dispatch)
     _poller: int  # ident of the thread inside poll(), 0 between polls
     _freed: bool
+    _calling_c: ContextManager[None]  # the bracket around calls into C (manager.py)
 
     if TYPE_CHECKING:
         def _check_open(self) -> None:
             raise NotImplementedError
 
         def _check_thread(self) -> None:
-            raise NotImplementedError
-
-        def _calling_c(self) -> ContextManager[None]:
             raise NotImplementedError
 
         def _report(self, exc: Exception) -> None:
@@ -52,13 +52,6 @@ class ManagerHost:
                   opener: Optional[Callable[[Any, bytes, int], Any]] = None,
                   exc_type: "Type[MongooseError]" = ...) -> "Connection":
             raise NotImplementedError
-
-    def _before_poll(self, timeout_ms: int) -> int:
-        """Run at the start of every poll; returns the I/O wait to use."""
-        return timeout_ms
-
-    def _after_poll(self) -> None:
-        """Run on the poll thread after Mongoose's poll, still inside the C bracket."""
 
     def _before_free(self) -> None:
         """Run by ``close()`` after the freed flag is set, before Mongoose frees."""

@@ -1,6 +1,6 @@
 """Mongoose's own log output, delivered to the Python logger ``"cymongoose"``.
 
-Beyond 0.2.5, whose Mongoose log went to stdout: importing cymongoose
+Importing cymongoose
 installs a Mongoose log function (``mg_log_set_fn``) that buffers each line
 in C and hands complete lines to :mod:`logging`.  Mongoose writes a line
 only when its level is at most ``log_get()`` (0, silent, after import), so

@@ -1,4 +1,4 @@
-"""The core names in one module, as ``cymongoose._mongoose`` holds them in 0.2.5."""
+"""The core names in one module, ``cymongoose._mongoose`` (see docs/differences.md)."""
 
 from .connection import Connection
 from .constants import *  # noqa: F401,F403
@@ -38,5 +38,5 @@ __all__ = [
     "url_port", "url_uri", "url_user",
 ]
 
-# Our addition, outside the 0.2.5 list: the event declaration for handlers.
+# The event declaration for handlers, beside the core names.
 _EXTRA = ["handles"]

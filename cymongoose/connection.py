@@ -1,4 +1,4 @@
-"""``Connection``: one Python object per Mongoose connection (spec section 4)."""
+"""``Connection``: one Python object per Mongoose connection."""
 
 import json
 from threading import get_ident as _get_ident
@@ -70,7 +70,7 @@ class Connection(NetConnectionMixin, MqttConnectionMixin, TlsConnectionMixin, Ws
     Created by the :class:`Manager`; ``Connection()`` gives an inert, closed
     object.  Once Mongoose closes the connection (or the Manager closes),
     properties read safe defaults and sending methods raise
-    ``RuntimeError("Connection has been closed")`` (spec 4.2).
+    ``RuntimeError("Connection has been closed")``.
     """
 
     __slots__ = ("_c", "_mgr", "_id", "_handler", "_closing", "userdata", "__weakref__")
@@ -260,9 +260,8 @@ class Connection(NetConnectionMixin, MqttConnectionMixin, TlsConnectionMixin, Ws
 
         ``headers`` is a mapping; ``Content-Type: text/plain`` is added unless
         a key matches ``content-type`` case-insensitively.  CR, LF or NUL in a
-        header raises ``ValueError``.  Deliberate difference from 0.2.5: the
-        body is sent byte for byte (0.2.5 cut it at the first NUL byte), and
-        ``Content-Length`` is written without padding.
+        header raises ``ValueError``.  The body is sent byte for byte (NUL
+        bytes included), and ``Content-Length`` is written without padding.
         """
         if headers is None and type(body) is bytes and type(status_code) is int:
             # The common call, checked inline (~0.2 us less on CPython);
@@ -281,7 +280,7 @@ class Connection(NetConnectionMixin, MqttConnectionMixin, TlsConnectionMixin, Ws
     def reply_json(self, data: Any, status_code: int = 200, headers: Optional[Mapping[str, str]] = None) -> None:
         """Reply with ``json.dumps(data)`` and ``Content-Type: application/json``.
 
-        As in 0.2.5, only the exact key ``"Content-Type"`` is replaced.
+        Only the exact key ``"Content-Type"`` is replaced.
         """
         body = json.dumps(data)
         merged = {"Content-Type": "application/json"} if headers is None else dict(headers)
@@ -339,11 +338,10 @@ class Connection(NetConnectionMixin, MqttConnectionMixin, TlsConnectionMixin, Ws
         is marked closing now, and Mongoose closes it, firing
         ``MG_EV_CLOSE``, when its loop next reaches it (later in the same
         poll, or in the next one, which then waits at most 1 ms).  Closing at
-        once there would free memory that Mongoose's loop still uses; 0.2.5
-        did, which is a use-after-free risk.  Either way ``is_closing`` is
+        once there would free memory that Mongoose's loop still uses.  Either way ``is_closing`` is
         True and every sending method raises ``RuntimeError("Connection has
         been closed")`` from the moment ``close()`` returns, and the socket
-        is released, unlike in 0.2.5.
+        is released.
         """
         c = self._c
         if c is None or self._closing:
@@ -354,7 +352,7 @@ class Connection(NetConnectionMixin, MqttConnectionMixin, TlsConnectionMixin, Ws
         if mgr._inside:
             lib.cym_set_flag(c, _F_CLOSING, 1)
         else:
-            with mgr._calling_c():
+            with mgr._calling_c:
                 lib.cym_close_now(c)
 
     def drain(self) -> None:
@@ -368,7 +366,7 @@ class Connection(NetConnectionMixin, MqttConnectionMixin, TlsConnectionMixin, Ws
         """Fire ``MG_EV_ERROR`` with ``message`` now and close on the next poll."""
         msg = to_cstr(message, "message")
         c = self._live()
-        with self._mgr._calling_c():
+        with self._mgr._calling_c:
             lib.cym_error(c, msg)
 
     def __repr__(self) -> str:

@@ -1,6 +1,6 @@
 """Event codes, WebSocket opcodes, log levels and MQTT property types.
 
-Values are those of Mongoose 7.23 (spec section 2).
+Values are those of Mongoose 7.23.
 """
 
 MG_EV_ERROR = 0

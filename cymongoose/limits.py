@@ -1,8 +1,7 @@
 """Per-listener limits: ``Limits`` and how a listener gets them.
 
-Beyond 0.2.5, whose only limit was Mongoose's compile-time receive buffer
-(``MG_MAX_RECV_SIZE``, 3 MiB: a larger request or WebSocket message made
-Mongoose drop the connection without a word).  ``Manager.listen(url,
+Beside Mongoose's compile-time receive buffer (``MG_MAX_RECV_SIZE``,
+3 MiB), these bound what one peer may cost.  ``Manager.listen(url,
 limits=Limits(...))`` sets them for one listener; its accepted connections
 inherit them, and a listener without ``limits=`` gets ``Limits()``, the
 defaults below.  The checks run in C (``_csrc/limits.c``) and end only the

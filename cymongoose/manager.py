@@ -1,10 +1,10 @@
-"""``Manager``: owns the Mongoose event manager and every connection (spec 3)."""
+"""``Manager``: owns the Mongoose event manager and every connection."""
 
 import threading
-from typing import Any, Callable, Dict, Literal, Optional, Set, Tuple, Type
+from typing import Any, Callable, Dict, List, Literal, Optional, Set, Tuple, Type
 
 from . import _dispatch
-from ._args import to_cstr, to_int
+from ._args import _INT_MAX, _INT_MIN, to_cstr, to_int
 from ._dispatch import LSN_SHIFT, mask_of, print_exception
 from ._ffi import ffi, lib
 from ._graceful import finish_in_flight
@@ -30,7 +30,7 @@ _HTTP_SCHEMES = ("http://", "https://", "ws://", "wss://")
 _get_ident = threading.get_ident
 
 # Managers stay alive until close(): C may still call back into one whose
-# last user reference is gone (docs/differences.md, "Lifetime").
+# last user reference is gone.
 _LIVE: Set["Manager"] = set()
 
 
@@ -69,6 +69,8 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
         self._freed = False
         self._poll_lock = threading.Lock()
         self._pending: Optional[BaseException] = None
+        # The bracket around every call into C that may dispatch events.
+        self._calling_c = _CallingC(self)
         cm = lib.cym_mgr_new()
         if cm == ffi.NULL:
             raise MemoryError("cannot allocate a Mongoose manager")
@@ -130,17 +132,6 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
         if self._pending is None:
             self._pending = exc
 
-    def _calling_c(self) -> "_CallingC":
-        """The bracket around every call into C that may dispatch events.
-
-        ``with mgr._calling_c(): lib.some_call(...)`` marks the Manager as
-        inside C for the call (handlers it fires run nested, a ``poll()``
-        from them raises, ``Connection.close`` defers), and on a normal exit
-        raises what a handler left pending (``KeyboardInterrupt``,
-        ``SystemExit``) once the outermost bracket ends.
-        """
-        return _CallingC(self)
-
     def _raise_pending(self) -> None:
         if self._inside:  # still inside a handler: the outermost call raises it
             return
@@ -190,14 +181,22 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
         if self._inside or not self._poll_lock.acquire(False):
             raise self._busy(_FREED if self._freed else _REENTRANT)
         try:
-            self._check_open()
-            ms = to_int(timeout_ms, "timeout_ms")
-            ms = self._before_poll(ms)
+            if self._freed:
+                raise MongooseError(_FREED)
+            # Checked inline for the common case: poll() runs once per loop
+            # iteration, and a call less here pays for the C bracket below.
+            if type(timeout_ms) is int and _INT_MIN <= timeout_ms <= _INT_MAX:
+                ms = timeout_ms
+            else:
+                ms = to_int(timeout_ms, "timeout_ms")
+            if self._timers is not None:  # None until the first timer_add
+                ms = self._timer_wait(ms)
             self._poller = _get_ident()
             try:
-                with self._calling_c():
+                with self._calling_c:
                     lib.mg_mgr_poll(self._mgr, ms)
-                    self._after_poll()
+                    if self._calls:
+                        self._run_calls()
             finally:
                 self._poller = 0
         finally:
@@ -208,8 +207,7 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
 
         After the signal the current poll completes, then in-flight
         responses get up to ``grace_ms`` to finish (see
-        ``_graceful.finish_in_flight``; ``grace_ms=0`` closes at once, as
-        0.2.5 did).  The previous signal handlers are restored on the way
+        ``_graceful.finish_in_flight``; ``grace_ms=0`` closes at once).  The previous signal handlers are restored on the way
         out, and the Manager is closed even when ``poll`` raises.  Off the
         main thread, ``signal.signal`` raises ``ValueError`` before anything
         changes, and the Manager stays open.
@@ -233,7 +231,7 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
         try:
             self._freed = True
             self._before_free()
-            with self._calling_c():
+            with self._calling_c:
                 try:
                     lib.cym_mgr_free(self._cm)
                 finally:
@@ -278,7 +276,7 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
         self._check_thread()
         if not raw:  # mg_listen("") would listen on every interface
             raise exc_type(error % url)
-        with self._calling_c():
+        with self._calling_c:
             if opener is None:
                 c = lib.cym_open(self._cm, kind, raw, self._mask)
             else:
@@ -305,11 +303,10 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
         ``ListenError("Failed to listen on '<url>'")`` (a ``MongooseError``)
         on failure, ``TypeError`` for a ``limits``
         that is not a ``Limits``, and ``RuntimeError("Manager has been
-        freed")`` after ``close()`` (0.2.5 quirk not kept: there the call
-        "succeeded" on the freed C manager).
+        freed")`` after ``close()``.
 
-        0.2.5 order kept: ``MG_EV_OPEN``, which Mongoose fires inside this
-        call, goes to the Manager's default handler, not to ``handler``.
+        ``MG_EV_OPEN``, which Mongoose fires inside this call, goes to the
+        Manager's default handler, not to ``handler``.
         """
         kind = lib.CYM_HTTP_LISTEN if _wants_http(url, http) else lib.CYM_LISTEN
         lim = check_limits(limits)
@@ -329,8 +326,7 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
         Failures (refused, DNS) arrive as ``MG_EV_ERROR`` then ``MG_EV_CLOSE``.
         Raises ``RuntimeError("Failed to connect to '<url>'")`` when Mongoose
         refuses the URL, and ``RuntimeError("Manager has been freed")`` after
-        ``close()`` (0.2.5 quirk not kept).  0.2.5 order kept: ``MG_EV_OPEN``
-        and, for an IP literal, ``MG_EV_RESOLVE`` fire inside this call and
+        ``close()``.  ``MG_EV_OPEN`` and, for an IP literal, ``MG_EV_RESOLVE`` fire inside this call and
         go to the Manager's default handler, not to ``handler``.
         """
         kind = lib.CYM_HTTP_CONNECT if _wants_http(url, http) else lib.CYM_CONNECT
@@ -360,22 +356,33 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
 
 
 class _CallingC:
-    """``Manager._calling_c()``: the depth count around one call into C."""
+    """The bracket around every call into C that may dispatch events.
 
-    __slots__ = ("_mgr", "_depth")
+    ``with mgr._calling_c: lib.some_call(...)`` marks the Manager as inside
+    C for the call (handlers it fires run nested, a ``poll()`` from them
+    raises, ``Connection.close`` defers), and on a normal exit raises what
+    a handler left pending (``KeyboardInterrupt``, ``SystemExit``) once the
+    outermost bracket ends.  One per Manager, re-entered by nested calls
+    (poll thread only), hence the stack of depths.
+    """
+
+    __slots__ = ("_mgr", "_depths")
 
     def __init__(self, mgr: Manager) -> None:
         self._mgr = mgr
-        self._depth = mgr._inside
+        self._depths: List[int] = []
 
     def __enter__(self) -> None:
-        self._mgr._inside = self._depth + 1
+        mgr = self._mgr
+        depth = mgr._inside
+        self._depths.append(depth)
+        mgr._inside = depth + 1
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
         mgr = self._mgr
         # Restored, not decremented: a KeyboardInterrupt landing inside the
         # dispatcher's bookkeeping cannot leave the Manager stuck inside.
-        mgr._inside = self._depth
-        if exc_type is None:
+        mgr._inside = self._depths.pop()
+        if exc_type is None and (mgr._pending is not None or _dispatch.escaped):
             mgr._raise_pending()
         return False

@@ -1,7 +1,7 @@
 """Message views: borrowed, lazily decoded, dead after the handler returns.
 
 A view wraps the address of a Mongoose struct that is valid only while the
-handler that received it runs (spec 5.1).  Nothing is decoded until a
+handler that received it runs.  Nothing is decoded until a
 property is read; every read returns a fresh copy; after the handler returns
 the dispatcher invalidates the view and reads give the documented defaults.
 """
@@ -48,7 +48,7 @@ def _bytes_at(addr: int) -> bytes:
 
     Views read their strings by address: two plain C calls cost cffi less
     than casting the address to a struct and walking its fields (on CPython
-    ~0.3 us against ~1 us per read; bench/README.md, issue 11).
+    ~0.3 us against ~1 us per read; bench/README.md).
     """
     n = _str_len(addr)
     return _unpack(_str_buf(addr), n) if n else b""

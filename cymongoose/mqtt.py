@@ -1,4 +1,4 @@
-"""MQTT client methods of ``Manager`` and ``Connection`` (spec 3.7, 4.12).
+"""MQTT client methods of ``Manager`` and ``Connection``.
 
 Every MQTT connection (``mqtt_connect``, and the peers accepted by
 ``mqtt_listen``) runs our protocol handler from ``_csrc/mqtt.c`` instead of
@@ -136,14 +136,12 @@ def _props(items: Optional[Properties], keep: List[Any]) -> Tuple[Any, int]:
 
 
 class MqttConnectionMixin(ConnectionHost):
-    """MQTT methods of :class:`Connection` (spec 4.12).
+    """MQTT methods of :class:`Connection`.
 
     They write MQTT packets to any connection, without checking that it
     speaks MQTT, and raise ``RuntimeError("Connection has been closed")``
-    once it is closed.  Deliberate tightening of 0.2.5: a QoS outside 0-2
-    raises ``ValueError`` (0.2.5 accepted 3..255 and sent a corrupt packet,
-    raising ``OverflowError`` only beyond 255), and a topic longer than
-    65535 bytes raises ``ValueError`` instead of being sent corrupt.
+    once it is closed.  A QoS outside 0-2 and a topic longer than 65535
+    bytes raise ``ValueError``.
     """
 
     __slots__ = ()
@@ -208,14 +206,13 @@ class MqttConnectionMixin(ConnectionHost):
 
 
 def _login_str(opts: Any, field: str, value: Any, name: str, keep: List[Any]) -> None:
-    # Like 0.2.5, a falsy value is left out; unlike it, a truthy non-str
-    # raises TypeError (0.2.5 failed with AttributeError on its .encode()).
+    # A falsy value is left out; a truthy non-str raises TypeError.
     if value:
         _set_str(getattr(opts, field), _short_bytes(to_cstr(value, name), name), keep)
 
 
 class MqttManagerMixin(ManagerHost):
-    """``Manager.mqtt_connect`` (spec 3.7)."""
+    """``Manager.mqtt_connect``."""
 
     __slots__ = ()
 
@@ -234,7 +231,7 @@ class MqttManagerMixin(ManagerHost):
         ``client_id`` makes Mongoose pick a random one.  With ``keepalive``
         (seconds, 0 turns it off) the client pings by itself.
 
-        Keyword-only additions (no 0.2.5 counterpart):
+        Keyword-only options:
 
         * ``version``: 4 (MQTT 3.1.1, the default) or 5;
         * ``properties``: MQTT 5 CONNECT properties, as ``(id, value)``

@@ -1,5 +1,4 @@
-"""DNS, SNTP and raw TCP/UDP methods (spec 4.14, 4.15), mixed into
-``Connection`` and ``Manager``."""
+"""DNS, SNTP and raw TCP/UDP methods, mixed into ``Connection`` and ``Manager``."""
 
 import weakref
 from typing import Any
@@ -27,7 +26,7 @@ class NetConnectionMixin(ConnectionHost):
     def _net_call(self, fn: Any, *args: Any) -> Any:
         """Call C on the live connection; events it fires run nested, as in a handler."""
         c = self._live()
-        with self._mgr._calling_c():
+        with self._mgr._calling_c:
             return fn(c, *args)
 
     def resolve(self, url: str) -> None:
@@ -40,9 +39,8 @@ class NetConnectionMixin(ConnectionHost):
         failure fires ``MG_EV_ERROR`` (``"<host> DNS lookup failed"``,
         ``"DNS timeout"``), after an A query and, only when it finds no IPv4
         address, one AAAA query (see ``Manager.dns_server``).  Meant for
-        client connections.  Unlike 0.2.5, a lookup still pending is
-        replaced, and a connection that already has a socket closes it
-        first instead of leaking it.  Raises
+        client connections.  A lookup still pending is replaced, and a
+        connection that already has a socket closes it first.  Raises
         ``TypeError`` for a non-``str`` url, ``RuntimeError`` on a closed
         connection, on a listener, and in the ``MG_EV_OPEN`` that
         ``connect()`` fires (the connect resolves its own URL next).
@@ -69,9 +67,8 @@ class NetConnectionMixin(ConnectionHost):
     def recv_consume(self, length: int = -1) -> int:
         """Remove the first ``length`` bytes (all if negative) of the receive buffer.
 
-        An addition beyond 0.2.5, whose raw TCP/UDP connections could only
-        accumulate input until the 3 MiB limit closed them (spec 4.15): an
-        ``MG_EV_READ`` handler reads with ``recv_data()`` and then consumes
+        Raw TCP/UDP input otherwise accumulates until the 3 MiB receive
+        limit closes the connection: an ``MG_EV_READ`` handler reads with ``recv_data()`` and then consumes
         what it handled, so the next READ sees only new bytes.  Returns the
         number of bytes removed; 0 once closed.  Raises ``RuntimeError`` on
         a connection with a protocol parser (HTTP, WebSocket, MQTT, SNTP),
@@ -87,7 +84,7 @@ class NetConnectionMixin(ConnectionHost):
 
 
 class NetManagerMixin(ManagerHost):
-    """``Manager`` settings for name resolution (an addition beyond 0.2.5)."""
+    """``Manager`` settings for name resolution."""
 
     __slots__ = ()
 

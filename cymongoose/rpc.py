@@ -1,4 +1,4 @@
-"""JSON-RPC through Mongoose's ``mg_rpc_*`` (spec 6.3): ``Rpc`` and ``RpcReq``."""
+"""JSON-RPC through Mongoose's ``mg_rpc_*``: ``Rpc`` and ``RpcReq``."""
 
 import json
 from typing import Any, Callable, Dict, List, Optional

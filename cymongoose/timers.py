@@ -115,11 +115,10 @@ class TimerManagerMixin(ManagerHost):
         every ``milliseconds`` until cancelled; ``run_now`` also fires on the
         next poll (a one-shot ``run_now`` timer fires exactly once).  A poll
         waits for I/O no longer than the next timer needs, so timers fire on
-        time whatever ``poll``'s timeout (0.2.5 waited the whole timeout); a
-        repeating 0 ms timer runs once per poll.  A
-        callback's ``Exception`` goes to the Manager's ``error_handler``, or
-        its traceback is printed, and the timer keeps running (deliberate
-        difference from 0.2.5, which only printed it);
+        time whatever ``poll``'s timeout; a repeating 0 ms timer runs once
+        per poll.  A callback's ``Exception`` goes to the Manager's
+        ``error_handler``, or its traceback is printed, and the timer keeps
+        running;
         ``KeyboardInterrupt``/``SystemExit`` is re-raised by ``poll()``.
         Call it from the poll thread or while nobody polls.
 
@@ -152,12 +151,13 @@ class TimerManagerMixin(ManagerHost):
         timers[tid] = timer
         return timer
 
-    def _before_poll(self, timeout_ms: int) -> int:
+    def _timer_wait(self, timeout_ms: int) -> int:
+        """Start of a poll once timers exist: unlink cancelled ones; return the I/O wait."""
         if self._timer_cancels:
             self._drain_cancels()
         if self._timers:
             timeout_ms = lib.cym_timer_wait(self._cm, timeout_ms)
-        return super()._before_poll(timeout_ms)
+        return timeout_ms
 
     def _drain_cancels(self) -> None:
         """Unlink cancelled timers from Mongoose (poll thread, outside mg_mgr_poll)."""

@@ -1,4 +1,4 @@
-"""TLS: ``TlsOpts`` and ``Connection.tls_init``/``tls_free`` (spec 4.13, 6.1).
+"""TLS: ``TlsOpts`` and ``Connection.tls_init``/``tls_free``.
 
 cymongoose uses Mongoose's built-in TLS stack, with no OpenSSL.  What it
 speaks (read from Mongoose 7.23's ``mongoose.c`` and checked by the tests):
@@ -62,7 +62,7 @@ def _read(path: Any, field: str) -> bytes:
 
 
 def _construct(value: Any, field: str) -> bytes:
-    """Constructor conversion (spec 6.1), plus paths for ``ca``/``cert``/``key``."""
+    """Constructor conversion, plus paths for ``ca``/``cert``/``key``."""
     file_ok = field in _FILE_FIELDS
     if file_ok and isinstance(value, os.PathLike):
         return _read(value, field)
@@ -78,7 +78,7 @@ def _construct(value: Any, field: str) -> bytes:
 
 
 def _assign(value: Any, field: str) -> Optional[bytes]:
-    """Assignment after construction (spec 6.1): ``bytes`` or ``None``, plus paths."""
+    """Assignment after construction: ``bytes`` or ``None``, plus paths."""
     file_ok = field in _FILE_FIELDS
     if file_ok and isinstance(value, os.PathLike):
         return _read(value, field)
@@ -117,10 +117,10 @@ class TlsOpts:
             measured with Mongoose 7.23 it does not turn off the ``ca``
             check.  **Insecure: for development only.**
 
-    Conversion (spec 6.1): a ``str`` is UTF-8 encoded, a falsy value
+    Conversion: a ``str`` is UTF-8 encoded, a falsy value
     becomes ``b""``, anything else must be ``bytes`` (``TypeError``
     otherwise).  After construction the byte fields accept only ``bytes``
-    or ``None`` (0.2.5 behaviour, kept); ``tls_init`` raises ``TypeError``
+    or ``None``; ``tls_init`` raises ``TypeError``
     for a field left at ``None``.
 
     Our addition: ``ca``, ``cert`` and ``key`` also accept the path of a
@@ -255,12 +255,11 @@ class TlsConnectionMixin(ConnectionHost):
         speaks TLS 1.3 only (see the module docstring for keys and curves).
 
         Raises:
-            TypeError: ``opts`` is not a ``TlsOpts`` (``None`` included; it
-                crashed 0.2.5), or one of its fields is ``None``.
+            TypeError: ``opts`` is not a ``TlsOpts`` (``None``
+                included), or one of its fields is ``None``.
             ValueError: ``ca``, ``cert`` or ``key`` is malformed or of a
                 kind Mongoose does not support, or ``name`` holds a NUL.
-            RuntimeError: the connection is closed, already has TLS (0.2.5
-                leaked the first context instead), or a ``tls_free`` made
+            RuntimeError: the connection is closed, already has TLS, or a ``tls_free`` made
                 inside the event loop has not taken effect yet.
         """
         if not isinstance(opts, TlsOpts):
@@ -268,7 +267,7 @@ class TlsConnectionMixin(ConnectionHost):
                             % type(opts).__name__)
         ca, cert, key, name = opts._prepared()
         c = self._live()
-        with self._mgr._calling_c():
+        with self._mgr._calling_c:
             rc = lib.cym_tls_init(c, ca, len(ca), cert, len(cert), key, len(key),
                                   name, len(name), 1 if opts._skip else 0)
         if rc:

@@ -1,7 +1,7 @@
-"""Utility functions of spec section 7: JSON, URLs, HTTP helpers, hashing,
+"""Utility functions: JSON, URLs, HTTP helpers, hashing,
 Base64, CRC-32, randomness, the clock and the log level.
 
-Every function calls Mongoose.  Data-like arguments follow spec 4.4 (``str``
+Every function calls Mongoose.  Data-like arguments are converted alike (``str``
 is UTF-8 encoded, anything else goes through ``bytes()``); ``str`` arguments
 must be ``str``, and C sees them up to an embedded NUL.  Text results are
 decoded as UTF-8 with ``surrogateescape``.  ``event_name`` lives in
@@ -20,7 +20,7 @@ from ._ffi import ffi, lib
 _LONG_BITS = 8 * ffi.sizeof("long")
 _LONG_MIN, _LONG_MAX = -(2 ** (_LONG_BITS - 1)), 2 ** (_LONG_BITS - 1) - 1
 _SIZE_MAX = 2 ** (8 * ffi.sizeof("size_t")) - 1
-_MAX_CAPTURES = 20  # spec 7: match() reports at most 20 captures
+_MAX_CAPTURES = 20  # match() reports at most 20 captures
 _WILDCARDS = frozenset(b"*#?")
 _QMARK = ord("?")
 _NUMBER_START = frozenset(b"-0123456789")  # how Mongoose tells a number token
@@ -65,8 +65,8 @@ def json_get_num(data: Any, path: str, default: Any = None) -> Any:
     """The JSON number at ``path`` as a ``float``, else ``default``.
 
     A string such as ``"1"`` is not a number and gives ``default``.
-    Deliberate difference from 0.2.5: Mongoose finds the number and Python
-    converts its text, correctly rounded.  Mongoose's own conversion is off
+    Mongoose finds the number and Python converts its text, correctly
+    rounded.  Mongoose's own conversion is off
     in the last digits for about a quarter of doubles (``1.5e-3`` read as
     ``0.0015000000000000005``, ``5e-324`` as ``5e-308``); it is used only
     for the truncated forms Python does not read, such as ``1e`` or ``-``.
@@ -110,10 +110,8 @@ def json_get_str(data: Any, path: str) -> Optional[str]:
     """The JSON string at ``path``, unescaped; ``None`` if missing or not a string.
 
     Mongoose locates the value; its escapes are decoded as JSON defines
-    them.  Deliberate difference from 0.2.5 (a quirk there): ``\\uXXXX``
-    escapes give the character they name, so ``"\\u00e9"`` reads ``"é"``
-    and surrogate pairs combine, where 0.2.5 produced one raw byte
-    (``"\\udce9"``) and could not decode escapes above ``\\u00ff``.  An
+    them: ``\\uXXXX`` escapes give the character they name, so
+    ``"\\u00e9"`` reads ``"é"`` and surrogate pairs combine.  An
     invalid escape gives ``None``.  Raw bytes that are not UTF-8 come back
     through ``surrogateescape``.
     """
@@ -382,7 +380,7 @@ def millis() -> int:
 def log_set(level: int) -> None:
     """Set Mongoose's global log level (``MG_LL_NONE`` .. ``MG_LL_VERBOSE``).
 
-    Stored without a range check, as in 0.2.5.  The lines go to the Python
+    Stored without a range check.  The lines go to the Python
     logger ``"cymongoose"`` (see :mod:`cymongoose._log`), not to stdout.
     Raises ``OverflowError`` outside the C ``int`` range.
     """

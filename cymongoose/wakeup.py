@@ -114,7 +114,8 @@ class WakeupManagerMixin(ManagerHost):
         if rc:
             check(rc, {_E_SIGNAL: _NO_SIGNAL})
 
-    def _after_poll(self) -> None:
+    def _run_calls(self) -> None:
+        """Run the queued calls (poll thread, inside ``poll()``'s C bracket)."""
         calls = self._calls
         if calls:
             # Only what is queued now: a call that queues another leaves it
@@ -127,7 +128,6 @@ class WakeupManagerMixin(ManagerHost):
                     self._report(exc)
                 except BaseException as exc:  # re-raised when poll() returns
                     self._defer(exc)
-        super()._after_poll()
 
     def _before_free(self) -> None:
         w = self._wake

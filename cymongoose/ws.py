@@ -1,4 +1,4 @@
-"""WebSocket methods of ``Connection`` (spec 4.11): upgrade, send, close.
+"""WebSocket methods of ``Connection``: upgrade, send, close.
 
 Incoming frames are checked in C (``_csrc/ws.c``) before Mongoose's
 WebSocket handler sees them.  A frame that breaks RFC 6455 (reserved bits,
@@ -12,14 +12,10 @@ starting ``"WebSocket"``, and closes.  A PING is answered with a PONG and a
 peer's CLOSE is echoed, then the connection closes; both still reach the
 handler as ``MG_EV_WS_CTL`` (whose data is ``None``).
 
-Deliberate differences from 0.2.5: invalid input from the peer closes the
-connection instead of being delivered (0.2.5 passed invalid UTF-8 text on,
-hence ``WsMessage.text``'s surrogateescape, and mangled stray continuation
-frames); ``ws_send`` refuses connections that are not WebSockets (0.2.5
-queued a frame into a plain HTTP stream); a reassembled fragmented message
-reports ``flags`` 0x81/0x82 like a single frame (Mongoose gives the first
-fragment's byte, FIN clear); ``ws_close`` and ``ws_close_code`` are
-additions.  See ``docs/websocket.md``.
+``ws_send`` refuses connections that are not WebSockets; a reassembled
+fragmented message reports ``flags`` 0x81/0x82 like a single frame
+(Mongoose gives the first fragment's byte, FIN clear).  See
+``docs/websocket.md``.
 """
 
 from threading import get_ident as _get_ident
@@ -78,7 +74,7 @@ class WsConnectionMixin(ConnectionHost):
         1005 means the peer's CLOSE carried no code.  Readable in the
         ``MG_EV_WS_CTL`` handler for that frame and in ``MG_EV_CLOSE``;
         ``None`` once the connection is closed.  (``MG_EV_WS_CTL`` itself
-        carries ``None``, as in 0.2.5.)
+        carries ``None``.)
         """
         c = self._c
         if c is None:
@@ -111,7 +107,7 @@ class WsConnectionMixin(ConnectionHost):
         hm = valid_message(message)
         lines = _header_lines(extra_headers)
         c = self._live()
-        with self._mgr._calling_c():
+        with self._mgr._calling_c:
             rc = lib.cym_ws_upgrade(c, hm._ptr(), lines if lines is not None else ffi.NULL)
         check(rc)
 
@@ -133,11 +129,11 @@ class WsConnectionMixin(ConnectionHost):
             RuntimeError: the connection is closed
                 (``ClosedError("Connection has been closed")``), our CLOSE
                 frame already went out (``ClosedError``), or the connection is
-                not a WebSocket (``MongooseError``; 0.2.5 queued the frame
-                into the HTTP stream regardless).
+                not a WebSocket (``MongooseError``).
         """
         if type(data) is bytes and type(op) is int and 0 <= op < 8:
-            # The echo/broadcast case, checked inline (perf, issue 11).
+            # The echo/broadcast case, checked inline: a call less per frame
+            # (bench/README.md).
             c = self._c
             if c is not None and not self._closing:
                 poller = self._mgr._poller

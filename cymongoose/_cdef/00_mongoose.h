@@ -153,7 +153,7 @@ struct mg_rpc {
   void *fn_data;
 };
 
-/* Process-wide state set at import (spec 1.3). */
+/* Process-wide state set at import (cymongoose/_ffi.py). */
 extern int mg_log_level;
 extern uint64_t mg_boot_timestamp_ms;
 

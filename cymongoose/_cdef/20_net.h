@@ -1,4 +1,4 @@
-/* DNS, SNTP and raw TCP/UDP (spec 4.14, 4.15): cymongoose/_csrc/net.c. */
+/* DNS, SNTP and raw TCP/UDP: cymongoose/_csrc/net.c. */
 
 int cym_net_resolve(struct mg_connection *c, const char *url);
 void mg_resolve_cancel(struct mg_connection *);

@@ -1,4 +1,4 @@
-/* JSON-RPC (spec 6.3): cymongoose/_csrc/rpc.c. */
+/* JSON-RPC: cymongoose/_csrc/rpc.c. */
 
 extern "Python" void _cym_rpc_call(struct mg_rpc_req *r);
 

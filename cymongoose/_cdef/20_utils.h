@@ -1,4 +1,4 @@
-/* Utilities (spec 7) and the log sink: cymongoose/_csrc/utils.c. */
+/* Utilities and the log sink: cymongoose/_csrc/utils.c. */
 
 int cym_util_json_tok(const char *buf, size_t len, const char *path,
                       int *toklen);

@@ -3,7 +3,7 @@
  * The servers answer requests from worker threads or an asyncio loop, so a
  * response is written over several poll iterations and must end by clearing
  * Mongoose's "response in progress" mark (is_resp), or keep-alive requests
- * stall (spec 4.5, 11 item 13).  Large request bodies are taken over from
+ * stall.  Large request bodies are taken over from
  * Mongoose's HTTP parser and streamed, instead of being buffered whole up to
  * MG_MAX_RECV_SIZE.  Compiled in the same unit as mongoose.c, so these use
  * its static http_cb and socket macros. */

@@ -1,4 +1,4 @@
-/* DNS, SNTP and raw TCP/UDP helpers (spec 4.14, 4.15). */
+/* DNS, SNTP and raw TCP/UDP helpers (cymongoose/net.py). */
 
 /* mg_resolve() on a connection that already owns a socket would open a
  * second one and leak the first, still registered with the poller under a

@@ -1,4 +1,4 @@
-/* JSON-RPC (spec 6.3): a method list per Rpc object, one Python entry
+/* JSON-RPC: a method list per Rpc object, one Python entry
  * point for every handler, and ok/err with fixed formats so that user text
  * never reaches printf as a format string. */
 

@@ -36,7 +36,7 @@ int cym_timer_wait(struct cym_mgr *m, int ms) {
   struct mg_timer *t;
   for (t = m->mgr.timers; t != NULL; t = t->next) {
     uint64_t left = t->expire > now ? t->expire - now : 0;
-    /* A repeating 0 ms timer runs once per poll, as in 0.2.5, rather than
+    /* A repeating 0 ms timer runs once per poll rather than
      * turning every poll into a busy loop. */
     if (t->period_ms == 0 && (t->flags & MG_TIMER_CALLED)) continue;
     if (t->expire == 0) left = 0;

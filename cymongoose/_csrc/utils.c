@@ -1,4 +1,4 @@
-/* Utilities of spec section 7 and the log sink.
+/* The utility functions (cymongoose/utils.py) and the log sink.
  *
  * Mongoose takes struct mg_str by value and returns pointers into its
  * input; these helpers take (pointer, length) pairs and report offsets into
@@ -153,7 +153,7 @@ void cym_util_random_str(char *buf, size_t len) { mg_random_str(buf, len); }
  * Mongoose hands its log function one character at a time; a line is
  * buffered here (per thread: managers may poll on different threads) and
  * crosses into Python once, at its end.  mg_hexdump() writes even when
- * mg_log_level is MG_LL_NONE (spec 10a); such output is dropped here. */
+ * mg_log_level is MG_LL_NONE; such output is dropped here. */
 
 #define CYM_LOG_LINE 1024
 
