@@ -5,6 +5,10 @@ every event of every connection.  The trampoline crosses into Python only
 for events the connection's handler wants, plus OPEN and CLOSE, which keep
 one ``Connection`` per Mongoose connection.  A crossing made only for that
 bookkeeping arrives with the event number complemented (``~ev``).
+
+C finds the Manager by its slot in ``_MANAGERS`` and the Connection by its
+id in the Manager's table; timers use the same rule (docs/architecture.md,
+"C to Python").
 """
 
 import sys

@@ -117,6 +117,8 @@ class Rpc:
         if head == ffi.NULL:
             raise MemoryError("cannot allocate an RPC method list")
         self._head: Any = ffi.gc(head, lib.cym_rpc_free)
+        # An Rpc lives outside any Manager, so C reaches it by handle, the one
+        # alternative to slot + id (docs/architecture.md, "C to Python").
         # Every C entry's fn_data is this dict's handle (not the Rpc's own,
         # which would make an uncollectable cycle): entry address -> handler.
         self._handlers: Dict[int, RpcHandler] = {}
