@@ -45,6 +45,7 @@ def _codes() -> Dict[int, Tuple[Type[Exception], str]]:
         int(lib.CYM_E_TLS_FREE_PENDING): (MongooseError, "tls_free() is still pending"),
         int(lib.CYM_E_TOO_BIG): (ValueError, "value too large"),
         int(lib.CYM_E_STATE): (MongooseError, "not allowed in this connection state"),
+        int(lib.CYM_E_NO_SLOT): (MongooseError, "no free slot"),
     }
 
 

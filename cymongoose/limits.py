@@ -33,7 +33,9 @@ from typing import Any, Optional, Tuple
 
 from . import _dispatch
 from ._ffi import ffi, lib
-from .errors import MongooseError
+from .errors import check as check_code
+
+_ATTACH_TEXTS = {int(lib.CYM_E_NO_SLOT): "Too many listeners with limits alive (at most 254)"}
 
 logger = logging.getLogger("cymongoose")
 
@@ -197,8 +199,7 @@ def attach(c: Any, limits: Optional[Limits], http: bool) -> None:
         c, 1 if http else 0, _c_size(lim.max_body_size), _c_size(lim.max_header_size),
         _c_ms(lim.header_timeout), _c_ms(lim.idle_timeout),
         _c_size(lim.max_connections), _c_size(lim.max_ws_message_size))
-    if rc == 0:
-        raise MongooseError("Too many listeners with limits alive (at most 254)")
+    check_code(rc, _ATTACH_TEXTS)
 
 
 def check(limits: Any) -> Optional[Limits]:

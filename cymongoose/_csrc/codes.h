@@ -14,6 +14,9 @@ enum cym_code {
   CYM_E_TLS_ALREADY = -7,      /* TLS is already initialised */
   CYM_E_TLS_FREE_PENDING = -8, /* a deferred tls_free has not run yet */
   CYM_E_TOO_BIG = -9,          /* the result does not fit the buffer given */
-  CYM_E_STATE = -10            /* not allowed in the connection's current state */
+  CYM_E_STATE = -10,           /* not allowed in the connection's current state */
+  CYM_E_NO_SLOT = -11          /* a fixed table (limits slots) is full */
 };
+/* Lookups that may find nothing (a WebSocket CLOSE code, an offset into a
+ * URL, a count) return -1 for "none": a value, not one of these errors. */
 #endif

@@ -332,14 +332,14 @@ int cym_limits_ev(struct mg_connection *c, int ev, void *ev_data) {
 /* ---- calls from Python and ws.c ------------------------------------------ */
 
 /* Gives listener c a slot with these limits (sizes and counts: -1 for
- * none; times in ms: 0 for none).  Returns the slot, or 0 when all are in
- * use. */
+ * none; times in ms: 0 for none).  Returns the slot; CYM_E_NO_SLOT when
+ * all are in use, CYM_E_STATE when c already has limits. */
 int cym_limits_attach(struct mg_connection *c, int http, int64_t max_body,
                       int64_t max_head, uint64_t head_ms, uint64_t idle_ms,
                       int64_t max_conns, int64_t max_ws) {
   unsigned slot;
   struct cym_limits *l = NULL;
-  if (cym_lim_slot(c) != 0) return -1;
+  if (cym_lim_slot(c) != 0) return CYM_E_STATE;
   pthread_mutex_lock(&cym_lim_lock);
   for (slot = 1; slot < CYM_LIM_NSLOTS; slot++) {
     if (!cym_lim[slot].used) {
@@ -350,7 +350,7 @@ int cym_limits_attach(struct mg_connection *c, int http, int64_t max_body,
     }
   }
   pthread_mutex_unlock(&cym_lim_lock);
-  if (l == NULL) return 0;
+  if (l == NULL) return CYM_E_NO_SLOT;
   l->http = http ? 1 : 0;
   l->listening = 1;
   l->max_body = max_body, l->max_head = max_head, l->max_conns = max_conns;
