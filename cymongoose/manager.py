@@ -207,10 +207,12 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
 
         After the signal the current poll completes, then in-flight
         responses get up to ``grace_ms`` to finish (see
-        ``_graceful.finish_in_flight``; ``grace_ms=0`` closes at once).  The previous signal handlers are restored on the way
-        out, and the Manager is closed even when ``poll`` raises.  Off the
-        main thread, ``signal.signal`` raises ``ValueError`` before anything
-        changes, and the Manager stays open.
+        ``_graceful.finish_in_flight``; ``grace_ms=0`` closes at once).  A
+        second signal ends that wait.  The previous signal handlers are
+        restored on the way out (``_signals.serve_until_signal``), and the
+        Manager is closed even when ``poll`` raises.  Off the main thread,
+        ``signal.signal`` raises ``ValueError`` before anything changes, and
+        the Manager stays open.
         """
         grace_ms = to_int(grace_ms, "grace_ms", 0)
         serve_until_signal(
@@ -326,8 +328,9 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
         Failures (refused, DNS) arrive as ``MG_EV_ERROR`` then ``MG_EV_CLOSE``.
         Raises ``RuntimeError("Failed to connect to '<url>'")`` when Mongoose
         refuses the URL, and ``RuntimeError("Manager has been freed")`` after
-        ``close()``.  ``MG_EV_OPEN`` and, for an IP literal, ``MG_EV_RESOLVE`` fire inside this call and
-        go to the Manager's default handler, not to ``handler``.
+        ``close()``.  ``MG_EV_OPEN`` and, for an IP literal,
+        ``MG_EV_RESOLVE`` fire inside this call and go to the Manager's
+        default handler, not to ``handler``.
         """
         kind = lib.CYM_HTTP_CONNECT if _wants_http(url, http) else lib.CYM_CONNECT
         return self._open(kind, url, handler, "Failed to connect to '%s'")

@@ -68,8 +68,9 @@ class NetConnectionMixin(ConnectionHost):
         """Remove the first ``length`` bytes (all if negative) of the receive buffer.
 
         Raw TCP/UDP input otherwise accumulates until the 3 MiB receive
-        limit closes the connection: an ``MG_EV_READ`` handler reads with ``recv_data()`` and then consumes
-        what it handled, so the next READ sees only new bytes.  Returns the
+        limit closes the connection: an ``MG_EV_READ`` handler reads with
+        ``recv_data()`` and then consumes what it handled, so the next READ
+        sees only new bytes.  Returns the
         number of bytes removed; 0 once closed.  Raises ``RuntimeError`` on
         a connection with a protocol parser (HTTP, WebSocket, MQTT, SNTP),
         which consumes its own input.

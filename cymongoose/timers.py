@@ -3,9 +3,10 @@
 Mongoose keeps the timers; each calls the one timer dispatcher
 (``_cym_timer``) with its Manager's slot and the ``Timer``'s id, the same
 lookup events use.  The Manager's registry (id -> ``Timer``) keeps every
-live ``Timer`` alive, so a timer keeps firing after the caller drops it.  ``cancel()`` may come from any thread: it only
-flags the timer and queues it, and the next ``poll()`` unlinks it from
-Mongoose on the poll thread, where Mongoose's timer list lives.
+live ``Timer`` alive, so a timer keeps firing after the caller drops it.
+``cancel()`` may come from any thread: it only flags the timer and queues
+it, and the next ``poll()`` unlinks it from Mongoose on the poll thread,
+where Mongoose's timer list lives.
 """
 
 import threading
