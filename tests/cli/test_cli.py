@@ -12,9 +12,9 @@ import httpx
 import pytest
 import websocket
 
-from _cli_helpers import Server, run_cli
-from _mqtt_helpers import Paho, unique
-from conftest import wait_until
+from support.cli import Server, run_cli
+from support.loop import wait_until
+from support.mqtt import Paho, unique
 
 A_TXT = b"0123456789abcdef"
 FILES = {
@@ -257,7 +257,7 @@ def test_serve_ws_path_without_upgrade_is_an_error(http: httpx.Client) -> None:
 
 
 def test_serve_https(tmp_path: Path, webroot: str) -> None:
-    from _tls_helpers import Pki, client_context
+    from support.tls import Pki, client_context
 
     pki = Pki(str(tmp_path))
     issued = pki.issue("server", "localhost", ips=["127.0.0.1"])
@@ -277,7 +277,7 @@ def test_serve_https(tmp_path: Path, webroot: str) -> None:
 
 def test_serve_refuses_an_rsa_key_up_front(tmp_path: Path, webroot: str) -> None:
     from cryptography.hazmat.primitives.asymmetric import rsa
-    from _tls_helpers import Pki
+    from support.tls import Pki
 
     issued = Pki(str(tmp_path)).issue("rsa", "localhost",
                                       key=rsa.generate_private_key(65537, 2048))

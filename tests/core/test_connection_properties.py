@@ -4,7 +4,7 @@ in test_core_lifecycle.py): flags, buffer lengths and sizes, addresses, repr."""
 import socket
 
 import cymongoose as cm
-from _core_helpers import poll_until
+from support.loop import poll_until
 
 N = 200_000  # more than one write of the send buffer
 

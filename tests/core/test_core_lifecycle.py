@@ -15,8 +15,9 @@ import httpx
 import pytest
 
 import cymongoose as cm
-from _core_helpers import InThread, get_close, parse_response, poll_until, raw_request, recv_all
-from conftest import wait_until
+from support.http_raw import get_close, parse_response, raw_request
+from support.loop import InThread, poll_until, wait_until
+from support.sockets import read_until_closed
 
 CLOSED = "Connection has been closed"
 FREED = "Manager has been freed"
@@ -582,7 +583,7 @@ def test_closing_hundreds_inside_handlers_keeps_loop_healthy():
             for s in socks:
                 s.sendall(b"GET /close HTTP/1.1\r\nHost: t\r\n\r\n")
             for s in socks:
-                assert recv_all(s) == b""  # closed without an answer
+                assert read_until_closed(s) == b""  # closed without an answer
                 s.close()
         with httpx.Client(timeout=10) as c:
             return c.get("http://127.0.0.1:%d/" % port).text

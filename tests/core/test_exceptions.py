@@ -13,10 +13,11 @@ import threading
 import pytest
 
 import cymongoose as cm
-from conftest import LoopThread, wait_until
-from _core_helpers import get_close, parse_response
-from _hostile_helpers import connect, read_until_closed
-from _ws_helpers import OP_PING, OP_TEXT, RawClient, frame
+from support.http_raw import get_close, parse_response
+from support.loop import LoopThread, wait_until
+from support.sockets import connect, read_until_closed
+from support.ws import OP_PING, OP_TEXT, RawClient, frame
+
 
 EVENTS_SEEN_BY_AN_HTTP_AND_WS_SERVER = {
     cm.MG_EV_OPEN, cm.MG_EV_POLL, cm.MG_EV_ACCEPT, cm.MG_EV_READ, cm.MG_EV_WRITE,

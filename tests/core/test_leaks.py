@@ -12,9 +12,9 @@ import socket
 import weakref
 
 import cymongoose as cm
-from conftest import UNDER_ASAN, LoopThread, wait_until
-from _hostile_helpers import mongoose_conns, rss_bytes
-from _ws_helpers import OP_TEXT, frame
+from support.hostile import mongoose_conns, rss_bytes
+from support.loop import LoopThread, UNDER_ASAN, wait_until
+from support.ws import OP_TEXT, frame
 
 HTTP_CYCLES = 10_000
 WS_SESSIONS = 1_000

@@ -17,8 +17,9 @@ import pytest
 import websocket
 
 import cymongoose as cm
-from conftest import LoopThread, wait_until
-from _ws_helpers import OP_BINARY, OP_CONT, frame, upgrade_request
+from support.loop import LoopThread, wait_until
+from support.sockets import connect, read_until_closed
+from support.ws import OP_BINARY, OP_CONT, frame, upgrade_request
 
 MiB = 1024 * 1024
 
@@ -78,25 +79,6 @@ def server():
     yield start
     for srv in servers:
         srv.stop()
-
-
-def connect(port: int, timeout: float = 5.0) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", port), timeout=timeout)
-
-
-def read_all(sock: socket.socket, limit: float = 5.0) -> bytes:
-    """Everything the server sends until it closes (bounded by ``limit`` s)."""
-    deadline = time.monotonic() + limit
-    out = b""
-    while time.monotonic() < deadline:
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    return out
 
 
 def read_response(sock: socket.socket) -> Tuple[int, bytes]:
@@ -221,7 +203,7 @@ def test_body_over_the_limit_gets_413(server, caplog):
     assert httpx.post(srv.url(), content=b"x" * 1000, timeout=5).text == "got 1000"
     with connect(srv.port) as s:  # the head alone is enough to refuse
         s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n")
-        raw = read_all(s)
+        raw = read_until_closed(s)
     assert status_of(raw) == 413
     assert b"Connection: close" in raw
     r = httpx.post(srv.url(), content=b"x" * 5000, timeout=5)  # body sent as well
@@ -240,7 +222,7 @@ def test_chunked_body_over_the_limit_gets_413(server):
     with connect(srv.port) as s:
         s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
         s.sendall(b"800\r\n" + b"c" * 0x800 + b"\r\n")
-        raw = read_all(s)
+        raw = read_until_closed(s)
     assert status_of(raw) == 413
     assert served(srv)
 
@@ -250,7 +232,7 @@ def test_body_beyond_the_receive_buffer_gets_413_not_a_reset(server):
     srv = server(None)
     with connect(srv.port) as s:
         s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (4 * MiB))
-        raw = read_all(s)
+        raw = read_until_closed(s)
     assert status_of(raw) == 413
     r = httpx.post(srv.url(), content=b"y" * (2 * MiB), timeout=10)
     assert r.text == "got %d" % (2 * MiB)
@@ -264,12 +246,12 @@ def test_header_block_over_the_limit_gets_431(server, caplog):
     assert httpx.get(srv.url(), headers={"X-Pad": "p" * 800}, timeout=5).status_code == 200
     with connect(srv.port) as s:  # whole head in one piece
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"p" * 1100 + b"\r\n\r\n")
-        assert status_of(read_all(s)) == 431
+        assert status_of(read_until_closed(s)) == 431
     with connect(srv.port) as s:  # a head that never ends
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
         for _ in range(3):
             s.sendall(b"X-Pad: " + b"p" * 500 + b"\r\n")
-        assert status_of(read_all(s)) == 431
+        assert status_of(read_until_closed(s)) == 431
     wait_until(lambda: logged(caplog, "header too large (431)"), timeout=5)
     assert served(srv)
 
@@ -294,7 +276,7 @@ def test_slow_header_gets_408(server, caplog):
         for _ in range(3):
             assert served(srv)
             s.sendall(b"X")
-        raw = read_all(s)
+        raw = read_until_closed(s)
         elapsed = time.monotonic() - start
     assert status_of(raw) == 408
     assert 0.25 <= elapsed < 3.0
@@ -306,7 +288,7 @@ def test_silent_connection_is_closed_after_header_timeout(server):
     srv = server(cm.Limits(header_timeout=0.3))
     with connect(srv.port) as s:
         start = time.monotonic()
-        assert read_all(s) == b""  # nothing was asked, nothing is answered
+        assert read_until_closed(s) == b""  # nothing was asked, nothing is answered
         assert 0.25 <= time.monotonic() - start < 3.0
     wait_until(lambda: srv.live() == 0, timeout=5)
 
@@ -322,7 +304,7 @@ def test_many_slow_header_clients_do_not_starve_others(server):
                 s.sendall(b"X")
             assert served(srv)
         for s in socks:
-            assert status_of(read_all(s)) == 408
+            assert status_of(read_until_closed(s)) == 408
     finally:
         for s in socks:
             s.close()
@@ -339,7 +321,7 @@ def test_idle_keep_alive_connection_is_closed(server):
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # kept alive meanwhile
         assert read_response(s) == (200, b"got 0")
         start = time.monotonic()
-        assert read_all(s) == b""
+        assert read_until_closed(s) == b""
         assert 0.25 <= time.monotonic() - start < 3.0
     wait_until(lambda: srv.live() == 0, timeout=5)
 
@@ -365,7 +347,7 @@ def test_connection_limit_answers_503(server, caplog):
         wait_until(lambda: srv.live() == 2, timeout=5)
         with connect(srv.port) as s:
             s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            raw = read_all(s)
+            raw = read_until_closed(s)
         assert status_of(raw) == 503
         assert b"Retry-After: 1" in raw
         wait_until(lambda: logged(caplog, "connection limit reached"), timeout=5)
@@ -385,7 +367,7 @@ def test_connection_limit_on_tcp_listener_closes(server):
     with connect(srv.port) as first:
         wait_until(lambda: srv.live() == 1, timeout=5)
         with connect(srv.port) as second:
-            assert read_all(second) == b""
+            assert read_until_closed(second) == b""
         wait_until(lambda: srv.live() == 1, timeout=5)
     wait_until(lambda: srv.live() == 0, timeout=5)
     with connect(srv.port):
@@ -417,7 +399,7 @@ def test_fragmented_websocket_message_counts_all_fragments(server):
         s.sendall(upgrade_request(srv.port, "/ws"))
         s.sendall(frame(OP_BINARY, b"x" * 600, fin=False))
         s.sendall(frame(OP_CONT, b"y" * 600))
-        data = read_all(s)
+        data = read_until_closed(s)
     head, _, frames = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 101")
     assert frames[0] == 0x88 and int.from_bytes(frames[2:4], "big") == 1009
@@ -441,7 +423,7 @@ def test_idle_clock_waits_for_a_slow_response(server):
         s.settimeout(5)
         srv.loop.call(lambda: held[0].reply(200, b"late"))
         assert read_response(s) == (200, b"late")
-        assert read_all(s) == b""  # then idle, then closed
+        assert read_until_closed(s) == b""  # then idle, then closed
 
 
 def test_websocket_connections_count_until_closed(server):

@@ -6,7 +6,7 @@ import socket
 import pytest
 
 import cymongoose as cm
-from _net_helpers import poll_until
+from support.loop import poll_until
 
 
 @pytest.fixture

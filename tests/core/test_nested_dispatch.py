@@ -2,8 +2,9 @@
 own view objects; invalidating an inner view leaves the outer one valid."""
 
 import cymongoose as cm
-from _core_helpers import InThread, get_close, poll_until
-from _ws_helpers import RawClient
+from support.http_raw import get_close
+from support.loop import InThread, poll_until
+from support.ws import RawClient
 
 
 def test_inner_views_are_separate_and_die_alone():

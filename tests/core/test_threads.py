@@ -9,9 +9,9 @@ import threading
 import pytest
 
 import cymongoose as cm
-from conftest import LoopThread, wait_until
-from _core_helpers import get_close, parse_response
-from _hostile_helpers import connect
+from support.http_raw import get_close, parse_response
+from support.loop import LoopThread, wait_until
+from support.sockets import connect
 
 
 class Blocker:

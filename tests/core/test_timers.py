@@ -8,7 +8,7 @@ import time
 import pytest
 
 import cymongoose as cm
-from conftest import LoopThread, wait_until
+from support.loop import LoopThread, wait_until
 
 
 def poll_for(mgr: cm.Manager, seconds: float, poll_ms: int) -> None:

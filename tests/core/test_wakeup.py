@@ -11,7 +11,7 @@ import time
 import pytest
 
 import cymongoose as cm
-from conftest import LoopThread, wait_until
+from support.loop import LoopThread, wait_until
 
 
 class Inbox:

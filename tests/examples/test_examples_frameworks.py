@@ -6,7 +6,7 @@ import httpx
 import pytest
 import websocket
 
-from _examples import EXAMPLES, start_example  # noqa: F401 (fixture)
+from support.subprocs import EXAMPLES
 
 pytestmark = pytest.mark.skipif(not os.path.isdir(EXAMPLES), reason="needs the source tree's examples/")
 

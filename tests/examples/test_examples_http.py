@@ -5,7 +5,7 @@ import os
 import httpx
 import pytest
 
-from _examples import EXAMPLES, run_example, start_example  # noqa: F401 (fixture)
+from support.subprocs import EXAMPLES, run_example
 
 pytestmark = pytest.mark.skipif(not os.path.isdir(EXAMPLES), reason="needs the source tree's examples/")
 

@@ -4,9 +4,9 @@ import os
 
 import pytest
 
-from _examples import EXAMPLES, run_example, start_example  # noqa: F401 (fixture)
-from _mqtt_helpers import Mosquitto, Paho, unique
-from conftest import wait_until
+from support.loop import wait_until
+from support.mqtt import Mosquitto, Paho, unique
+from support.subprocs import EXAMPLES, run_example
 
 pytestmark = pytest.mark.skipif(not os.path.isdir(EXAMPLES), reason="needs the source tree's examples/")
 

@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from _examples import EXAMPLES, run_example, start_example  # noqa: F401 (fixture)
-from _tls_helpers import Pki
+from support.subprocs import EXAMPLES, run_example
+from support.tls import Pki
 
 pytestmark = pytest.mark.skipif(not os.path.isdir(EXAMPLES), reason="needs the source tree's examples/")
 

@@ -8,7 +8,7 @@ import pytest
 import websocket
 from websockets.sync.server import serve as ws_serve
 
-from _examples import EXAMPLES, run_example, start_example  # noqa: F401 (fixture)
+from support.subprocs import EXAMPLES, run_example
 
 pytestmark = pytest.mark.skipif(not os.path.isdir(EXAMPLES), reason="needs the source tree's examples/")
 

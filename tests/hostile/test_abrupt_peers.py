@@ -13,10 +13,11 @@ import time
 import pytest
 
 import cymongoose as cm
-from conftest import LoopThread, wait_until
-from _core_helpers import get_close, parse_response
-from _hostile_helpers import (Recorder, connect, count_conns, logged, mongoose_conns,
-                              mongoose_errors, read_until_closed, reset, served, settle)
+from support.hostile import (Recorder, count_conns, logged, mongoose_conns, mongoose_errors,
+                             served, settle)
+from support.http_raw import get_close, parse_response
+from support.loop import LoopThread, wait_until
+from support.sockets import connect, read_until_closed, reset
 
 BIG = 8 * 1024 * 1024
 

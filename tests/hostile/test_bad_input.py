@@ -5,7 +5,8 @@ import signal
 import pytest
 
 import cymongoose as cm
-from _core_helpers import InThread, get_close, parse_response, poll_until, raw_request
+from support.http_raw import get_close, parse_response, raw_request
+from support.loop import InThread, poll_until
 
 FREED = "Manager has been freed"
 

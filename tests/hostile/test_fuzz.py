@@ -16,9 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import cymongoose as cm
-from conftest import LoopThread, wait_until
-from _hostile_helpers import Recorder, connect, reset, served, upgrade
-from _mqtt_helpers import connect_packet, packet, recv_exact
+from support.hostile import Recorder, served, upgrade
+from support.loop import LoopThread, wait_until
+from support.mqtt import connect_packet, packet, recv_exact
+from support.sockets import connect, reset
 
 FUZZ = settings(max_examples=200, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow])

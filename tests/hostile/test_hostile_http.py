@@ -23,9 +23,9 @@ import socket
 import pytest
 
 import cymongoose as cm
-from conftest import wait_until
-from _hostile_helpers import (KeepAlive, Recorder, connect, logged, mongoose_errors,
-                              read_until_closed, served)
+from support.hostile import KeepAlive, Recorder, logged, mongoose_errors, served
+from support.loop import wait_until
+from support.sockets import connect, read_until_closed
 
 CLOSE = b"Connection: close\r\n"
 

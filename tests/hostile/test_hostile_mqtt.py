@@ -10,9 +10,10 @@ import socket
 import pytest
 
 import cymongoose as cm
-from conftest import LoopThread, wait_until
-from _hostile_helpers import Recorder, logged, mongoose_errors, read_until_closed
-from _mqtt_helpers import closed_by_peer, connect_packet, mqtt_string, packet, raw_client, recv_exact
+from support.hostile import Recorder, logged, mongoose_errors
+from support.loop import LoopThread, wait_until
+from support.mqtt import closed_by_peer, connect_packet, mqtt_string, packet, raw_client, recv_exact
+from support.sockets import read_until_closed
 
 PINGREQ, PINGRESP = b"\xc0\x00", b"\xd0\x00"
 

@@ -10,10 +10,11 @@ import struct
 import pytest
 
 import cymongoose as cm
-from conftest import wait_until
-from _hostile_helpers import connect, logged, mongoose_errors, read_until_closed, reset
-from _ws_helpers import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT, EchoServer, RawClient,
-                         SyncClient, frame)
+from support.hostile import logged, mongoose_errors
+from support.loop import wait_until
+from support.sockets import connect, read_until_closed, reset
+from support.ws import (EchoServer, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT, RawClient,
+                        SyncClient, frame)
 
 
 @pytest.fixture

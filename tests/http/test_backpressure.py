@@ -10,8 +10,8 @@ import time
 import pytest
 
 import cymongoose as cm
-from _loop_helpers import ServerProcess
-from conftest import UNDER_ASAN, LoopThread, wait_until
+from support.loop import LoopThread, UNDER_ASAN, wait_until
+from support.loop_process import ServerProcess
 
 TOTAL = 50 * 1024 * 1024
 PATTERN = bytes(i % 251 for i in range(251)) * (65536 // 251 + 2)

@@ -13,7 +13,7 @@ from typing import Any, List
 import pytest
 
 import cymongoose as cm
-from conftest import wait_until
+from support.loop import wait_until
 
 
 def raw_exchange(port: int, request: bytes = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n") -> bytes:

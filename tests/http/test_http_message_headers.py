@@ -3,7 +3,7 @@
 import pytest
 
 import cymongoose as cm
-from _core_helpers import parse_response, raw_request
+from support.http_raw import parse_response, raw_request
 
 
 @pytest.mark.parametrize("count", [30, 40])

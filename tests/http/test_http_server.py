@@ -13,8 +13,9 @@ import httpx
 import pytest
 
 import cymongoose as cm
-from _core_helpers import get_close, header_map, ipv6_loopback, parse_response, raw_request
-from conftest import LoopThread, wait_until
+from support.http_raw import get_close, header_map, parse_response, raw_request
+from support.loop import LoopThread, wait_until
+from support.sockets import ipv6_loopback
 
 ONE_MIB = 1 << 20
 

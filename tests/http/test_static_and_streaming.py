@@ -8,7 +8,9 @@ import httpx
 import pytest
 
 import cymongoose as cm
-from _core_helpers import get_close, header_map, parse_response, poll_until, raw_request
+from support.http_raw import get_close, parse_response
+from support.loop import poll_until
+from support.sockets import read_until
 
 SECRET = b"TOP SECRET, outside the root"
 BIG_SIZE = (1 << 20) + 123
@@ -267,29 +269,18 @@ def test_sse_read_incrementally(streamer, client):
         assert list(lines) == []
 
 
-def read_until(sock, suffix, timeout=10.0):
-    """Read from a raw socket until the data ends with ``suffix``."""
-    sock.settimeout(timeout)
-    buf = b""
-    while not buf.endswith(suffix):
-        data = sock.recv(65536)
-        assert data, "peer closed after %r" % buf
-        buf += data
-    return buf
-
-
 def test_chunk_wire_format(streamer):
     loop, port, held = streamer
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(b"GET /chunked HTTP/1.1\r\nHost: t\r\n\r\n")
-        head = read_until(sock, b"5\r\nfirst\r\n")
+        head = read_until(sock, lambda got: got.endswith(b"5\r\nfirst\r\n"))
         assert head == (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
                         b"5\r\nfirst\r\n")
         conn = held[0]
         loop.call(lambda: conn.http_sse("e", "d"))
-        assert read_until(sock, b"\n\n\r\n") == b"12\r\nevent: e\ndata: d\n\n\r\n"
+        assert read_until(sock, lambda got: got.endswith(b"\n\n\r\n")) == b"12\r\nevent: e\ndata: d\n\n\r\n"
         loop.call(lambda: conn.http_chunk(""))
-        assert read_until(sock, b"0\r\n\r\n") == b"0\r\n\r\n"
+        assert read_until(sock, lambda got: got.endswith(b"0\r\n\r\n")) == b"0\r\n\r\n"
 
 
 # -- the HTTP client ------------------------------------------------------------

@@ -8,10 +8,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 import cymongoose as cm
 from cymongoose.broker import topic_matches, valid_filter
-from conftest import LoopThread, wait_until
-from _hostile_helpers import logged, mongoose_errors
-from _mqtt_helpers import (Client, Paho, closed_by_peer, connect_packet, mqtt_string, packet,
-                           raw_client, recv_exact)
+from support.hostile import logged, mongoose_errors
+from support.loop import LoopThread, wait_until
+from support.mqtt import (Client, Paho, closed_by_peer, connect_packet, mqtt_string, packet,
+                          raw_client, recv_exact)
 
 
 @pytest.fixture

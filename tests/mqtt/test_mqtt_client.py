@@ -9,8 +9,8 @@ from paho.mqtt.properties import Properties
 
 import cymongoose as cm
 from cymongoose import mqtt
-from conftest import LoopThread, wait_until
-from _mqtt_helpers import Client, Mosquitto, Paho, unique
+from support.loop import LoopThread, wait_until
+from support.mqtt import Client, Mosquitto, Paho, unique
 
 PUBACK, PUBCOMP, SUBACK, UNSUBACK, PINGRESP = 4, 7, 9, 11, 13
 

@@ -14,7 +14,8 @@ import time
 import pytest
 
 import cymongoose as cm
-from _net_helpers import UdpPeer, dns_question, poll_until
+from support.loop import poll_until
+from support.net import UdpPeer, dns_question
 
 A, AAAA = 1, 28
 

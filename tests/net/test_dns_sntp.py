@@ -5,7 +5,8 @@ import time
 import pytest
 
 import cymongoose as cm
-from _net_helpers import UdpPeer, dns_question, dns_server, poll_until, sntp_server
+from support.loop import poll_until
+from support.net import UdpPeer, dns_question, dns_server, sntp_server
 from cymongoose._ffi import lib
 
 TEST_NAME = "cymongoose.test"

@@ -8,8 +8,8 @@ import threading
 import pytest
 
 import cymongoose as cm
-from _net_helpers import UdpPeer, poll_until
-from conftest import LoopThread
+from support.loop import LoopThread, poll_until
+from support.net import UdpPeer
 
 MIB = 1 << 20
 

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 import cymongoose
+from support.paths import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "bench")
 SERVERS = os.path.join(BENCH, "servers")
 sys.path.insert(0, BENCH)

@@ -10,8 +10,8 @@ from typing import Any, Dict, Iterator, List, Set, Tuple
 import pytest
 
 import cymongoose
+from support.paths import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = os.path.join(ROOT, "docs")
 README = os.path.join(ROOT, "README.md")
 
@@ -156,7 +156,7 @@ _BLOCKS = _runnable_blocks()
 
 @pytest.fixture(scope="module")
 def mosquitto_url(tmp_path_factory: Any) -> Iterator[str]:
-    from _mqtt_helpers import Mosquitto
+    from support.mqtt import Mosquitto
 
     mosq = Mosquitto(str(tmp_path_factory.mktemp("mosquitto"))).start()
     try:

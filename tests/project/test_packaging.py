@@ -9,8 +9,8 @@ import tarfile
 import pytest
 
 import cymongoose
+from support.paths import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SPEC_CORE_NAMES = """
 Connection HttpMessage Manager MqttMessage WsMessage

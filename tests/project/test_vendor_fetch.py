@@ -15,7 +15,8 @@ import tarfile
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from support.paths import ROOT
+
 VENDOR = os.path.join(ROOT, "vendor")
 sys.path.insert(0, VENDOR)
 import fetch  # noqa: E402

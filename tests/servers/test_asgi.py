@@ -15,9 +15,9 @@ from typing import Any, List, Optional
 
 import httpx
 import pytest
-from _adapters_helpers import (AsgiThread, ServerProcess, count_responses, raw_exchange, read_until,
-                              started)
-from conftest import wait_until
+from support.loop import wait_until
+from support.servers import AsgiThread, ServerProcess, count_responses, raw_exchange, started
+from support.sockets import read_until
 
 import cymongoose
 from cymongoose.asgi import ASGIServer, ClientDisconnected, _build_http_scope

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 import cymongoose as cm
-from _loop_helpers import ServerProcess
+from support.loop_process import ServerProcess
 
 BODY = bytes(i % 251 for i in range(251)) * (4 * 1024 * 1024 // 251)
 

@@ -15,9 +15,9 @@ from wsgiref.validate import validator
 
 import httpx
 import pytest
-from _adapters_helpers import (ServerProcess, WsgiThread, count_responses, raw_exchange,
-                               read_until, started)
-from conftest import wait_until
+from support.loop import wait_until
+from support.servers import ServerProcess, WsgiThread, count_responses, raw_exchange, started
+from support.sockets import read_until
 
 from cymongoose.wsgi import FileWrapper, WSGIServer, _build_environ
 

@@ -1,7 +1,7 @@
 """Run ``python -m cymongoose`` as a subprocess of the interpreter under test.
 
 Children import the package under test whether it is installed or built in
-place (``_examples.child_env``).
+place (``support.subprocs.child_env``).
 """
 
 import re
@@ -9,7 +9,7 @@ import subprocess
 import sys
 from typing import Optional
 
-from _examples import Proc, child_env
+from support.subprocs import Proc, child_env
 
 #: The banner every subcommand prints once it listens.
 BANNER = re.compile(r"cymongoose .* on ((?:https?|mqtt)://(\[[0-9a-f:]+\]|[\d.]+):(\d+))/")

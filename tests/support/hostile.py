@@ -4,17 +4,16 @@ import contextlib
 import logging
 import os
 import socket
-import struct
-import threading
-import time
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, Iterator
 
 import cymongoose as cm
-from conftest import LoopThread, wait_until
-from _core_helpers import get_close, parse_response
+from support.events import EventLog
+from support.http_raw import get_close, parse_response
+from support.loop import LoopThread, wait_until
+from support.sockets import connect
 
 
-class Recorder:
+class Recorder(EventLog):
     """A handler that answers every HTTP request with its URI and echoes WebSocket messages.
 
     ``/ws`` upgrades; ``/big`` answers with ``big`` bytes.  Every event of
@@ -22,9 +21,8 @@ class Recorder:
     """
 
     def __init__(self, big: int = 0) -> None:
-        self.events: List[Tuple[int, int, Any]] = []
+        super().__init__()
         self.big = b"x" * big
-        self.lock = threading.Lock()
 
     def __call__(self, conn: cm.Connection, ev: int, data: Any) -> None:
         if ev == cm.MG_EV_HTTP_MSG:
@@ -40,14 +38,6 @@ class Recorder:
             conn.ws_send(data.data, cm.WEBSOCKET_OP_BINARY)
         elif ev in (cm.MG_EV_ERROR, cm.MG_EV_CLOSE, cm.MG_EV_ACCEPT, cm.MG_EV_MQTT_CMD):
             self.record(conn, ev, data.cmd if ev == cm.MG_EV_MQTT_CMD else data)
-
-    def record(self, conn: cm.Connection, ev: int, detail: Any) -> None:
-        with self.lock:
-            self.events.append((conn.id, ev, detail))
-
-    def of(self, ev: int) -> List[Tuple[int, Any]]:
-        with self.lock:
-            return [(cid, d) for cid, e, d in self.events if e == ev]
 
 
 def served(port: int, path: str = "/fine") -> bool:
@@ -71,34 +61,6 @@ def mongoose_errors(caplog: Any) -> Iterator[Any]:
 def logged(caplog: Any, words: str) -> bool:
     """True once a captured ``cymongoose`` record contains ``words``."""
     return any(words in r.getMessage() for r in caplog.records if r.name == "cymongoose")
-
-
-def connect(port: int, timeout: float = 10.0) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
-
-
-def reset(sock: socket.socket) -> None:
-    """Close with an RST instead of a FIN (SO_LINGER with a zero timeout)."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
-
-
-def read_until_closed(sock: socket.socket, timeout: float = 10.0) -> bytes:
-    """Everything the peer sends until it closes (EOF or reset), bounded."""
-    sock.settimeout(timeout)
-    chunks = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            data = sock.recv(65536)
-        except ConnectionResetError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    return b"".join(chunks)
 
 
 def count_conns(loop: LoopThread) -> int:

@@ -1,24 +1,11 @@
-"""Helpers for the core tests: raw HTTP over sockets and polling on this thread."""
+"""Raw HTTP/1.1 over plain sockets: requests written byte for byte, responses parsed."""
 
 import socket
-import threading
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
-import cymongoose as cm
-from conftest import wait_until
+from support.sockets import read_until_closed
 
 Response = Tuple[int, List[Tuple[str, str]], bytes]
-
-
-def recv_all(sock: socket.socket, timeout: float = 10.0) -> bytes:
-    """Read until the peer closes; fail after ``timeout`` seconds."""
-    sock.settimeout(timeout)
-    chunks = []
-    while True:
-        data = sock.recv(65536)
-        if not data:
-            return b"".join(chunks)
-        chunks.append(data)
 
 
 def raw_request(port: int, data: bytes, host: str = "127.0.0.1", timeout: float = 10.0) -> bytes:
@@ -28,7 +15,7 @@ def raw_request(port: int, data: bytes, host: str = "127.0.0.1", timeout: float 
         sock.settimeout(timeout)
         sock.connect((host, port))
         sock.sendall(data)
-        return recv_all(sock, timeout)
+        return read_until_closed(sock, timeout)
 
 
 def get_close(port: int, target: str, extra: str = "") -> bytes:
@@ -53,55 +40,3 @@ def parse_response(raw: bytes) -> Response:
 def header_map(headers: List[Tuple[str, str]]) -> Dict[str, str]:
     """Lower-cased name -> value (last one wins)."""
     return {k.lower(): v for k, v in headers}
-
-
-def poll_until(mgr: cm.Manager, predicate: Callable[[], Any], timeout: float = 10.0,
-               poll_ms: int = 10) -> Any:
-    """Poll ``mgr`` on this thread until ``predicate()`` is truthy, bounded."""
-    return wait_until(lambda: predicate() or mgr.poll(poll_ms), timeout, interval=0)
-
-
-class InThread:
-    """Run ``fn`` on a thread; ``result()`` returns its value or raises its error."""
-
-    def __init__(self, fn: Callable[[], Any]) -> None:
-        self._box: List[Tuple[bool, Any]] = []
-        self.thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
-        self.thread.start()
-
-    def _run(self, fn: Callable[[], Any]) -> None:
-        try:
-            self._box.append((True, fn()))
-        except BaseException as exc:  # handed back to result()
-            self._box.append((False, exc))
-
-    @property
-    def done(self) -> bool:
-        return bool(self._box)
-
-    def result(self, timeout: float = 10.0) -> Any:
-        self.thread.join(timeout)
-        assert self._box, "thread did not finish within %.1fs" % timeout
-        ok, value = self._box[0]
-        if not ok:
-            raise value
-        return value
-
-
-def run_while_polling(mgr: cm.Manager, fn: Callable[[], Any], timeout: float = 20.0) -> Any:
-    """Run a blocking client ``fn`` on a thread while this thread polls ``mgr``."""
-    job = InThread(fn)
-    poll_until(mgr, lambda: job.done, timeout)
-    return job.result()
-
-
-def ipv6_loopback() -> Optional[str]:
-    """Why ``[::1]`` is unusable here, or ``None`` when it works."""
-    if not socket.has_ipv6:
-        return "Python built without IPv6"
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-    except OSError as exc:
-        return "cannot bind [::1]: %s" % exc
-    return None

@@ -7,11 +7,11 @@ import sys
 import threading
 from typing import List
 
-SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_loop_server.py")
+SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "loop_server.py")
 
 
 class ServerProcess:
-    """``_loop_server.py MODE`` in a subprocess, its stdout read on a thread."""
+    """``loop_server.py MODE`` in a subprocess, its stdout read on a thread."""
 
     def __init__(self, mode: str) -> None:
         self.proc = subprocess.Popen(

@@ -1,4 +1,4 @@
-"""Servers the loop tests start in a subprocess: ``python _loop_server.py MODE``.
+"""Servers the loop tests start in a subprocess: ``python loop_server.py MODE``.
 
 Each prints ``port N`` once listening, then runs ``Manager.run()`` until a
 signal, and prints ``stopped`` (and whether the signal handlers were

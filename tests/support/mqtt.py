@@ -14,30 +14,16 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 import cymongoose as cm
-from conftest import LoopThread, wait_until
+from support.loop import LoopThread, wait_until
+from support.sockets import free_port, port_open
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
 
 
-def free_port() -> int:
-    """A port the OS just reported free on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def unique(prefix: str = "cym") -> str:
     """A topic prefix no other test uses."""
     return "%s/%s" % (prefix, uuid.uuid4().hex[:10])
-
-
-def port_open(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
 
 
 class Mosquitto:

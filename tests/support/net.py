@@ -4,7 +4,6 @@ import select
 import socket
 import struct
 import threading
-import time
 from typing import Callable, Dict, List, Optional, Tuple
 
 Reply = Callable[[bytes], Optional[bytes]]
@@ -108,11 +107,3 @@ def sntp_server(epoch_ms: int, answer_from: int = 1) -> UdpPeer:
 
     return UdpPeer(reply)
 
-
-def poll_until(mgr: object, predicate: Callable[[], object], timeout: float = 10.0) -> None:
-    """Poll ``mgr`` on this thread until ``predicate`` holds; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met within %.1fs" % timeout)
-        mgr.poll(10)  # type: ignore[attr-defined]

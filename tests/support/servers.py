@@ -2,23 +2,17 @@
 raw-socket HTTP, and subprocess servers driven by signals."""
 
 import asyncio
-import os
 import socket
 import subprocess
 import sys
 import threading
 from typing import Any, Callable, Iterator, List, Optional, Tuple
 
-from conftest import wait_until
-
 from cymongoose.asgi import ASGIServer
 from cymongoose.wsgi import WSGIServer
-
-import cymongoose
-
-# The directory holding the cymongoose that this test run imported (installed
-# or in-place build), so subprocesses load the very same package.
-PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(cymongoose.__file__)))
+from support.loop import wait_until
+from support.sockets import read_until
+from support.subprocs import child_env
 
 
 class WsgiThread:
@@ -94,17 +88,6 @@ def raw_exchange(port: int, data: bytes, until: Callable[[bytes], bool],
         return read_until(s, until)
 
 
-def read_until(s: socket.socket, until: Callable[[bytes], bool]) -> bytes:
-    """Read from ``s`` until ``until(received)`` holds or the peer closes."""
-    got = b""
-    while not until(got):
-        piece = s.recv(65536)
-        if not piece:
-            break
-        got += piece
-    return got
-
-
 def count_responses(data: bytes) -> int:
     return data.count(b"HTTP/1.1 ")
 
@@ -113,11 +96,8 @@ class ServerProcess:
     """A server script in a subprocess; its stdout lines are collected."""
 
     def __init__(self, code: str) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = PKG_PARENT + os.pathsep + env.get("PYTHONPATH", "")
-        env["PYTHONUNBUFFERED"] = "1"
         self.proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=env, text=True)
+                                     stderr=subprocess.PIPE, env=child_env(), text=True)
         self.lines: List[str] = []
         self.err: List[str] = []
         self._readers = [threading.Thread(target=self._read, args=(self.proc.stdout, self.lines),

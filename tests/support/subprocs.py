@@ -6,20 +6,11 @@ import signal
 import subprocess
 import sys
 import threading
-from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Union
 
-import pytest
+from support.paths import EXAMPLES, PACKAGE_PARENT
 
-import cymongoose
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXAMPLES = os.path.join(ROOT, "examples")
 _ADDR = re.compile(r"(?:https?|wss?|mqtts?|tcp|udp)://(?:127\.0\.0\.1|\[::1\]|localhost):(\d+)")
-
-
-# The directory holding the package under test (an install or the source tree),
-# put first on the child's path so it never picks up another copy.
-PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(cymongoose.__file__)))
 
 
 def child_env() -> Dict[str, str]:
@@ -100,29 +91,3 @@ def run_example(name: str, *args: str, timeout: float = 30.0) -> "subprocess.Com
     """Run an example to completion (clients, one-shot scripts); stdout and stderr apart."""
     return subprocess.run([sys.executable, os.path.join(EXAMPLES, name)] + list(args),
                           capture_output=True, text=True, timeout=timeout, env=child_env())
-
-
-@pytest.fixture
-def start_example() -> Iterator[Callable[..., Tuple[Proc, int]]]:
-    """``start_example(name, *args)`` runs a server example: (Proc, port it printed).
-
-    At teardown each is stopped with SIGINT and must exit with status 0.
-    """
-    procs: List[Proc] = []
-
-    def start(name: str, *args: str) -> Tuple[Proc, int]:
-        proc = example(name, *args)
-        procs.append(proc)
-        return proc, proc.printed_port()
-
-    yield start
-    failures = []
-    for proc in procs:  # stop every one before failing on any
-        try:
-            code = proc.stop()
-        except AssertionError as exc:
-            failures.append(str(exc))
-            continue
-        if code != 0:
-            failures.append("exit status %s:\n%s" % (code, proc.output))
-    assert not failures, "\n".join(failures)

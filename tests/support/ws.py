@@ -9,17 +9,17 @@ import base64
 import os
 import socket
 import struct
-import threading
 from typing import Any, List, Optional, Tuple
 
 from websockets.asyncio.client import connect as _aconnect
 
 import cymongoose as cm
+from support.events import EventLog
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
 
 
-class EchoServer:
+class EchoServer(EventLog):
     """Handler that upgrades every request and echoes every message.
 
     Records ``(conn_id, ev, detail)`` for WS_OPEN, WS_MSG (flags, data),
@@ -28,8 +28,7 @@ class EchoServer:
     """
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.events: List[Tuple[int, int, Any]] = []
+        super().__init__()
         self.conns: List[cm.Connection] = []
         self.close_codes: List[Optional[int]] = []
 
@@ -55,14 +54,6 @@ class EchoServer:
 
     def on_message(self, conn: cm.Connection, msg: cm.WsMessage) -> None:
         conn.ws_send(msg.data, msg.flags & 0x0F)
-
-    def record(self, conn: cm.Connection, ev: int, detail: Any) -> None:
-        with self.lock:
-            self.events.append((conn.id, ev, detail))
-
-    def of(self, ev: int) -> List[Tuple[int, Any]]:
-        with self.lock:
-            return [(cid, d) for cid, e, d in self.events if e == ev]
 
 
 def frame(op: int, payload: bytes = b"", fin: bool = True, mask: bool = True,

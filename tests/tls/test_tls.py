@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 import cymongoose as cm
 from cymongoose._ffi import lib
-from conftest import LoopThread, wait_until
-from _tls_helpers import Issued, Pki, SslServer, client_context, server_context
+from support.loop import LoopThread, wait_until
+from support.tls import Issued, Pki, SslServer, client_context, server_context
 
 RESET = ("TLS handshake failed: the peer reset the connection "
          "(socket error; did it refuse our TLS 1.3 ClientHello?)")

@@ -18,8 +18,8 @@ from typing import Any, List, Tuple
 import pytest
 
 import cymongoose as cm
-from conftest import wait_until
-from _tls_helpers import Certs, SslServer, client_context, server_and_client, server_context
+from support.loop import wait_until
+from support.tls import Certs, SslServer, client_context, server_and_client, server_context
 
 # The chance that the old encoding survives N signatures is (1 - 1/256)**N:
 # 1200 handshakes leave it under 1%.

@@ -3,7 +3,6 @@
 import os
 import pathlib
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -13,8 +12,9 @@ import pytest
 import websocket
 
 import cymongoose as cm
-from conftest import wait_until
-from _tls_helpers import Certs, Pki, server_and_client
+from support.loop import wait_until
+from support.sockets import free_port, port_open
+from support.tls import Certs, Pki, server_and_client
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
@@ -102,20 +102,6 @@ def test_wss_client_to_wss_server(server_factory: Any, certs: Certs) -> None:
 # -- MQTTS -----------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def mosquitto_tls(certs: Certs) -> Iterator[Tuple[int, int]]:
     """mosquitto with two TLS 1.3 listeners: (plain TLS port, client-cert port)."""
@@ -132,7 +118,7 @@ def mosquitto_tls(certs: Certs) -> Iterator[Tuple[int, int]]:
         with open(files[name], "wb") as f:
             f.write(pem)
         os.chmod(files[name], 0o644)
-    tls_port, mtls_port = _free_port(), _free_port()
+    tls_port, mtls_port = free_port(), free_port()
     tls = ("cafile %s\ncertfile %s\nkeyfile %s\ntls_version tlsv1.3\n"
            % (files["ca.crt"], files["server.crt"], files["server.key"]))
     conf = pathlib.Path(d) / "mosquitto.conf"
@@ -146,7 +132,7 @@ def mosquitto_tls(certs: Certs) -> Iterator[Tuple[int, int]]:
                             stderr=subprocess.STDOUT)
     try:
         wait_until(lambda: proc.poll() is not None or (
-            _listening(tls_port) and _listening(mtls_port)), timeout=10)
+            port_open(tls_port) and port_open(mtls_port)), timeout=10)
         if proc.poll() is not None:
             raise AssertionError("mosquitto failed: %s" % log.read_text())
         yield tls_port, mtls_port

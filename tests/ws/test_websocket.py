@@ -1,7 +1,7 @@
 """WebSocket server: echo, sizes, fragments, ping, close codes, broadcast, API errors.
 
 Peers are real client libraries (websockets, websocket-client) and, for
-exact byte sequences, the raw client of ``_ws_helpers``.
+exact byte sequences, the raw client of ``support.ws``.
 """
 
 import asyncio
@@ -18,9 +18,8 @@ from websockets.exceptions import ConnectionClosed
 
 import cymongoose as cm
 from cymongoose.ws import CLOSE_WAIT
-from conftest import wait_until
-from _ws_helpers import (OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, EchoServer, RawClient,
-                         SyncClient, frame)
+from support.loop import wait_until
+from support.ws import EchoServer, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, RawClient, SyncClient, frame
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
 import cymongoose as cm
-from conftest import wait_until
-from _ws_helpers import OP_CLOSE, OP_TEXT, EchoServer, frame
+from support.loop import wait_until
+from support.ws import EchoServer, OP_CLOSE, OP_TEXT, frame
 
 
 class Recorder:

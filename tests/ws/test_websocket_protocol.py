@@ -11,9 +11,9 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 import cymongoose as cm
-from conftest import wait_until
-from _ws_helpers import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT, EchoServer,
-                         RawClient, SyncClient, frame)
+from support.loop import wait_until
+from support.ws import (EchoServer, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT, RawClient,
+                        SyncClient, frame)
 
 LIMIT = 3 * 1024 * 1024  # MG_MAX_RECV_SIZE
 
