@@ -316,13 +316,6 @@ def test_serve_defaults_to_the_current_directory_and_log_level(tmp_path: Path) -
     assert "cymongoose.access" not in server.output
 
 
-def test_serve_stops_on_ctrl_c_with_a_client_connected(webroot: str) -> None:
-    server = Server("serve", webroot, "--listen", "http://127.0.0.1:0")
-    with httpx.Client(timeout=10) as client:  # keep-alive: the connection stays open
-        assert client.get(server.url + "/a.txt").status_code == 200
-        server.stop_cleanly()
-
-
 # -- mqtt-broker -----------------------------------------------------------------
 
 
@@ -350,16 +343,6 @@ def test_mqtt_broker_with_paho() -> None:
         sub.stop()
         pub.stop()
     server.stop_cleanly()
-
-
-def test_mqtt_broker_stops_on_ctrl_c_with_a_client_connected() -> None:
-    server = Server("mqtt-broker", "--listen", "mqtt://127.0.0.1:0")
-    client = Paho(server.port)
-    try:
-        server.stop_cleanly()
-        assert client.disconnected.wait(10)
-    finally:
-        client.stop()
 
 
 # -- wsgi and asgi -----------------------------------------------------------------
@@ -446,15 +429,6 @@ def test_app_dir_option_and_workers(kind: str, app_dir: str, tmp_path_factory:
     server.stop_cleanly()
 
 
-@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
-def test_app_stops_on_ctrl_c_with_a_client_connected(kind: str, app_dir: str) -> None:
-    server = Server(kind, "cli_%s_app:app" % kind, "--listen", "http://127.0.0.1:0",
-                    cwd=app_dir)
-    with httpx.Client(timeout=10) as client:  # keep-alive connection left open
-        assert client.get(server.url + "/x").status_code == 200
-        server.stop_cleanly()
-
-
 def test_asgi_lifespan_startup_failure_exits_3(tmp_path: Path) -> None:
     (tmp_path / "cli_bad_life.py").write_text(textwrap.dedent('''
         async def app(scope, receive, send):
@@ -481,3 +455,27 @@ def test_console_entry_point_is_main() -> None:
     with pytest.raises(SystemExit) as info:
         main(["--help"])
     assert info.value.code == 0
+
+
+# -- every server subcommand stops on Ctrl-C -----------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["serve", "mqtt-broker", "wsgi", "asgi"])
+def test_stops_on_ctrl_c_with_a_client_connected(kind: str, webroot: str, app_dir: str) -> None:
+    args = {"serve": ["serve", webroot, "--listen", "http://127.0.0.1:0"],
+            "mqtt-broker": ["mqtt-broker", "--listen", "mqtt://127.0.0.1:0"],
+            "wsgi": ["wsgi", "cli_wsgi_app:app", "--listen", "http://127.0.0.1:0"],
+            "asgi": ["asgi", "cli_asgi_app:app", "--listen", "http://127.0.0.1:0"]}[kind]
+    server = Server(*args, cwd=app_dir)
+    if kind == "mqtt-broker":
+        client = Paho(server.port)
+        try:
+            server.stop_cleanly()
+            assert client.disconnected.wait(10)
+        finally:
+            client.stop()
+        return
+    with httpx.Client(timeout=10) as http_client:  # keep-alive: the connection stays open
+        path = "/a.txt" if kind == "serve" else "/x"
+        assert http_client.get(server.url + path).status_code == 200
+        server.stop_cleanly()

@@ -11,7 +11,7 @@ import pytest
 
 import cymongoose as cm
 from support.loop import LoopThread, UNDER_ASAN, wait_until
-from support.loop_process import ServerProcess
+from support.subprocs import loop_server
 
 TOTAL = 50 * 1024 * 1024
 PATTERN = bytes(i % 251 for i in range(251)) * (65536 // 251 + 2)
@@ -19,9 +19,9 @@ PATTERN = bytes(i % 251 for i in range(251)) * (65536 // 251 + 2)
 
 @pytest.fixture
 def producer():
-    server = ServerProcess("producer")
+    server = loop_server("producer")
     yield server
-    server.stop()
+    server.kill()
 
 
 def read_slowly(port: int) -> "tuple[int, int]":
@@ -48,19 +48,19 @@ def read_slowly(port: int) -> "tuple[int, int]":
 
 
 def test_producer_streams_50mib_to_slow_client_with_bounded_memory(producer):
-    base_kb = int(producer.first.split("base_kb=")[1])
+    base_kb = int(producer.line("listening").split("base_kb=")[1])
     received, bad = read_slowly(producer.port)
     assert received == TOTAL
     assert bad == -1, "corrupted at offset %d" % bad
-    done = dict(kv.split("=") for kv in producer.expect("done").split()[1:])
+    done = dict(kv.split("=") for kv in producer.line("done").split()[1:])
     assert int(done["sent"]) == TOTAL
     # The send buffer never held much more than the high-water mark (1 MiB)
     # plus one chunk, and the process grew by far less than the stream.
     assert int(done["max_send_len"]) <= (1 << 20) + 65536
     growth_mib = (int(done["hwm_kb"]) - base_kb) / 1024
     assert growth_mib < 16 or UNDER_ASAN, "peak RSS grew by %.1f MiB" % growth_mib
-    producer.proc.send_signal(signal.SIGTERM)
-    assert producer.proc.wait(timeout=5) == 0
+    producer.p.send_signal(signal.SIGTERM)
+    assert producer.p.wait(timeout=5) == 0
 
 
 def test_drain_flushes_queued_data_then_closes():

@@ -7,7 +7,6 @@ import gc
 import hashlib
 import importlib.util
 import platform
-import signal
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -15,12 +14,13 @@ from typing import Any, List, Optional
 
 import httpx
 import pytest
-from support.loop import wait_until
-from support.servers import AsgiThread, ServerProcess, count_responses, raw_exchange, started
-from support.sockets import read_until
 
 import cymongoose
 from cymongoose.asgi import ASGIServer, ClientDisconnected, _build_http_scope
+from support.loop import wait_until
+from support.servers import AsgiThread, count_responses, raw_exchange, started
+from support.sockets import read_until
+from support.subprocs import run_python
 
 MiB = 1024 * 1024
 IS_PYPY = platform.python_implementation() == "PyPy"
@@ -522,43 +522,15 @@ def test_app_without_lifespan_support_is_served(start):
 
 
 def test_serve_exits_with_a_clear_message_when_startup_crashes():
-    proc = ServerProcess(
-        "from cymongoose.asgi import serve\n"
-        "async def app(scope, receive, send):\n"
-        "    await receive()\n"
-        "    raise RuntimeError('cannot reach the database')\n"
-        "serve(app, url='http://127.0.0.1:0')\n")
-    code, err = proc.finish()
-    assert code == 3
-    assert "ASGI lifespan startup failed: RuntimeError: cannot reach the database" in err
-    assert not proc.lines  # it never listened
-
-
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_serve_stops_gracefully_on_signal(signum):
-    proc = ServerProcess(
-        "import asyncio\n"
-        "from cymongoose.asgi import serve\n"
-        "async def app(scope, receive, send):\n"
-        "    if scope['type'] != 'http':\n"
-        "        return\n"
-        "    print('request started', flush=True)\n"
-        "    await asyncio.sleep(0.5)  # work in progress when the signal comes\n"
-        "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
-        "    await send({'type': 'http.response.body', 'body': b'done'})\n"
-        "serve(app, url='http://127.0.0.1:0')\n")
-    port = proc.port()
-    result = []
-    t = threading.Thread(target=lambda: result.append(
-        httpx.get("http://127.0.0.1:%d/" % port, timeout=10)))
-    t.start()
-    proc.wait_line("request started")
-    proc.proc.send_signal(signum)
-    t.join(10)
-    code, err = proc.finish()
-    assert result and result[0].text == "done"
-    assert code == 0, err
-    assert proc.lines[-1] == "Server stopped."
+    res = run_python("-c",
+                     "from cymongoose.asgi import serve\n"
+                     "async def app(scope, receive, send):\n"
+                     "    await receive()\n"
+                     "    raise RuntimeError('cannot reach the database')\n"
+                     "serve(app, url='http://127.0.0.1:0')\n")
+    assert res.returncode == 3
+    assert "ASGI lifespan startup failed: RuntimeError: cannot reach the database" in res.stderr
+    assert not res.stdout  # it never listened
 
 
 def test_manager_property_and_stop_without_start():

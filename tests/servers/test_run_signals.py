@@ -1,31 +1,34 @@
-"""Manager.run(): stops on SIGINT/SIGTERM, finishes in-flight responses (spec 3.5)."""
+"""Serving until a signal: Manager.run(), the WSGI and the ASGI server stop on SIGINT/SIGTERM,
+finish the responses in flight and restore the previous signal handlers."""
 
 import signal
 import socket
 import threading
 import time
+from typing import Callable, Iterator, List
 
 import httpx
 import pytest
 
 import cymongoose as cm
-from support.loop_process import ServerProcess
+from support.subprocs import Proc, loop_server
 
 BODY = bytes(i % 251 for i in range(251)) * (4 * 1024 * 1024 // 251)
 
 
 @pytest.fixture
-def server_process():
-    started = []
+def server_process() -> Iterator[Callable[[str], Proc]]:
+    """``server_process(mode)`` starts ``support/loop_server.py MODE``; all are killed at teardown."""
+    started: List[Proc] = []
 
-    def start(mode: str) -> ServerProcess:
-        server = ServerProcess(mode)
+    def start(mode: str) -> Proc:
+        server = loop_server(mode)
         started.append(server)
         return server
 
     yield start
     for server in started:
-        server.stop()
+        server.kill()
 
 
 def fetch_in_thread(port: int) -> "tuple[threading.Thread, list]":
@@ -43,18 +46,36 @@ def fetch_in_thread(port: int) -> "tuple[threading.Thread, list]":
     return t, box
 
 
-@pytest.mark.parametrize("mode", ["work", "later"])
-def test_sigint_exits_0_within_2s_and_in_flight_response_completes(server_process, mode):
-    # "work": the signal lands while the handler works; "later": while the
-    # response waits for a timer.  Either way the response is still owed.
+# Every way to serve until a signal: Manager.run() with the work inside the
+# handler or behind a timer, the WSGI server on its workers, the ASGI server.
+SERVERS = ["work", "later", "wsgi", "asgi"]
+# What each server prints besides the common lines.
+OWN_LINES = {"wsgi": ["  Workers: 2", "  Press Ctrl+C to stop"], "asgi": ["Server stopped."]}
+# Whether the previous SIGINT/SIGTERM handlers are back once serving returns:
+# WSGIServer.run() documents that it leaves its handlers installed.
+RESTORES = {"work": True, "later": True, "wsgi": False, "asgi": True}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("mode", SERVERS)
+def test_signal_exits_0_within_2s_and_in_flight_response_completes(server_process, mode, signum):
+    # The signal lands while the response is still owed: during the handler's
+    # work, while it waits for a timer, or while an application awaits.
     server = server_process(mode)
     client, box = fetch_in_thread(server.port)
-    server.expect("busy")
-    server.proc.send_signal(signal.SIGINT)
+    server.line("busy")
+    server.p.send_signal(signum)
     start = time.monotonic()
-    assert server.proc.wait(timeout=5) == 0
+    assert server.p.wait(timeout=5) == 0, server.output
     assert time.monotonic() - start < 2.0
-    assert server.expect("stopped") == "stopped restored=True closed=True"
+    stopped = server.line("stopped")
+    assert "restored=%s" % RESTORES[mode] in stopped, server.output
+    if mode not in ("wsgi", "asgi"):
+        assert stopped.endswith("closed=True"), server.output
+    lines = server.output.splitlines()
+    for line in OWN_LINES.get(mode, []):
+        assert line in lines, server.output
+    assert "Traceback" not in server.output, server.output
     client.join(20)
     assert len(box) == 1 and not isinstance(box[0], Exception), box
     assert box[0].status_code == 200
@@ -64,11 +85,11 @@ def test_sigint_exits_0_within_2s_and_in_flight_response_completes(server_proces
 def test_sigterm_stops_an_idle_server(server_process):
     server = server_process("idle")
     assert httpx.get("http://127.0.0.1:%d/" % server.port, timeout=10).text == "ok"
-    server.proc.send_signal(signal.SIGTERM)
+    server.p.send_signal(signal.SIGTERM)
     start = time.monotonic()
-    assert server.proc.wait(timeout=5) == 0
+    assert server.p.wait(timeout=5) == 0
     assert time.monotonic() - start < 2.0
-    assert server.expect("stopped") == "stopped restored=True closed=True"
+    assert server.line("stopped") == "stopped restored=True closed=True"
 
 
 def test_run_restores_the_identical_previous_handlers_and_closes():

@@ -5,7 +5,6 @@ import gc
 import hashlib
 import io
 import json
-import signal
 import socket
 import sys
 import threading
@@ -15,11 +14,11 @@ from wsgiref.validate import validator
 
 import httpx
 import pytest
-from support.loop import wait_until
-from support.servers import ServerProcess, WsgiThread, count_responses, raw_exchange, started
-from support.sockets import read_until
 
 from cymongoose.wsgi import FileWrapper, WSGIServer, _build_environ
+from support.loop import wait_until
+from support.servers import WsgiThread, count_responses, raw_exchange, started
+from support.sockets import read_until
 
 flask = pytest.importorskip("flask")
 
@@ -516,33 +515,6 @@ def test_stop_finishes_in_flight_requests_and_refuses_new_ones():
         srv.thread.join(10)
     assert result[0].text == "finished"
     assert not srv.thread.is_alive()
-
-
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_serve_stops_gracefully_on_signal(signum):
-    proc = ServerProcess(
-        "import time\n"
-        "from cymongoose.wsgi import serve\n"
-        "def app(environ, start_response):\n"
-        "    print('request started', flush=True)\n"
-        "    time.sleep(0.5)  # work in progress when the signal comes\n"
-        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
-        "    return [b'done']\n"
-        "serve(app, url='http://127.0.0.1:0', workers=2)\n"
-        "print('exited', flush=True)\n")
-    port = proc.port()
-    assert proc.lines[1:3] == ["  Workers: 2", "  Press Ctrl+C to stop"]
-    result = []
-    t = threading.Thread(target=lambda: result.append(
-        httpx.get("http://127.0.0.1:%d/" % port, timeout=10)))
-    t.start()
-    proc.wait_line("request started")
-    proc.proc.send_signal(signum)
-    t.join(10)
-    code, err = proc.finish()
-    assert result and result[0].text == "done"
-    assert code == 0, err
-    assert "exited" in proc.lines
 
 
 def test_server_api_errors():

@@ -6,10 +6,9 @@ place (``support.subprocs.child_env``).
 
 import re
 import subprocess
-import sys
 from typing import Optional
 
-from support.subprocs import Proc, child_env
+from support.subprocs import Proc, run_python
 
 #: The banner every subcommand prints once it listens.
 BANNER = re.compile(r"cymongoose .* on ((?:https?|mqtt)://(\[[0-9a-f:]+\]|[\d.]+):(\d+))/")
@@ -18,8 +17,7 @@ BANNER = re.compile(r"cymongoose .* on ((?:https?|mqtt)://(\[[0-9a-f:]+\]|[\d.]+
 def run_cli(*args: str, cwd: Optional[str] = None,
             timeout: float = 30.0) -> "subprocess.CompletedProcess[str]":
     """Run the command line to completion (for --help and bad arguments)."""
-    return subprocess.run([sys.executable, "-m", "cymongoose"] + list(args), cwd=cwd,
-                          env=child_env(), capture_output=True, text=True, timeout=timeout)
+    return run_python("-m", "cymongoose", *args, cwd=cwd, timeout=timeout)
 
 
 class Server(Proc):

@@ -1,19 +1,24 @@
-"""Servers the loop tests start in a subprocess: ``python loop_server.py MODE``.
+"""Servers the signal and backpressure tests start in a child: ``python loop_server.py MODE``.
 
-Each prints ``port N`` once listening, then runs ``Manager.run()`` until a
-signal, and prints ``stopped`` (and whether the signal handlers were
-restored) once ``run()`` has returned.
+Each prints the address it listens on (``listening on URL`` or the server's
+own banner), serves until SIGINT or SIGTERM, and prints ``stopped
+restored=...`` (whether the previous signal handlers are back) once the
+serving call has returned; the Manager modes add ``closed=...``.
 
 Modes:
-  work      answers each request after 0.5 s of work inside the handler
-  later     answers each request 0.3 s later, from a timer
-  idle      answers at once
-  producer  raw TCP: streams 50 MiB to each client with backpressure
+  work      Manager.run(): answers each request after 0.5 s of work inside the handler
+  later     Manager.run(): answers each request 0.3 s later, from a timer
+  idle      Manager.run(): answers at once
+  producer  Manager.run(), raw TCP: streams 50 MiB to each client with backpressure
+  wsgi      cymongoose.wsgi.serve() on two workers: each request works 0.5 s
+  asgi      cymongoose.asgi.serve(): each request awaits 0.5 s
 """
 
+import asyncio
 import signal
 import sys
 import time
+from typing import Any, Callable, List
 
 import cymongoose as cm
 
@@ -85,15 +90,49 @@ def main(mode: str) -> None:
     if mode == "producer":
         listener = mgr.listen("tcp://127.0.0.1:0", producer)
         mgr.poll(0)
-        say("port %d base_kb=%d" % (listener.local_addr[1], rss_kb("VmRSS")))
+        say("listening on tcp://127.0.0.1:%d base_kb=%d"
+            % (listener.local_addr[1], rss_kb("VmRSS")))
     else:
         listener = mgr.listen("http://127.0.0.1:0", http)
-        say("port %d" % listener.local_addr[1])
+        say("listening on http://127.0.0.1:%d/" % listener.local_addr[1])
     mgr.run(poll_ms=50)
-    restored = (signal.getsignal(signal.SIGINT) is signal.default_int_handler
-                and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)
-    say("stopped restored=%s closed=%s" % (restored, not mgr.connections))
+    say("stopped restored=%s closed=%s" % (restored(), not mgr.connections))
+
+
+def wsgi_app(environ: dict, start_response: Callable[..., Any]) -> List[bytes]:
+    say("busy")
+    time.sleep(0.5)  # the work this request needs
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return [BODY]
+
+
+async def asgi_app(scope: dict, receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+    if scope["type"] != "http":
+        return
+    say("busy")
+    await asyncio.sleep(0.5)  # the work this request waits for
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": BODY})
+
+
+def restored() -> bool:
+    """The signal handlers are Python's defaults again."""
+    return (signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)
+
+
+def serve_app(mode: str) -> None:
+    if mode == "wsgi":
+        from cymongoose.wsgi import serve
+        serve(wsgi_app, url="http://127.0.0.1:0", workers=2)
+    else:
+        from cymongoose.asgi import serve as serve_asgi
+        serve_asgi(asgi_app, url="http://127.0.0.1:0")
+    say("stopped restored=%s" % restored())
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if sys.argv[1] in ("wsgi", "asgi"):
+        serve_app(sys.argv[1])
+    else:
+        main(sys.argv[1])

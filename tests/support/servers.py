@@ -1,18 +1,13 @@
-"""Helpers for the WSGI/ASGI server tests: servers on background threads,
-raw-socket HTTP, and subprocess servers driven by signals."""
+"""WSGI and ASGI servers on background threads, and raw exchanges with them."""
 
 import asyncio
 import socket
-import subprocess
-import sys
 import threading
-from typing import Any, Callable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Iterator, List
 
 from cymongoose.asgi import ASGIServer
 from cymongoose.wsgi import WSGIServer
-from support.loop import wait_until
 from support.sockets import read_until
-from support.subprocs import child_env
 
 
 class WsgiThread:
@@ -90,51 +85,3 @@ def raw_exchange(port: int, data: bytes, until: Callable[[bytes], bool],
 
 def count_responses(data: bytes) -> int:
     return data.count(b"HTTP/1.1 ")
-
-
-class ServerProcess:
-    """A server script in a subprocess; its stdout lines are collected."""
-
-    def __init__(self, code: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=child_env(), text=True)
-        self.lines: List[str] = []
-        self.err: List[str] = []
-        self._readers = [threading.Thread(target=self._read, args=(self.proc.stdout, self.lines),
-                                          daemon=True),
-                         threading.Thread(target=self._read, args=(self.proc.stderr, self.err),
-                                          daemon=True)]
-        for t in self._readers:
-            t.start()
-
-    @staticmethod
-    def _read(stream: Any, into: List[str]) -> None:
-        for line in stream:
-            into.append(line.rstrip("\n"))
-
-    def wait_line(self, prefix: str, timeout: float = 20.0) -> str:
-        """The first stdout line starting with ``prefix`` (waits for it)."""
-        def found() -> Optional[str]:
-            for line in self.lines:
-                if line.startswith(prefix):
-                    return line
-            if self.proc.poll() is not None:
-                raise AssertionError("server exited: %s" % "\n".join(self.err))
-            return None
-        return wait_until(found, timeout)
-
-    def port(self) -> int:
-        line = self.wait_line("cymongoose ")
-        return int(line.rsplit(":", 1)[1].rstrip("/"))
-
-    def finish(self, timeout: float = 30.0) -> Tuple[int, str]:
-        """Wait for exit: (return code, stderr)."""
-        try:
-            code = self.proc.wait(timeout)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait(5)
-        for t in self._readers:
-            t.join(5)
-        return code, "\n".join(self.err)

@@ -1,4 +1,8 @@
-"""Run an example or the CLI as a subprocess and find the address it listens on."""
+"""Children running the package under test: examples, the CLI, test servers.
+
+Each child imports the package this run imported (``child_env``); ``Proc``
+collects its output on a thread and stops it with SIGINT.
+"""
 
 import os
 import re
@@ -31,6 +35,7 @@ class Proc:
         self._changed = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        self.port = 0  # set by whoever learns it from the output
 
     def _read(self) -> None:
         assert self.p.stdout is not None
@@ -60,6 +65,10 @@ class Proc:
                                  % (rx.pattern, timeout, self.p.poll(), self.output))
         return found
 
+    def line(self, prefix: str, timeout: float = 20.0) -> str:
+        """The first output line that starts with ``prefix`` (waits for it)."""
+        return self.wait_for(re.compile("^%s.*$" % re.escape(prefix), re.M), timeout).group(0)
+
     def printed_port(self, timeout: float = 20.0) -> int:
         """The port of the first address the process printed."""
         return int(self.wait_for(_ADDR, timeout).group(1))
@@ -87,7 +96,28 @@ def example(name: str, *args: str) -> Proc:
     return Proc([os.path.join(EXAMPLES, name)] + list(args))
 
 
+def run_python(*args: str, cwd: Optional[str] = None,
+               timeout: float = 30.0) -> "subprocess.CompletedProcess[str]":
+    """Run a child Python to completion; stdout and stderr apart."""
+    return subprocess.run([sys.executable] + list(args), cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env=child_env())
+
+
 def run_example(name: str, *args: str, timeout: float = 30.0) -> "subprocess.CompletedProcess[str]":
-    """Run an example to completion (clients, one-shot scripts); stdout and stderr apart."""
-    return subprocess.run([sys.executable, os.path.join(EXAMPLES, name)] + list(args),
-                          capture_output=True, text=True, timeout=timeout, env=child_env())
+    """Run an example to completion (clients, one-shot scripts)."""
+    return run_python(os.path.join(EXAMPLES, name), *args, timeout=timeout)
+
+
+#: The script of the signal and backpressure tests' servers.
+LOOP_SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "loop_server.py")
+
+
+def loop_server(mode: str) -> Proc:
+    """``loop_server.py MODE`` in a child; its ``port`` is known once it listens."""
+    proc = Proc([LOOP_SERVER, mode])
+    try:
+        proc.port = proc.printed_port()
+    except BaseException:
+        proc.kill()
+        raise
+    return proc
