@@ -1,4 +1,4 @@
-"""AsyncManager: a Manager on its own thread next to an asyncio loop (spec 8)."""
+"""AsyncManager: a Manager on its own thread next to an asyncio loop."""
 
 import asyncio
 import socket

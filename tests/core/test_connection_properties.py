@@ -1,4 +1,4 @@
-"""The read-only properties of spec 4.3 on live connections (the closed values are
+"""The read-only properties of Connection on live connections (the closed values are
 in test_core_lifecycle.py): flags, buffer lengths and sizes, addresses, repr."""
 
 import socket

@@ -192,7 +192,7 @@ def test_unbound_http_message_and_pickling():
 # -- closed connections ---------------------------------------------------------
 
 def closed_calls(hm):
-    """Every method of spec 4.2 that must raise on a closed connection, with arguments."""
+    """Every Connection method that must raise on a closed connection, with arguments."""
     calls = [
         ("send", ("x",)), ("reply", (200, "x")), ("reply_json", ({"a": 1},)),
         ("serve_dir", (hm, ".")), ("serve_file", (hm, "x.txt")),

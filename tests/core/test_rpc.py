@@ -1,4 +1,4 @@
-"""JSON-RPC through Rpc/RpcReq (spec 6.3)."""
+"""JSON-RPC through Rpc/RpcReq (Mongoose's mg_rpc_*)."""
 
 import gc
 import json

@@ -1,4 +1,4 @@
-"""Timers: Manager.timer_add and Timer (spec 3.9, 6.2)."""
+"""Timers: Manager.timer_add and Timer."""
 
 import gc
 import pickle

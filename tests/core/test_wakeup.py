@@ -1,7 +1,6 @@
-"""Cross-thread wakeups: Manager.wakeup, wakeup_id, MG_EV_WAKEUP (spec 3.8).
+"""Cross-thread wakeups: Manager.wakeup, wakeup_id, MG_EV_WAKEUP.
 
-Beyond 0.2.5: payloads of any size arrive whole (0.2.5 silently dropped
-those that did not fit one datagram).
+Payloads of any size arrive whole, however many datagrams they take.
 """
 
 import hashlib

@@ -1,4 +1,5 @@
-"""Bad arguments raise clear Python exceptions (spec 4.4); nothing crashes or hangs."""
+"""Bad arguments raise clear Python exceptions (data-like arguments go through
+bytes(), str arguments must be str); nothing crashes or hangs."""
 
 import signal
 

@@ -1,4 +1,4 @@
-"""Backpressure: a producer bounded by send_len, drain(), is_full (spec 4.3, 4.17).
+"""Backpressure: a producer bounded by send_len, drain(), is_full.
 
 The pattern itself is documented in docs/threading-and-asyncio.md.
 """

@@ -1,4 +1,4 @@
-"""The optimised hot paths behave exactly like the general ones (issue 11).
+"""The optimised hot paths behave exactly like the general ones.
 
 ``Connection.reply`` has a fast path (int status, bytes body, no headers)
 and ``cym_reply`` builds the head with memcpy, falling back to printf for

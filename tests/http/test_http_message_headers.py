@@ -1,4 +1,4 @@
-"""HttpMessage.headers() (spec 5.2): wire order, duplicates kept, at most 30 entries."""
+"""HttpMessage.headers(): wire order, duplicates kept, at most 30 entries."""
 
 import pytest
 

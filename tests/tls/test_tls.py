@@ -1,4 +1,4 @@
-"""TLS over Mongoose's built-in TLS 1.3 stack (issue 7; spec 1.3, 4.13, 6.1, 11.11).
+"""TLS over Mongoose's built-in TLS 1.3 stack (TlsOpts, tls_init, is_tls).
 
 Certificates come from a throw-away CA made by the ``pki`` fixture; real
 peers are httpx and Python's ``ssl`` module.
@@ -117,7 +117,7 @@ def https_ok(port: int, certs: Ns) -> None:
     assert (r.status_code, r.text) == (200, "secure")
 
 
-# -- TlsOpts (spec 6.1) ------------------------------------------------------
+# -- TlsOpts -----------------------------------------------------------------
 
 
 def test_tls_opts_defaults_and_conversion() -> None:
@@ -178,11 +178,11 @@ def test_clock_is_seeded_at_import() -> None:
     assert abs(lib.mg_boot_timestamp_ms + lib.mg_millis() - now_ms) < 60_000
 
 
-# -- tls_init argument checks (spec 4.13, 11.14) -------------------------------
+# -- tls_init argument checks ---------------------------------------------------
 
 
 def test_tls_init_rejects_non_opts_even_when_closed(certs: Ns) -> None:
-    conn = cm.Connection()  # inert and closed: type checks come first (spec 4.2)
+    conn = cm.Connection()  # inert and closed: type checks come before the closed check
     with pytest.raises(TypeError, match="TlsOpts"):
         conn.tls_init(None)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
@@ -648,7 +648,7 @@ def test_https_client_against_plaintext_server(server_factory: Any, certs: Ns) -
 
 
 def test_failures_close_only_their_own_connection(ssl_servers: Any, certs: Ns) -> None:
-    """Issue 7: a failed handshake ends that connection only.  One Manager
+    """A failed handshake ends that connection only.  One Manager
     holds our HTTPS server and a keep-alive client of it; clients with the
     wrong CA, the wrong host name or a TLS 1.2 peer, and a peer sending
     garbage to our server, all fail while both ends of the first connection

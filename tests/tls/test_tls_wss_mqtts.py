@@ -1,4 +1,4 @@
-"""WSS and MQTTS (issue 7): WebSocket and MQTT over Mongoose's built-in TLS."""
+"""WSS and MQTTS: WebSocket and MQTT over Mongoose's built-in TLS."""
 
 import os
 import pathlib
