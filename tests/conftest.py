@@ -1,24 +1,20 @@
 """Fixtures every test folder gets; the helpers themselves live in the support package."""
 
-from typing import Any, Callable, Optional
+from typing import Tuple
 
 import pytest
 
-from support.loop import serve
+from support.fixtures import made
+from support.loop import LoopThread, serve
 
 
 @pytest.fixture
 def server_factory():
     """Start servers with ``server_factory(handler, url=...)``; all stop at teardown."""
-    loops = []
+    yield from made(serve, stop_and_close)
 
-    def start(handler: Optional[Callable[..., Any]] = None, url: str = "http://127.0.0.1:0",
-              **mgr_kwargs: Any):
-        loop, port = serve(handler, url, **mgr_kwargs)
-        loops.append(loop)
-        return loop, port
 
-    yield start
-    for loop in loops:
-        loop.stop()
-        loop.mgr.close()
+def stop_and_close(started: Tuple[LoopThread, int]) -> None:
+    loop = started[0]
+    loop.stop()
+    loop.mgr.close()

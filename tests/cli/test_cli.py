@@ -15,6 +15,7 @@ import websocket
 from support.cli import Server, run_cli
 from support.loop import wait_until
 from support.mqtt import Paho, unique
+from support.sockets import read_until
 
 A_TXT = b"0123456789abcdef"
 FILES = {
@@ -61,13 +62,7 @@ def raw_head(server: Server, request: bytes) -> bytes:
     """Send ``request`` as is (httpx would normalise it); the response head."""
     with socket.create_connection((server.host, server.port), timeout=10) as s:
         s.sendall(request)
-        reply = b""
-        while b"\r\n\r\n" not in reply:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            reply += chunk
-    return reply
+        return read_until(s, lambda reply: b"\r\n\r\n" in reply)
 
 
 def access_lines(server: Server, mark: str) -> List[str]:

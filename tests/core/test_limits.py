@@ -17,6 +17,7 @@ import pytest
 import websocket
 
 import cymongoose as cm
+from support.fixtures import made
 from support.loop import LoopThread, wait_until
 from support.sockets import connect, read_until_closed
 from support.ws import OP_BINARY, OP_CONT, frame, upgrade_request
@@ -69,16 +70,7 @@ class Server:
 
 @pytest.fixture
 def server():
-    servers: List[Server] = []
-
-    def start(limits: Optional[cm.Limits] = None, **kwargs: Any) -> Server:
-        srv = Server(limits, **kwargs)
-        servers.append(srv)
-        return srv
-
-    yield start
-    for srv in servers:
-        srv.stop()
+    yield from made(Server, Server.stop)
 
 
 def read_response(sock: socket.socket) -> Tuple[int, bytes]:

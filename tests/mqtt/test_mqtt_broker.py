@@ -8,6 +8,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 import cymongoose as cm
 from cymongoose.broker import topic_matches, valid_filter
+from support.fixtures import made
 from support.hostile import logged, mongoose_errors
 from support.loop import LoopThread, wait_until
 from support.mqtt import (Client, Paho, closed_by_peer, connect_packet, mqtt_string, packet,
@@ -27,30 +28,13 @@ def broker():
 
 @pytest.fixture
 def peer(broker):
-    made = []
-
-    def start(**kwargs):
-        p = Paho(broker[0].port, **kwargs)
-        made.append(p)
-        return p
-
-    yield start
-    for p in made:
-        p.stop()
+    yield from made(lambda **kwargs: Paho(broker[0].port, **kwargs), Paho.stop)
 
 
 @pytest.fixture
 def client(broker):
-    made = []
-
-    def start(**kwargs):
-        c = Client("mqtt://127.0.0.1:%d" % broker[0].port, **kwargs)
-        made.append(c)
-        return c
-
-    yield start
-    for c in made:
-        c.close()
+    url = "mqtt://127.0.0.1:%d" % broker[0].port
+    yield from made(lambda **kwargs: Client(url, **kwargs), Client.close)
 
 
 def received(p):

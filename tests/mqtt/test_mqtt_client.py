@@ -9,6 +9,7 @@ from paho.mqtt.properties import Properties
 
 import cymongoose as cm
 from cymongoose import mqtt
+from support.fixtures import made
 from support.loop import LoopThread, wait_until
 from support.mqtt import Client, Mosquitto, Paho, unique
 
@@ -38,31 +39,13 @@ def url(broker):
 @pytest.fixture
 def client(url):
     """Start our clients with ``client(**mqtt_connect_kwargs)``; all close at teardown."""
-    made = []
-
-    def start(**kwargs):
-        c = Client(kwargs.pop("url", url), **kwargs)
-        made.append(c)
-        return c
-
-    yield start
-    for c in made:
-        c.close()
+    yield from made(lambda **kwargs: Client(kwargs.pop("url", url), **kwargs), Client.close)
 
 
 @pytest.fixture
 def peer(broker):
     """Start paho clients with ``peer(**kwargs)``; all stop at teardown."""
-    made = []
-
-    def start(**kwargs):
-        p = Paho(broker.port, **kwargs)
-        made.append(p)
-        return p
-
-    yield start
-    for p in made:
-        p.stop()
+    yield from made(lambda **kwargs: Paho(broker.port, **kwargs), Paho.stop)
 
 
 def test_connack_then_cmd(client):

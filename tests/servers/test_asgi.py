@@ -18,7 +18,8 @@ import pytest
 import cymongoose
 from cymongoose.asgi import ASGIServer, ClientDisconnected, _build_http_scope
 from support.loop import wait_until
-from support.servers import AsgiThread, count_responses, raw_exchange, started
+from support.servers import (AsgiThread, check_form_and_10mib_upload, count_responses, raw_exchange,
+                             started)
 from support.sockets import read_until
 from support.subprocs import run_python
 
@@ -57,16 +58,33 @@ class Shared:
         await asyncio.get_running_loop().run_in_executor(None, self.gate.wait, 10)
 
 
+async def endless(shared: Shared) -> Any:
+    """A body that never ends; ``shared.closed`` is set once the server stops reading it."""
+    try:
+        while True:
+            yield b"z" * 65536
+            await asyncio.sleep(0)
+    finally:
+        shared.closed.set()
+
+
+def recorded_lifespan(shared: Shared) -> Any:
+    """A lifespan that records startup and shutdown and puts ``answer`` in the state."""
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> Any:
+        shared.events.append("startup")
+        yield {"answer": 42}
+        shared.events.append("shutdown")
+
+    return lifespan
+
+
 def make_fastapi_app(shared: Shared) -> Any:
     from fastapi import FastAPI, Form, Request, UploadFile, WebSocket, WebSocketDisconnect
     from fastapi.responses import PlainTextResponse, StreamingResponse
     from pydantic import BaseModel
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app):
-        shared.events.append("startup")
-        yield {"answer": 42}
-        shared.events.append("shutdown")
+    lifespan = recorded_lifespan(shared)
 
     app = FastAPI(lifespan=lifespan)
 
@@ -107,14 +125,7 @@ def make_fastapi_app(shared: Shared) -> Any:
 
     @app.get("/forever")
     async def forever():
-        async def gen():
-            try:
-                while True:
-                    yield b"z" * 65536
-                    await asyncio.sleep(0)
-            finally:
-                shared.closed.set()
-        return StreamingResponse(gen())
+        return StreamingResponse(endless(shared))
 
     @app.get("/state")
     async def state(request: Request):
@@ -141,11 +152,7 @@ def make_starlette_app(shared: Shared) -> Any:
     from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
     from starlette.routing import Route
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app):
-        shared.events.append("startup")
-        yield {"answer": 42}
-        shared.events.append("shutdown")
+    lifespan = recorded_lifespan(shared)
 
     async def index(request):
         shared.ports.append(request.client.port)
@@ -177,14 +184,7 @@ def make_starlette_app(shared: Shared) -> Any:
         return StreamingResponse(gen(), media_type="text/plain")
 
     async def forever(request):
-        async def gen():
-            try:
-                while True:
-                    yield b"z" * 65536
-                    await asyncio.sleep(0)
-            finally:
-                shared.closed.set()
-        return StreamingResponse(gen())
+        return StreamingResponse(endless(shared))
 
     async def state(request):
         return JSONResponse({"answer": request.state.answer})
@@ -242,13 +242,7 @@ def test_routes_json_state_404_500(framework, caplog):
 
 
 def test_form_and_10mib_upload(framework):
-    data = bytes(range(256)) * (10 * MiB // 256)
-    with httpx.Client(base_url=framework.url, timeout=30) as c:
-        assert c.post("/form", data={"name": "Ada", "age": "36"}).text == "name=Ada age=36"
-        r = c.post("/upload", files={"file": ("big.bin", data, "application/octet-stream")})
-        assert r.status_code == 200
-        assert r.json() == {"name": "big.bin", "size": len(data),
-                            "sha256": hashlib.sha256(data).hexdigest()}
+    check_form_and_10mib_upload(framework.url)
 
 
 def test_streaming_response_is_read_incrementally(framework):

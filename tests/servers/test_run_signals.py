@@ -5,12 +5,13 @@ import signal
 import socket
 import threading
 import time
-from typing import Callable, Iterator, List
+from typing import Callable, Iterator
 
 import httpx
 import pytest
 
 import cymongoose as cm
+from support.fixtures import made
 from support.subprocs import Proc, loop_server
 
 BODY = bytes(i % 251 for i in range(251)) * (4 * 1024 * 1024 // 251)
@@ -19,16 +20,7 @@ BODY = bytes(i % 251 for i in range(251)) * (4 * 1024 * 1024 // 251)
 @pytest.fixture
 def server_process() -> Iterator[Callable[[str], Proc]]:
     """``server_process(mode)`` starts ``support/loop_server.py MODE``; all are killed at teardown."""
-    started: List[Proc] = []
-
-    def start(mode: str) -> Proc:
-        server = loop_server(mode)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.kill()
+    yield from made(loop_server, Proc.kill)
 
 
 def fetch_in_thread(port: int) -> "tuple[threading.Thread, list]":

@@ -17,7 +17,8 @@ import pytest
 
 from cymongoose.wsgi import FileWrapper, WSGIServer, _build_environ
 from support.loop import wait_until
-from support.servers import WsgiThread, count_responses, raw_exchange, started
+from support.servers import (WsgiThread, check_form_and_10mib_upload, count_responses, raw_exchange,
+                             started)
 from support.sockets import read_until
 
 flask = pytest.importorskip("flask")
@@ -111,14 +112,7 @@ def test_flask_routes_json_and_404(flask_server):
 
 
 def test_flask_form_and_10mib_upload(flask_server):
-    data = bytes(range(256)) * (10 * MiB // 256)
-    with httpx.Client(base_url=flask_server.url, timeout=30) as c:
-        r = c.post("/form", data={"name": "Ada", "age": "36"})
-        assert r.text == "name=Ada age=36"
-        r = c.post("/upload", files={"file": ("big.bin", data, "application/octet-stream")})
-        assert r.status_code == 200
-        assert r.json() == {"name": "big.bin", "size": len(data),
-                            "sha256": hashlib.sha256(data).hexdigest()}
+    check_form_and_10mib_upload(flask_server.url)
 
 
 def test_flask_streaming_is_read_incrementally(flask_server):

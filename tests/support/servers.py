@@ -1,12 +1,16 @@
 """WSGI and ASGI servers on background threads, and raw exchanges with them."""
 
 import asyncio
+import hashlib
 import socket
 import threading
-from typing import Any, Callable, Iterator, List
+from typing import Any, Callable, Iterator
+
+import httpx
 
 from cymongoose.asgi import ASGIServer
 from cymongoose.wsgi import WSGIServer
+from support.fixtures import made
 from support.sockets import read_until
 
 
@@ -63,16 +67,7 @@ class AsgiThread:
 def started(server_class: Any) -> Iterator[Callable[..., Any]]:
     """Body of a ``start`` fixture: ``start(app, **options)`` serves ``app``
     with ``server_class`` (WsgiThread or AsgiThread); all stop at teardown."""
-    servers: List[Any] = []
-
-    def run(app: Any, **options: Any) -> Any:
-        srv = server_class(app, **options)
-        servers.append(srv)
-        return srv
-
-    yield run
-    for srv in servers:
-        srv.stop()
+    return made(server_class, server_class.stop)
 
 
 def raw_exchange(port: int, data: bytes, until: Callable[[bytes], bool],
@@ -85,3 +80,14 @@ def raw_exchange(port: int, data: bytes, until: Callable[[bytes], bool],
 
 def count_responses(data: bytes) -> int:
     return data.count(b"HTTP/1.1 ")
+
+
+def check_form_and_10mib_upload(url: str) -> None:
+    """The framework apps' ``/form`` echoes the fields; ``/upload`` reports name, size, sha256."""
+    data = bytes(range(256)) * (10 * 1024 * 1024 // 256)
+    with httpx.Client(base_url=url, timeout=30) as c:
+        assert c.post("/form", data={"name": "Ada", "age": "36"}).text == "name=Ada age=36"
+        r = c.post("/upload", files={"file": ("big.bin", data, "application/octet-stream")})
+        assert r.status_code == 200
+        assert r.json() == {"name": "big.bin", "size": len(data),
+                            "sha256": hashlib.sha256(data).hexdigest()}

@@ -14,6 +14,7 @@ from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
 import cymongoose as cm
+from support.fixtures import made
 from support.loop import wait_until
 from support.ws import EchoServer, OP_CLOSE, OP_TEXT, frame
 
@@ -75,16 +76,7 @@ class WebsocketsServer:
 
 @pytest.fixture
 def ws_server():
-    servers: List[WebsocketsServer] = []
-
-    def start(handler: Callable[[Any], Any]) -> WebsocketsServer:
-        srv = WebsocketsServer(handler)
-        servers.append(srv)
-        return srv
-
-    yield start
-    for srv in servers:
-        srv.stop()
+    yield from made(WebsocketsServer, WebsocketsServer.stop)
 
 
 def _send_both(conn: cm.Connection) -> None:
