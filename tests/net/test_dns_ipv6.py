@@ -15,7 +15,7 @@ import pytest
 
 import cymongoose as cm
 from support.loop import poll_until
-from support.net import UdpPeer, dns_question
+from support.net import PerConnection, UdpPeer, dns_question
 
 A, AAAA = 1, 28
 
@@ -60,28 +60,23 @@ def dns():
     server.close()
 
 
-class Client:
+class Client(PerConnection):
     """Events of HTTP clients, and the body each one received."""
 
     def __init__(self):
-        self.events = []
+        super().__init__()
         self.bodies = {}
 
     def __call__(self, conn, ev, data):
-        if ev == cm.MG_EV_POLL:
-            return
-        self.events.append((conn, ev, data))
+        super().__call__(conn, ev, data)
         if ev == cm.MG_EV_CONNECT:
             conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         elif ev == cm.MG_EV_HTTP_MSG:
             self.bodies[conn] = data.body_bytes
             conn.close()
 
-    def of(self, conn, ev):
-        return [d for c, e, d in self.events if c is conn and e == ev]
-
     def closed(self, conn):
-        return bool(self.of(conn, cm.MG_EV_CLOSE))
+        return self.seen(conn, cm.MG_EV_CLOSE)
 
 
 def serve(conn, ev, data):

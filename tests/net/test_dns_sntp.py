@@ -5,33 +5,16 @@ import time
 import pytest
 
 import cymongoose as cm
-from support.loop import poll_until
-from support.net import UdpPeer, dns_question, dns_server, sntp_server
 from cymongoose._ffi import lib
+from support.loop import poll_until
+from support.net import PerConnection, UdpPeer, dns_question, dns_server, sntp_server
 
 TEST_NAME = "cymongoose.test"
 
 
-class Recorder:
-    """A handler that records (event, data) per connection, POLL excluded."""
-
-    def __init__(self):
-        self.events = []
-
-    def __call__(self, conn, ev, data):
-        if ev != cm.MG_EV_POLL:
-            self.events.append((conn, ev, data))
-
-    def of(self, conn, ev=None):
-        return [(e, d) for c, e, d in self.events if c is conn and (ev is None or e == ev)]
-
-    def seen(self, conn, ev):
-        return bool(self.of(conn, ev))
-
-
 @pytest.fixture
 def rec():
-    return Recorder()
+    return PerConnection()
 
 
 @pytest.fixture
@@ -90,7 +73,7 @@ def test_connect_resolves_a_name_through_the_dns_server(mgr, rec, dns):
     port = mgr.listen("tcp://127.0.0.1:0").local_addr[1]
     conn = mgr.connect("tcp://%s:%d" % (TEST_NAME, port))
     poll_until(mgr, lambda: rec.seen(conn, cm.MG_EV_CONNECT))
-    evs = [e for e, _ in rec.of(conn)]
+    evs = [e for e, _ in rec.events_of(conn)]
     assert evs.index(cm.MG_EV_RESOLVE) < evs.index(cm.MG_EV_CONNECT)
     assert cm.MG_EV_ERROR not in evs
     assert conn.remote_addr == ("127.0.0.1", port, False)
@@ -142,7 +125,7 @@ def test_resolve_repoints_a_udp_client(mgr, rec, dns):
 
 def test_resolve_reconnects_a_tcp_client_without_leaking_its_socket(mgr, rec, dns):
     mgr.dns_server = dns.url
-    accepted = Recorder()
+    accepted = PerConnection()
     lsn1 = mgr.listen("tcp://127.0.0.1:0", accepted)
     lsn2 = mgr.listen("tcp://127.0.0.1:0", accepted)
     port2 = lsn2.local_addr[1]
@@ -165,7 +148,7 @@ def test_resolve_timeout_reports_an_error(mgr, rec, silent_dns):
     mgr.dns_timeout = 200
     conn = mgr.connect("tcp://%s:80" % TEST_NAME)
     poll_until(mgr, lambda: rec.seen(conn, cm.MG_EV_CLOSE))
-    errors = [d for e, d in rec.of(conn) if e == cm.MG_EV_ERROR]
+    errors = [d for e, d in rec.events_of(conn) if e == cm.MG_EV_ERROR]
     assert errors and errors[0] == "DNS timeout"
     assert not rec.seen(conn, cm.MG_EV_RESOLVE)
     assert queried_names(silent_dns) == [(TEST_NAME, 1)]
@@ -249,10 +232,10 @@ def test_sntp_time_is_delivered(mgr, rec, keep_clock):
         poll_until(mgr, lambda: rec.seen(conn, cm.MG_EV_CLOSE))
     finally:
         server.close()
-    evs = [e for e, _ in rec.of(conn) if e not in (cm.MG_EV_READ, cm.MG_EV_WRITE)]
+    evs = [e for e, _ in rec.events_of(conn) if e not in (cm.MG_EV_READ, cm.MG_EV_WRITE)]
     assert evs == [cm.MG_EV_OPEN, cm.MG_EV_RESOLVE, cm.MG_EV_CONNECT, cm.MG_EV_SNTP_TIME,
                    cm.MG_EV_CLOSE]
-    (got,) = [d for e, d in rec.of(conn) if e == cm.MG_EV_SNTP_TIME]
+    (got,) = [d for e, d in rec.events_of(conn) if e == cm.MG_EV_SNTP_TIME]
     assert isinstance(got, int)
     assert abs(got - server_ms) < 1000
     assert len(server.received) == 1 and len(server.received[0]) == 48

@@ -6,6 +6,8 @@ import struct
 import threading
 from typing import Callable, Dict, List, Optional, Tuple
 
+import cymongoose as cm
+
 Reply = Callable[[bytes], Optional[bytes]]
 
 NTP_OFFSET = 2208988800  # seconds from 1900 to 1970
@@ -107,3 +109,24 @@ def sntp_server(epoch_ms: int, answer_from: int = 1) -> UdpPeer:
 
     return UdpPeer(reply)
 
+
+class PerConnection:
+    """A handler that records ``(conn, ev, data)`` for every event but POLL, on one thread."""
+
+    def __init__(self) -> None:
+        self.events: List[Tuple[object, int, object]] = []
+
+    def __call__(self, conn: object, ev: int, data: object) -> None:
+        if ev != cm.MG_EV_POLL:
+            self.events.append((conn, ev, data))
+
+    def events_of(self, conn: object) -> List[Tuple[int, object]]:
+        """``(ev, data)`` of every event ``conn`` had, in order."""
+        return [(e, d) for c, e, d in self.events if c is conn]
+
+    def of(self, conn: object, ev: int) -> List[object]:
+        """The data of every ``ev`` that ``conn`` had, in order."""
+        return [d for c, e, d in self.events if c is conn and e == ev]
+
+    def seen(self, conn: object, ev: int) -> bool:
+        return any(c is conn and e == ev for c, e, _ in self.events)
