@@ -96,7 +96,7 @@ def test_manager_method_from_another_thread_raises(blocked, name):
     assert parse_response(get_close(port, "/after"))[2] == b"ok"
 
 
-def test_reentrant_poll_from_a_handler_is_not_a_thread_error():
+def test_reentrant_poll_from_a_handler_is_not_a_thread_error(server_factory):
     errors = []
 
     def handler(conn, ev, data):
@@ -107,14 +107,9 @@ def test_reentrant_poll_from_a_handler_is_not_a_thread_error():
                 errors.append(exc)
             conn.reply(200, "ok")
 
-    conn_mgr = cm.Manager(handler)
-    port = conn_mgr.listen("http://127.0.0.1:0").local_addr[1]
-    loop = LoopThread(conn_mgr).start()
-    try:
-        assert parse_response(get_close(port, "/"))[2] == b"ok"
-    finally:
-        loop.stop()
-        conn_mgr.close()
+    loop, port = server_factory(handler)
+    conn_mgr = loop.mgr
+    assert parse_response(get_close(port, "/"))[2] == b"ok"
     assert len(errors) == 1 and not isinstance(errors[0], cm.ThreadError)
     assert "not reentrant" in str(errors[0])
 
@@ -165,7 +160,7 @@ def test_manager_handed_to_another_thread_between_polls():
         mgr.close()
 
 
-def test_calls_from_the_polling_thread_itself_are_fine():
+def test_calls_from_the_polling_thread_itself_are_fine(server_factory):
     conns = []
 
     def handler(conn, ev, data):
@@ -175,12 +170,6 @@ def test_calls_from_the_polling_thread_itself_are_fine():
             conns.append(conn.id)
             conn.reply(200, "same thread")
 
-    mgr = cm.Manager(handler)
-    port = mgr.listen("http://127.0.0.1:0").local_addr[1]
-    loop = LoopThread(mgr).start()
-    try:
-        assert parse_response(get_close(port, "/"))[2] == b"same thread"
-        assert len(conns) == 1 and conns[0] > 1
-    finally:
-        loop.stop()
-        mgr.close()
+    loop, port = server_factory(handler)
+    assert parse_response(get_close(port, "/"))[2] == b"same thread"
+    assert len(conns) == 1 and conns[0] > 1
