@@ -14,7 +14,7 @@ import pytest
 
 import cymongoose as cm
 from support.http_raw import get_close, parse_response
-from support.loop import wait_until
+from support.loop import LoopThread, wait_until
 from support.sockets import connect, read_until_closed
 from support.ws import OP_PING, OP_TEXT, RawClient, frame
 
@@ -26,7 +26,7 @@ EVENTS_SEEN_BY_AN_HTTP_AND_WS_SERVER = {
 }
 
 
-def test_exception_in_every_event_is_reported_and_work_goes_on(server_factory):
+def test_exception_in_every_event_is_reported_and_work_goes_on():
     """The handler does its work, then raises, for every event it gets."""
     errors = []
     delivered = []
@@ -44,26 +44,31 @@ def test_exception_in_every_event_is_reported_and_work_goes_on(server_factory):
             conn.ws_send(data.data, cm.WEBSOCKET_OP_TEXT)
         raise ValueError(ev)
 
-    loop, port = server_factory(handler, error_handler=errors.append)
-    mgr = loop.mgr
-    for _ in range(3):
-        assert parse_response(get_close(port, "/x"))[2] == b"ok"
-    raw = RawClient(port, first=b"")
-    raw.send(frame(OP_PING, b"p") + frame(OP_TEXT, b"hi"))
-    assert raw.read_frame() == (0x8A, b"p")
-    assert raw.read_frame() == (0x81, b"hi")
-    raw.send(frame(OP_TEXT, b"x", rsv=0x40))  # MG_EV_ERROR too
-    raw.read_close()
-    raw.close()
-    wait_until(lambda: loop.call(lambda: mgr.live_handles) == 1)
+    mgr = cm.Manager(handler, error_handler=errors.append)
+    port = mgr.listen("http://127.0.0.1:0").local_addr[1]
+    loop = LoopThread(mgr).start()
+    try:
+        for _ in range(3):
+            assert parse_response(get_close(port, "/x"))[2] == b"ok"
+        raw = RawClient(port, first=b"")
+        raw.send(frame(OP_PING, b"p") + frame(OP_TEXT, b"hi"))
+        assert raw.read_frame() == (0x8A, b"p")
+        assert raw.read_frame() == (0x81, b"hi")
+        raw.send(frame(OP_TEXT, b"x", rsv=0x40))  # MG_EV_ERROR too
+        raw.read_close()
+        raw.close()
+        wait_until(lambda: loop.call(lambda: mgr.live_handles) == 1)
 
-    def check():
-        with lock:
-            return sorted(delivered) == sorted(e.args[0] for e in errors)
-    wait_until(lambda: loop.call(check))
-    assert EVENTS_SEEN_BY_AN_HTTP_AND_WS_SERVER <= set(delivered)
-    assert all(type(e) is ValueError for e in errors)
-    assert loop.call(lambda: [c.id for c in mgr.connections]) == [1]
+        def check():
+            with lock:
+                return sorted(delivered) == sorted(e.args[0] for e in errors)
+        wait_until(lambda: loop.call(check))
+        assert EVENTS_SEEN_BY_AN_HTTP_AND_WS_SERVER <= set(delivered)
+        assert all(type(e) is ValueError for e in errors)
+        assert loop.call(lambda: [c.id for c in mgr.connections]) == [1]
+    finally:
+        loop.stop()
+        mgr.close()
     assert mgr.live_handles == 0
 
 
@@ -129,7 +134,7 @@ def test_error_handler_raising_keyboard_interrupt_is_reraised():
         mgr.close()
 
 
-def test_error_handler_raising_an_exception_prints_both(server_factory, capsys):
+def test_error_handler_raising_an_exception_prints_both(capsys):
     def handler(conn, ev, data):
         if ev == cm.MG_EV_HTTP_MSG:
             conn.reply(200, "ok")
@@ -138,9 +143,15 @@ def test_error_handler_raising_an_exception_prints_both(server_factory, capsys):
     def error_handler(exc):
         raise TypeError("error_handler failed too")
 
-    loop, port = server_factory(handler, error_handler=error_handler)
-    assert parse_response(get_close(port, "/"))[2] == b"ok"
-    wait_until(lambda: "error_handler failed too" in capsys.readouterr().err)
+    mgr = cm.Manager(handler, error_handler=error_handler)
+    port = mgr.listen("http://127.0.0.1:0").local_addr[1]
+    loop = LoopThread(mgr).start()
+    try:
+        assert parse_response(get_close(port, "/"))[2] == b"ok"
+        wait_until(lambda: "error_handler failed too" in capsys.readouterr().err)
+    finally:
+        loop.stop()
+        mgr.close()
 
 
 def _inject(target_code, exc):
