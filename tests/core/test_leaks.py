@@ -14,6 +14,7 @@ import weakref
 import cymongoose as cm
 from support.hostile import mongoose_conns, rss_bytes
 from support.loop import LoopThread, UNDER_ASAN, wait_until
+from support.sockets import read_until, read_until_closed
 from support.ws import OP_TEXT, frame
 
 HTTP_CYCLES = 10_000
@@ -51,12 +52,7 @@ def http_batch(port: int, n: int) -> None:
     for s in socks:
         s.sendall(REQUEST)
     for s in socks:
-        got = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            got += chunk
+        got = read_until_closed(s)
         assert got.startswith(b"HTTP/1.1 200") and got.endswith(b"x" * 64), got[:100]
         s.close()
 
@@ -68,12 +64,8 @@ def ws_batch(port: int, n: int) -> None:
     for s in socks:
         s.sendall(UPGRADE + frame(OP_TEXT, payload))
     for s in socks:
-        got = b""
-        while not got.endswith(echo):
-            chunk = s.recv(4096)
-            assert chunk, got
-            got += chunk
-        assert got.startswith(b"HTTP/1.1 101")
+        got = read_until(s, lambda got: got.endswith(echo))
+        assert got.startswith(b"HTTP/1.1 101") and got.endswith(echo), got
         s.close()
 
 

@@ -11,6 +11,7 @@ import pytest
 
 import cymongoose as cm
 from support.loop import LoopThread, UNDER_ASAN, wait_until
+from support.sockets import read_until_closed
 from support.subprocs import loop_server
 
 TOTAL = 50 * 1024 * 1024
@@ -80,14 +81,9 @@ def test_drain_flushes_queued_data_then_closes():
     loop = LoopThread(mgr).start()
     try:
         sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        got = bytearray()
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            got += chunk
+        got = read_until_closed(sock)
         sock.close()
-        assert bytes(got) == b"a" * 300_000
+        assert got == b"a" * 300_000
         wait_until(lambda: len(events) == 2)
         assert events == [("draining", True, False), ("closed", 0)]
     finally:

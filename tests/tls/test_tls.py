@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 import cymongoose as cm
 from cymongoose._ffi import lib
 from support.loop import LoopThread, wait_until
+from support.sockets import read_until_closed
 from support.tls import Issued, Pki, SslServer, client_context, server_context
 
 RESET = ("TLS handshake failed: the peer reset the connection "
@@ -94,12 +95,7 @@ def ssl_get(port: int, ctx: ssl.SSLContext, host: str = "localhost") -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
         with ctx.wrap_socket(raw, server_hostname=host) as s:
             s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            chunks = []
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    return b"".join(chunks)
-                chunks.append(chunk)
+            return read_until_closed(s, 5)
 
 
 def refused(port: int, ctx: ssl.SSLContext) -> bool:
