@@ -10,7 +10,7 @@ import pytest
 import cymongoose as cm
 from support.http_raw import get_close, parse_response
 from support.loop import poll_until
-from support.sockets import read_until
+from support.sockets import free_port, read_until
 
 SECRET = b"TOP SECRET, outside the root"
 BIG_SIZE = (1 << 20) + 123
@@ -355,9 +355,7 @@ def test_http_client_404_and_chunked_body_reassembled():
 
 
 def test_http_client_refused_gives_error_then_close():
-    with socket.socket() as s:  # a port with nobody listening
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nobody listens there
     events = []
 
     def client(conn, ev, data):
