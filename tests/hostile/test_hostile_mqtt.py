@@ -1,0 +1,130 @@
+"""Hostile MQTT peers on ``mqtt_listen`` and ``MqttBroker``, beyond ``test_mqtt_broker.py``.
+
+A malformed packet ends its connection with ``MG_EV_ERROR("MQTT malformed
+packet")`` and an error log line; a truncated packet followed by a hang-up
+ends it without a command; another client is answered throughout.
+"""
+
+import socket
+
+import pytest
+
+import cymongoose as cm
+from support.hostile import Recorder, logged, mongoose_errors
+from support.loop import LoopThread, wait_until
+from support.mqtt import closed_by_peer, connect_packet, mqtt_string, packet, raw_client, recv_exact
+from support.sockets import read_until_closed
+
+PINGREQ, PINGRESP = b"\xc0\x00", b"\xd0\x00"
+
+
+class PingServer(Recorder):
+    """A bare ``mqtt_listen`` handler that answers PINGREQ and records commands."""
+
+    def __call__(self, conn: cm.Connection, ev: int, data: object) -> None:
+        super().__call__(conn, ev, data)
+        if ev == cm.MG_EV_MQTT_CMD and data.cmd == 12:  # type: ignore[attr-defined]
+            conn.mqtt_pong()
+
+
+@pytest.fixture
+def bare():
+    rec = PingServer()
+    mgr = cm.Manager()
+    port = mgr.mqtt_listen("mqtt://127.0.0.1:0", rec).local_addr[1]
+    loop = LoopThread(mgr).start()
+    good = socket.create_connection(("127.0.0.1", port), timeout=5)
+    yield rec, loop, port, good
+    good.close()
+    loop.stop()
+    mgr.close()
+
+
+@pytest.fixture
+def broker():
+    mgr = cm.Manager()
+    b = cm.MqttBroker(mgr, "mqtt://127.0.0.1:0")
+    loop = LoopThread(mgr).start()
+    good = raw_client(b.port, "good")
+    yield b, loop, good
+    good.close()
+    loop.stop()
+    mgr.close()
+
+
+def pings(sock: socket.socket) -> None:
+    sock.sendall(PINGREQ)
+    assert recv_exact(sock, 2) == PINGRESP
+
+
+MALFORMED = {
+    "remaining length of five bytes": b"\x30\x80\x80\x80\x80\x01",
+    "remaining length continuation then garbage": b"\x82\xff\xff\xff\xff\xff\xff",
+    "publish topic longer than the packet": packet(0x30, b"\x00\x40ab"),
+    "publish QoS 3": packet(0x36, mqtt_string("t") + b"\x00\x01x"),
+}
+
+
+@pytest.mark.parametrize("bad", list(MALFORMED.values()), ids=list(MALFORMED))
+def test_malformed_packet_on_bare_listener(bare, caplog, bad):
+    rec, loop, port, good = bare
+    pings(good)
+    with mongoose_errors(caplog):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(bad)
+            assert closed_by_peer(sock)
+        wait_until(lambda: logged(caplog, "MQTT malformed packet"))
+    assert [d for _, d in rec.of(cm.MG_EV_ERROR)] == ["MQTT malformed packet"]
+    pings(good)
+
+
+@pytest.mark.parametrize("cut", [1, 2, 5, 12])
+def test_truncated_packet_then_hang_up(bare, cut):
+    rec, loop, port, good = bare
+    whole = packet(0x30, mqtt_string("topic") + b"payload")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(whole[:cut])
+        sock.shutdown(socket.SHUT_WR)
+        assert read_until_closed(sock) == b""
+    wait_until(lambda: len(rec.of(cm.MG_EV_CLOSE)) == 1)
+    assert rec.of(cm.MG_EV_MQTT_CMD) == []
+    pings(good)
+
+
+def test_huge_declared_length_is_cut_at_the_receive_limit(bare):
+    """A PUBLISH declaring 256 MB: Mongoose buffers up to its 3 MiB cap, then drops it."""
+    rec, loop, port, good = bare
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"\x30\xff\xff\xff\x7f" + mqtt_string("t"))
+        chunk = b"\x00" * 65536
+        try:
+            for _ in range(128):  # 8 MiB at most
+                sock.sendall(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert closed_by_peer(sock, timeout=10)
+    pings(good)
+
+
+@pytest.mark.parametrize("first", [
+    packet(0x82, b"\x00\x01" + mqtt_string("t") + b"\x00"),  # SUBSCRIBE
+    PINGREQ,
+    b"\xe0\x00",  # DISCONNECT
+    packet(0x40, b"\x00\x01"),  # PUBACK
+], ids=["subscribe", "pingreq", "disconnect", "puback"])
+def test_broker_refuses_packets_before_connect(broker, first):
+    b, loop, good = broker
+    with socket.create_connection(("127.0.0.1", b.port), timeout=5) as sock:
+        sock.sendall(first)
+        assert closed_by_peer(sock)
+    pings(good)
+    assert loop.call(lambda: b.clients) == ("good",)
+
+
+def test_broker_survives_a_connect_flood_of_garbage(broker):
+    b, loop, good = broker
+    for i in range(50):
+        with socket.create_connection(("127.0.0.1", b.port), timeout=5) as sock:
+            sock.sendall(connect_packet("c%d" % i)[: 3 + i % 10] + bytes([i]) * 7)
+    pings(good)
+    wait_until(lambda: loop.call(lambda: loop.mgr.live_handles) == 2)

@@ -1,0 +1,128 @@
+"""The benchmark's servers and report (bench/): they run on this interpreter and
+package, answer like the C server, and the README section is rewritten in place."""
+
+import json
+import os
+import select
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+import cymongoose
+from support.paths import ROOT
+
+BENCH = os.path.join(ROOT, "bench")
+SERVERS = os.path.join(BENCH, "servers")
+sys.path.insert(0, BENCH)
+
+import _load  # noqa: E402
+import _report  # noqa: E402
+
+
+def read_line(proc: subprocess.Popen, prefix: str, timeout: float = 30.0) -> str:
+    """The next stdout line of ``proc`` starting with ``prefix``, within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], deadline - time.monotonic())
+        if ready:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            if line.startswith(prefix):
+                return line[len(prefix):].strip()
+    raise AssertionError("no %s line from %s" % (prefix, proc.args))
+
+
+def start(script: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, os.path.join(SERVERS, script)] + list(args),
+                            stdout=subprocess.PIPE, universal_newlines=True, cwd=SERVERS)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
+
+
+@pytest.mark.parametrize("variant", ["plain", "declared"])
+def test_hello_server_replies_ok_with_this_package(variant: str) -> None:
+    port = _load.free_port()
+    proc = start("hello.py", variant, str(port))
+    try:
+        info = json.loads(read_line(proc, "READY"))
+        assert info["variant"] == variant
+        assert info["file"] == os.path.dirname(cymongoose.__file__)
+        with httpx.Client() as client:
+            for _ in range(3):  # keep-alive: the same connection answers again
+                r = client.get("http://127.0.0.1:%d/" % port)
+                assert (r.status_code, r.text) == (200, "ok")
+                assert r.headers["content-type"] == "text/plain"
+    finally:
+        stop(proc)
+    assert proc.returncode == 0  # SIGTERM stops the loop and closes the Manager
+
+
+def test_idle_server_measures_its_connections() -> None:
+    port = _load.free_port()
+    proc = start("idle.py", "declared", str(port), "5", "50")
+    socks = []
+    try:
+        read_line(proc, "READY")
+        socks = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(5)]
+        ns = float(read_line(proc, "RESULT"))
+        assert ns > 0
+        assert proc.wait(10) == 0
+    finally:
+        for s in socks:
+            s.close()
+        stop(proc)
+
+
+def test_wrk_latencies_are_read_in_milliseconds() -> None:
+    assert _load._ms("250.00us") == pytest.approx(0.25)
+    assert _load._ms("1.50ms") == pytest.approx(1.5)
+    assert _load._ms("2.00s") == pytest.approx(2000.0)
+    with pytest.raises(_load.BenchError):
+        _load._ms("fast")
+
+
+def run(rate: float, p99: float, cpu: float) -> dict:
+    return {"rate": rate, "p50": p99 / 2, "p99": p99, "cpu_us": cpu, "errors": 0}
+
+
+def test_tables_give_ratios_to_c_and_to_the_cython_package() -> None:
+    runs = {
+        ("http c=50", "c"): [run(100.0, 1.0, 5.0), run(120.0, 1.0, 5.0), run(110.0, 1.0, 5.0)],
+        ("http c=50", "cython"): [run(55.0, 2.0, 8.0)],
+        ("http c=50", "cpy-declared"): [run(66.0, 1.2, 7.0)],
+    }
+    table = _report.load_table(runs)
+    assert "| http c=50 | C Mongoose | 110 | 1.00 | 2.00 |" in table
+    assert "| http c=50 | ours CPython, declared | 66 | 0.60 | 1.20 |" in table
+    goals = _report.goals_table(runs, {("c", "-"): [10.0], ("cpy", "declared"): [12.0]})
+    assert "| CPython declared, HTTP c=50 req/s, x Cython | >= 1.15 | 1.20 | yes |" in goals
+    assert "| CPython declared, CPU us/req above C (c=50) | <= 2.00 | 2.00 | yes |" in goals
+    assert "| CPython declared, p99 at c=50, x C | <= 1.30 | 1.20 | yes |" in goals
+    assert "| CPython, idle conn not wanting POLL, x C | <= 2.00 | 1.20 | yes |" in goals
+    assert "| PyPy declared, HTTP c=50 req/s, x Cython | >= 1.20 | - | not measured |" in goals
+
+
+def test_readme_results_section_is_replaced_in_place(tmp_path) -> None:
+    path = str(tmp_path / "README.md")
+    with open(path, "w") as f:
+        f.write("# Benchmarks\n\nprose\n\n%s\nold table\n%s\n\nmore prose\n"
+                % (_report.BEGIN, _report.END))
+    _report.write_readme(path, "new table\n")
+    _report.write_readme(path, "newer table\n")
+    with open(path) as f:
+        text = f.read()
+    assert text == ("# Benchmarks\n\nprose\n\n%s\nnewer table\n%s\n\nmore prose\n"
+                    % (_report.BEGIN, _report.END))

@@ -1,0 +1,285 @@
+"""MQTT test helpers: a mosquitto process, our client on a poll thread, paho clients."""
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from typing import Any, Dict, List, NamedTuple, Optional
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+import cymongoose as cm
+from support.loop import LoopThread, wait_until
+from support.sockets import free_port, port_open
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+
+
+def unique(prefix: str = "cym") -> str:
+    """A topic prefix no other test uses."""
+    return "%s/%s" % (prefix, uuid.uuid4().hex[:10])
+
+
+class Mosquitto:
+    """A mosquitto broker on a free port, with a config file written here.
+
+    With ``users`` (name -> password) anonymous clients are refused and only
+    those users get in (a password file made by ``mosquitto_passwd``).
+    """
+
+    def __init__(self, workdir: str, users: Optional[Dict[str, str]] = None) -> None:
+        self.workdir = workdir
+        self.users = users or {}
+        self.port = 0
+        self.proc: Optional[subprocess.Popen] = None
+
+    def start(self) -> "Mosquitto":
+        if not os.path.exists(MOSQUITTO):
+            raise RuntimeError("mosquitto is not installed (Debian package 'mosquitto'; "
+                               "`make system-deps` installs it)")
+        for _ in range(3):  # another process may grab the port between probe and bind
+            self.port = free_port()
+            conf = os.path.join(self.workdir, "mosquitto.conf")
+            with open(conf, "w") as f:
+                f.write("listener %d 127.0.0.1\n" % self.port)
+                f.write("allow_anonymous %s\n" % ("false" if self.users else "true"))
+                if self.users:
+                    # run as ourselves: started by root, mosquitto would switch to the
+                    # user "mosquitto", who cannot read a password file in our tmp dir
+                    f.write("user %s\n" % pwd.getpwuid(os.geteuid()).pw_name)
+                    f.write("password_file %s\n" % self._password_file())
+                f.write("persistence false\n")
+            log = open(os.path.join(self.workdir, "mosquitto.log"), "w")
+            self.proc = subprocess.Popen([MOSQUITTO, "-c", conf], stdout=log,
+                                         stderr=subprocess.STDOUT)
+            log.close()
+            deadline = time.monotonic() + 10
+            while self.proc.poll() is None and time.monotonic() < deadline:
+                if port_open(self.port):
+                    return self
+                time.sleep(0.05)
+            self.stop()
+        raise RuntimeError("mosquitto did not start")
+
+    def _password_file(self) -> str:
+        path = os.path.join(self.workdir, "passwords")
+        open(path, "w").close()
+        for name, password in self.users.items():
+            subprocess.run([MOSQUITTO_PASSWD, "-b", path, name, password], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10)
+        return path
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+            self.proc = None
+
+
+class Msg(NamedTuple):
+    topic: str
+    data: bytes
+    qos: int
+    retain: bool
+    id: int
+    properties: List[Dict[str, Any]]
+    text: str
+    cmd: int
+    ack: int
+
+
+class Client:
+    """Our MQTT client on its own Manager, polled by a background thread.
+
+    The handler copies everything it sees, so the test thread reads plain
+    Python values: ``connack`` (and the raw ``connack_packet`` and its
+    ``connack_ack`` field), ``messages``,
+    ``cmds`` (packet types with ids), ``errors``, and ``closed`` (an Event).
+    """
+
+    def __init__(self, url: str, **kwargs: Any) -> None:
+        self.mgr = cm.Manager()
+        self.connack: Optional[int] = None
+        self.connack_packet = b""
+        self.connack_ack: Optional[int] = None  # MqttMessage.ack of the CONNACK
+        self.messages: List[Msg] = []
+        self.cmds: List[tuple] = []
+        self.errors: List[str] = []
+        self.closed = threading.Event()
+        self.conn = self.mgr.mqtt_connect(url, self._handler, **kwargs)
+        self.loop = LoopThread(self.mgr).start()
+
+    def _handler(self, conn: cm.Connection, ev: int, data: Any) -> None:
+        if ev == cm.MG_EV_MQTT_OPEN:
+            self.connack = data
+        elif ev == cm.MG_EV_MQTT_MSG:
+            self.messages.append(Msg(data.topic, data.data, data.qos, data.retain, data.id,
+                                     data.properties(), data.text, data.cmd, data.ack))
+        elif ev == cm.MG_EV_MQTT_CMD:
+            self.cmds.append((data.cmd, data.id))
+            if data.cmd == 2:
+                self.connack_packet = data.dgram
+                self.connack_ack = data.ack
+        elif ev == cm.MG_EV_ERROR:
+            self.errors.append(data)
+        elif ev == cm.MG_EV_CLOSE:
+            self.closed.set()
+
+    def wait_open(self, timeout: float = 10.0) -> "Client":
+        wait_until(lambda: self.connack is not None, timeout)
+        assert self.connack == 0, "CONNACK refused: %r" % self.connack
+        return self
+
+    def call(self, fn: Any) -> Any:
+        return self.loop.call(fn)
+
+    def has_cmd(self, cmd: int, pid: Optional[int] = None) -> bool:
+        return any(c == cmd and (pid is None or i == pid) for c, i in self.cmds)
+
+    def sub(self, topic: str, qos: int = 0, **kw: Any) -> None:
+        """Subscribe and wait for the SUBACK."""
+        before = sum(1 for c, _ in self.cmds if c == 9)
+        self.call(lambda: self.conn.mqtt_sub(topic, qos, **kw))
+        wait_until(lambda: sum(1 for c, _ in self.cmds if c == 9) > before)
+
+    def pub(self, topic: str, message: Any, qos: int = 0, retain: bool = False,
+            **kw: Any) -> int:
+        return self.call(lambda: self.conn.mqtt_pub(topic, message, qos, retain, **kw))
+
+    def topics(self) -> List[str]:
+        return [m.topic for m in self.messages]
+
+    def close(self) -> None:
+        self.loop.stop()
+        self.mgr.close()
+
+
+class Paho:
+    """A paho-mqtt 2.x client with a network thread; records what it receives."""
+
+    def __init__(self, port: int, protocol: int = paho.MQTTv311, client_id: str = "",
+                 keepalive: int = 60, will: Optional[Dict[str, Any]] = None) -> None:
+        self.c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                             protocol=protocol)
+        self.messages: List[paho.MQTTMessage] = []
+        self.connected = threading.Event()
+        self.disconnected = threading.Event()
+        self.acks: set = set()
+        self.c.on_connect = self._on_connect
+        self.c.on_disconnect = self._on_disconnect
+        self.c.on_message = self._on_message
+        self.c.on_subscribe = self._on_ack
+        self.c.on_unsubscribe = self._on_ack
+        if will:
+            self.c.will_set(**will)
+        self.c.connect("127.0.0.1", port, keepalive=keepalive)
+        self.c.loop_start()
+        assert self.connected.wait(10), "paho did not connect"
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any,
+                    properties: Any) -> None:
+        if not reason.is_failure:
+            self.connected.set()
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any,
+                       properties: Any) -> None:
+        self.disconnected.set()
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        self.messages.append(msg)
+
+    def _on_ack(self, client: Any, userdata: Any, mid: int, reasons: Any,
+                properties: Any) -> None:
+        self.acks.add(mid)
+
+    def sub(self, topic: str, qos: int = 0) -> None:
+        """Subscribe and wait for the SUBACK."""
+        rc, mid = self.c.subscribe(topic, qos)
+        assert rc == paho.MQTT_ERR_SUCCESS
+        wait_until(lambda: mid in self.acks)
+
+    def unsub(self, topic: str) -> None:
+        rc, mid = self.c.unsubscribe(topic)
+        assert rc == paho.MQTT_ERR_SUCCESS
+        wait_until(lambda: mid in self.acks)
+
+    def pub(self, topic: str, payload: Any, qos: int = 0, retain: bool = False,
+            properties: Any = None) -> None:
+        """Publish and wait until paho considers it sent (PUBACK/PUBCOMP for QoS>0)."""
+        info = self.c.publish(topic, payload, qos, retain, properties)
+        info.wait_for_publish(10)
+        assert info.is_published()
+
+    def payloads(self, topic: Optional[str] = None) -> List[bytes]:
+        return [m.payload for m in self.messages if topic is None or m.topic == topic]
+
+    def stop(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+# -- raw MQTT 3.1.1 over a plain socket, for what paho will not send ---------
+
+
+def packet(first_byte: int, body: bytes) -> bytes:
+    """One MQTT packet: fixed header (with the remaining length) and body."""
+    n, length = len(body), bytearray()
+    while True:
+        n, digit = divmod(n, 128)
+        length.append(digit | (0x80 if n else 0))
+        if not n:
+            break
+    return bytes([first_byte]) + bytes(length) + body
+
+
+def mqtt_string(s: str) -> bytes:
+    raw = s.encode()
+    return len(raw).to_bytes(2, "big") + raw
+
+
+def connect_packet(client_id: str, keepalive: int = 0, level: int = 4,
+                   flags: int = 0x02) -> bytes:
+    return packet(0x10, mqtt_string("MQTT") + bytes([level, flags])
+                  + keepalive.to_bytes(2, "big") + mqtt_string(client_id))
+
+
+def recv_exact(sock: socket.socket, n: int, timeout: float = 5.0) -> bytes:
+    sock.settimeout(timeout)
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise AssertionError("connection closed after %r" % data)
+        data += chunk
+    return data
+
+
+def closed_by_peer(sock: socket.socket, timeout: float = 5.0) -> bool:
+    """True once the peer closes (EOF or reset) within ``timeout``; False if it stays open."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(4096):
+            pass
+    except socket.timeout:
+        return False
+    except ConnectionResetError:
+        pass
+    return True
+
+
+def raw_client(port: int, client_id: str = "", keepalive: int = 0) -> socket.socket:
+    """A plain socket that has sent CONNECT and read an accepting CONNACK."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(connect_packet(client_id, keepalive))
+    assert recv_exact(sock, 4) == b"\x20\x02\x00\x00"
+    return sock

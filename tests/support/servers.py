@@ -1,0 +1,93 @@
+"""WSGI and ASGI servers on background threads, and raw exchanges with them."""
+
+import asyncio
+import hashlib
+import socket
+import threading
+from typing import Any, Callable, Iterator
+
+import httpx
+
+from cymongoose.asgi import ASGIServer
+from cymongoose.wsgi import WSGIServer
+from support.fixtures import made
+from support.sockets import read_until
+
+
+class WsgiThread:
+    """A WSGIServer listening on a free port, run() on a background thread."""
+
+    def __init__(self, app: Callable[..., Any], **options: Any) -> None:
+        self.server = WSGIServer(app, **options)
+        self.port = self.server.listen("http://127.0.0.1:0").local_addr[1]
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.thread = threading.Thread(target=self.server.run, kwargs={"poll_ms": 50},
+                                       daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.thread.join(30)
+        assert not self.thread.is_alive(), "WSGI server did not stop"
+
+
+class AsgiThread:
+    """An ASGIServer started on an asyncio loop that runs on a background thread."""
+
+    def __init__(self, app: Any, **options: Any) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server = ASGIServer(app, **options)
+        try:
+            conn = self.run(self.server.start("http://127.0.0.1:0"))
+        except BaseException:
+            self._close_loop()
+            raise
+        self.port = conn.local_addr[1]
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.ws_url = "ws://127.0.0.1:%d" % self.port
+
+    def run(self, coro: Any, timeout: float = 30.0) -> Any:
+        """Run a coroutine on the server's loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        try:
+            self.run(self.server.stop(), 60)
+        finally:
+            self._close_loop()
+
+    def _close_loop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+def started(server_class: Any) -> Iterator[Callable[..., Any]]:
+    """Body of a ``start`` fixture: ``start(app, **options)`` serves ``app``
+    with ``server_class`` (WsgiThread or AsgiThread); all stop at teardown."""
+    return made(server_class, server_class.stop)
+
+
+def raw_exchange(port: int, data: bytes, until: Callable[[bytes], bool],
+                 timeout: float = 10.0) -> bytes:
+    """Send raw bytes, read until ``until(received)`` holds or the peer closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        return read_until(s, until)
+
+
+def count_responses(data: bytes) -> int:
+    return data.count(b"HTTP/1.1 ")
+
+
+def check_form_and_10mib_upload(url: str) -> None:
+    """The framework apps' ``/form`` echoes the fields; ``/upload`` reports name, size, sha256."""
+    data = bytes(range(256)) * (10 * 1024 * 1024 // 256)
+    with httpx.Client(base_url=url, timeout=30) as c:
+        assert c.post("/form", data={"name": "Ada", "age": "36"}).text == "name=Ada age=36"
+        r = c.post("/upload", files={"file": ("big.bin", data, "application/octet-stream")})
+        assert r.status_code == 200
+        assert r.json() == {"name": "big.bin", "size": len(data),
+                            "sha256": hashlib.sha256(data).hexdigest()}
