@@ -20,7 +20,8 @@ from _adapters_helpers import (AsgiThread, ServerProcess, count_responses, raw_e
 from conftest import wait_until
 
 import cymongoose
-from cymongoose.asgi import ASGIServer, ClientDisconnected, _build_http_scope
+from cymongoose._asgi_scope import build_http_scope as _build_http_scope
+from cymongoose.asgi import ASGIServer, ClientDisconnected
 
 MiB = 1024 * 1024
 IS_PYPY = platform.python_implementation() == "PyPy"

@@ -19,7 +19,8 @@ from _adapters_helpers import (ServerProcess, WsgiThread, count_responses, raw_e
                                read_until, started)
 from conftest import wait_until
 
-from cymongoose.wsgi import FileWrapper, WSGIServer, _build_environ
+from cymongoose._wsgi_environ import build_environ as _build_environ
+from cymongoose.wsgi import FileWrapper, WSGIServer
 
 flask = pytest.importorskip("flask")
 
