@@ -40,6 +40,7 @@ def _source():
         '#pragma GCC diagnostic ignored "-Wunused-function"',
         '#include "mongoose.c"',
         "#pragma GCC diagnostic pop",
+        '#include "codes.h"',
     ]
     for path in sorted(glob.glob(os.path.join(CSRC_DIR, "*.c"))):
         parts.append('#include "%s"' % os.path.basename(path))

@@ -4,7 +4,7 @@ from ._mongoose import *  # noqa: F401,F403
 from ._mongoose import __all__ as _core_all
 from ._dispatch import handles
 from .aio import AsyncManager
-from .errors import ClosedError, MongooseError, ThreadError
+from .errors import ClosedError, LifespanError, ListenError, MongooseError, ThreadError
 from .broker import MqttBroker
 from .limits import DEFAULT_LIMITS, Limits
 
@@ -13,3 +13,4 @@ __version__ = "0.3.0"
 __all__ = list(_core_all) + ["AsyncManager", "handles", "MongooseError", "ClosedError", "ThreadError"]
 __all__ += ["MqttBroker"]
 __all__ += ["Limits", "DEFAULT_LIMITS"]
+__all__ += ["ListenError", "LifespanError"]

@@ -15,5 +15,8 @@ class LoopHooks:
         """Run at the start of every poll; returns the I/O wait to use."""
         return timeout_ms
 
+    def _after_poll(self) -> None:
+        """Run on the poll thread after Mongoose's poll, still inside the C bracket."""
+
     def _before_free(self) -> None:
         """Run by ``close()`` after the freed flag is set, before Mongoose frees."""

@@ -362,12 +362,11 @@ class Connection(NetConnectionMixin, MqttConnectionMixin, TlsConnectionMixin, Ws
         self._mgr._check_thread()
         self._closing = True
         mgr = self._mgr
-        if mgr is not None and mgr._inside:
+        if mgr._inside:
             lib.cym_set_flag(c, _F_CLOSING, 1)
         else:
-            lib.cym_close_now(c)
-            if mgr is not None:
-                mgr._raise_pending()
+            with mgr._calling_c():
+                lib.cym_close_now(c)
 
     def drain(self) -> None:
         """Flush the send buffer, then close; a no-op once closed."""
@@ -379,9 +378,9 @@ class Connection(NetConnectionMixin, MqttConnectionMixin, TlsConnectionMixin, Ws
     def error(self, message: str) -> None:
         """Fire ``MG_EV_ERROR`` with ``message`` now and close on the next poll."""
         msg = to_cstr(message, "message")
-        lib.cym_error(self._live(), msg)
-        if self._mgr is not None:
-            self._mgr._raise_pending()
+        c = self._live()
+        with self._mgr._calling_c():
+            lib.cym_error(c, msg)
 
     def __repr__(self) -> str:
         if self._c is None:

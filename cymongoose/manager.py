@@ -1,16 +1,16 @@
 """``Manager``: owns the Mongoose event manager and every connection (spec 3)."""
 
-import signal
 import threading
-from typing import Any, Callable, Dict, Literal, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Literal, Optional, Set, Tuple, Type
 
 from . import _dispatch
 from ._args import to_cstr, to_int
 from ._dispatch import LSN_SHIFT, mask_of, print_exception
 from ._ffi import ffi, lib
 from ._graceful import finish_in_flight
+from ._signals import serve_until_signal
 from .connection import Connection, Handler
-from .errors import MANAGER_FREED as _FREED, MongooseError, ThreadError
+from .errors import MANAGER_FREED as _FREED, ListenError, MongooseError, ThreadError
 from .limits import Limits, attach as attach_limits, check as check_limits
 from .net import NetManagerMixin
 from .mqtt import MqttManagerMixin
@@ -29,8 +29,8 @@ _OTHER_THREAD = ("Manager is being polled by another thread; call Connection and
 _HTTP_SCHEMES = ("http://", "https://", "ws://", "wss://")
 _get_ident = threading.get_ident
 
-# Managers stay alive until close(), like 0.2.5's (spec 3.13): C may still
-# call back into one whose last user reference is gone.
+# Managers stay alive until close(): C may still call back into one whose
+# last user reference is gone (docs/differences.md, "Lifetime").
 _LIVE: Set["Manager"] = set()
 
 
@@ -49,10 +49,12 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
     receives exceptions raised by handlers; without it their tracebacks are
     printed.  A ``KeyboardInterrupt`` or ``SystemExit`` raised in a handler
     is not swallowed: the connection bookkeeping completes, then ``poll()``
-    re-raises it.  Every method except ``wakeup`` must be called from the
-    thread that polls, or while nobody polls: a ``Connection`` or
-    ``Manager`` method called from another thread during a ``poll()``
-    raises ``cymongoose.ThreadError`` (``Timer.cancel`` is also safe).
+    re-raises it.  Every method except ``wakeup`` and
+    ``call_soon_threadsafe`` must be called from the thread that polls, or
+    while nobody polls: a ``Connection`` or ``Manager`` method called from
+    another thread during a ``poll()`` raises ``cymongoose.ThreadError``
+    (``Timer.cancel`` is also safe).  To act on the loop from another
+    thread, hand it a function with ``call_soon_threadsafe``.
     """
 
     def __init__(self, handler: Optional[Handler] = None, enable_wakeup: bool = False,
@@ -72,10 +74,9 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
             raise MemoryError("cannot allocate a Mongoose manager")
         self._cm: Any = cm
         self._mgr: Any = ffi.addressof(cm, "mgr")
-        self._handle: Any = ffi.new_handle(self)
-        cm.handle = self._handle
         self._slot = _dispatch.take_slot(self)
         cm.slot = self._slot
+        cm.live = 1  # from now on C dispatches to the Manager in this slot
         _LIVE.add(self)
         if enable_wakeup:
             self._wakeup_init()
@@ -128,6 +129,17 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
         """Keep a KeyboardInterrupt/SystemExit for when control is back from C."""
         if self._pending is None:
             self._pending = exc
+
+    def _calling_c(self) -> "_CallingC":
+        """The bracket around every call into C that may dispatch events.
+
+        ``with mgr._calling_c(): lib.some_call(...)`` marks the Manager as
+        inside C for the call (handlers it fires run nested, a ``poll()``
+        from them raises, ``Connection.close`` defers), and on a normal exit
+        raises what a handler left pending (``KeyboardInterrupt``,
+        ``SystemExit``) once the outermost bracket ends.
+        """
+        return _CallingC(self)
 
     def _raise_pending(self) -> None:
         if self._inside:  # still inside a handler: the outermost call raises it
@@ -182,17 +194,14 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
             ms = to_int(timeout_ms, "timeout_ms")
             ms = self._before_poll(ms)
             self._poller = _get_ident()
-            self._inside = 1
             try:
-                lib.mg_mgr_poll(self._mgr, ms)
+                with self._calling_c():
+                    lib.mg_mgr_poll(self._mgr, ms)
+                    self._after_poll()
             finally:
-                # Set, not decremented: a KeyboardInterrupt landing inside the
-                # dispatcher's bookkeeping cannot leave the Manager stuck.
-                self._inside = 0
                 self._poller = 0
         finally:
             self._poll_lock.release()
-        self._raise_pending()
 
     def run(self, poll_ms: int = 100, *, grace_ms: int = 1000) -> None:
         """Poll until SIGINT or SIGTERM, then close.
@@ -206,25 +215,10 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
         changes, and the Manager stays open.
         """
         grace_ms = to_int(grace_ms, "grace_ms", 0)
-        stop = []
-
-        def on_signal(signum: int, frame: Any) -> None:
-            stop.append(signum)
-
-        old_int = signal.signal(signal.SIGINT, on_signal)
-        try:
-            old_term = signal.signal(signal.SIGTERM, on_signal)
-        except BaseException:
-            signal.signal(signal.SIGINT, old_int)
-            raise
-        try:
-            while not stop:
-                self.poll(poll_ms)
-            finish_in_flight(self, stop, poll_ms, grace_ms)
-        finally:
-            signal.signal(signal.SIGINT, old_int)
-            signal.signal(signal.SIGTERM, old_term)
-            self.close()
+        serve_until_signal(
+            lambda: self.poll(poll_ms),
+            finish=lambda stop: finish_in_flight(self, stop.received, poll_ms, grace_ms),
+            cleanup=self.close)
 
     def close(self) -> None:
         """Close every connection and free the Manager; idempotent.
@@ -239,21 +233,19 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
         try:
             self._freed = True
             self._before_free()
-            self._inside = 1
-            try:
-                lib.cym_mgr_free(self._cm)
-            finally:
-                self._inside = 0
-                _dispatch.release_slot(self._slot)
-            for conn in list(self._conns.values()):
-                conn._detach()
-            self._conns.clear()
-            self._lsn.clear()
-            self._cm = self._mgr = self._handle = None
-            _LIVE.discard(self)
+            with self._calling_c():
+                try:
+                    lib.cym_mgr_free(self._cm)
+                finally:
+                    _dispatch.release_slot(self._slot)
+                    for conn in list(self._conns.values()):
+                        conn._detach()
+                    self._conns.clear()
+                    self._lsn.clear()
+                    self._cm = self._mgr = None
+                    _LIVE.discard(self)
         finally:
             self._poll_lock.release()
-        self._raise_pending()
 
     def __enter__(self) -> "Manager":
         return self
@@ -275,30 +267,31 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
         return len(self._conns)
 
     def _open(self, kind: int, url: Any, handler: Optional[Handler], error: str,
-              opener: Optional[Callable[[Any, bytes, int], Any]] = None) -> Connection:
-        """Create a connection with ``cym_open(kind)``, or ``opener(cm, url, state)``."""
+              opener: Optional[Callable[[Any, bytes, int], Any]] = None,
+              exc_type: Type[MongooseError] = MongooseError) -> Connection:
+        """Create a connection with ``cym_open(kind)``, or ``opener(cm, url, state)``.
+
+        Raises ``exc_type(error % url)`` when Mongoose refuses.
+        """
         raw = to_cstr(url, "url")
         self._check_open()
         self._check_thread()
         if not raw:  # mg_listen("") would listen on every interface
-            raise MongooseError(error % url)
-        depth = self._inside
-        self._inside = depth + 1
-        try:
+            raise exc_type(error % url)
+        with self._calling_c():
             if opener is None:
                 c = lib.cym_open(self._cm, kind, raw, self._mask)
             else:
                 c = opener(self._cm, raw, self._mask)
-        finally:
-            self._inside = depth
-        if c == ffi.NULL:
-            self._raise_pending()
-            raise MongooseError(error % url)
-        conn = self._conns[int(c.id)]
-        if handler is not None:
-            conn._handler = handler
-            self._retarget(conn)
-        self._raise_pending()
+            if c == ffi.NULL:
+                conn = None
+            else:
+                conn = self._conns[int(c.id)]
+                if handler is not None:
+                    conn._handler = handler
+                    self._retarget(conn)
+        if conn is None:
+            raise exc_type(error % url)
         return conn
 
     def listen(self, url: str, handler: Optional[Handler] = None, *,
@@ -308,8 +301,9 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
         HTTP parsing is on for ``http(s)://`` and ``ws(s)://`` URLs unless
         ``http`` says otherwise.  Accepted connections inherit ``handler``
         and ``limits`` (a :class:`Limits`; ``None`` for the defaults, which
-        TCP listeners get too; UDP has none).  Raises ``RuntimeError("Failed
-        to listen on '<url>'")`` on failure, ``TypeError`` for a ``limits``
+        TCP listeners get too; UDP has none).  Raises
+        ``ListenError("Failed to listen on '<url>'")`` (a ``MongooseError``)
+        on failure, ``TypeError`` for a ``limits``
         that is not a ``Limits``, and ``RuntimeError("Manager has been
         freed")`` after ``close()`` (0.2.5 quirk not kept: there the call
         "succeeded" on the freed C manager).
@@ -319,7 +313,7 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
         """
         kind = lib.CYM_HTTP_LISTEN if _wants_http(url, http) else lib.CYM_LISTEN
         lim = check_limits(limits)
-        conn = self._open(kind, url, handler, "Failed to listen on '%s'")
+        conn = self._open(kind, url, handler, "Failed to listen on '%s'", None, ListenError)
         if not lib.cym_flags(conn._c) & lib.CYM_F_UDP:
             try:
                 attach_limits(conn._c, lim, kind == lib.CYM_HTTP_LISTEN)
@@ -353,11 +347,35 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
         """Listen for MQTT clients; the application (or ``MqttBroker``) implements the broker.
 
         Accepted connections run the MQTT parser of ``cymongoose.mqtt``.
+        Raises ``ListenError("Failed to listen for MQTT on '<url>'")`` on
+        failure.
         """
         return self._open(0, url, handler, "Failed to listen for MQTT on '%s'",
-                          lib.cym_mqtt_listen)
+                          lib.cym_mqtt_listen, ListenError)
 
     def sntp_connect(self, url: str, handler: Optional[Handler] = None) -> Connection:
         """Ask an SNTP server for the time; ``MG_EV_SNTP_TIME`` delivers it."""
         return self._open(lib.CYM_SNTP_CONNECT, url, handler,
                           "Failed to connect to SNTP server '%s'")
+
+
+class _CallingC:
+    """``Manager._calling_c()``: the depth count around one call into C."""
+
+    __slots__ = ("_mgr", "_depth")
+
+    def __init__(self, mgr: Manager) -> None:
+        self._mgr = mgr
+        self._depth = mgr._inside
+
+    def __enter__(self) -> None:
+        self._mgr._inside = self._depth + 1
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
+        mgr = self._mgr
+        # Restored, not decremented: a KeyboardInterrupt landing inside the
+        # dispatcher's bookkeeping cannot leave the Manager stuck inside.
+        mgr._inside = self._depth
+        if exc_type is None:
+            mgr._raise_pending()
+        return False

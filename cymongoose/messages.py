@@ -11,6 +11,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ._args import text, to_cstr
 from ._ffi import ffi, lib
+from .errors import check
+
+_TOO_BIG = int(lib.CYM_E_TOO_BIG)
 
 _unpack = ffi.unpack
 _cast = ffi.cast
@@ -173,12 +176,11 @@ class HttpMessage(_View):
         if p is None:
             return None
         buf = ffi.new("char[2048]")
-        n = lib.mg_http_get_var(ffi.addressof(p, "query"), key, buf, 2048)
-        if n == -3:
-            raise ValueError(
-                "Query parameter '%s' value exceeds 2048-byte buffer limit" % name
-            )
-        if n <= 0:
+        n = lib.cym_http_var(ffi.addressof(p, "query"), key, buf, 2048)
+        if n < 0:
+            check(n, {_TOO_BIG: "Query parameter '%s' value exceeds 2048-byte buffer limit"
+                      % name})
+        if n == 0:
             return None
         return text(_unpack(buf, n))
 

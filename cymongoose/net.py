@@ -6,9 +6,12 @@ from typing import Any
 
 from ._args import to_cstr, to_int
 from ._ffi import ffi, lib
-from .errors import MongooseError
+from .errors import MongooseError, check
 
 _F_LISTENING = int(lib.CYM_F_LISTENING)
+_E_STATE = int(lib.CYM_E_STATE)
+_CONSUME_TEXTS = {_E_STATE: "recv_consume() is for raw tcp:// and udp:// connections; "
+                            "this one has a protocol parser"}
 
 # Mongoose keeps a pointer to the DNS URL: each Manager's buffer lives here
 # as long as the Manager does.
@@ -23,14 +26,8 @@ class NetConnectionMixin:
     def _net_call(self, fn: Any, *args: Any) -> Any:
         """Call C on the live connection; events it fires run nested, as in a handler."""
         c = self._live()  # type: ignore[attr-defined]
-        mgr = self._mgr  # type: ignore[attr-defined]
-        mgr._inside += 1
-        try:
-            result = fn(c, *args)
-        finally:
-            mgr._inside -= 1
-        mgr._raise_pending()
-        return result
+        with self._mgr._calling_c():  # type: ignore[attr-defined]
+            return fn(c, *args)
 
     def resolve(self, url: str) -> None:
         """Resolve ``url``'s host, then connect this connection there (C ``mg_resolve``).
@@ -53,9 +50,9 @@ class NetConnectionMixin:
         c = self._live()  # type: ignore[attr-defined]
         if lib.cym_flags(c) & _F_LISTENING:
             raise MongooseError("resolve() needs a client connection, not a listener")
-        if self._net_call(lib.cym_net_resolve, raw) < 0:
-            raise MongooseError("resolve() cannot run in the MG_EV_OPEN of a new client "
-                                "connection: connect() resolves its URL right after")
+        check(self._net_call(lib.cym_net_resolve, raw), {
+            _E_STATE: "resolve() cannot run in the MG_EV_OPEN of a new client "
+                      "connection: connect() resolves its URL right after"})
 
     def resolve_cancel(self) -> None:
         """Drop any DNS or mDNS lookup pending for this connection."""
@@ -85,12 +82,7 @@ class NetConnectionMixin:
         if c is None:
             return 0
         n = int(c.recv.len) if length < 0 else min(length, int(c.recv.len))
-        removed = lib.cym_net_consume(c, n)
-        if removed < 0:
-            raise MongooseError(
-                "recv_consume() is for raw tcp:// and udp:// connections; "
-                "this one has a protocol parser")
-        return int(removed)
+        return int(check(lib.cym_net_consume(c, n), _CONSUME_TEXTS))
 
 
 class NetManagerMixin:

@@ -23,7 +23,13 @@ from typing import Any, Optional, Tuple
 
 from . import _pem
 from ._ffi import lib
-from .errors import MongooseError
+from .errors import check
+
+_INIT_TEXTS = {
+    int(lib.CYM_E_TLS_ALREADY): "TLS is already initialised on this connection",
+    int(lib.CYM_E_TLS_FREE_PENDING): "tls_free() takes effect at the next poll; "
+                                     "call tls_init() after that",
+}
 
 _MAX_PATH = 4096
 _PEM_MARK = "-----BEGIN"
@@ -261,16 +267,11 @@ class TlsConnectionMixin:
                             % type(opts).__name__)
         ca, cert, key, name = opts._prepared()
         c = self._live()  # type: ignore[attr-defined]
-        rc = lib.cym_tls_init(c, ca, len(ca), cert, len(cert), key, len(key),
-                              name, len(name), 1 if opts._skip else 0)
-        mgr = self._mgr  # type: ignore[attr-defined]
-        if mgr is not None:
-            mgr._raise_pending()
-        if rc == lib.CYM_TLS_ALREADY:
-            raise MongooseError("TLS is already initialised on this connection")
-        if rc == lib.CYM_TLS_FREE_PENDING:
-            raise MongooseError("tls_free() takes effect at the next poll; "
-                                "call tls_init() after that")
+        with self._mgr._calling_c():  # type: ignore[attr-defined]
+            rc = lib.cym_tls_init(c, ca, len(ca), cert, len(cert), key, len(key),
+                                  name, len(name), 1 if opts._skip else 0)
+        if rc:
+            check(rc, _INIT_TEXTS)
 
     def tls_free(self) -> None:
         """Drop this connection's TLS state (Mongoose ``mg_tls_free``).

@@ -1,21 +1,25 @@
-"""Cross-thread wakeups: ``Manager.wakeup`` and ``wakeup_id`` (spec 3.8).
+"""The way onto the poll thread: ``Manager.wakeup``, ``wakeup_id`` and
+``call_soon_threadsafe``.
 
-Deliberate difference from 0.2.5: a payload of any size arrives whole, or
-the call raises.  0.2.5 passed each payload to Mongoose's ``mg_wakeup``,
-which sends it as one datagram and silently drops it when it does not fit
-the socket buffer (about 64 KB on Linux, 9 KB on macOS) or the buffer is
-full.  Here the payloads wait in a FIFO in C and the socket only carries a
-small doorbell that interrupts the poll (``_csrc/wakeup.c``).
+A payload of any size arrives whole, or the call raises: payloads wait in a
+FIFO in C and the wakeup socket only carries a small doorbell that
+interrupts the poll (``_csrc/wakeup.c``).  Python callables queued by
+``call_soon_threadsafe`` wait in a deque beside it and ring the same
+doorbell.
 """
 
-from typing import Any
+from collections import deque
+from typing import Any, Callable, Deque, Optional, Tuple
 
 from ._args import to_int
 from ._ffi import ffi, lib
 from ._hooks import LoopHooks
-from .errors import MANAGER_FREED as _FREED, MongooseError
+from .errors import MongooseError, check
 
 _ULONG_MAX = 2 ** (8 * ffi.sizeof("unsigned long")) - 1
+_E_NOMEM = int(lib.CYM_E_NOMEM)
+_E_SIGNAL = int(lib.CYM_E_SIGNAL)
+_NO_SIGNAL = "wakeup failed: cannot signal the poll thread"
 
 
 class WakeupManagerMixin(LoopHooks):
@@ -27,6 +31,9 @@ class WakeupManagerMixin(LoopHooks):
     # using it), or None when wakeup is disabled.
     _wake: Any = None
     _wakeup_id = 0
+    # Callables queued by call_soon_threadsafe; the deque's append and
+    # popleft are atomic, so producers need no lock of their own.
+    _calls: Optional[Deque[Tuple[Callable[..., Any], Tuple[Any, ...]]]] = None
 
     def _wakeup_init(self) -> None:
         w = lib.cym_wake_init(self._cm)  # type: ignore[attr-defined]
@@ -34,6 +41,7 @@ class WakeupManagerMixin(LoopHooks):
             self.close()  # type: ignore[attr-defined]
             raise MongooseError("Failed to initialize wakeup support")
         self._wakeup_id = int(lib.cym_wake_pipe_id(w))
+        self._calls = deque()
         self._wake = ffi.gc(w, lib.cym_wake_free)
 
     @property
@@ -72,17 +80,59 @@ class WakeupManagerMixin(LoopHooks):
         if w is None or cid == 0:
             return False
         rc = lib.cym_wake_push(w, cid, data, len(data))
-        if rc == lib.CYM_WAKE_OK:
-            return True
-        if rc == lib.CYM_WAKE_NOMEM:
-            raise MemoryError("cannot queue a wakeup payload of %d bytes" % len(data))
-        if rc == lib.CYM_WAKE_CLOSED:
-            # Only close() closes the queue: it is under way on another thread.
-            raise MongooseError(_FREED)
-        raise MongooseError("wakeup failed: cannot signal the poll thread")
+        if rc:
+            # CYM_E_CLOSED: only close() closes the queue, and it is under
+            # way on another thread.
+            check(rc, {_E_NOMEM: "cannot queue a wakeup payload of %d bytes" % len(data),
+                       _E_SIGNAL: _NO_SIGNAL})
+        return True
+
+    def call_soon_threadsafe(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the poll thread, during the next ``poll()``.
+
+        Safe from any thread, the poll thread included (the call is queued
+        there too, never run inline).  Calls run in the order they were
+        queued, after the poll's I/O events, and the poll waiting at the
+        time returns at once.  They run like handlers: an exception goes to
+        the Manager's ``error_handler`` (without one, its traceback is
+        printed), and a ``KeyboardInterrupt`` or ``SystemExit`` is re-raised
+        by ``poll()``.  Calls not yet run when the Manager closes are
+        dropped.
+
+        Raises ``RuntimeError("Manager has been freed")`` after ``close()``,
+        ``MongooseError`` when the Manager was made without
+        ``enable_wakeup=True``, and ``RuntimeError`` when the poll thread
+        cannot be signalled (the call stays queued for a later poll).
+        """
+        self._check_open()  # type: ignore[attr-defined]
+        calls = self._calls
+        w = self._wake  # a local reference keeps the C queue alive during the call
+        if calls is None or w is None:
+            raise MongooseError("call_soon_threadsafe() needs Manager(enable_wakeup=True)")
+        calls.append((fn, args))
+        rc = lib.cym_wake_push(w, self._wakeup_id, ffi.NULL, 0)  # the doorbell only
+        if rc:
+            check(rc, {_E_SIGNAL: _NO_SIGNAL})
+
+    def _after_poll(self) -> None:
+        calls = self._calls
+        if calls:
+            # Only what is queued now: a call that queues another leaves it
+            # for the next poll (which the doorbell makes return at once).
+            for _ in range(len(calls)):
+                fn, args = calls.popleft()
+                try:
+                    fn(*args)
+                except Exception as exc:
+                    self._report(exc)  # type: ignore[attr-defined]
+                except BaseException as exc:  # re-raised when poll() returns
+                    self._defer(exc)  # type: ignore[attr-defined]
+        super()._after_poll()
 
     def _before_free(self) -> None:
         w = self._wake
         if w is not None:
             lib.cym_wake_close(w)
+        if self._calls is not None:
+            self._calls.clear()
         super()._before_free()

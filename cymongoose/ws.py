@@ -28,21 +28,20 @@ from typing import Any, Mapping, Optional
 from ._args import header_line, to_bytes, to_cstr, to_int
 from ._ffi import ffi, lib
 from .constants import WEBSOCKET_OP_TEXT
-from .errors import ClosedError, MongooseError
+from .errors import check
 
-_OK = int(lib.CYM_WS_OK)
 _ws_send = lib.cym_ws_send
-_NOT_WS = int(lib.CYM_WS_NOT_WS)
-_CLOSING = int(lib.CYM_WS_CLOSING)
 
 #: Seconds a connection that sent a CLOSE (``ws_close``, an echo, a protocol
 #: error) waits for the peer's answer, or for its send buffer to drain,
 #: before the socket is closed regardless.
 CLOSE_WAIT = int(lib.CYM_WS_CLOSE_WAIT_MS) / 1000.0
 
-_NOT_WS_TEXT = ("Connection is not a WebSocket: call ws_upgrade() first, "
-                "or wait for MG_EV_WS_OPEN on a ws_connect() connection")
-_CLOSING_TEXT = "WebSocket close frame already sent"
+_TEXTS = {
+    int(lib.CYM_E_NOT_WS): ("Connection is not a WebSocket: call ws_upgrade() first, "
+                            "or wait for MG_EV_WS_OPEN on a ws_connect() connection"),
+    int(lib.CYM_E_NOMEM): "out of memory queueing a WebSocket frame",
+}
 
 
 def _valid_close_code(code: int) -> bool:
@@ -61,13 +60,8 @@ def _header_lines(extra_headers: Any) -> Optional[bytes]:
 
 
 def _check(rc: int) -> None:
-    if rc == _OK:
-        return
-    if rc == _NOT_WS:
-        raise MongooseError(_NOT_WS_TEXT)
-    if rc == _CLOSING:
-        raise ClosedError(_CLOSING_TEXT)
-    raise MemoryError("out of memory queueing a WebSocket frame")
+    if rc:
+        check(rc, _TEXTS)
 
 
 class WsConnectionMixin:
@@ -117,12 +111,9 @@ class WsConnectionMixin:
         hm = _valid_message(message)
         lines = _header_lines(extra_headers)
         c = self._live()  # type: ignore[attr-defined]
-        rc = lib.cym_ws_upgrade(c, hm._ptr(), lines if lines is not None else ffi.NULL)
-        mgr = self._mgr  # type: ignore[attr-defined]
-        if mgr is not None:
-            mgr._raise_pending()
-        if rc < 0:
-            raise MongooseError("Connection is already a WebSocket")
+        with self._mgr._calling_c():  # type: ignore[attr-defined]
+            rc = lib.cym_ws_upgrade(c, hm._ptr(), lines if lines is not None else ffi.NULL)
+        check(rc)
 
     def ws_send(self, data: Any, op: int = WEBSOCKET_OP_TEXT) -> None:
         """Queue one WebSocket frame (FIN set; masked on client connections).
@@ -152,8 +143,8 @@ class WsConnectionMixin:
                 poller = self._mgr._poller  # type: ignore[attr-defined]
                 if not poller or poller == _get_ident():  # else the general path raises
                     rc = _ws_send(c, data, len(data), op)
-                    if rc != _OK:
-                        _check(rc)
+                    if rc:
+                        check(rc, _TEXTS)
                     return
         buf = to_bytes(data)
         opcode = to_int(op, "op")

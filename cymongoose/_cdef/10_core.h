@@ -6,7 +6,7 @@
 
 struct cym_mgr {
   struct mg_mgr mgr;
-  void *handle;               /* ffi.new_handle(Manager), kept alive by it */
+  int live;                   /* 1 once Python registered the manager */
   struct mg_connection *cur;  /* connection of the event being dispatched */
   unsigned slot;              /* the Manager's index in _dispatch._MANAGERS */
   ...;
@@ -60,5 +60,7 @@ void cym_reply(struct mg_connection *c, int status, const char *headers,
                size_t headers_len, const char *body, size_t body_len);
 void cym_reply_text(struct mg_connection *c, int status, const char *body,
                     size_t body_len);
+int cym_http_var(const struct mg_str *query, const char *name, char *buf,
+                 size_t len);
 struct mg_str cym_header_var(struct mg_http_message *hm, const char *header,
                              const char *var);

@@ -1,10 +1,6 @@
 /* TLS (cymongoose/_csrc/tls.c): tls_init/tls_free for Connection, with a
  * handshake watcher that reports the failures Mongoose closes on silently. */
 
-#define CYM_TLS_OK ...
-#define CYM_TLS_ALREADY ...
-#define CYM_TLS_FREE_PENDING ...
-
 int cym_tls_init(struct mg_connection *c, const char *ca, size_t ca_len,
                  const char *cert, size_t cert_len, const char *key,
                  size_t key_len, const char *name, size_t name_len,

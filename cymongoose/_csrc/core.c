@@ -17,7 +17,7 @@ int cym_limits_ev(struct mg_connection *c, int ev, void *ev_data);
 
 struct cym_mgr {
   struct mg_mgr mgr;
-  void *handle;
+  int live; /* set once Python registered the manager in slot */
   struct mg_connection *cur;
   unsigned slot;
   uint64_t lim_tick; /* limits.c: the `now` of the poll that checks timers */
@@ -78,7 +78,7 @@ void cym_ev(struct mg_connection *c, int ev, void *ev_data) {
   uintptr_t wanted = (uintptr_t) c->fn_data &
                      ((uintptr_t) 1 << (ev < MG_EV_USER ? ev : MG_EV_USER));
   struct mg_connection *prev;
-  if (m == NULL || m->handle == NULL) return;
+  if (m == NULL || !m->live) return;
   if (((uintptr_t) c->fn_data & CYM_LIM_MASK) &&
       (ev != MG_EV_POLL || !cym_limits_idle_poll(m, c, *(uint64_t *) ev_data)) &&
       cym_limits_ev(c, ev, ev_data))
@@ -98,7 +98,7 @@ void cym_ev(struct mg_connection *c, int ev, void *ev_data) {
 
 /* Views hold the address of an event's struct as an integer and read its
  * strings through these: one call each, where casting the address and
- * walking the struct's fields costs cffi several conversions (issue 11). */
+ * walking the struct's fields costs cffi several conversions. */
 const char *cym_str_buf(uintptr_t s) { return ((struct mg_str *) s)->buf; }
 size_t cym_str_len(uintptr_t s) { return ((struct mg_str *) s)->len; }
 unsigned cym_ws_flags(uintptr_t wm) { return ((struct mg_ws_message *) wm)->flags; }
@@ -116,7 +116,7 @@ struct cym_mgr *cym_mgr_new(void) {
 void cym_mgr_free(struct cym_mgr *m) {
   mg_mgr_free(&m->mgr);
   m->mgr.userdata = NULL;
-  m->handle = NULL;
+  m->live = 0;
   free(m);
 }
 
@@ -255,6 +255,16 @@ void cym_reply_text(struct mg_connection *c, int status, const char *body,
                     size_t body_len) {
   static const char text_plain[] = "Content-Type: text/plain\r\n";
   cym_reply(c, status, text_plain, sizeof(text_plain) - 1, body, body_len);
+}
+
+/* mg_http_get_var in the shim's convention: the value's length, 0 when the
+ * variable is absent or empty, CYM_E_TOO_BIG when it does not fit `buf` or
+ * holds a malformed %-escape (Mongoose reports both as -3). */
+int cym_http_var(const struct mg_str *query, const char *name, char *buf,
+                 size_t len) {
+  int n = mg_http_get_var(query, name, buf, len);
+  if (n == -3) return CYM_E_TOO_BIG;
+  return n < 0 ? 0 : n;
 }
 
 struct mg_str cym_header_var(struct mg_http_message *hm, const char *header,

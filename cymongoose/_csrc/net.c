@@ -4,13 +4,13 @@
  * second one and leak the first, still registered with the poller under a
  * pointer to this connection (a use-after-free once it closes).  So a
  * pending lookup is cancelled and an existing socket is released first.
- * Returns -1, doing nothing, for a client still inside the MG_EV_OPEN of
+ * Returns CYM_E_STATE, doing nothing, for a client still inside the MG_EV_OPEN of
  * its creation: mg_connect() resolves the URL itself right after, and would
  * open a second socket over the one made here. */
 int cym_net_resolve(struct mg_connection *c, const char *url) {
   if (c->is_client && !c->is_resolving && c->rem.port == 0 &&
       FD(c) == MG_INVALID_SOCKET) {
-    return -1;
+    return CYM_E_STATE;
   }
   mg_resolve_cancel(c);
   if (FD(c) != MG_INVALID_SOCKET) {
@@ -27,9 +27,10 @@ int cym_net_resolve(struct mg_connection *c, const char *url) {
 }
 
 /* Raw connections only: a protocol handler (HTTP, WebSocket, MQTT, SNTP)
- * consumes its own input.  Returns the number of bytes removed, or -1. */
+ * consumes its own input.  Returns the number of bytes removed, or
+ * CYM_E_STATE. */
 long cym_net_consume(struct mg_connection *c, size_t len) {
-  if (c->pfn != NULL) return -1;
+  if (c->pfn != NULL) return CYM_E_STATE;
   return (long) mg_iobuf_del(&c->recv, 0, len);
 }
 

@@ -19,9 +19,6 @@
  * The function pointer is the state, so nothing is stored in c->data (which
  * the HTTP code uses) or in c->fn_data (which cym_set_state overwrites). */
 
-#define CYM_TLS_OK 0
-#define CYM_TLS_ALREADY 1
-#define CYM_TLS_FREE_PENDING 2
 
 static void cym_tls_free_ev(struct mg_connection *c, int ev, void *ev_data);
 
@@ -179,8 +176,8 @@ int cym_tls_init(struct mg_connection *c, const char *ca, size_t ca_len,
                  size_t key_len, const char *name, size_t name_len,
                  int skip_verification) {
   struct mg_tls_opts opts;
-  if (c->fn == cym_tls_free_ev) return CYM_TLS_FREE_PENDING;
-  if (c->tls != NULL) return CYM_TLS_ALREADY;
+  if (c->fn == cym_tls_free_ev) return CYM_E_TLS_FREE_PENDING;
+  if (c->tls != NULL) return CYM_E_TLS_ALREADY;
   memset(&opts, 0, sizeof(opts));
   if (ca_len > 0) opts.ca = mg_str_n(ca, ca_len);
   if (cert_len > 0) opts.cert = mg_str_n(cert, cert_len);
@@ -194,7 +191,7 @@ int cym_tls_init(struct mg_connection *c, const char *ca, size_t ca_len,
       (c->fn == cym_ev || c->fn == cym_tls_ev)) {
     c->fn = c->is_closing ? cym_tls_ev : cym_tls_hs_ev;
   }
-  return CYM_TLS_OK;
+  return CYM_OK;
 }
 
 /* At once when asked (outside the event loop) and on listeners, whose TLS

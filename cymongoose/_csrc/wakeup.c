@@ -12,10 +12,6 @@
 
 #include <pthread.h>
 
-#define CYM_WAKE_OK 0
-#define CYM_WAKE_CLOSED 1 /* manager closed, or the pipe is gone */
-#define CYM_WAKE_NOMEM 2
-#define CYM_WAKE_SIGNAL 3 /* the doorbell could not be sent */
 
 struct cym_wake_msg {
   struct cym_wake_msg *next;
@@ -129,11 +125,11 @@ static int cym_wake_ring(struct cym_wake *w) {
 int cym_wake_push(struct cym_wake *w, unsigned long id, const char *buf,
                   size_t len) {
   struct cym_wake_msg *m = NULL, *prev_tail;
-  int rc = CYM_WAKE_OK;
+  int rc = CYM_OK;
   if (id != w->pipe_id) {
-    if (len > (size_t) -1 - sizeof(*m)) return CYM_WAKE_NOMEM;
+    if (len > (size_t) -1 - sizeof(*m)) return CYM_E_NOMEM;
     m = (struct cym_wake_msg *) malloc(sizeof(*m) + len);
-    if (m == NULL) return CYM_WAKE_NOMEM;
+    if (m == NULL) return CYM_E_NOMEM;
     m->next = NULL;
     m->id = id;
     m->len = len;
@@ -142,7 +138,7 @@ int cym_wake_push(struct cym_wake *w, unsigned long id, const char *buf,
   pthread_mutex_lock(&w->lock);
   prev_tail = w->tail;
   if (w->closed) {
-    rc = CYM_WAKE_CLOSED;
+    rc = CYM_E_CLOSED;
   } else {
     if (m != NULL) {
       if (prev_tail != NULL) prev_tail->next = m;
@@ -150,7 +146,7 @@ int cym_wake_push(struct cym_wake *w, unsigned long id, const char *buf,
       w->tail = m;
     }
     if (!cym_wake_ring(w)) {
-      rc = CYM_WAKE_SIGNAL;
+      rc = CYM_E_SIGNAL;
       if (m != NULL) { /* unlink it again: the caller gets an error instead */
         if (prev_tail != NULL) prev_tail->next = NULL;
         else w->head = NULL;

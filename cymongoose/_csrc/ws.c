@@ -24,10 +24,6 @@
 #define CYM_WS_FRAG_TEXT 4u   /* ... and it is a text message */
 #define CYM_WS_CLOSE_WAIT_MS 5000 /* how long our CLOSE waits for the answer */
 
-#define CYM_WS_OK 0
-#define CYM_WS_NOT_WS (-1)
-#define CYM_WS_CLOSING (-2)
-#define CYM_WS_NOMEM (-3)
 
 struct cym_ws {
   uint64_t deadline;  /* when CLOSE_SENT: close the socket by this time */
@@ -370,10 +366,10 @@ static void cym_ws_adopt(struct mg_connection *c) {
 
 /* mg_ws_upgrade with the extra header lines passed through a fixed "%s"
  * (NULL for none).  Returns 1 once upgraded (MG_EV_WS_OPEN has fired), 0
- * when Mongoose answered 426, -1 when already a WebSocket. */
+ * when Mongoose answered 426, CYM_E_IS_WS when already a WebSocket. */
 int cym_ws_upgrade(struct mg_connection *c, struct mg_http_message *hm,
                    const char *headers) {
-  if (c->is_websocket) return -1;
+  if (c->is_websocket) return CYM_E_IS_WS;
   memset(cym_ws_of(c), 0, sizeof(struct cym_ws));
   if (headers != NULL) {
     mg_ws_upgrade(c, hm, "%s", headers);
@@ -399,19 +395,19 @@ int cym_ws_peer_code(struct mg_connection *c) {
 }
 
 int cym_ws_send(struct mg_connection *c, const char *buf, size_t len, int op) {
-  if (!c->is_websocket) return CYM_WS_NOT_WS;
-  if (cym_ws_of(c)->flags & CYM_WS_CLOSE_SENT) return CYM_WS_CLOSING;
-  if (mg_ws_send(c, buf, len, op) < len) return CYM_WS_NOMEM;
+  if (!c->is_websocket) return CYM_E_NOT_WS;
+  if (cym_ws_of(c)->flags & CYM_WS_CLOSE_SENT) return CYM_E_WS_CLOSING;
+  if (mg_ws_send(c, buf, len, op) < len) return CYM_E_NOMEM;
   if (op == WEBSOCKET_OP_CLOSE) cym_ws_close_sent(c);
-  return CYM_WS_OK;
+  return CYM_OK;
 }
 
 /* Starts the closing handshake; a no-op when a CLOSE already went out. */
 int cym_ws_close(struct mg_connection *c, int code, const char *reason,
                  size_t len) {
   struct cym_ws *ws = cym_ws_of(c);
-  if (!c->is_websocket) return CYM_WS_NOT_WS;
-  if (ws->flags & CYM_WS_CLOSE_SENT) return CYM_WS_OK;
-  if (!cym_ws_send_close(c, code, reason, len)) return CYM_WS_NOMEM;
-  return CYM_WS_OK;
+  if (!c->is_websocket) return CYM_E_NOT_WS;
+  if (ws->flags & CYM_WS_CLOSE_SENT) return CYM_OK;
+  if (!cym_ws_send_close(c, code, reason, len)) return CYM_E_NOMEM;
+  return CYM_OK;
 }
