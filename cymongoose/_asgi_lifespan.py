@@ -10,6 +10,8 @@ import asyncio
 import logging
 from typing import Any, Awaitable, Callable, Dict, MutableMapping, Optional
 
+from .errors import LifespanError
+
 log = logging.getLogger("cymongoose.asgi")
 
 #: An ASGI 3.0 application: ``await app(scope, receive, send)``.
@@ -35,14 +37,14 @@ class Lifespan:
         self.task: Optional["asyncio.Task[None]"] = None
 
     async def startup(self) -> None:
-        """Run startup; raises ``RuntimeError`` when the application fails it."""
+        """Run startup; raises ``LifespanError`` when the application fails it."""
         scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"},
                  "state": self.state}
         self.task = self.loop.create_task(self._main(scope))
         self.inbox.put_nowait({"type": "lifespan.startup"})
         outcome = await self.startup_done
         if outcome is not None:
-            raise RuntimeError("ASGI lifespan startup failed: %s" % outcome)
+            raise LifespanError("ASGI lifespan startup failed: %s" % outcome)
 
     async def _main(self, scope: Dict[str, Any]) -> None:
         try:

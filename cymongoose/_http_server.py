@@ -18,14 +18,14 @@ thread pool, an asyncio loop) and talks to this side through exchanges
   connection are handed to Mongoose; more wait for ``MG_EV_WRITE``.  A
   consumer that falls behind pauses reading from its client (``pause``).
 * **Cross-thread calls.**  Other threads never touch a ``Connection``:
-  they hand a job to ``call_soon``, which runs it on the poll thread.
+  they hand a job to ``call_soon`` (the Manager's
+  ``call_soon_threadsafe``), which runs it on the poll thread.
 * **Shutdown.**  ``begin_shutdown`` closes the listening sockets, closes
   idle connections and lets in-flight exchanges finish; their connections
   close when they do.
 """
 
 import logging
-import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import constants as C
@@ -78,18 +78,16 @@ class HttpCore:
     """
 
     log = log
-    _EVENTS = (C.MG_EV_HTTP_HDRS, C.MG_EV_HTTP_MSG, C.MG_EV_WAKEUP, C.MG_EV_CLOSE,
-               C.MG_EV_WS_MSG, C.MG_EV_WS_CTL)
+    _EVENTS = (C.MG_EV_HTTP_HDRS, C.MG_EV_HTTP_MSG, C.MG_EV_CLOSE, C.MG_EV_WS_MSG,
+               C.MG_EV_WS_CTL)
 
     def __init__(self, error_handler: Optional[Callable[[BaseException], Any]],
                  max_body_size: int) -> None:
         self._mgr = Manager(handles(*self._EVENTS)(self._on_event), True, error_handler)
         self._max_body = max_body_size
-        self._jobs: List[Tuple[Callable[..., Any], Tuple[Any, ...]]] = []
-        self._jobs_lock = threading.Lock()
-        self._bell_rung = False
-        self._closed = False
-        self._bell = 0
+        #: Run ``fn(*args)`` on the poll thread soon (thread-safe); raises
+        #: ``RuntimeError`` once the Manager is closed.
+        self.call_soon: Callable[..., None] = self._mgr.call_soon_threadsafe
         self._listeners: List[Connection] = []
         self._inflight: Dict[Exchange, None] = {}
         self._draining = False
@@ -104,48 +102,15 @@ class HttpCore:
     def _listen(self, url: str) -> Connection:
         conn = self._mgr.listen(url, http=True)
         self._listeners.append(conn)
-        if not self._bell:
-            self._bell = conn.id
+        if len(self._listeners) == 1:
             self._server_name = server_name_of(url)
             addr = conn.local_addr
             self._server_port = addr[1] if addr else 0
         return conn
 
-    # -- jobs from other threads ---------------------------------------------
-
-    def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn(*args)`` on the poll thread soon (thread-safe).
-
-        Raises ``RuntimeError`` when the Manager is closed.
-        """
-        with self._jobs_lock:
-            if self._closed:
-                raise RuntimeError("server closed")
-            self._jobs.append((fn, args))
-            if self._bell_rung:
-                return
-            self._bell_rung = True
-            # Under the lock: close() cannot free the Manager meanwhile.
-            if not self._mgr.wakeup(self._bell, b""):
-                self._bell_rung = False
-                raise RuntimeError("server is not listening")
-
     def close(self) -> None:
         """Free the Manager (not while polling); later ``call_soon`` raise."""
-        with self._jobs_lock:
-            self._closed = True
-            self._jobs.clear()
         self._mgr.close()
-
-    def _run_jobs(self) -> None:
-        with self._jobs_lock:
-            jobs, self._jobs = self._jobs, []
-            self._bell_rung = False
-        for fn, args in jobs:
-            try:
-                fn(*args)
-            except Exception:
-                self.log.exception("error in a server job")
 
     # -- events ---------------------------------------------------------------
 
@@ -160,8 +125,6 @@ class HttpCore:
                 self.flush(peer.ex)
         elif ev == C.MG_EV_HTTP_HDRS:
             self._on_head(conn, data)
-        elif ev == C.MG_EV_WAKEUP:
-            self._run_jobs()
         elif ev == C.MG_EV_CLOSE:
             self._on_close(conn)
         elif ev == C.MG_EV_WS_MSG:

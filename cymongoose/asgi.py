@@ -48,7 +48,6 @@ called ``start``.  Supported: the ``http`` scope, the ``websocket`` scope
 
 import asyncio
 import logging
-import signal
 import struct
 import threading
 import time
@@ -60,7 +59,9 @@ from ._asgi_websocket import WsSession
 from ._http_exchange import END, MAX_BODY_SIZE, WS, WS_CLOSE, ClientDisconnected, Exchange
 from ._http_server import HttpCore
 from ._http_writers import error_response
+from ._signals import SignalStop
 from .connection import Connection
+from .errors import LifespanError
 from .messages import HttpMessage
 
 __all__ = ["ASGIApp", "ASGIServer", "ClientDisconnected", "serve"]
@@ -150,8 +151,9 @@ class ASGIServer:
         """Run lifespan startup, listen on ``url`` and start serving.
 
         Must be awaited inside a running loop; the application runs on it.
-        Raises ``RuntimeError`` when lifespan startup fails (nothing is
-        bound then), when the address cannot be bound, or when started twice.
+        Raises ``LifespanError`` when lifespan startup fails (nothing is
+        bound then), ``ListenError`` when the address cannot be bound, and
+        ``RuntimeError`` when started twice.
         """
         if self._core is not None:
             raise RuntimeError("ASGIServer is already started")
@@ -319,25 +321,44 @@ class ASGIServer:
             await lifespan.shutdown()
 
 
-async def _serve_async(app: ASGIApp, url: str, **options: Any) -> None:
-    """Start a server, wait for SIGINT or SIGTERM, stop it."""
-    server = ASGIServer(app, **options)
-    conn = await server.start(url)
-    host = url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0] or "127.0.0.1"
-    addr = conn.local_addr
-    print("cymongoose ASGI server on http://%s:%d/" % (host, addr[1] if addr else 0))
-    print("  Press Ctrl+C to stop", flush=True)
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        await server.stop()
-    print("Server stopped.", flush=True)
+class _LoopStop(SignalStop):
+    """A ``SignalStop`` that also wakes the asyncio loop awaiting ``wait()``."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._loop = loop
+        self._stopped = asyncio.Event()  # made on the loop's thread
+
+    def set(self) -> None:
+        super().set()
+        self._loop.call_soon_threadsafe(self._stopped.set)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        super()._on_signal(signum, frame)
+        self._loop.call_soon_threadsafe(self._stopped.set)
+
+    async def wait(self) -> None:
+        await self._stopped.wait()
+
+
+async def run_until_signal(server: ASGIServer, url: str,
+                           announce: Callable[[Connection], Any]) -> None:
+    """Start ``server`` on ``url``, call ``announce(listener)``, serve until
+    SIGINT or SIGTERM, then stop the server gracefully.
+
+    The handlers are installed before ``start`` and the previous ones
+    restored after ``stop``; off the main thread ``ValueError`` is raised
+    before anything starts.  ``start``'s exceptions propagate
+    (``ListenError``, ``LifespanError``).
+    """
+    stop = _LoopStop(asyncio.get_running_loop())
+    with stop:
+        listener = await server.start(url)
+        try:
+            announce(listener)
+            await stop.wait()
+        finally:
+            await server.stop()
 
 
 def serve(app: ASGIApp, url: str = "http://127.0.0.1:8000", **options: Any) -> None:
@@ -346,11 +367,17 @@ def serve(app: ASGIApp, url: str = "http://127.0.0.1:8000", **options: Any) -> N
     ``options`` go to ``ASGIServer``.  When lifespan startup fails the
     reason is logged and the process exits with status 3, as uvicorn does.
     """
+    def announce(conn: Connection) -> None:
+        host = url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0] or "127.0.0.1"
+        addr = conn.local_addr
+        print("cymongoose ASGI server on http://%s:%d/" % (host, addr[1] if addr else 0))
+        print("  Press Ctrl+C to stop", flush=True)
+
+    server = ASGIServer(app, **options)
     try:
-        asyncio.run(_serve_async(app, url, **options))
-    except RuntimeError as exc:
-        if not str(exc).startswith("ASGI lifespan startup failed"):
-            raise
+        asyncio.run(run_until_signal(server, url, announce))
+    except LifespanError as exc:
         log.error("%s", exc)
         log.error("Application startup failed. Exiting.")
         raise SystemExit(3) from None
+    print("Server stopped.", flush=True)

@@ -32,8 +32,8 @@ listening, running and stopping.  Mongoose runs on the thread that calls
 * **Shutdown**: ``run()`` stops on SIGINT or SIGTERM (or ``stop()`` from
   any thread): it stops accepting, closes idle connections, lets in-flight
   requests finish for up to ``graceful_timeout`` seconds, then closes.
-  Signal handlers are installed only on the main thread and are not
-  restored.
+  Signal handlers are installed only on the main thread, and restored
+  when ``run()`` returns.
 * ``start_response`` follows PEP 3333 strictly: a second call without
   ``exc_info`` raises, a call with ``exc_info`` after the head was sent
   re-raises that exception.  The server adds ``Date`` and, when it matters,
@@ -44,14 +44,13 @@ listening, running and stopping.  Mongoose runs on the thread that calls
 """
 
 import logging
-import signal
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional
 
 from ._http_exchange import MAX_BODY_SIZE, Exchange
 from ._http_server import HttpCore
+from ._signals import SignalStop, serve_until_signal
 from ._wsgi_environ import FileWrapper
 from ._wsgi_exchange import WsgiExchange, run_exchange
 from .connection import Connection
@@ -98,7 +97,7 @@ class WSGIServer:
         self._graceful_timeout = graceful_timeout
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cymongoose-wsgi")
         self._core = _Core(self, error_handler, max_body_size)
-        self._stop = threading.Event()
+        self._stop = SignalStop(required=False)
 
     @property
     def manager(self) -> Any:
@@ -116,42 +115,38 @@ class WSGIServer:
     def listen(self, url: str = "http://127.0.0.1:8000") -> Connection:
         """Listen on ``url`` (port 0 picks a free port: see ``local_addr``).
 
-        Raises ``RuntimeError`` when the address cannot be bound.
+        Raises ``ListenError`` when the address cannot be bound.
         """
         return self._core._listen(url)
 
     def run(self, poll_ms: int = 100) -> None:
         """Serve until SIGINT, SIGTERM or ``stop()``, then shut down gracefully.
 
-        On the main thread, SIGINT and SIGTERM handlers are installed (and
-        left in place).  After the stop request no new connection is
-        accepted, idle connections close, and requests in flight get up to
-        ``graceful_timeout`` seconds to finish; then ``close()``.
+        On the main thread, SIGINT and SIGTERM handlers are installed for
+        the duration of the call and the previous ones restored on the way
+        out; on other threads only ``stop()`` ends it.  After the stop
+        request no new connection is accepted, idle connections close, and
+        requests in flight get up to ``graceful_timeout`` seconds to finish;
+        then ``close()``.
         """
-        if threading.current_thread() is threading.main_thread():
-            def on_signal(signum: int, frame: Any) -> None:
-                self._stop.set()
-
-            signal.signal(signal.SIGINT, on_signal)
-            signal.signal(signal.SIGTERM, on_signal)
         mgr = self._core.manager
-        try:
-            while not self._stop.is_set():
-                mgr.poll(poll_ms)
+
+        def finish(stop: SignalStop) -> None:
             self._core.begin_shutdown()
             deadline = time.monotonic() + self._graceful_timeout
             while self._core.busy and time.monotonic() < deadline:
                 mgr.poll(min(poll_ms, 50))
-        finally:
-            self.close()
+
+        serve_until_signal(lambda: mgr.poll(poll_ms), finish=finish, cleanup=self.close,
+                           stop=self._stop)
 
     def stop(self) -> None:
         """Ask ``run()`` to shut down (thread-safe; signal handlers call it too)."""
         self._stop.set()
         try:
-            self._core.call_soon(lambda: None)
+            self._core.call_soon(lambda: None)  # wake the poll to see the flag
         except RuntimeError:
-            pass  # not listening or closed: run() sees the flag on its next poll
+            pass  # closed: run() is over or sees the flag on its next poll
 
     def close(self) -> None:
         """Stop at once: drop queued requests, close every connection and the
