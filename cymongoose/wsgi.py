@@ -58,6 +58,9 @@ from .messages import HttpMessage
 
 __all__ = ["WSGIApp", "FileWrapper", "WSGIServer", "serve"]
 
+# Public here, defined beside the environ that uses it.
+FileWrapper.__module__ = __name__
+
 #: A WSGI application: ``app(environ, start_response) -> iterable of bytes``.
 WSGIApp = Callable[..., Any]
 
