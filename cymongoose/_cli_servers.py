@@ -5,12 +5,12 @@ import importlib
 import logging
 import os
 import re
-import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ._cli_util import UsageError, banner, check_url, listen_url
+from .errors import LifespanError, ListenError
 from .manager import Manager
 
 log = logging.getLogger("cymongoose.cli")
@@ -64,7 +64,7 @@ def run_mqtt_broker(url: str) -> None:
     try:
         try:
             broker = MqttBroker(mgr, url)
-        except RuntimeError as exc:
+        except ListenError as exc:
             raise UsageError(str(exc)) from None
         banner("MQTT broker", listen_url(broker.listener, "mqtt"))
         mgr.run()
@@ -84,7 +84,7 @@ def run_wsgi(app: Any, url: str, workers: int) -> None:
     try:
         try:
             listener = server.listen(url)
-        except RuntimeError as exc:
+        except ListenError as exc:
             raise UsageError(str(exc)) from None
         banner("WSGI server (%d worker threads)" % workers, listen_url(listener, "http"))
         server.run()
@@ -104,32 +104,18 @@ def run_asgi(app: Any, url: str, workers: int) -> None:
     check_url(url, ("http",))
     try:
         asyncio.run(_serve_asgi(app, url, workers))
-    except RuntimeError as exc:
-        if not str(exc).startswith("ASGI lifespan startup failed"):
-            raise
+    except LifespanError as exc:
         log.error("%s", exc)
         raise SystemExit(3) from None
 
 
 async def _serve_asgi(app: Any, url: str, workers: int) -> None:
-    from .asgi import ASGIServer
+    from .asgi import ASGIServer, run_until_signal
 
     loop = asyncio.get_running_loop()
     loop.set_default_executor(ThreadPoolExecutor(workers, thread_name_prefix="cymongoose-asgi"))
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    server = ASGIServer(app)
     try:
-        try:
-            listener = await server.start(url)
-        except RuntimeError as exc:
-            if str(exc).startswith("Failed to listen"):
-                raise UsageError(str(exc)) from None
-            raise
-        banner("ASGI server", listen_url(listener, "http"))
-        await stop.wait()
-    finally:
-        await server.stop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+        await run_until_signal(ASGIServer(app), url,
+                               lambda listener: banner("ASGI server", listen_url(listener, "http")))
+    except ListenError as exc:
+        raise UsageError(str(exc)) from None

@@ -1,10 +1,9 @@
 """Graceful stop for ``Manager.run``: let in-flight responses finish.
 
-0.2.5 closed the Manager right after the signal, which discards whatever
-a response still had queued.  ``finish_in_flight`` first stops accepting
-(listeners close), then keeps polling while a connection still has bytes to
-send or an HTTP request it has not fully answered, for at most ``grace_ms``
-or until a second signal.
+After the stop signal ``finish_in_flight`` stops accepting (listeners
+close), then keeps polling while a connection still has bytes to send or an
+HTTP request it has not fully answered, for at most ``grace_ms`` or until a
+second signal.
 """
 
 import time

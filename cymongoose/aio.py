@@ -1,14 +1,15 @@
-"""``AsyncManager``: a Manager polled on its own thread, for asyncio programs (spec 8).
+"""``AsyncManager``: a Manager polled on its own thread, for asyncio programs.
 
-The Manager runs in a daemon thread that holds a reentrant lock while it
-polls; the asyncio loop stays free because the GIL is released during the
-C poll.  Methods called from the asyncio side wake the poll (through the
-wakeup pipe) so that the lock is released quickly, then take the lock.
-Handlers and timer callbacks run on the poll thread with the lock held and
-hand results to asyncio with :meth:`AsyncManager.schedule`.
+The Manager runs in a daemon thread; the asyncio loop stays free because the
+GIL is released during the C poll.  Methods called from the asyncio side
+(``listen``, ``connect``, ``timer_add``, ...) are carried to the poll thread
+with ``Manager.call_soon_threadsafe``, which interrupts the poll, and wait
+for their result there.  Handlers and timer callbacks run on the poll
+thread and hand results to asyncio with :meth:`AsyncManager.schedule`.
 """
 
 import asyncio
+import concurrent.futures
 import threading
 import time
 import warnings
@@ -21,6 +22,12 @@ from .manager import Manager
 from .timers import Timer
 
 _NOT_STARTED = "AsyncManager is not started"
+#: Seconds between checks that the poll thread still runs while a call waits.
+_CHECK_INTERVAL = 0.1
+
+
+def _nothing() -> None:
+    """Queued only to make a blocking poll return."""
 
 
 class AsyncManager:
@@ -45,9 +52,7 @@ class AsyncManager:
         self._manager: Optional[Manager] = None
         self._thread: Optional[threading.Thread] = None
         self._stop = threading.Event()
-        self._lock = threading.RLock()
         self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._wake_id = 0
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -56,7 +61,6 @@ class AsyncManager:
         self._manager = Manager(self._handler, enable_wakeup=True,
                                 error_handler=self._error_handler)
         self._stop.clear()
-        self._wake_id = self._manager.wakeup_id
         self._thread = threading.Thread(target=self._poll_loop, args=(self._manager,),
                                         name="cymongoose-poll", daemon=True)
         self._thread.start()
@@ -65,10 +69,7 @@ class AsyncManager:
     def _poll_loop(self, manager: Manager) -> None:
         timeout = min(self._poll_interval, self._MAX_POLL_MS)
         while not self._stop.is_set():
-            with self._lock:
-                manager.poll(timeout)
-            # Gives threads waiting for the lock a chance to take it.
-            self._stop.wait(0.001)
+            manager.poll(timeout)
 
     async def __aexit__(self, *exc: Any) -> None:
         """Stop the poll thread, then close the Manager; exceptions propagate.
@@ -112,8 +113,9 @@ class AsyncManager:
     def manager(self) -> Manager:
         """The Manager; raises ``RuntimeError`` when not started.
 
-        Only ``AsyncManager``'s own methods take the lock: use the Manager
-        directly from handlers, or under the threading rules of ``Manager``.
+        ``AsyncManager``'s own methods carry their call to the poll thread:
+        use the Manager directly from handlers, or under the threading
+        rules of ``Manager``.
         """
         if self._manager is None:
             raise MongooseError(_NOT_STARTED)
@@ -131,47 +133,70 @@ class AsyncManager:
         if manager is None:
             return
         try:
-            manager.wakeup(self._wake_id)
-        except Exception:  # closed or not started: nothing is polling
+            manager.call_soon_threadsafe(_nothing)
+        except Exception:  # closed: nothing is polling
             pass
 
-    def _locked(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    def _on_poll_thread(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call a Manager method on the poll thread and return its result.
+
+        From a handler (the poll thread) it is called at once; while no
+        thread polls, on the calling thread.
+        """
         manager = self.manager
-        self._wake()
-        with self._lock:
-            return getattr(manager, method)(*args, **kwargs)
+        thread = self._thread
+        call = getattr(manager, method)
+        if thread is None or thread is threading.current_thread() or not thread.is_alive():
+            return call(*args, **kwargs)
+        future: "concurrent.futures.Future[Any]" = concurrent.futures.Future()
+
+        def run() -> None:
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(call(*args, **kwargs))
+                except BaseException as exc:
+                    future.set_exception(exc)
+
+        manager.call_soon_threadsafe(run)
+        while True:
+            try:
+                return future.result(_CHECK_INTERVAL)
+            except concurrent.futures.TimeoutError:
+                # The poll thread ended (stop requested) before running it.
+                if not thread.is_alive() and future.cancel():
+                    return call(*args, **kwargs)
 
     # -- delegated methods ---------------------------------------------------
 
     def listen(self, url: str, handler: Optional[Handler] = None, *,
                http: Optional[bool] = None, limits: Optional[Limits] = None) -> Connection:
-        """``Manager.listen`` under the lock; raises ``RuntimeError`` when not started."""
-        return cast(Connection, self._locked("listen", url, handler, http=http, limits=limits))
+        """``Manager.listen`` on the poll thread; raises ``RuntimeError`` when not started."""
+        return cast(Connection, self._on_poll_thread("listen", url, handler, http=http, limits=limits))
 
     def connect(self, url: str, handler: Optional[Handler] = None, *,
                 http: Optional[bool] = None) -> Connection:
-        """``Manager.connect`` under the lock; raises ``RuntimeError`` when not started."""
-        return cast(Connection, self._locked("connect", url, handler, http=http))
+        """``Manager.connect`` on the poll thread; raises ``RuntimeError`` when not started."""
+        return cast(Connection, self._on_poll_thread("connect", url, handler, http=http))
 
     def mqtt_connect(self, url: str, **kwargs: Any) -> Connection:
-        """``Manager.mqtt_connect`` under the lock, every option as a keyword."""
-        return cast(Connection, self._locked("mqtt_connect", url, **kwargs))
+        """``Manager.mqtt_connect`` on the poll thread, every option as a keyword."""
+        return cast(Connection, self._on_poll_thread("mqtt_connect", url, **kwargs))
 
     def mqtt_listen(self, url: str, handler: Optional[Handler] = None) -> Connection:
-        """``Manager.mqtt_listen`` under the lock; raises ``RuntimeError`` when not started."""
-        return cast(Connection, self._locked("mqtt_listen", url, handler))
+        """``Manager.mqtt_listen`` on the poll thread; raises ``RuntimeError`` when not started."""
+        return cast(Connection, self._on_poll_thread("mqtt_listen", url, handler))
 
     def sntp_connect(self, url: str, handler: Optional[Handler] = None) -> Connection:
-        """``Manager.sntp_connect`` under the lock; raises ``RuntimeError`` when not started."""
-        return cast(Connection, self._locked("sntp_connect", url, handler))
+        """``Manager.sntp_connect`` on the poll thread; raises ``RuntimeError`` when not started."""
+        return cast(Connection, self._on_poll_thread("sntp_connect", url, handler))
 
     def timer_add(self, ms: int, callback: Callable[[], Any], *, repeat: bool = False,
                   run_now: bool = False) -> Timer:
-        """``Manager.timer_add`` under the lock; raises ``RuntimeError`` when not started."""
-        return cast(Timer, self._locked("timer_add", ms, callback, repeat=repeat, run_now=run_now))
+        """``Manager.timer_add`` on the poll thread; raises ``RuntimeError`` when not started."""
+        return cast(Timer, self._on_poll_thread("timer_add", ms, callback, repeat=repeat, run_now=run_now))
 
     def wakeup(self, connection_id: int, data: bytes = b"") -> bool:
-        """``Manager.wakeup`` (thread-safe, no lock); ``RuntimeError`` when not started."""
+        """``Manager.wakeup`` (thread-safe, called directly); ``RuntimeError`` when not started."""
         return self.manager.wakeup(connection_id, data)
 
     def schedule(self, coro_or_callback: Any) -> None:

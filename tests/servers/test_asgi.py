@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 import cymongoose
-from cymongoose.asgi import ASGIServer, ClientDisconnected, _build_http_scope
+from cymongoose._asgi_scope import build_http_scope as _build_http_scope
+from cymongoose.asgi import ASGIServer, ClientDisconnected
 from support.loop import wait_until
 from support.servers import (AsgiThread, check_form_and_10mib_upload, count_responses, raw_exchange,
                              started)

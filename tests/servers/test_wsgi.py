@@ -15,7 +15,8 @@ from wsgiref.validate import validator
 import httpx
 import pytest
 
-from cymongoose.wsgi import FileWrapper, WSGIServer, _build_environ
+from cymongoose._wsgi_environ import build_environ as _build_environ
+from cymongoose.wsgi import FileWrapper, WSGIServer
 from support.loop import wait_until
 from support.servers import (WsgiThread, check_form_and_10mib_upload, count_responses, raw_exchange,
                              started)

@@ -1,0 +1,218 @@
+"""ASGI exchanges: the receive side shared by the poll thread and the event
+loop (``AsgiExchange``), the ``http.response.*`` messages of one response
+(``AsgiResponse``) and one HTTP request (``HttpCycle``).
+
+The poll thread hands messages to the loop with ``deliver`` (through
+``loop.call_soon_threadsafe``); the loop sends through the exchange's
+outbox (``_http_exchange``).  When the application reads more slowly than
+the client sends, the poll thread stops reading from the client until the
+application catches up.
+"""
+
+import asyncio
+from collections import deque
+from typing import Any, Deque, Dict, Optional, Tuple
+
+from ._asgi_scope import build_http_scope, header_pairs
+from ._http_exchange import END, LOW_WATER, RAW, STREAM_THRESHOLD, ClientDisconnected, Exchange
+from ._http_server import HttpCore
+from ._http_writers import frame_response, status_line
+from .connection import Connection
+from .messages import HttpMessage
+
+
+class AsgiExchange(Exchange):
+    """What the application of one request or WebSocket sees: its scope and
+    the receive side, shared by the poll thread and the event loop."""
+
+    __slots__ = ("scope", "loop", "inbox", "event", "unread", "fut", "disconnected",
+                 "task")
+
+    def __init__(self, server: HttpCore, conn: Connection, hm: HttpMessage,
+                 scope: Dict[str, Any], loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(server, conn, hm.method, hm.proto, hm.header("Connection"))
+        self.scope = scope
+        self.loop = loop
+        self.inbox: Deque[Tuple[Dict[str, Any], int]] = deque()  # (message, bytes)
+        # Made on the loop thread: before Python 3.10 an Event binds to the
+        # current thread's loop when created.
+        self.event: Optional[asyncio.Event] = None
+        self.unread = 0          # bytes delivered to the loop, not yet received
+        self.fut: Optional["asyncio.Future[None]"] = None
+        self.disconnected = False
+        self.task: Optional["asyncio.Task[None]"] = None
+
+    # -- poll thread -----------------------------------------------------------
+
+    def deliver(self, message: Dict[str, Any], size: int) -> None:
+        """Queue a message for ``receive()``; stop reading when too much waits."""
+        if size:
+            with self.lock:
+                self.unread += size
+                over = self.unread >= STREAM_THRESHOLD
+            if over:
+                self.server.pause(self.conn, True)
+        self.loop.call_soon_threadsafe(self._put, message, size)
+
+    def on_disconnect(self) -> None:
+        self.loop.call_soon_threadsafe(self._lost)
+
+    def wake(self) -> None:
+        self.loop.call_soon_threadsafe(self._wake)
+
+    # -- event loop --------------------------------------------------------------
+
+    def _put(self, message: Dict[str, Any], size: int) -> None:
+        self.inbox.append((message, size))
+        if self.event is not None:
+            self.event.set()
+
+    def _lost(self) -> None:
+        self.disconnected = True
+        if self.event is not None:
+            self.event.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        fut = self.fut
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def _received(self, size: int) -> None:
+        with self.lock:
+            before = self.unread
+            self.unread -= size
+            resume = before >= LOW_WATER > self.unread
+        if resume:
+            try:
+                self.server.call_soon(self._resume_if_drained)
+            except RuntimeError:
+                pass  # the server is closed: nothing to resume
+
+    def _resume_if_drained(self) -> None:
+        """The application caught up: read from the client again (poll thread)."""
+        with self.lock:
+            drained = self.unread < LOW_WATER
+        peer = self.conn.userdata
+        if drained and peer is not None and peer.ex is self:
+            self.server.pause(self.conn, False)
+
+    async def _next(self) -> Optional[Dict[str, Any]]:
+        """The next queued message, or None once nothing more can come."""
+        while not self.inbox:
+            if self.finished():
+                return None
+            if self.event is None:
+                self.event = asyncio.Event()
+            self.event.clear()
+            await self.event.wait()
+        message, size = self.inbox.popleft()
+        if size:
+            self._received(size)
+        return message
+
+    def finished(self) -> bool:
+        """Nothing more will be queued for ``receive()``."""
+        return self.disconnected
+
+    async def _room(self) -> None:
+        """Wait until the outbox drained (flow control)."""
+        while True:
+            with self.lock:
+                if self.dead or self.queued < LOW_WATER:
+                    return
+                self.waiting = True
+                fut = self.fut = self.loop.create_future()
+            await fut
+
+    async def _push(self, op: int, data: Any = b"") -> None:
+        if self.push(op, data):
+            await self._room()
+
+
+class AsgiResponse:
+    """The ``http.response.*`` messages of one response (event loop)."""
+
+    __slots__ = ("ex", "start", "head_sent", "op", "length", "sent", "complete")
+
+    def __init__(self, ex: AsgiExchange) -> None:
+        self.ex = ex
+        self.start: Optional[Any] = None
+        self.head_sent = False
+        self.op = RAW
+        self.length: Optional[int] = None
+        self.sent = 0
+        self.complete = False
+
+    async def send(self, message: Any, kind: str) -> None:
+        """``kind`` is ``"start"`` or ``"body"``."""
+        ex = self.ex
+        if self.complete:
+            raise RuntimeError("the response is already complete")
+        if kind == "start":
+            if self.start is not None:
+                raise RuntimeError("the response has already started")
+            status = int(message["status"])
+            self.start = (status, header_pairs(message.get("headers")))
+            return
+        if self.start is None:
+            raise RuntimeError("response body sent before the response start")
+        body = bytes(message.get("body", b""))
+        more = bool(message.get("more_body", False))
+        if ex.dead:
+            raise ClientDisconnected("client disconnected")
+        if not self.head_sent:
+            status, headers = self.start
+            line = status_line(status)
+            head, self.op, self.length = frame_response(
+                ex, status, line, headers, None if more else len(body))
+            self.head_sent = True
+            await ex._push(RAW, head)
+        if self.op >= 0 and body:
+            if self.length is not None and self.sent + len(body) > self.length:
+                raise RuntimeError("response body longer than its Content-Length")
+            self.sent += len(body)
+            if more:
+                await ex._push(self.op, body)
+        if not more:
+            if self.length is not None and self.sent < self.length and self.op >= 0:
+                raise RuntimeError("response body shorter than its Content-Length")
+            self.complete = True
+            await ex._push(max(self.op, 0) | END, body if self.op >= 0 else b"")
+
+
+class HttpCycle(AsgiExchange):
+    """One HTTP request and its response."""
+
+    __slots__ = ("response",)
+
+    def __init__(self, server: HttpCore, conn: Connection, hm: HttpMessage,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        scope = build_http_scope(hm, conn, server._server_name, server._server_port)
+        super().__init__(server, conn, hm, scope, loop)
+        self.response = AsgiResponse(self)
+
+    def on_body(self, data: bytes, more: bool) -> None:
+        self.deliver({"type": "http.request", "body": data, "more_body": more}, len(data))
+
+    def finished(self) -> bool:
+        return self.disconnected or self.response.complete
+
+    async def receive(self) -> Dict[str, Any]:
+        """ASGI ``receive``: body pieces, then ``http.disconnect``."""
+        message = await self._next()
+        if message is None:
+            return {"type": "http.disconnect"}
+        return message
+
+    async def send(self, message: Dict[str, Any]) -> None:
+        """ASGI ``send`` for ``http.response.start`` and ``http.response.body``."""
+        kind = message["type"]
+        if kind == "http.response.start":
+            await self.response.send(message, "start")
+        elif kind == "http.response.body":
+            await self.response.send(message, "body")
+        else:
+            raise RuntimeError("unexpected ASGI message %r in an http scope" % (kind,))
+
+
