@@ -13,6 +13,11 @@
 /*   bits 24..31  a listener's limits slot, inherited by its children
  *                (limits.c); never touched by cym_set_state */
 #define CYM_LIM_MASK ((uintptr_t) 0xFF000000)
+/* Events that carry a peer's data. */
+#define CYM_DATA_EVENTS                                                   \
+  ((1u << MG_EV_READ) | (1u << MG_EV_HTTP_HDRS) | (1u << MG_EV_HTTP_MSG) | \
+   (1u << MG_EV_WS_OPEN) | (1u << MG_EV_WS_MSG) | (1u << MG_EV_WS_CTL) |   \
+   (1u << MG_EV_MQTT_CMD) | (1u << MG_EV_MQTT_MSG) | (1u << MG_EV_MQTT_OPEN))
 int cym_limits_ev(struct mg_connection *c, int ev, void *ev_data);
 
 struct cym_mgr {
@@ -61,9 +66,10 @@ static uintptr_t cym_arg(struct mg_connection *c, int ev, void *ev_data) {
   }
 }
 
-/* When a peer hangs up mid-body, Mongoose's close path hands out the request
- * cut short as if complete (it means this for bodies that end at close).
- * True when a Content-Length says more was due: the handler never sees it. */
+/* When a server hangs up mid-body, Mongoose's close path hands out the
+ * response cut short as if complete (it means this for bodies that end at
+ * close).  True when a Content-Length says more was due: the handler never
+ * sees it.  (Server connections parse nothing at close: vendor patch 0060.) */
 static bool cym_truncated(struct mg_connection *c, struct mg_http_message *hm) {
   struct mg_str *cl = mg_http_get_header(hm, "Content-Length");
   size_t want = 0;
@@ -79,6 +85,9 @@ void cym_ev(struct mg_connection *c, int ev, void *ev_data) {
                      ((uintptr_t) 1 << (ev < MG_EV_USER ? ev : MG_EV_USER));
   struct mg_connection *prev;
   if (m == NULL || !m->live) return;
+  /* Once the application closed the connection, or an error did, data
+   * still buffered must not reach it: only CLOSE (and ERROR) do. */
+  if (c->is_closing && ev < MG_EV_USER && ((1u << ev) & CYM_DATA_EVENTS)) return;
   if (((uintptr_t) c->fn_data & CYM_LIM_MASK) &&
       (ev != MG_EV_POLL || !cym_limits_idle_poll(m, c, *(uint64_t *) ev_data)) &&
       cym_limits_ev(c, ev, ev_data))
