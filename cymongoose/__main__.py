@@ -13,14 +13,15 @@ SIGTERM stops it cleanly with exit status 0.  Bad arguments (including a
 URL that cannot be listened on) print a short usage error on stderr and
 exit with status 2; ``asgi`` exits with 3 when the application's lifespan
 startup fails.  Logging (the access log of ``serve`` included) goes to
-stderr.
+stderr from a thread of its own, so a stderr nobody reads never stops the
+server (lines that do not fit its queue are dropped and counted).
 """
 
 import argparse
-import logging
 import sys
 from typing import List, Optional
 
+from . import _cli_logging
 from ._cli_util import UsageError
 
 HTTP_URL = "http://127.0.0.1:8000"
@@ -132,8 +133,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _cli_logging.configure(args.log_level)
     try:
         args.func(args)
     except UsageError as exc:
