@@ -21,7 +21,7 @@ import argparse
 import sys
 from typing import List, Optional
 
-from . import _cli_logging
+from . import _log_writer
 from ._cli_util import UsageError
 
 HTTP_URL = "http://127.0.0.1:8000"
@@ -133,7 +133,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    _cli_logging.configure(args.log_level)
+    _log_writer.configure(args.log_level)
     try:
         args.func(args)
     except UsageError as exc:

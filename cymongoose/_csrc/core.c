@@ -13,11 +13,11 @@
 /*   bits 24..31  a listener's limits slot, inherited by its children
  *                (limits.c); never touched by cym_set_state */
 #define CYM_LIM_MASK ((uintptr_t) 0xFF000000)
-/* Events that carry a peer's data. */
+/* Events that hand the application a peer's data.  (MQTT_CMD stays: Mongoose
+ * reports the packet that made it close, a refused CONNACK, after closing.) */
 #define CYM_DATA_EVENTS                                                   \
   ((1u << MG_EV_READ) | (1u << MG_EV_HTTP_HDRS) | (1u << MG_EV_HTTP_MSG) | \
-   (1u << MG_EV_WS_OPEN) | (1u << MG_EV_WS_MSG) | (1u << MG_EV_WS_CTL) |   \
-   (1u << MG_EV_MQTT_CMD) | (1u << MG_EV_MQTT_MSG) | (1u << MG_EV_MQTT_OPEN))
+   (1u << MG_EV_WS_MSG) | (1u << MG_EV_MQTT_MSG))
 int cym_limits_ev(struct mg_connection *c, int ev, void *ev_data);
 
 struct cym_mgr {

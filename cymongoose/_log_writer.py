@@ -1,4 +1,5 @@
-"""The command line's logging: records go to stderr from a thread of their own.
+"""Logging to stderr for the command line and the blocking ``serve()``
+functions: records go out from a thread of their own.
 
 A server must not stop serving because nobody reads its stderr (a full pipe
 blocks every write to it).  The serving threads only put records on a
