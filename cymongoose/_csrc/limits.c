@@ -383,6 +383,16 @@ int cym_limits_ev(struct mg_connection *c, int ev, void *ev_data) {
   }
 }
 
+/* Whether the request being answered on c is its last: reply() then says
+ * "Connection: close" (core.c). */
+int cym_limits_last(struct mg_connection *c) {
+  unsigned slot = cym_lim_slot(c);
+  if (slot == 0 || slot == CYM_LIM_REFUSED || c->is_listening || c->is_websocket ||
+      !cym_lim[slot].http)
+    return 0;
+  return cym_lim_of(c)->last != CYM_LAST_NO;
+}
+
 /* ---- calls from Python and ws.c ------------------------------------------ */
 
 /* Gives listener c a slot with these limits (sizes and counts: -1 for

@@ -103,6 +103,7 @@ def test_nothing_after_the_last_request_reaches_the_application(server, first):
     port, seen = server
     raw = raw_request(port, first + b"GET /b HTTP/1.1\r\nHost: t\r\n\r\n")
     assert _statuses(raw) == [200]  # one answer, then the server closed
+    assert b"\r\nConnection: close\r\n" in raw  # and the answer said so
     assert [s[1] for s in seen] == ["/a"]
 
 
