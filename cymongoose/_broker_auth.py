@@ -148,10 +148,7 @@ class Guard:
                password: Optional[bytes]) -> bool:
         """Whether CONNECT's credentials let the client in."""
         if username is None:
-            if not self.anonymous:
-                return False
-            if self.authenticate is None:
-                return True
+            return self.anonymous
         if self.authenticate is not None:
             return bool(self.authenticate(client_id, username, password))
         if self.users is None:

@@ -168,9 +168,13 @@ class Paho:
     """A paho-mqtt 2.x client with a network thread; records what it receives."""
 
     def __init__(self, port: int, protocol: int = paho.MQTTv311, client_id: str = "",
-                 keepalive: int = 60, will: Optional[Dict[str, Any]] = None) -> None:
+                 keepalive: int = 60, will: Optional[Dict[str, Any]] = None,
+                 clean_session: Optional[bool] = None, username: Optional[str] = None,
+                 password: Optional[str] = None) -> None:
         self.c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                             protocol=protocol)
+                             protocol=protocol, clean_session=clean_session)
+        if username is not None:
+            self.c.username_pw_set(username, password)
         self.messages: List[paho.MQTTMessage] = []
         self.connected = threading.Event()
         self.disconnected = threading.Event()
