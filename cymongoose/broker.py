@@ -30,6 +30,7 @@ import logging
 import time
 from typing import Dict, List, Optional, Tuple
 
+from . import _broker_store
 from . import constants as C
 from ._broker_auth import Acl, Authenticate, Guard
 from ._broker_packets import (Malformed, connack, parse_connect, parse_subscribe,
@@ -78,6 +79,8 @@ class MqttBroker:
       close the connection.
     * ``sys_interval`` (seconds, 0 turns it off): how often the
       ``$SYS/broker/...`` statistics are published (retained).
+    * ``persistence_file``: kept sessions and retained messages are read
+      from this JSON file at start and written to it by ``close()``.
 
     Raises ``RuntimeError`` (``ListenError``) when Mongoose cannot listen on
     ``url``, ``ValueError`` for conflicting options or a bad file, and
@@ -90,15 +93,20 @@ class MqttBroker:
                  allow_anonymous: Optional[bool] = None, acl_file: Optional[str] = None,
                  acl: Optional[Acl] = None, max_connections: int = 0,
                  max_inflight: int = 20, max_queued: int = 1000, max_packet_size: int = 0,
-                 sys_interval: float = 10) -> None:
+                 sys_interval: float = 10, persistence_file: Optional[str] = None) -> None:
         if max_inflight < 1 or max_queued < 0 or max_connections < 0 or max_packet_size < 0:
             raise ValueError("limits must be positive (max_inflight at least 1)")
         self._guard = Guard(password_file, authenticate, acl_file, acl, allow_anonymous)
         self._peers: Dict[Connection, Optional[Will]] = {}  # accepted -> its will
         self._conns: Dict[Connection, Session] = {}  # those past a valid CONNECT
-        self._sessions: Dict[str, Session] = {}  # by client id, connected or kept
-        self._routes: Dict[str, List[Route]] = {}  # topic -> subscribers
+        self._persistence = persistence_file
+        # by client id, connected or kept; retained messages by topic
+        self._sessions: Dict[str, Session] = {}
         self._retained: Dict[str, Tuple[bytes, int]] = {}
+        if persistence_file is not None:
+            self._sessions, self._retained = _broker_store.load(
+                persistence_file, max_inflight, max_queued)
+        self._routes: Dict[str, List[Route]] = {}  # topic -> subscribers
         self._next_id = 0
         self._max = (max_connections, max_inflight, max_queued)
         self._received = 0
@@ -153,12 +161,14 @@ class MqttBroker:
         }
 
     def close(self) -> None:
-        """Stop listening and disconnect every client (wills are published)."""
+        """Stop listening, disconnect every client (wills are published), save sessions."""
         if self._sys is not None:
             self._sys.cancel()
         self.listener.close()
         for conn in list(self._peers):
             conn.close()
+        if self._persistence is not None:
+            _broker_store.save(self._persistence, self._sessions.values(), self._retained)
 
     def _publish_sys(self) -> None:
         for name, value in self.stats.items():
