@@ -33,6 +33,7 @@ from typing import Dict, List, Optional, Tuple
 from . import _broker_store
 from . import constants as C
 from ._broker_auth import Acl, Authenticate, Guard
+from ._broker_bridge import Bridge
 from ._broker_packets import (Malformed, connack, parse_connect, parse_subscribe,
                               parse_unsubscribe, suback, topic_matches, unsuback, valid_filter)
 from ._broker_session import Session
@@ -107,6 +108,8 @@ class MqttBroker:
             self._sessions, self._retained = _broker_store.load(
                 persistence_file, max_inflight, max_queued)
         self._routes: Dict[str, List[Route]] = {}  # topic -> subscribers
+        self._bridges: List[Bridge] = []
+        self._mgr = mgr
         self._next_id = 0
         self._max = (max_connections, max_inflight, max_queued)
         self._received = 0
@@ -160,10 +163,38 @@ class MqttBroker:
             "uptime": int(time.monotonic() - self._started),
         }
 
+    @property
+    def bridges(self) -> Tuple[Bridge, ...]:
+        """The bridges added by ``add_bridge``."""
+        return tuple(self._bridges)
+
+    def add_bridge(self, url: str, topics: List[str], *, name: str = "bridge",
+                   username: str = "", password: str = "", reconnect_min: float = 0.5,
+                   reconnect_max: float = 30.0, max_queued: int = 1000) -> Bridge:
+        """Bridge to the upstream broker at ``url`` (it must speak MQTT 5).
+
+        ``topics`` are mosquitto ``topic`` lines: ``PATTERN [in|out|both
+        [QOS [LOCAL_PREFIX REMOTE_PREFIX]]]``.  The bridge connects as
+        ``cymongoose-bridge-NAME`` with a kept session and reconnects with
+        backoff; messages for upstream wait in a queue of ``max_queued``
+        while it is away.  Raises ``ValueError`` for a bad topic line.
+        """
+        bridge = Bridge(self._mgr, url, topics, self._inject, name=name, username=username,
+                        password=password, reconnect_min=reconnect_min,
+                        reconnect_max=reconnect_max, max_queued=max_queued)
+        self._bridges.append(bridge)
+        return bridge
+
+    def _inject(self, topic: str, data: bytes, qos: int, retain: bool, origin: Bridge) -> None:
+        self._received += 1
+        self._publish(topic, data, qos, retain, origin)
+
     def close(self) -> None:
         """Stop listening, disconnect every client (wills are published), save sessions."""
         if self._sys is not None:
             self._sys.cancel()
+        for bridge in self._bridges:
+            bridge.close()
         self.listener.close()
         for conn in list(self._peers):
             conn.close()
@@ -296,7 +327,8 @@ class MqttBroker:
         self._received += 1
         self._publish(topic, msg.data, qos, msg.retain)
 
-    def _publish(self, topic: str, data: bytes, qos: int, retain: bool) -> None:
+    def _publish(self, topic: str, data: bytes, qos: int, retain: bool,
+                 origin: Optional[Bridge] = None) -> None:
         if retain:
             if data:
                 self._retained[topic] = (data, qos)
@@ -308,6 +340,9 @@ class MqttBroker:
         raw = topic.encode("utf-8")
         for session, granted in routes:
             session.deliver(raw, data, qos if qos < granted else granted, False)
+        for bridge in self._bridges:
+            if bridge is not origin:  # never back where it came from
+                bridge.forward(topic, data, qos, retain)
 
     def _match(self, topic: str) -> List[Route]:
         """Every session subscribed to ``topic`` with its highest granted QoS."""

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from . import constants as C
 from ._args import to_bytes
+from ._broker_packets import varint
 from ._dispatch import handles
 from ._mqtt_session import ClientSession
 from .connection import Connection
@@ -122,12 +123,21 @@ class MqttClient:
             raise RuntimeError("MqttClient has been closed")
         return self.session.publish(self._live_c(), msg)
 
-    def subscribe(self, topic: str, qos: int = 0) -> None:
-        """Subscribe now (or on connecting) and again whenever the broker lost the session."""
+    def subscribe(self, topic: str, qos: int = 0, *, no_local: bool = False,
+                  retain_as_published: bool = False) -> None:
+        """Subscribe now (or on connecting) and again whenever the broker lost the session.
+
+        ``no_local`` (the broker sends none of our own messages back) and
+        ``retain_as_published`` are MQTT 5 subscription options: with them,
+        ``version=5`` is required (``ValueError`` otherwise).
+        """
         _topic(topic)
-        self.session.subs[topic] = _qos(qos)
+        options = _qos(qos) | (4 if no_local else 0) | (8 if retain_as_published else 0)
+        if options > 3 and self._login["version"] != 5:
+            raise ValueError("no_local and retain_as_published need version=5")
+        self.session.subs[topic] = options
         if self._ready and self._conn is not None:
-            self._conn.mqtt_sub(topic, qos)
+            _send_sub(self._conn, topic, options)
 
     def unsubscribe(self, topic: str) -> None:
         """Unsubscribe now (if connected) and forget the filter."""
@@ -171,7 +181,7 @@ class MqttClient:
             self._schedule()
 
     def _schedule(self) -> None:
-        if self._closed or not self._reconnect:
+        if self._closed or not self._reconnect or self._mgr._freed:
             return
         low, high = self._backoff
         delay = min(high, low * (2 ** min(self._attempt, 30)))
@@ -224,9 +234,19 @@ class MqttClient:
             self._ready = True
             self._attempt = 0
             if not present:
-                for topic, qos in session.subs.items():
-                    conn.mqtt_sub(topic, qos)
+                for topic, options in session.subs.items():
+                    _send_sub(conn, topic, options)
             session.pump(c)
+
+
+def _send_sub(conn: Connection, topic: str, options: int) -> None:
+    if options <= 3:
+        conn.mqtt_sub(topic, options)
+        return
+    # Mongoose writes only the QoS into the options byte: MQTT 5 SUBSCRIBE by hand
+    raw = topic.encode("utf-8")
+    body = b"\x00\x01\x00" + len(raw).to_bytes(2, "big") + raw + bytes((options,))
+    conn.send(b"\x82" + varint(len(body)) + body)
 
 
 __all__ = ["MqttClient"]
