@@ -180,14 +180,20 @@ def parse_connect(packet: bytes) -> Connect:
     return Connect(level, bool(flags & 0x02), client_id, will, username, password, expiry)
 
 
-def parse_subscribe(packet: bytes, v5: bool) -> Tuple[int, List[Tuple[str, int]]]:
-    """Packet id and ``(filter, requested QoS)`` pairs of SUBSCRIBE."""
+def _opening(packet: bytes, v5: bool, name: str) -> Tuple[Reader, int]:
+    """Check the flags of (UN)SUBSCRIBE, read its packet id and skip its properties."""
     if packet[0] & 0x0F != 2:
-        raise Malformed("bad SUBSCRIBE flags")
+        raise Malformed("bad %s flags" % name)
     r = Reader(packet)
     pid = r.u16()
     if v5:
         r.properties()
+    return r, pid
+
+
+def parse_subscribe(packet: bytes, v5: bool) -> Tuple[int, List[Tuple[str, int]]]:
+    """Packet id and ``(filter, requested QoS)`` pairs of SUBSCRIBE."""
+    r, pid = _opening(packet, v5, "SUBSCRIBE")
     wanted = []
     while r.more():
         topic_filter = r.text()
@@ -202,12 +208,7 @@ def parse_subscribe(packet: bytes, v5: bool) -> Tuple[int, List[Tuple[str, int]]
 
 def parse_unsubscribe(packet: bytes, v5: bool) -> Tuple[int, List[str]]:
     """Packet id and filters of UNSUBSCRIBE."""
-    if packet[0] & 0x0F != 2:
-        raise Malformed("bad UNSUBSCRIBE flags")
-    r = Reader(packet)
-    pid = r.u16()
-    if v5:
-        r.properties()
+    r, pid = _opening(packet, v5, "UNSUBSCRIBE")
     filters = []
     while r.more():
         filters.append(r.text())

@@ -12,13 +12,11 @@ the broker's ``dropped`` statistic.
 """
 
 from collections import OrderedDict, deque
-from typing import Any, Deque, Dict, List, Optional, Set, Tuple
+from typing import Any, Deque, Dict, List, Optional, Set
 
 from ._broker_packets import pubrel
 from ._ffi import lib
-
-# topic, payload, QoS, retain
-Message = Tuple[bytes, bytes, int, bool]
+from ._mqtt_session import Message, next_pid
 
 _DUP = 0x08
 
@@ -62,10 +60,7 @@ class Session:
         self._send_new(conn, (topic, data, qos, retain))
 
     def _send_new(self, conn: Any, msg: Message) -> None:
-        pid = self.next_pid % 0xFFFF + 1
-        while pid in self.inflight:  # an id still in use after wrapping round
-            pid = pid % 0xFFFF + 1
-        self.next_pid = pid
+        pid = self.next_pid = next_pid(self.inflight, self.next_pid)
         self.inflight[pid] = [msg, False]
         self._write(conn, msg[0], msg[1], (msg[2] << 1) | (1 if msg[3] else 0), pid)
 

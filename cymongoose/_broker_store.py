@@ -11,18 +11,10 @@ import base64
 import json
 import os
 from collections import OrderedDict, deque
-from typing import Any, Dict, Iterable, List, Tuple
+from typing import Dict, Iterable, Tuple
 
-from ._broker_session import Message, Session
-
-
-def _enc(msg: Message) -> List[Any]:
-    return [base64.b64encode(msg[0]).decode(), base64.b64encode(msg[1]).decode(),
-            msg[2], msg[3]]
-
-
-def _dec(item: List[Any]) -> Message:
-    return (base64.b64decode(item[0]), base64.b64decode(item[1]), int(item[2]), bool(item[3]))
+from ._broker_session import Session
+from ._mqtt_session import decode_message, encode_message
 
 
 def save(path: str, sessions: Iterable[Session], retained: Dict[str, Tuple[bytes, int]]) -> None:
@@ -30,8 +22,8 @@ def save(path: str, sessions: Iterable[Session], retained: Dict[str, Tuple[bytes
     state = {
         "sessions": [{
             "client_id": s.client_id, "username": s.username, "subs": s.subs,
-            "inflight": [[pid, _enc(m), rel] for pid, (m, rel) in s.inflight.items()],
-            "queue": [_enc(m) for m in s.queue], "qos2_in": sorted(s.qos2_in),
+            "inflight": [[pid, encode_message(m), rel] for pid, (m, rel) in s.inflight.items()],
+            "queue": [encode_message(m) for m in s.queue], "qos2_in": sorted(s.qos2_in),
             "next_pid": s.next_pid,
         } for s in sessions if s.persistent],
         "retained": {t: [base64.b64encode(d).decode(), q] for t, (d, q) in retained.items()
@@ -61,9 +53,9 @@ def load(path: str, max_inflight: int, max_queued: int
             s.username = item["username"]
             s.persistent = True
             s.subs = {str(k): int(v) for k, v in item["subs"].items()}
-            s.inflight = OrderedDict((int(pid), [_dec(m), bool(rel)])
+            s.inflight = OrderedDict((int(pid), [decode_message(m), bool(rel)])
                                      for pid, m, rel in item["inflight"])
-            s.queue = deque(_dec(m) for m in item["queue"])
+            s.queue = deque(decode_message(m) for m in item["queue"])
             s.qos2_in = set(int(p) for p in item["qos2_in"])
             s.next_pid = int(item["next_pid"])
             sessions[s.client_id] = s

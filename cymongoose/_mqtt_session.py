@@ -27,6 +27,25 @@ def _flags(msg: Message) -> int:
     return (msg[2] << 1) | (1 if msg[3] else 0)
 
 
+def next_pid(inflight: "OrderedDict[int, Any]", last: int) -> int:
+    """The packet id after ``last`` (1-65535, wrapping) not held by ``inflight``."""
+    pid = last % 0xFFFF + 1
+    while pid in inflight:  # an id still in use after wrapping round
+        pid = pid % 0xFFFF + 1
+    return pid
+
+
+def encode_message(msg: Message) -> List[Any]:
+    """A message as JSON-friendly values (base64 topic and payload)."""
+    return [base64.b64encode(msg[0]).decode(), base64.b64encode(msg[1]).decode(),
+            msg[2], msg[3]]
+
+
+def decode_message(item: List[Any]) -> Message:
+    """The inverse of ``encode_message``."""
+    return (base64.b64decode(item[0]), base64.b64decode(item[1]), int(item[2]), bool(item[3]))
+
+
 class ClientSession:
     """Outgoing messages in flight and queued, incoming QoS 2 ids, subscriptions."""
 
@@ -57,10 +76,7 @@ class ClientSession:
         if not msg[2]:
             lib.cym_mqtt_publish(c, msg[0], len(msg[0]), msg[1], len(msg[1]), _flags(msg), 0)
             return 0
-        pid = self.next_pid % 0xFFFF + 1
-        while pid in self.inflight:  # an id still in use after wrapping round
-            pid = pid % 0xFFFF + 1
-        self.next_pid = pid
+        pid = self.next_pid = next_pid(self.inflight, self.next_pid)
         self.inflight[pid] = [msg, False]
         lib.cym_mqtt_publish(c, msg[0], len(msg[0]), msg[1], len(msg[1]), _flags(msg), pid)
         return pid
@@ -117,9 +133,7 @@ class ClientSession:
 
     def save(self, path: str) -> None:
         """Write the session to ``path`` (JSON, replaced atomically)."""
-        def enc(msg: Message) -> List[Any]:
-            return [base64.b64encode(msg[0]).decode(), base64.b64encode(msg[1]).decode(),
-                    msg[2], msg[3]]
+        enc = encode_message
         state = {
             "inflight": [[pid, enc(m), rel] for pid, (m, rel) in self.inflight.items()],
             "queue": [enc(m) for m in self.queue],
@@ -139,10 +153,7 @@ class ClientSession:
                 state = json.load(f)
         except FileNotFoundError:
             return False
-
-        def dec(item: List[Any]) -> Message:
-            return (base64.b64decode(item[0]), base64.b64decode(item[1]), int(item[2]),
-                    bool(item[3]))
+        dec = decode_message
         self.inflight = OrderedDict((int(pid), [dec(m), bool(rel)])
                                     for pid, m, rel in state["inflight"])
         self.queue = deque(dec(m) for m in state["queue"])
