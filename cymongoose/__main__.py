@@ -37,7 +37,9 @@ def _serve(args: argparse.Namespace) -> None:
 def _mqtt_broker(args: argparse.Namespace) -> None:
     from . import _cli_servers
 
-    _cli_servers.run_mqtt_broker(args.listen)
+    from . import _cli_mqtt
+
+    _cli_servers.run_mqtt_broker(args.listen, _cli_mqtt.broker_factory(args))
 
 
 def _wsgi(args: argparse.Namespace) -> None:
@@ -93,12 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     broker = sub.add_parser(
         "mqtt-broker", help="run a small MQTT broker",
-        description="A small MQTT 3.1.1 broker (cymongoose.MqttBroker): QoS 0, 1 and 2, "
-                    "+ and # wildcards, retained messages, wills; clean sessions only, "
-                    "no authentication.")
+        description="An MQTT 3.1.1 broker that also accepts MQTT 5 clients "
+                    "(cymongoose.MqttBroker): QoS 0, 1 and 2, + and # wildcards, retained "
+                    "messages, wills, kept sessions, passwords, ACLs, limits, $SYS "
+                    "statistics and a bridge.")
     broker.add_argument("--listen", default=MQTT_URL, metavar="URL",
                         help="URL to listen on (default %s; port 0 picks a free port)"
                              % MQTT_URL)
+    from ._cli_mqtt import add_broker_options
+
+    add_broker_options(broker)
     broker.set_defaults(func=_mqtt_broker, parser=broker)
 
     for name, func, what, like, workers_help in (
