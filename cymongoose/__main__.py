@@ -18,6 +18,7 @@ server (lines that do not fit its queue are dropped and counted).
 """
 
 import argparse
+import logging
 import sys
 from typing import List, Optional
 
@@ -64,6 +65,29 @@ def _positive(text: str) -> int:
     return value
 
 
+def _limits_for_a_server(backlog: Optional[int]) -> None:
+    """Raise the soft descriptor limit to the hard one, as most servers do
+    (a reconnect storm needs a descriptor per client), and apply --backlog."""
+    from . import manager
+
+    if backlog is not None:
+        manager.DEFAULT_BACKLOG = backlog
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            logging.getLogger("cymongoose.cli").warning(
+                "could not raise the descriptor limit from %d: %s", soft, exc)
+            return
+    logging.getLogger("cymongoose.cli").info(
+        "descriptor limit: %s", "unlimited" if hard == resource.RLIM_INFINITY else hard)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m cymongoose``."""
     parser = argparse.ArgumentParser(
@@ -72,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="Python logging level, on stderr (default INFO; WARNING "
                              "hides the access log); goes before COMMAND")
+    parser.add_argument("--backlog", type=_positive, default=None, metavar="N",
+                        help="listen backlog of every listener (default 1024); goes "
+                             "before COMMAND")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -140,6 +167,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _log_writer.configure(args.log_level)
+    _limits_for_a_server(args.backlog)
     try:
         args.func(args)
     except UsageError as exc:

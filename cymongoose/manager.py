@@ -1,5 +1,7 @@
 """``Manager``: owns the Mongoose event manager and every connection."""
 
+import os
+import socket
 import threading
 from typing import Any, Callable, Dict, List, Literal, Optional, Set, Tuple, Type
 
@@ -39,6 +41,35 @@ def _wants_http(url: str, http: Optional[bool]) -> bool:
         # A non-str url is refused with a clear TypeError by _open().
         return isinstance(url, str) and url[:8].lower().startswith(_HTTP_SCHEMES)
     return bool(http)
+
+
+#: The listen backlog of ``Manager.listen`` without ``backlog=``.
+DEFAULT_BACKLOG = 1024
+
+
+def _adopt_listening(fd: int) -> int:
+    """A duplicate of ``fd``, checked to be a listening TCP socket."""
+    try:
+        sock = socket.socket(fileno=os.dup(fd))
+    except OSError as exc:
+        raise ValueError("descriptor %d is not a socket: %s" % (fd, exc.strerror)) from None
+    try:
+        listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+        if sock.type != socket.SOCK_STREAM or not listening:
+            raise ValueError("descriptor %d is not a listening TCP socket" % fd)
+        if sock.family not in (socket.AF_INET, socket.AF_INET6):
+            raise ValueError("descriptor %d is not an IPv4 or IPv6 socket" % fd)
+    except BaseException:
+        sock.close()
+        raise
+    return sock.detach()
+
+
+def _close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
 
 
 class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManagerMixin):
@@ -301,24 +332,78 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
         return conn
 
     def listen(self, url: str, handler: Optional[Handler] = None, *,
-               http: Optional[bool] = None, limits: Optional[Limits] = None) -> Connection:
+               http: Optional[bool] = None, limits: Optional[Limits] = None,
+               backlog: Optional[int] = None, reuse_port: bool = False) -> Connection:
         """Listen on ``url`` (``http://``, ``tcp://``, ``udp://``, ...; port 0 for any).
 
         HTTP parsing is on for ``http(s)://`` and ``ws(s)://`` URLs unless
         ``http`` says otherwise.  Accepted connections inherit ``handler``
         and ``limits`` (a :class:`Limits`; ``None`` for the defaults, which
-        TCP listeners get too; UDP has none).  Raises
-        ``ListenError("Failed to listen on '<url>'")`` (a ``MongooseError``)
-        on failure, ``TypeError`` for a ``limits``
-        that is not a ``Limits``, and ``RuntimeError("Manager has been
-        freed")`` after ``close()``.
+        TCP listeners get too; UDP has none).  ``backlog`` is the kernel's
+        queue of connections not yet accepted (``None``:
+        ``DEFAULT_BACKLOG``, 1024; the kernel caps it at
+        ``net.core.somaxconn``); each poll accepts every queued connection,
+        up to 256 per listener.  ``reuse_port=True`` sets ``SO_REUSEPORT``
+        before binding, so several processes can listen on one port and the
+        kernel spreads connections over them.
+
+        Raises ``ListenError("Failed to listen on '<url>'")`` (a
+        ``MongooseError``) on failure, ``MongooseError`` for ``reuse_port``
+        on a system without ``SO_REUSEPORT``, ``TypeError``/``ValueError``
+        for a bad ``limits`` or ``backlog``, and ``RuntimeError("Manager
+        has been freed")`` after ``close()``.
 
         ``MG_EV_OPEN``, which Mongoose fires inside this call, goes to the
         Manager's default handler, not to ``handler``.
         """
         kind = lib.CYM_HTTP_LISTEN if _wants_http(url, http) else lib.CYM_LISTEN
+        return self._listen(kind, url, handler, limits, backlog, reuse_port, -1)
+
+    def listen_fd(self, fd: int, handler: Optional[Handler] = None, *, scheme: str = "http",
+                  http: Optional[bool] = None, limits: Optional[Limits] = None) -> Connection:
+        """Serve an inherited listening socket, as ``listen`` serves a URL.
+
+        For pre-fork masters and systemd socket activation (``LISTEN_FDS``:
+        the first socket is descriptor 3).  ``fd`` is duplicated, so the
+        caller keeps its own descriptor; the listener owns the copy.
+        ``scheme`` (``http``, ``https``, ``ws``, ``wss`` or ``tcp``) says
+        what the socket serves, as a URL's scheme does for ``listen``.
+        Raises ``ValueError`` when ``fd`` is not a listening TCP socket,
+        ``TypeError`` when it is not an int.
+        """
+        if isinstance(fd, bool) or not isinstance(fd, int):
+            raise TypeError("fd must be an int, got %s" % type(fd).__name__)
+        if scheme not in ("http", "https", "ws", "wss", "tcp"):
+            raise ValueError("scheme must be http, https, ws, wss or tcp, got %r" % (scheme,))
+        own = _adopt_listening(fd)
+        url = "%s://0.0.0.0:0" % scheme
+        kind = lib.CYM_HTTP_LISTEN if _wants_http(url, http) else lib.CYM_LISTEN
+        try:
+            return self._listen(kind, url, handler, limits, None, False, own)
+        except BaseException:
+            if own >= 0:
+                _close_quietly(own)
+            raise
+
+    def _listen(self, kind: int, url: str, handler: Optional[Handler], limits: Optional[Limits],
+                backlog: Optional[int], reuse_port: bool, adopt_fd: int) -> Connection:
         lim = check_limits(limits)
-        conn = self._open(kind, url, handler, "Failed to listen on '%s'", None, ListenError)
+        if backlog is None:
+            depth = DEFAULT_BACKLOG
+        elif isinstance(backlog, bool) or not isinstance(backlog, int):
+            raise TypeError("backlog must be an int, got %s" % type(backlog).__name__)
+        elif not 1 <= backlog <= _INT_MAX:
+            raise ValueError("backlog must be between 1 and %d, got %d" % (_INT_MAX, backlog))
+        else:
+            depth = backlog
+        if reuse_port and not lib.cym_has_reuseport():
+            raise MongooseError("reuse_port: SO_REUSEPORT is not available on this system")
+
+        def opener(cm: Any, raw: bytes, state: int) -> Any:
+            return lib.cym_listen(cm, kind, raw, state, depth, 1 if reuse_port else 0, adopt_fd)
+
+        error = "Failed to listen on '%s'" if adopt_fd < 0 else "Failed to adopt %s"
+        conn = self._open(kind, url, handler, error, opener, ListenError)
         if not lib.cym_flags(conn._c) & lib.CYM_F_UDP:
             try:
                 attach_limits(conn._c, lim, kind == lib.CYM_HTTP_LISTEN)

@@ -32,6 +32,10 @@ enum cym_kind {
 };
 struct mg_connection *cym_open(struct cym_mgr *m, int kind, const char *url,
                                uintptr_t state);
+struct mg_connection *cym_listen(struct cym_mgr *m, int kind, const char *url,
+                                 uintptr_t state, int backlog, int reuse_port,
+                                 int adopt_fd);
+int cym_has_reuseport(void);
 
 uintptr_t cym_state(struct mg_connection *c);
 void cym_set_state(struct mg_connection *c, uintptr_t state);

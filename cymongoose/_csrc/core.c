@@ -151,6 +151,31 @@ struct mg_connection *cym_open(struct cym_mgr *m, int kind, const char *url,
   }
 }
 
+/* cym_open for a listener, with the options of vendor patch 0010: a listen
+ * backlog (0: Mongoose's), SO_REUSEPORT, or a listening socket to adopt
+ * (-1: none), which the listener then owns. */
+struct mg_connection *cym_listen(struct cym_mgr *m, int kind, const char *url,
+                                 uintptr_t state, int backlog, int reuse_port,
+                                 int adopt_fd) {
+  struct mg_connection *c;
+  cym_lsn_backlog = backlog;
+  cym_lsn_reuse_port = reuse_port;
+  cym_lsn_adopt_fd = adopt_fd;
+  c = cym_open(m, kind, url, state);
+  cym_lsn_backlog = 0;
+  cym_lsn_reuse_port = 0;
+  cym_lsn_adopt_fd = -1;
+  return c;
+}
+
+int cym_has_reuseport(void) {
+#if defined(SO_REUSEPORT)
+  return 1;
+#else
+  return 0;
+#endif
+}
+
 uintptr_t cym_state(struct mg_connection *c) { return (uintptr_t) c->fn_data; }
 void cym_set_state(struct mg_connection *c, uintptr_t state) {
   c->fn_data = (void *) ((state & ~CYM_LIM_MASK) |
