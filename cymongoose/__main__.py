@@ -84,7 +84,7 @@ def _limits_for_a_server(backlog: Optional[int]) -> None:
             logging.getLogger("cymongoose.cli").warning(
                 "could not raise the descriptor limit from %d: %s", soft, exc)
             return
-    logging.getLogger("cymongoose.cli").info(
+    logging.getLogger("cymongoose.cli").debug(
         "descriptor limit: %s", "unlimited" if hard == resource.RLIM_INFINITY else hard)
 
 
