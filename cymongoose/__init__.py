@@ -7,6 +7,7 @@ from .aio import AsyncManager
 from .errors import ClosedError, LifespanError, ListenError, MongooseError, ThreadError
 from .broker import MqttBroker
 from .limits import DEFAULT_LIMITS, Limits
+from .tls import TLS_BACKEND
 
 __version__ = "0.3.0"
 
@@ -14,3 +15,4 @@ __all__ = list(_core_all) + ["AsyncManager", "handles", "MongooseError", "Closed
 __all__ += ["MqttBroker"]
 __all__ += ["Limits", "DEFAULT_LIMITS"]
 __all__ += ["ListenError", "LifespanError"]
+__all__ += ["TLS_BACKEND"]

@@ -22,7 +22,7 @@ import os
 from typing import Any, Optional, Tuple
 
 from . import _pem
-from ._ffi import lib
+from ._ffi import ffi, lib
 from ._host import ConnectionHost
 from .errors import check
 
@@ -35,8 +35,11 @@ _INIT_TEXTS = {
 _MAX_PATH = 4096
 _PEM_MARK = "-----BEGIN"
 _FILE_FIELDS = ("ca", "cert", "key")
-_RSA_BROKEN = ("TlsOpts.key: Mongoose's built-in TLS cannot sign with this RSA key "
-               "(Mongoose 7.23's RSA signing fails for every key); use an EC P-256 key")
+
+#: The TLS backend this build uses: ``"openssl"`` (the system's libssl, the
+#: default) or ``"builtin"`` (Mongoose's own stack, built with CYM_TLS=builtin).
+TLS_BACKEND: str = ffi.string(lib.cym_tls_backend()).decode("ascii")
+_BUILTIN = TLS_BACKEND == "builtin"
 
 
 def _is_path(value: Any) -> bool:
@@ -210,11 +213,14 @@ class TlsOpts:
             ready = (
                 _pem.certificates(ca, "ca") if ca else b"",
                 _pem.certificates(cert, "cert") if cert else b"",
-                _pem.private_key(key) if key else b"",
+                _pem.private_key(key, _BUILTIN) if key else b"",
                 _pem.server_name(name),
             )
-            if ready[2] and not lib.cym_tls_key_signs(ready[2], len(ready[2])):
-                raise ValueError(_RSA_BROKEN)
+            err = ffi.new("char[]", 256)
+            why = lib.cym_tls_check(ready[1], len(ready[1]), ready[2], len(ready[2]),
+                                    err, len(err))
+            if why != ffi.NULL:
+                raise ValueError(ffi.string(why).decode("utf-8", "replace"))
             self._ready = ready
         return ready
 

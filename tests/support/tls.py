@@ -1,7 +1,7 @@
 """Certificates made at test time (never committed) and a Python ``ssl`` server.
 
-Keys are EC P-256 (the only kind Mongoose's built-in TLS signs with) unless
-a test asks for another kind.
+Keys are EC P-256 (the only kind Mongoose's built-in TLS signs with, so
+every backend can use them) unless a test asks for another kind.
 """
 
 import datetime
@@ -13,12 +13,24 @@ import ssl
 import threading
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+import cymongoose as cm
+
 _ONE_DAY = datetime.timedelta(days=1)
+
+#: True in a build with Mongoose's built-in TLS stack (CYM_TLS=builtin).
+BUILTIN = cm.TLS_BACKEND == "builtin"
+#: Behaviour of the built-in stack only (TLS 1.3 only, P-256 own keys, its
+#: own error texts); ``make test`` runs these against a CYM_TLS=builtin build.
+builtin_only = pytest.mark.skipif(not BUILTIN, reason="built-in TLS stack only "
+                                  "(make test-builtin-tls runs it)")
+#: Behaviour of the OpenSSL backend only.
+openssl_only = pytest.mark.skipif(BUILTIN, reason="OpenSSL backend only")
 
 
 def _key_pem(key: Any, fmt: Any = serialization.PrivateFormat.TraditionalOpenSSL) -> bytes:
