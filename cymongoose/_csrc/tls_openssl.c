@@ -140,6 +140,12 @@ static const char *cym_tls_openssl_error(struct mg_connection *c,
   const char *reason;
   int rc = 0, err = 0;
   long verify;
+  if (tls != NULL && c->is_tls_hs && strcmp(msg, "socket error") == 0) {
+    /* A peer that refuses us (our certificate, say) often resets the
+     * connection with its alert still unread. */
+    return "TLS handshake failed: the peer reset the connection (did it "
+           "refuse our certificate?)";
+  }
   if (tls == NULL || sscanf(msg, "tls hs: rc %d, err %d", &rc, &err) != 2) {
     return msg;
   }

@@ -59,16 +59,19 @@ class Pki:
     """A throw-away CA that issues server and client certificates."""
 
     def __init__(self, directory: str, cn: str = "cymongoose test CA",
-                 key: Any = None) -> None:
+                 key: Any = None, issuer: "Optional[Pki]" = None) -> None:
         self.directory = directory
+        self.issuer = issuer
         now = datetime.datetime.now(datetime.timezone.utc)
         self.key_obj = key if key is not None else ec.generate_private_key(ec.SECP256R1())
         self.hash = hashes.SHA384() if isinstance(key, ec.EllipticCurvePrivateKey) and \
             key.curve.key_size > 256 else hashes.SHA256()
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+        signer = issuer if issuer is not None else self
         self.cert_obj = (
             x509.CertificateBuilder()
-            .subject_name(name).issuer_name(name)
+            .subject_name(name)
+            .issuer_name(issuer.cert_obj.subject if issuer is not None else name)
             .public_key(self.key_obj.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - _ONE_DAY).not_valid_after(now + 30 * _ONE_DAY)
@@ -77,7 +80,7 @@ class Pki:
                 digital_signature=True, content_commitment=False, key_encipherment=False,
                 data_encipherment=False, key_agreement=False, key_cert_sign=True,
                 crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-            .sign(self.key_obj, self.hash)
+            .sign(signer.key_obj, signer.hash)
         )
         self.ca = self.cert_obj.public_bytes(serialization.Encoding.PEM)
         self.ca_path = os.path.join(directory, "ca-%s.crt" % re.sub(r"\W+", "-", cn))
@@ -106,7 +109,12 @@ class Pki:
         )
         if sans:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        return Issued(builder.sign(self.key_obj, self.hash), key, self.directory, stem)
+        issued = Issued(builder.sign(self.key_obj, self.hash), key, self.directory, stem)
+        if self.issuer is not None:  # the leaf's file carries the chain up to the root
+            issued.cert += self.ca
+            with open(issued.cert_path, "wb") as f:
+                f.write(issued.cert)
+        return issued
 
 
 class Certs:
