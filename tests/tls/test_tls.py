@@ -119,6 +119,14 @@ def https_ok(port: int, certs: Ns) -> None:
 # -- TlsOpts -----------------------------------------------------------------
 
 
+def test_backend_is_the_one_built() -> None:
+    """``make test-builtin-tls`` sets CYM_TLS=builtin for its build and its tests."""
+    import os
+
+    assert cm.TLS_BACKEND == (os.environ.get("CYM_TLS") or "openssl")
+    assert cm.TLS_BACKEND in ("openssl", "builtin")
+
+
 def test_tls_opts_defaults_and_conversion() -> None:
     o = cm.TlsOpts()
     assert (o.ca, o.cert, o.key, o.name, o.skip_verification) == (b"", b"", b"", b"", False)
