@@ -33,6 +33,7 @@ from .connection import Connection
 from .errors import ClosedError
 from .manager import Manager
 from .messages import MqttMessage
+from .tls import TlsOpts, tls_on_accept
 
 _CONNECT, _PUBLISH, _SUBSCRIBE, _UNSUBSCRIBE, _PINGREQ, _DISCONNECT = 1, 3, 8, 10, 12, 14
 _TO_CLIENT_ONLY = frozenset((2, 9, 11, 13))  # CONNACK, SUBACK, UNSUBACK, PINGRESP
@@ -140,18 +141,23 @@ class MqttBroker:
     """A small MQTT 3.1.1 broker listening on ``url`` with ``mgr`` (see the module doc).
 
     It runs inside ``mgr``'s polls, on a listener with its own handler, so
-    the Manager can serve other things too.  Raises ``RuntimeError`` when
-    Mongoose cannot listen on ``url``.
+    the Manager can serve other things too.  ``tls``, a ``TlsOpts``
+    (``cert``, ``key``, and ``ca`` to require client certificates), serves
+    MQTTS (use an ``mqtts://`` URL).  Raises ``RuntimeError`` when
+    Mongoose cannot listen on ``url``, ``TypeError``/``ValueError`` for
+    unusable ``tls``.
     """
 
-    def __init__(self, mgr: Manager, url: str = "mqtt://127.0.0.1:1883") -> None:
+    def __init__(self, mgr: Manager, url: str = "mqtt://127.0.0.1:1883",
+                 tls: Optional[TlsOpts] = None) -> None:
         self._peers: Set[Connection] = set()  # every accepted connection
         self._sessions: Dict[Connection, _Session] = {}  # those past a valid CONNECT
         self._by_id: Dict[str, Connection] = {}
         self._retained: Dict[str, Tuple[bytes, int]] = {}
         self._next_id = 0
+        handler = self._on_event if tls is None else tls_on_accept(self._on_event, tls)
         #: The listening connection.
-        self.listener = mgr.mqtt_listen(url, self._on_event)
+        self.listener = mgr.mqtt_listen(url, handler)
 
     @property
     def port(self) -> int:

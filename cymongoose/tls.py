@@ -19,11 +19,12 @@ See ``docs/tls.md`` for a guide.
 """
 
 import os
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 from . import _pem
 from ._ffi import ffi, lib
 from ._host import ConnectionHost
+from .constants import MG_EV_ACCEPT
 from .errors import check
 
 _INIT_TEXTS = {
@@ -295,3 +296,29 @@ class TlsConnectionMixin(ConnectionHost):
         c = self._live()
         mgr = self._mgr
         lib.cym_tls_free(c, 0 if mgr is not None and mgr._inside else 1)
+
+
+def tls_on_accept(handler: Callable[[Any, int, Any], None],
+                  opts: TlsOpts) -> Callable[[Any, int, Any], None]:
+    """``handler`` for a listener, starting TLS with ``opts`` on each
+    connection it accepts (``tls_init`` in ``MG_EV_ACCEPT``, then
+    ``handler``).  Keeps ``handler``'s ``@handles`` declaration, plus
+    ``MG_EV_ACCEPT``.
+
+    Raises ``TypeError`` when ``opts`` is not a ``TlsOpts`` and
+    ``ValueError`` for material ``tls_init`` would refuse, at once rather
+    than at the first client.
+    """
+    if not isinstance(opts, TlsOpts):
+        raise TypeError("tls must be a TlsOpts, got %s" % type(opts).__name__)
+    opts._prepared()
+
+    def on_event(conn: Any, ev: int, data: Any) -> None:
+        if ev == MG_EV_ACCEPT:
+            conn.tls_init(opts)
+        handler(conn, ev, data)
+
+    mask = getattr(handler, "__cym_events__", None)
+    if mask is not None:
+        setattr(on_event, "__cym_events__", mask | (1 << MG_EV_ACCEPT))
+    return on_event
