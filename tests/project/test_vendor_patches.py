@@ -20,7 +20,8 @@ def test_there_are_patches_with_descriptions():
     names = [os.path.basename(p) for p in mgpatch.patch_files()]
     assert names == ["0001-dns-aaaa-fallback-once.patch", "0002-tls-ecdsa-der-integers.patch",
                      "0003-half-closed-peer-gets-queued-output.patch",
-                     "0004-bad-http-framing-reported-once.patch"]
+                     "0004-bad-http-framing-reported-once.patch",
+                     "0030-openssl-handshake-error-reason.patch"]
     for path in mgpatch.patch_files():
         with open(path) as f:
             text = f.read()
@@ -35,7 +36,8 @@ def test_patches_apply_to_the_pinned_sources(tmp_path):
     with open(os.path.join(out, "mongoose.c"), encoding="latin-1") as f:
         patched = f.read()
     assert patched != original
-    assert patched.count("// cymongoose:") == 8
+    assert patched.count("// cymongoose:") == 9
+    assert '"tls hs: rc %d, err %d%s%s"' in patched
     assert "d->ipv6 == false" in patched and "&c->mgr->dns6, true)" not in patched
     assert "neg1" not in patched and "Failed ECDSA sign" in patched
     assert "c->is_draining && c->is_full" in patched
