@@ -10,8 +10,12 @@ import os
 import re
 import socket
 import ssl
+import shutil
+import subprocess
+import tempfile
 import threading
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+import time
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pytest
 from cryptography import x509
@@ -207,3 +211,81 @@ def client_context(ca_path: str, issued: Optional[Issued] = None,
     if issued is not None:
         ctx.load_cert_chain(issued.cert_path, issued.key_path)
     return ctx
+
+
+class Client:
+    """Our HTTPS client: tls_init in MG_EV_CONNECT, one GET, events recorded."""
+
+    def __init__(self, opts: cm.TlsOpts) -> None:
+        self.opts = opts
+        self.events: List[Tuple[int, Any]] = []
+        self.conns_at_hs = 0
+
+    def __call__(self, conn: cm.Connection, ev: int, data: Any) -> None:
+        if ev == cm.MG_EV_CONNECT:
+            conn.tls_init(self.opts)
+            conn.send(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        elif ev == cm.MG_EV_TLS_HS:
+            self.conns_at_hs = len(conn._mgr.connections)
+            self.events.append((ev, conn.is_tls))
+        elif ev == cm.MG_EV_HTTP_MSG:
+            self.events.append((ev, (data.status(), data.body_bytes)))
+            conn.close()
+        elif ev in (cm.MG_EV_ERROR, cm.MG_EV_CLOSE):
+            self.events.append((ev, data))
+
+    def run(self, port: int) -> List[Tuple[int, Any]]:
+        with cm.Manager() as mgr:
+            mgr.connect("https://127.0.0.1:%d/" % port, self)
+            deadline = time.monotonic() + 10
+            while not any(ev == cm.MG_EV_CLOSE for ev, _ in self.events):
+                assert time.monotonic() < deadline, self.events
+                mgr.poll(10)
+            assert mgr.connections == () and mgr.live_handles == 0
+        return self.events
+
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+def mosquitto_tls(pems: Dict[str, bytes], listeners: Sequence[str]) -> Iterator[List[int]]:
+    """Body of a fixture: mosquitto with one TLS listener per entry of
+    ``listeners`` (extra configuration lines), on ``pems`` ``ca.crt``,
+    ``server.crt`` and ``server.key``; yields their ports."""
+    from support.loop import wait_until
+    from support.sockets import free_port, port_open
+
+    if not os.path.exists(MOSQUITTO):
+        pytest.fail("mosquitto is not installed (make system-deps)")
+    # Started as root, mosquitto drops to its own user, which cannot enter
+    # pytest's private temporary directories: give it a readable one.
+    d = tempfile.mkdtemp(prefix="cym-mosquitto-")
+    os.chmod(d, 0o755)
+    files = {}
+    for name in ("ca.crt", "server.crt", "server.key"):
+        files[name] = os.path.join(d, name)
+        with open(files[name], "wb") as f:
+            f.write(pems[name])
+        os.chmod(files[name], 0o644)
+    ports = [free_port() for _ in listeners]
+    tls = "cafile %s\ncertfile %s\nkeyfile %s\n" % (
+        files["ca.crt"], files["server.crt"], files["server.key"])
+    log = os.path.join(d, "mosquitto.log")  # a file: a pipe nobody reads would fill up
+    conf = os.path.join(d, "mosquitto.conf")
+    with open(conf, "w") as f:
+        f.write("persistence false\nlog_dest file %s\nallow_anonymous true\n" % log)
+        for port, extra in zip(ports, listeners):
+            f.write("listener %d 127.0.0.1\n%s%s\n" % (port, tls, extra))
+    proc = subprocess.Popen([MOSQUITTO, "-c", conf], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: proc.poll() is not None or all(port_open(p) for p in ports),
+                   timeout=10)
+        if proc.poll() is not None:
+            with open(log) as f:
+                raise AssertionError("mosquitto failed: %s" % f.read())
+        yield ports
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(d)

@@ -22,8 +22,8 @@ import cymongoose as cm
 from cymongoose._ffi import lib
 from support.loop import LoopThread, wait_until
 from support.sockets import read_until_closed
-from support.tls import (BUILTIN, Issued, Pki, SslServer, builtin_only, client_context,
-                         server_context)
+from support.tls import (BUILTIN, Client, Issued, Pki, SslServer, builtin_only,
+                         client_context, server_context)
 
 RESET = ("TLS handshake failed: the peer reset the connection "
          "(socket error; did it refuse our TLS 1.3 ClientHello?)")
@@ -517,38 +517,6 @@ def _read_request(tls: ssl.SSLSocket) -> None:
         if not chunk:
             return
         data += chunk
-
-
-class Client:
-    """Our HTTPS client: tls_init in MG_EV_CONNECT, one GET, events recorded."""
-
-    def __init__(self, opts: cm.TlsOpts) -> None:
-        self.opts = opts
-        self.events: List[Tuple[int, Any]] = []
-        self.conns_at_hs = 0
-
-    def __call__(self, conn: cm.Connection, ev: int, data: Any) -> None:
-        if ev == cm.MG_EV_CONNECT:
-            conn.tls_init(self.opts)
-            conn.send(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        elif ev == cm.MG_EV_TLS_HS:
-            self.conns_at_hs = len(conn._mgr.connections)
-            self.events.append((ev, conn.is_tls))
-        elif ev == cm.MG_EV_HTTP_MSG:
-            self.events.append((ev, (data.status(), data.body_bytes)))
-            conn.close()
-        elif ev in (cm.MG_EV_ERROR, cm.MG_EV_CLOSE):
-            self.events.append((ev, data))
-
-    def run(self, port: int) -> List[Tuple[int, Any]]:
-        with cm.Manager() as mgr:
-            mgr.connect("https://127.0.0.1:%d/" % port, self)
-            deadline = time.monotonic() + 10
-            while not any(ev == cm.MG_EV_CLOSE for ev, _ in self.events):
-                assert time.monotonic() < deadline, self.events
-                mgr.poll(10)
-            assert mgr.connections == () and mgr.live_handles == 0
-        return self.events
 
 
 @pytest.fixture

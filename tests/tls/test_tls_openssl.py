@@ -2,13 +2,11 @@
 chain and an EC chain, curl, httpx, websockets, ``openssl s_client``,
 Python ``ssl`` servers, mosquitto, mutual TLS, the system trust store."""
 
-import os
 import pathlib
 import shutil
 import socket
 import ssl
 import subprocess
-import tempfile
 import time
 from typing import Any, Callable, Iterator, List, Tuple
 
@@ -18,15 +16,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 import cymongoose as cm
 from support.loop import wait_until
-from support.sockets import free_port, port_open, read_until_closed
-from support.tls import Issued, Pki, SslServer, openssl_only
+from support.sockets import read_until_closed
+from support.tls import Client, Issued, Pki, SslServer, mosquitto_tls, openssl_only
 from support.ws import SyncClient
 
 pytestmark = openssl_only
 
 OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
 CURL = shutil.which("curl") or "/usr/bin/curl"
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 HTTP_OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
 VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 
@@ -221,34 +218,7 @@ def test_plain_http_on_tls_port_named(server_factory: Any, chain: Chain) -> None
 # -- our client ----------------------------------------------------------------------
 
 
-class Client:
-    """Our HTTPS client: one GET, the events it saw, ALPN included."""
-
-    def __init__(self, opts: cm.TlsOpts) -> None:
-        self.opts = opts
-        self.events: List[Tuple[int, Any]] = []
-
-    def __call__(self, conn: cm.Connection, ev: int, data: Any) -> None:
-        if ev == cm.MG_EV_CONNECT:
-            conn.tls_init(self.opts)
-            conn.send(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        elif ev == cm.MG_EV_HTTP_MSG:
-            self.events.append((ev, (data.status(), data.body_bytes)))
-            conn.close()
-        elif ev in (cm.MG_EV_ERROR, cm.MG_EV_CLOSE):
-            self.events.append((ev, data))
-
-    def run(self, port: int) -> List[Tuple[int, Any]]:
-        with cm.Manager() as mgr:
-            mgr.connect("https://127.0.0.1:%d/" % port, self)
-            deadline = time.monotonic() + 10
-            while not any(ev == cm.MG_EV_CLOSE for ev, _ in self.events):
-                assert time.monotonic() < deadline, self.events
-                mgr.poll(10)
-        return self.events
-
-
-OK = [(cm.MG_EV_HTTP_MSG, (200, b"hello")), (cm.MG_EV_CLOSE, None)]
+OK = [(cm.MG_EV_TLS_HS, True), (cm.MG_EV_HTTP_MSG, (200, b"hello")), (cm.MG_EV_CLOSE, None)]
 
 
 @pytest.fixture
@@ -363,35 +333,10 @@ def test_bad_material_raises(chain: Chain, tmp_path: pathlib.Path) -> None:
 @pytest.fixture(scope="module")
 def mosquitto_tls12(chain: Chain) -> Iterator[int]:
     """mosquitto with a TLS 1.2 listener on ``chain``'s server certificate."""
-    if not os.path.exists(MOSQUITTO):
-        pytest.fail("mosquitto is not installed (make system-deps)")
-    d = tempfile.mkdtemp(prefix="cym-mosquitto-")
-    os.chmod(d, 0o755)  # mosquitto drops root for its own user
-    files = {}
-    for name, pem in (("ca.crt", chain.root.ca), ("server.crt", chain.server.cert),
-                      ("server.key", chain.server.key)):
-        files[name] = os.path.join(d, name)
-        with open(files[name], "wb") as f:
-            f.write(pem)
-        os.chmod(files[name], 0o644)
-    port = free_port()
-    conf = pathlib.Path(d) / "mosquitto.conf"
-    log = pathlib.Path(d) / "mosquitto.log"
-    conf.write_text("persistence false\nlog_dest file %s\nallow_anonymous true\n"
-                    "listener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\n"
-                    "tls_version tlsv1.2\n"
-                    % (log, port, files["ca.crt"], files["server.crt"], files["server.key"]))
-    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.STDOUT)
-    try:
-        wait_until(lambda: proc.poll() is not None or port_open(port), timeout=10)
-        if proc.poll() is not None:
-            raise AssertionError("mosquitto failed: %s" % log.read_text())
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        shutil.rmtree(d)
+    pems = {"ca.crt": chain.root.ca, "server.crt": chain.server.cert,
+            "server.key": chain.server.key}
+    for ports in mosquitto_tls(pems, ["tls_version tlsv1.2"]):
+        yield ports[0]
 
 
 def test_mqtts_tls12_to_mosquitto(mosquitto_tls12: int, chain: Chain) -> None:

@@ -94,9 +94,13 @@ class _Paho:
         client.subscribe("cym/tls")
         client.publish("cym/tls", b"over mqtts", qos=1)
 
-    def close(self) -> None:
-        self.c.loop_stop()
-        self.c.disconnect()
+    def round_trip(self) -> bool:
+        """True once the message came back (bounded wait); then disconnects."""
+        try:
+            return self.got.wait(10)
+        finally:
+            self.c.loop_stop()
+            self.c.disconnect()
 
 
 def test_mqtt_broker_mqtts(certs: Certs) -> None:
@@ -105,11 +109,7 @@ def test_mqtt_broker_mqtts(certs: Certs) -> None:
                            tls=cm.TlsOpts(cert=certs.server.cert, key=certs.server.key))
     loop = LoopThread(mgr).start()
     try:
-        client = _Paho(broker.port, certs, client_cert=False)
-        try:
-            assert client.got.wait(10)
-        finally:
-            client.close()
+        assert _Paho(broker.port, certs, client_cert=False).round_trip()
     finally:
         loop.stop()
         mgr.close()
@@ -169,11 +169,7 @@ def test_cli_mqtt_broker_mqtts_with_client_certificates(certs: Certs) -> None:
     server = Server("mqtt-broker", "--listen", "mqtts://127.0.0.1:0", *_tls_args(certs, ca=True))
     try:
         assert server.url.startswith("mqtts://")
-        client = _Paho(server.port, certs, client_cert=True)
-        try:
-            assert client.got.wait(10)
-        finally:
-            client.close()
+        assert _Paho(server.port, certs, client_cert=True).round_trip()
     finally:
         server.stop_cleanly()
 
