@@ -234,6 +234,8 @@ def python_server() -> Iterator[Callable[..., SslServer]]:
             ctx.load_verify_locations(ca)
             ctx.verify_mode = ssl.CERT_REQUIRED
         alpn: List[Any] = []
+        sni: List[Any] = []
+        ctx.sni_callback = lambda sock, name, context: sni.append(name)
 
         def on_conn(tls: ssl.SSLSocket) -> None:
             alpn.append(tls.selected_alpn_protocol())
@@ -241,6 +243,7 @@ def python_server() -> Iterator[Callable[..., SslServer]]:
 
         server = SslServer(ctx, HTTP_OK, on_conn=on_conn)
         server.alpn = alpn  # type: ignore[attr-defined]
+        server.sni = sni  # type: ignore[attr-defined]
         started.append(server)
         return server
 
@@ -253,7 +256,7 @@ def python_server() -> Iterator[Callable[..., SslServer]]:
 def test_client_verifies_chain(python_server: Any, chain: Chain, version: str) -> None:
     server = python_server(chain.server, version)
     assert Client(cm.TlsOpts(ca=chain.root.ca, name="localhost")).run(server.port) == OK
-    assert server.alpn == ["http/1.1"]
+    assert server.alpn == ["http/1.1"] and server.sni == ["localhost"]
 
 
 def test_client_certificate_to_python_server(python_server: Any, chain: Chain) -> None:
