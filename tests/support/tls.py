@@ -289,3 +289,33 @@ def mosquitto_tls(pems: Dict[str, bytes], listeners: Sequence[str]) -> Iterator[
         proc.terminate()
         proc.wait(10)
         shutil.rmtree(d)
+
+
+def mqtts_round_trip(port: int, opts: cm.TlsOpts,
+                     client_id: str = "cym-tls-test") -> List[Tuple[str, Any]]:
+    """Connect over TLS, subscribe, publish to ourselves; the events seen."""
+    got: List[Tuple[str, Any]] = []
+
+    def handler(conn: cm.Connection, ev: int, data: Any) -> None:
+        if ev == cm.MG_EV_CONNECT:
+            conn.tls_init(opts)
+        elif ev == cm.MG_EV_MQTT_OPEN:
+            got.append(("open", data, conn.is_tls))
+            conn.mqtt_sub("cym/tls", qos=1)
+        elif ev == cm.MG_EV_MQTT_CMD and data.cmd == 9:  # SUBACK
+            conn.mqtt_pub("cym/tls", b"over mqtts", qos=1)
+        elif ev == cm.MG_EV_MQTT_MSG:
+            got.append(("msg", data.topic, data.data))
+            conn.close()
+        elif ev == cm.MG_EV_ERROR:
+            got.append(("error", data))
+        elif ev == cm.MG_EV_CLOSE:
+            got.append(("close", None))
+
+    with cm.Manager() as mgr:
+        mgr.mqtt_connect("mqtts://127.0.0.1:%d" % port, handler, client_id=client_id)
+        deadline = time.monotonic() + 10
+        while not got or got[-1][0] != "close":
+            assert time.monotonic() < deadline, got
+            mgr.poll(10)
+    return got

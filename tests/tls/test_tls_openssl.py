@@ -7,7 +7,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import time
 from typing import Any, Callable, Iterator, List, Tuple
 
 import httpx
@@ -17,7 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 import cymongoose as cm
 from support.loop import wait_until
 from support.sockets import read_until_closed
-from support.tls import Client, Issued, Pki, SslServer, mosquitto_tls, openssl_only
+from support.tls import (Client, Issued, Pki, SslServer, mosquitto_tls, mqtts_round_trip,
+                         openssl_only)
 from support.ws import SyncClient
 
 pytestmark = openssl_only
@@ -343,33 +343,9 @@ def mosquitto_tls12(chain: Chain) -> Iterator[int]:
 
 
 def test_mqtts_tls12_to_mosquitto(mosquitto_tls12: int, chain: Chain) -> None:
-    got: List[Any] = []
-    opts = cm.TlsOpts(ca=chain.root.ca, name="localhost")
-
-    def handler(conn: cm.Connection, ev: int, data: Any) -> None:
-        if ev == cm.MG_EV_CONNECT:
-            conn.tls_init(opts)
-        elif ev == cm.MG_EV_MQTT_OPEN:
-            got.append(("open", conn.is_tls))
-            conn.mqtt_sub("cym/tls12", qos=1)
-        elif ev == cm.MG_EV_MQTT_CMD and data.cmd == 9:  # SUBACK
-            conn.mqtt_pub("cym/tls12", b"over mqtts", qos=1)
-        elif ev == cm.MG_EV_MQTT_MSG:
-            got.append(("msg", data.data))
-            conn.close()
-        elif ev == cm.MG_EV_ERROR:
-            got.append(("error", data))
-        elif ev == cm.MG_EV_CLOSE:
-            got.append(("close", None))
-
-    with cm.Manager() as mgr:
-        mgr.mqtt_connect("mqtts://127.0.0.1:%d" % mosquitto_tls12, handler,
-                         client_id="cym-tls12-" + chain.kind)
-        deadline = time.monotonic() + 10
-        while not got or got[-1][0] != "close":
-            assert time.monotonic() < deadline, got
-            mgr.poll(10)
-    assert got == [("open", True), ("msg", b"over mqtts"), ("close", None)]
+    got = mqtts_round_trip(mosquitto_tls12, cm.TlsOpts(ca=chain.root.ca, name="localhost"),
+                           client_id="cym-tls12-" + chain.kind)
+    assert got == [("open", 0, True), ("msg", "cym/tls", b"over mqtts"), ("close", None)]
 
 
 def test_backend_is_openssl() -> None:

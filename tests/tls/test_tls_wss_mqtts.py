@@ -7,7 +7,7 @@ import pytest
 import websocket
 
 import cymongoose as cm
-from support.tls import Certs, Pki, server_and_client
+from support.tls import Certs, Pki, mqtts_round_trip, server_and_client
 from support.tls import mosquitto_tls as mosquitto_tls_body
 
 
@@ -104,50 +104,21 @@ def mosquitto_tls(certs: Certs) -> Iterator[List[int]]:
                                          "tls_version tlsv1.3\nrequire_certificate true"])
 
 
-def _mqtts_round_trip(port: int, opts: cm.TlsOpts) -> List[Tuple[str, Any]]:
-    """Connect over TLS, subscribe, publish to ourselves; the events seen."""
-    got: List[Tuple[str, Any]] = []
-
-    def handler(conn: cm.Connection, ev: int, data: Any) -> None:
-        if ev == cm.MG_EV_CONNECT:
-            conn.tls_init(opts)
-        elif ev == cm.MG_EV_MQTT_OPEN:
-            got.append(("open", data, conn.is_tls))
-            conn.mqtt_sub("cym/tls", qos=1)
-        elif ev == cm.MG_EV_MQTT_CMD and data.cmd == 9:  # SUBACK
-            conn.mqtt_pub("cym/tls", b"over mqtts", qos=1)
-        elif ev == cm.MG_EV_MQTT_MSG:
-            got.append(("msg", data.topic, data.data))
-            conn.close()
-        elif ev == cm.MG_EV_ERROR:
-            got.append(("error", data))
-        elif ev == cm.MG_EV_CLOSE:
-            got.append(("close", None))
-
-    with cm.Manager() as mgr:
-        mgr.mqtt_connect("mqtts://127.0.0.1:%d" % port, handler, client_id="cym-tls-test")
-        deadline = time.monotonic() + 10
-        while not got or got[-1][0] != "close":
-            assert time.monotonic() < deadline, got
-            mgr.poll(10)
-    return got
-
-
 def test_mqtts_to_mosquitto(mosquitto_tls: List[int], certs: Certs) -> None:
-    got = _mqtts_round_trip(mosquitto_tls[0], cm.TlsOpts(ca=certs.pki.ca, name="localhost"))
+    got = mqtts_round_trip(mosquitto_tls[0], cm.TlsOpts(ca=certs.pki.ca, name="localhost"))
     assert got == [("open", 0, True), ("msg", "cym/tls", b"over mqtts"), ("close", None)]
 
 
 def test_mqtts_client_certificate(mosquitto_tls: List[int], certs: Certs) -> None:
     opts = cm.TlsOpts(ca=certs.pki.ca, name="localhost", cert=certs.client.cert,
                       key=certs.client.key)
-    got = _mqtts_round_trip(mosquitto_tls[1], opts)
+    got = mqtts_round_trip(mosquitto_tls[1], opts)
     assert got == [("open", 0, True), ("msg", "cym/tls", b"over mqtts"), ("close", None)]
 
 
 def test_mqtts_untrusted_broker(mosquitto_tls: List[int], certs: Certs,
                                 tmp_path: Any) -> None:
     other = Pki(str(tmp_path), "not the broker's CA")
-    got = _mqtts_round_trip(mosquitto_tls[0], cm.TlsOpts(ca=other.ca, name="localhost"))
+    got = mqtts_round_trip(mosquitto_tls[0], cm.TlsOpts(ca=other.ca, name="localhost"))
     assert [kind for kind, *_ in got] == ["error", "close"]
     assert "CA" in got[0][1]
