@@ -9,9 +9,9 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 # python3-venv, python3-dev and gcc: a fresh Debian has none of them, and the
 # CPython venv and our C extension need all three.
-APT_PACKAGES := python3-venv python3-dev gcc pypy3 pypy3-dev pypy3-venv mosquitto wrk curl
+APT_PACKAGES := python3-venv python3-dev gcc libssl-dev pypy3 pypy3-dev pypy3-venv mosquitto wrk curl
 
-.PHONY: serve test test-cpython test-pypy test-asan system-deps install-cpython install-pypy clean sdist
+.PHONY: serve test test-cpython test-pypy test-asan test-builtin-tls system-deps install-cpython install-pypy clean sdist
 
 # Debian packages the build and the tests need (a compiler, venvs, PyPy, the mosquitto broker, wrk, curl).
 system-deps:
@@ -53,8 +53,23 @@ test-pypy: system-deps install-pypy
 	@echo "== PyPy: $$($(PYPY_VENV)/bin/python -VV | tr '\n' ' ')"
 	cd tests && ../$(PYPY_VENV)/bin/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
-# The whole suite on CPython, then on PyPy, then on CPython under ASan/UBSan.
-test: test-cpython test-pypy test-asan
+# The whole suite on CPython, then on PyPy (both with the OpenSSL TLS backend),
+# the TLS tests on CPython with Mongoose's built-in TLS stack, then the whole
+# suite on CPython under ASan/UBSan.
+test: test-cpython test-pypy test-builtin-tls test-asan
+
+# tests/tls and the CLI tests against a copy of the package built with
+# CYM_TLS=builtin in build/builtin-tls, found first through PYTHONPATH
+# (CYM_TLS in the tests' environment makes them check which backend they got).
+BUILTIN_TLS_DIR := build/builtin-tls
+test-builtin-tls: install-cpython
+	@echo "== CPython with Mongoose's built-in TLS stack (CYM_TLS=builtin)"
+	rm -rf $(BUILTIN_TLS_DIR) && mkdir -p $(BUILTIN_TLS_DIR)
+	cp -r cymongoose $(BUILTIN_TLS_DIR)/cymongoose && rm -f $(BUILTIN_TLS_DIR)/cymongoose/_mg_cffi*.so
+	cd $(BUILTIN_TLS_DIR) && CYM_TLS=builtin $(CURDIR)/$(CPY_VENV)/bin/python -c 'import sys; sys.path.insert(0, "$(CURDIR)"); \
+	  import build_ffi; build_ffi.ffibuilder.compile(tmpdir=".")' >/dev/null
+	cd tests && CYM_TLS=builtin PYTHONPATH=$(CURDIR)/$(BUILTIN_TLS_DIR) \
+	  ../$(CPY_VENV)/bin/python -m pytest -p no:cacheprovider $(PYTEST_ARGS) tls cli
 
 serve: install-cpython
 	$(CPY_VENV)/bin/python examples/demo_server.py --listen http://127.0.0.1:$(PORT)

@@ -8,13 +8,17 @@ vendor/patches/ applied (vendor/README.md, "Patches").
 
 Environment:
   MONGOOSE_SRC=DIR     build from DIR/mongoose.{c,h} instead of vendor/
+  CYM_TLS=builtin      Mongoose's built-in TLS stack instead of the system's
+                       OpenSSL (the default, which needs libssl-dev)
   CYM_SANITIZE=1       add -fsanitize=address,undefined (see `make test-asan`)
   CYM_DEBUG=1          -O0 -g instead of -O3
 """
 
 import glob
 import os
+import subprocess
 import sys
+import sysconfig
 
 from cffi import FFI
 
@@ -60,7 +64,46 @@ def _flags():
     return args, link
 
 
+def _tls_backend():
+    """``(define_macros, libraries)`` for the TLS backend CYM_TLS names."""
+    choice = os.environ.get("CYM_TLS", "openssl").strip().lower() or "openssl"
+    if choice == "builtin":
+        return [("MG_TLS", "MG_TLS_BUILTIN")], []
+    if choice != "openssl":
+        sys.exit("CYM_TLS=%r: use CYM_TLS=openssl (the default) or CYM_TLS=builtin" % choice)
+    _require_openssl_headers()
+    return [("MG_TLS", "MG_TLS_OPENSSL")], ["ssl", "crypto"]
+
+
+def _require_openssl_headers():
+    """Stop with a clear message when <openssl/ssl.h> cannot be compiled against."""
+    cc = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()
+    try:
+        found = subprocess.run(cc + ["-E", "-x", "c", "-", "-o", os.devnull],
+                               input=b"#include <openssl/ssl.h>\n",
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    except OSError:
+        found = False
+    if not found:
+        sys.exit("cymongoose: the OpenSSL headers (<openssl/ssl.h>) were not found. "
+                 "Install them (Debian/Ubuntu: apt-get install libssl-dev), "
+                 "or build with Mongoose's built-in TLS stack: CYM_TLS=builtin")
+
+
+def _backend_stamp(macros):
+    """A file that changes only when the TLS backend does, for ``depends``:
+    switching CYM_TLS in a tree that was built before must rebuild."""
+    path = os.path.join(HERE, "build", "tls-backend.txt")
+    text = repr(macros)
+    if not os.path.exists(path) or _read(path) != text:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+    return path
+
+
 mongoose_dir = fetch.source_dir()
+tls_macros, tls_libraries = _tls_backend()
 # Found before mongoose_dir, which still provides mongoose.h.
 patched_dir = mgpatch.patched_dir(mongoose_dir, os.path.join(HERE, "build", "mongoose"),
                                   strict=not os.environ.get("MONGOOSE_SRC"))
@@ -74,8 +117,7 @@ ffibuilder.set_source(
     "cymongoose._mg_cffi",
     _source(),
     include_dirs=[patched_dir, mongoose_dir, CSRC_DIR],
-    define_macros=[
-        ("MG_TLS", "MG_TLS_BUILTIN"),
+    define_macros=tls_macros + [
         ("MG_ENABLE_IPV6", "1"),
         # Header lines a request may have (Apache's LimitRequestFields);
         # more get 431.  Mongoose's default, 30, refuses what browsers
@@ -84,11 +126,13 @@ ffibuilder.set_source(
         ("_GNU_SOURCE", "1"),
     ],
     extra_compile_args=["-std=gnu99"] + compile_args,
+    libraries=tls_libraries,
     extra_link_args=link_args,
     # The C unit only #includes these, so tell setuptools to rebuild when they change.
     depends=sorted(glob.glob(os.path.join(CSRC_DIR, "*.c")))
     + [os.path.join(mongoose_dir, "mongoose.c"), os.path.join(mongoose_dir, "mongoose.h")]
-    + [os.path.join(patched_dir, "mongoose.c")] + mgpatch.patch_files(),
+    + [os.path.join(patched_dir, "mongoose.c"), _backend_stamp(tls_macros)]
+    + mgpatch.patch_files(),
 )
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ ROOT = os.path.dirname(BENCH)
 BIN = os.path.join(BENCH, "bin")
 VENDOR = os.path.join(ROOT, "vendor")
 
-# The same defines as build_ffi.py, so the ceiling runs the same Mongoose.
+# build_ffi.py's defines with CYM_TLS=builtin (the plain-HTTP ceiling uses no TLS,
+# so it needs no libssl).
 MG_DEFINES = ["-DMG_TLS=MG_TLS_BUILTIN", "-DMG_ENABLE_IPV6=1", "-D_GNU_SOURCE"]
 CFLAGS = ["-O3", "-std=gnu99"]
 CYTHON_PACKAGE = "cymongoose==0.2.5"

@@ -8,6 +8,7 @@ from .errors import ClosedError, LifespanError, ListenError, MongooseError, Thre
 from .broker import MqttBroker
 from .mqtt_client import MqttClient
 from .limits import DEFAULT_LIMITS, Limits
+from .tls import TLS_BACKEND
 
 __version__ = "0.3.0"
 
@@ -15,3 +16,4 @@ __all__ = list(_core_all) + ["AsyncManager", "handles", "MongooseError", "Closed
 __all__ += ["MqttBroker", "MqttClient"]
 __all__ += ["Limits", "DEFAULT_LIMITS"]
 __all__ += ["ListenError", "LifespanError"]
+__all__ += ["TLS_BACKEND"]

@@ -7,6 +7,9 @@ Commands:
   wsgi MODULE:APP         serve a WSGI application (like gunicorn)
   asgi MODULE:APP         serve an ASGI application (like uvicorn)
 
+Each takes --cert FILE --key FILE [--ca FILE] to listen with TLS (https://,
+or mqtts:// for the broker); --ca requires client certificates.
+
 Each prints ``cymongoose ... on URL/`` with the real port once it listens
 (so ``--listen http://127.0.0.1:0`` picks a free one).  Ctrl-C (SIGINT) or
 SIGTERM stops it cleanly with exit status 0.  Bad arguments (including a
@@ -23,6 +26,7 @@ import sys
 from typing import List, Optional
 
 from . import _log_writer
+from ._cli_tls import add_tls_options, tls_options
 from ._cli_util import UsageError
 
 HTTP_URL = "http://127.0.0.1:8000"
@@ -32,7 +36,8 @@ MQTT_URL = "mqtt://127.0.0.1:1883"
 def _serve(args: argparse.Namespace) -> None:
     from . import _cli_serve
 
-    _cli_serve.run(args.directory, args.listen, args.cert, args.key, args.ws_echo)
+    _cli_serve.run(args.directory, args.listen, tls_options(args.listen, args, "https"),
+                   args.ws_echo)
 
 
 def _mqtt_broker(args: argparse.Namespace) -> None:
@@ -40,19 +45,24 @@ def _mqtt_broker(args: argparse.Namespace) -> None:
 
     from . import _cli_mqtt
 
-    _cli_servers.run_mqtt_broker(args.listen, _cli_mqtt.broker_factory(args))
+    tls = tls_options(args.listen, args, "mqtts")
+    _cli_servers.run_mqtt_broker(args.listen, _cli_mqtt.broker_factory(args, tls), tls)
 
 
 def _wsgi(args: argparse.Namespace) -> None:
     from . import _cli_servers
 
-    _cli_servers.run_wsgi(_cli_servers.load_app(args.app, args.app_dir), args.listen, args.workers)
+    tls = tls_options(args.listen, args, "https")  # before importing the application
+    _cli_servers.run_wsgi(_cli_servers.load_app(args.app, args.app_dir), args.listen, args.workers,
+                          tls)
 
 
 def _asgi(args: argparse.Namespace) -> None:
     from . import _cli_servers
 
-    _cli_servers.run_asgi(_cli_servers.load_app(args.app, args.app_dir), args.listen, args.workers)
+    tls = tls_options(args.listen, args, "https")  # before importing the application
+    _cli_servers.run_asgi(_cli_servers.load_app(args.app, args.app_dir), args.listen, args.workers,
+                          tls)
 
 
 def _positive(text: str) -> int:
@@ -113,9 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="URL to listen on (default %s; port 0 picks a free port; "
                             "https://... with --cert and --key; IPv6 as "
                             "http://[::1]:8000)" % HTTP_URL)
-    serve.add_argument("--cert", metavar="FILE", help="PEM certificate for https://")
-    serve.add_argument("--key", metavar="FILE",
-                       help="PEM private key (EC P-256) of --cert")
+    add_tls_options(serve, "https")
     serve.add_argument("--ws-echo", metavar="PATH",
                        help="answer WebSocket connections on PATH (e.g. /ws) with an echo")
     serve.set_defaults(func=_serve, parser=serve)
@@ -132,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ._cli_mqtt import add_broker_options
 
     add_broker_options(broker)
+    add_tls_options(broker, "mqtts")
     broker.set_defaults(func=_mqtt_broker, parser=broker)
 
     for name, func, what, like, workers_help in (
@@ -153,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--app-dir", default=".", metavar="DIR",
                        help="directory put first on sys.path to import MODULE "
                             "(default: the current one)")
+        add_tls_options(p, "https")
         p.set_defaults(func=func, parser=p)
     return parser
 

@@ -1,7 +1,7 @@
 """``cymongoose mqtt-broker`` options: passwords, ACLs, limits, persistence, a bridge."""
 
 import argparse
-from typing import Callable
+from typing import Any, Callable
 
 from ._cli_util import UsageError
 from .broker import MqttBroker
@@ -43,8 +43,9 @@ def add_broker_options(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--bridge-password", default="", metavar="PASSWORD")
 
 
-def broker_factory(args: argparse.Namespace) -> BrokerFactory:
-    """Builds the broker the options ask for; bad values raise ``UsageError``."""
+def broker_factory(args: argparse.Namespace, tls: Any = None) -> BrokerFactory:
+    """Builds the broker the options ask for (MQTTS with a ``TlsOpts`` as
+    ``tls``); bad values raise ``UsageError``."""
     if args.bridge_topic and not args.bridge:
         raise UsageError("--bridge-topic needs --bridge")
     if args.bridge and not args.bridge_topic:
@@ -57,7 +58,8 @@ def broker_factory(args: argparse.Namespace) -> BrokerFactory:
                 allow_anonymous=True if args.allow_anonymous else None,
                 max_connections=args.max_connections, max_inflight=args.max_inflight,
                 max_queued=args.max_queued, max_packet_size=args.max_packet_size,
-                sys_interval=args.sys_interval, persistence_file=args.persistence_file)
+                sys_interval=args.sys_interval, persistence_file=args.persistence_file,
+                tls=tls)
             if args.bridge:
                 broker.add_bridge(args.bridge, args.bridge_topic, name=args.bridge_name,
                                   username=args.bridge_username,

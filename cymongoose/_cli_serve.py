@@ -168,49 +168,20 @@ class StaticServer:
                         status.group(1).decode() if status else "-", nbytes)
 
 
-def _read_pem(path: str, option: str) -> bytes:
-    """The content of a PEM file named on the command line."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise UsageError("%s: cannot read %s: %s" % (option, path, exc.strerror)) from None
-    if b"-----BEGIN" not in data:
-        raise UsageError("%s: not a PEM file: %s" % (option, path))
-    return data
+def run(directory: str, url: str, tls: Any, ws_echo: Optional[str]) -> None:
+    """Serve ``directory`` on ``url`` until SIGINT or SIGTERM; ``tls`` is a
+    ``TlsOpts`` for ``https://`` (see ``_cli_tls.tls_options``) or ``None``.
 
-
-def run(directory: str, url: str, cert: Optional[str], key: Optional[str],
-        ws_echo: Optional[str]) -> None:
-    """Serve ``directory`` on ``url`` until SIGINT or SIGTERM.
-
-    Raises ``UsageError`` for a bad URL, a missing directory, a ``--cert``
-    without ``--key`` (or the reverse), TLS options with an ``http://`` URL
-    (or none with ``https://``), unreadable key files, or when Mongoose
-    cannot listen on ``url``.
+    Raises ``UsageError`` for a bad URL, a missing directory, or when
+    Mongoose cannot listen on ``url``.
     """
     check_url(url, ("http", "https"))
     root = os.path.abspath(directory)
     if not os.path.isdir(root):
         raise UsageError("not a directory: %s" % directory)
-    if (cert is None) != (key is None):
-        raise UsageError("--cert and --key go together")
-    https = url.startswith("https://")
-    if https and cert is None:
-        raise UsageError("an https:// URL needs --cert and --key")
-    if cert is not None and not https:
-        raise UsageError("--cert/--key need an https:// URL")
+    https = tls is not None
     if ws_echo is not None and not ws_echo.startswith("/"):
         raise UsageError("--ws-echo PATH must start with '/'")
-    tls = None
-    if cert is not None and key is not None:
-        from .tls import TlsOpts
-
-        tls = TlsOpts(cert=_read_pem(cert, "--cert"), key=_read_pem(key, "--key"))
-        try:
-            tls._prepared()  # the checks tls_init makes, before any client comes
-        except ValueError as exc:
-            raise UsageError("--cert/--key: %s" % exc) from None
     events = [C.MG_EV_HTTP_MSG, C.MG_EV_WS_MSG] + ([C.MG_EV_ACCEPT] if tls else [])
     mgr = Manager(handles(*events)(StaticServer(root, ws_echo, tls)))
     try:

@@ -52,21 +52,22 @@ def load_app(spec: str, app_dir: str) -> Any:
     return obj
 
 
-def run_mqtt_broker(url: str, make: Any = None) -> None:
-    """Run ``MqttBroker`` on ``url`` (or ``make(mgr, url)``'s broker) until SIGINT or SIGTERM.
+def run_mqtt_broker(url: str, make: Any = None, tls: Any = None) -> None:
+    """Run ``MqttBroker`` on ``url`` (or ``make(mgr, url)``'s broker) until
+    SIGINT or SIGTERM (MQTTS with a ``TlsOpts`` as ``tls``).
 
     Raises ``UsageError`` for a bad URL or when Mongoose cannot listen.
     """
     from .broker import MqttBroker
 
-    check_url(url, ("mqtt",))
+    check_url(url, ("mqtts",) if tls else ("mqtt",))
     mgr = Manager()
     try:
         try:
-            broker = (make or MqttBroker)(mgr, url)
+            broker = make(mgr, url) if make is not None else MqttBroker(mgr, url, tls=tls)
         except ListenError as exc:
             raise UsageError(str(exc)) from None
-        banner("MQTT broker", listen_url(broker.listener, "mqtt"))
+        banner("MQTT broker", listen_url(broker.listener, "mqtts" if tls else "mqtt"))
         try:
             mgr.run()
         finally:
@@ -75,50 +76,55 @@ def run_mqtt_broker(url: str, make: Any = None) -> None:
         mgr.close()
 
 
-def run_wsgi(app: Any, url: str, workers: int) -> None:
-    """Serve a WSGI application on ``workers`` threads until SIGINT or SIGTERM.
+def run_wsgi(app: Any, url: str, workers: int, tls: Any = None) -> None:
+    """Serve a WSGI application on ``workers`` threads until SIGINT or SIGTERM
+    (HTTPS with a ``TlsOpts`` as ``tls``).
 
     Raises ``UsageError`` for a bad URL or when Mongoose cannot listen.
     """
     from .wsgi import WSGIServer
 
-    check_url(url, ("http",))
+    scheme = "https" if tls else "http"
+    check_url(url, (scheme,))
     server = WSGIServer(app, workers=workers)
     try:
         try:
-            listener = server.listen(url)
+            listener = server.listen(url, tls)
         except ListenError as exc:
             raise UsageError(str(exc)) from None
-        banner("WSGI server (%d worker threads)" % workers, listen_url(listener, "http"))
+        banner("WSGI server (%d worker threads)" % workers, listen_url(listener, scheme))
         server.run()
     finally:
         server.close()
 
 
-def run_asgi(app: Any, url: str, workers: int) -> None:
+def run_asgi(app: Any, url: str, workers: int, tls: Any = None) -> None:
     """Serve an ASGI application until SIGINT or SIGTERM.
 
     The application runs on one asyncio loop; ``workers`` is the size of
     that loop's default executor, which runs what the application hands to
     ``asyncio.to_thread`` or ``loop.run_in_executor(None, ...)``.  Raises
     ``UsageError`` for a bad URL or when Mongoose cannot listen; exits with
-    status 3 when lifespan startup fails, as uvicorn does.
+    status 3 when lifespan startup fails, as uvicorn does.  HTTPS with a
+    ``TlsOpts`` as ``tls``.
     """
-    check_url(url, ("http",))
+    check_url(url, ("https",) if tls else ("http",))
     try:
-        asyncio.run(_serve_asgi(app, url, workers))
+        asyncio.run(_serve_asgi(app, url, workers, tls))
     except LifespanError as exc:
         log.error("%s", exc)
         raise SystemExit(3) from None
 
 
-async def _serve_asgi(app: Any, url: str, workers: int) -> None:
+async def _serve_asgi(app: Any, url: str, workers: int, tls: Any) -> None:
     from .asgi import ASGIServer, run_until_signal
 
     loop = asyncio.get_running_loop()
     loop.set_default_executor(ThreadPoolExecutor(workers, thread_name_prefix="cymongoose-asgi"))
     try:
+        scheme = "https" if tls else "http"
         await run_until_signal(ASGIServer(app), url,
-                               lambda listener: banner("ASGI server", listen_url(listener, "http")))
+                               lambda listener: banner("ASGI server", listen_url(listener, scheme)),
+                               tls)
     except ListenError as exc:
         raise UsageError(str(exc)) from None

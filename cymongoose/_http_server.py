@@ -39,6 +39,7 @@ from ._http_writers import error_response
 from .connection import Connection
 from .manager import Manager
 from .messages import HttpMessage
+from .tls import tls_on_accept
 
 log = logging.getLogger("cymongoose")
 
@@ -99,8 +100,11 @@ class HttpCore:
         """The Manager that runs the server."""
         return self._mgr
 
-    def _listen(self, url: str) -> Connection:
-        conn = self._mgr.listen(url, http=True)
+    def _listen(self, url: str, tls: Any = None) -> Connection:
+        handler = None
+        if tls is not None:  # TLS on each accepted connection
+            handler = tls_on_accept(handles(*self._EVENTS)(self._on_event), tls)
+        conn = self._mgr.listen(url, handler, http=True)
         self._listeners.append(conn)
         if len(self._listeners) == 1:
             self._server_name = server_name_of(url)

@@ -140,11 +140,13 @@ def _curve_name(oid: bytes) -> str:
     return _OID_NAMES.get(oid, "OID " + oid.hex())
 
 
-def _check_rsa(der: bytes, start: int, end: int) -> None:
-    """An RSAPrivateKey (PKCS #1) Mongoose can sign with."""
+def _check_rsa(der: bytes, start: int, end: int, builtin: bool) -> None:
+    """An RSAPrivateKey (PKCS #1); of a size Mongoose can sign with when ``builtin``."""
     ints = _children(der, start, end)
     if len(ints) < 9 or any(t[0] != _INTEGER for t in ints[:9]):
         raise ValueError("not an RSA private key")
+    if not builtin:
+        return  # OpenSSL checks the size against its security level
     _, s, e = ints[1]
     modulus = der[s:e].lstrip(b"\0")
     bits = len(modulus) * 8 - (8 - modulus[0].bit_length()) if modulus else 0
@@ -153,8 +155,10 @@ def _check_rsa(der: bytes, start: int, end: int) -> None:
                          % (_RSA_MIN_BITS, _RSA_MAX_BITS, bits))
 
 
-def _check_sec1(der: bytes, parts: List[Tlv]) -> None:
-    """An ECPrivateKey (SEC 1) on P-256, in the layout Mongoose expects."""
+def _check_sec1(der: bytes, parts: List[Tlv], builtin: bool) -> None:
+    """An ECPrivateKey (SEC 1); on P-256 in the layout Mongoose expects when ``builtin``."""
+    if not builtin:
+        return
     for tag, s, e in parts[2:]:
         if tag == 0xA0:  # [0] parameters: the named curve
             ctag, cs, ce = _tlv(der, s, e)
@@ -165,8 +169,8 @@ def _check_sec1(der: bytes, parts: List[Tlv]) -> None:
         raise ValueError("only P-256 EC keys are supported")
 
 
-def _check_pkcs8(der: bytes, parts: List[Tlv]) -> None:
-    """A PrivateKeyInfo (PKCS #8) holding an RSA or a P-256 key."""
+def _check_pkcs8(der: bytes, parts: List[Tlv], builtin: bool) -> None:
+    """A PrivateKeyInfo (PKCS #8); holding an RSA or a P-256 key when ``builtin``."""
     _, s, e = parts[1]
     alg = _children(der, s, e)
     if not alg or alg[0][0] != _OID:
@@ -175,7 +179,9 @@ def _check_pkcs8(der: bytes, parts: List[Tlv]) -> None:
     if oid == _OID_RSA:
         _, s, e = parts[2]
         inner = der[s:e]
-        _check_rsa(inner, *_tlv(inner, 0, len(inner))[1:])
+        _check_rsa(inner, *_tlv(inner, 0, len(inner))[1:], builtin)
+    elif not builtin:
+        return  # OpenSSL reads every key type it knows
     elif oid == _OID_EC:
         curve = der[alg[1][1]:alg[1][2]] if len(alg) > 1 and alg[1][0] == _OID else b""
         if curve != _OID_P256:
@@ -186,32 +192,33 @@ def _check_pkcs8(der: bytes, parts: List[Tlv]) -> None:
                          % _curve_name(oid))
 
 
-def _key_label(der: bytes) -> bytes:
+def _key_label(der: bytes, builtin: bool) -> bytes:
     """The PEM label matching the structure of a private key in DER."""
     parts = _sequence(der)
     tags = [t[0] for t in parts]
     if tags[:2] == [_SEQUENCE, _OCTETS]:
         raise ValueError("encrypted private keys are not supported; decrypt it first")
     if tags[:2] == [_INTEGER, _OCTETS]:
-        _check_sec1(der, parts)
+        _check_sec1(der, parts, builtin)
         return b"EC PRIVATE KEY"
     if tags[:3] == [_INTEGER, _SEQUENCE, _OCTETS]:
-        _check_pkcs8(der, parts)
+        _check_pkcs8(der, parts, builtin)
         return b"PRIVATE KEY"
     if tags[:1] == [_INTEGER]:
-        _check_rsa(der, *_tlv(der, 0, len(der))[1:])
+        _check_rsa(der, *_tlv(der, 0, len(der))[1:], builtin)
         return b"RSA PRIVATE KEY"
     raise ValueError("not a private key")
 
 
-def private_key(value: bytes) -> bytes:
-    """``key`` as one canonical PEM block Mongoose can parse.
+def private_key(value: bytes, builtin: bool) -> bytes:
+    """``key`` as one canonical PEM block the TLS backend can parse.
 
     Accepts SEC 1 ``EC PRIVATE KEY``, PKCS #1 ``RSA PRIVATE KEY`` and
     PKCS #8 ``PRIVATE KEY``, as PEM (other blocks, such as ``EC
     PARAMETERS`` or a certificate, are skipped) or DER.  Raises
-    ``ValueError`` for anything else: encrypted keys, Ed25519, EC curves
-    other than P-256, RSA outside 2048..4096 bits.
+    ``ValueError`` for encrypted keys and, when ``builtin`` (Mongoose's
+    own stack), for Ed25519, EC curves other than P-256 and RSA outside
+    2048..4096 bits.
     """
     if _BEGIN in value:
         blocks = _blocks(value, "key")
@@ -227,7 +234,7 @@ def private_key(value: bytes) -> bytes:
         _check_der(value, "key")
         label, der = b"", value
     try:
-        found = _key_label(der)
+        found = _key_label(der, builtin)
     except ValueError as exc:
         raise ValueError("TlsOpts.key: %s" % exc) from None
     if label and found != label:

@@ -148,8 +148,11 @@ class ASGIServer:
             raise RuntimeError("ASGIServer is not started")
         return self._core.manager
 
-    async def start(self, url: str = "http://127.0.0.1:8000") -> Connection:
+    async def start(self, url: str = "http://127.0.0.1:8000", tls: Any = None) -> Connection:
         """Run lifespan startup, listen on ``url`` and start serving.
+
+        ``tls``: a ``TlsOpts`` (``cert``, ``key``, and ``ca`` to require
+        client certificates) to serve HTTPS; use an ``https://`` URL with it.
 
         Must be awaited inside a running loop; the application runs on it.
         Raises ``LifespanError`` when lifespan startup fails (nothing is
@@ -164,7 +167,7 @@ class ASGIServer:
             await self._lifespan.startup()
         server = _Core(self, self._error_handler, self._max_body)
         try:
-            conn = server._listen(url)
+            conn = server._listen(url, tls)
         except BaseException:
             server.close()
             await self._shutdown_lifespan()
@@ -343,7 +346,7 @@ class _LoopStop(SignalStop):
 
 
 async def run_until_signal(server: ASGIServer, url: str,
-                           announce: Callable[[Connection], Any]) -> None:
+                           announce: Callable[[Connection], Any], tls: Any = None) -> None:
     """Start ``server`` on ``url``, call ``announce(listener)``, serve until
     SIGINT or SIGTERM, then stop the server gracefully.
 
@@ -354,7 +357,7 @@ async def run_until_signal(server: ASGIServer, url: str,
     """
     stop = _LoopStop(asyncio.get_running_loop())
     with stop:
-        listener = await server.start(url)
+        listener = await server.start(url, tls)
         try:
             announce(listener)
             await stop.wait()

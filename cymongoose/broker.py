@@ -43,6 +43,7 @@ from .connection import Connection
 from .manager import Manager
 from .messages import MqttMessage
 from .timers import Timer
+from .tls import TlsOpts, tls_on_accept
 
 log = logging.getLogger("cymongoose.broker")
 
@@ -82,9 +83,12 @@ class MqttBroker:
       ``$SYS/broker/...`` statistics are published (retained).
     * ``persistence_file``: kept sessions and retained messages are read
       from this JSON file at start and written to it by ``close()``.
+    * ``tls``: a ``TlsOpts`` (``cert``, ``key``, and ``ca`` to require
+      client certificates) serves MQTTS (use an ``mqtts://`` URL).
 
     Raises ``RuntimeError`` (``ListenError``) when Mongoose cannot listen on
-    ``url``, ``ValueError`` for conflicting options or a bad file, and
+    ``url``, ``ValueError`` for conflicting options, a bad file or unusable
+    ``tls`` (``TypeError`` for a ``tls`` that is not a ``TlsOpts``), and
     ``OSError`` when a file cannot be read.
     """
 
@@ -94,7 +98,8 @@ class MqttBroker:
                  allow_anonymous: Optional[bool] = None, acl_file: Optional[str] = None,
                  acl: Optional[Acl] = None, max_connections: int = 0,
                  max_inflight: int = 20, max_queued: int = 1000, max_packet_size: int = 0,
-                 sys_interval: float = 10, persistence_file: Optional[str] = None) -> None:
+                 sys_interval: float = 10, persistence_file: Optional[str] = None,
+                 tls: Optional[TlsOpts] = None) -> None:
         if max_inflight < 1 or max_queued < 0 or max_connections < 0 or max_packet_size < 0:
             raise ValueError("limits must be positive (max_inflight at least 1)")
         self._guard = Guard(password_file, authenticate, acl_file, acl, allow_anonymous)
@@ -115,7 +120,8 @@ class MqttBroker:
         self._received = 0
         self._started = time.monotonic()
         #: The listening connection.
-        self.listener = mgr.mqtt_listen(url, self._on_event)
+        handler = self._on_event if tls is None else tls_on_accept(self._on_event, tls)
+        self.listener = mgr.mqtt_listen(url, handler)
         c = self.listener._c
         if max_packet_size:
             lib.cym_mqtt_set_max_packet(c, max_packet_size)

@@ -1,30 +1,29 @@
-"""TLS: ``TlsOpts`` and ``Connection.tls_init``/``tls_free``.
+"""TLS: ``TlsOpts``, ``Connection.tls_init``/``tls_free`` and ``TLS_BACKEND``.
 
-cymongoose uses Mongoose's built-in TLS stack, with no OpenSSL.  What it
-speaks (read from Mongoose 7.23's ``mongoose.c`` and checked by the tests):
+Two backends, chosen when the package is built (``TLS_BACKEND`` says which):
 
-* TLS 1.3 only; a peer limited to TLS 1.2 fails the handshake;
-* one cipher suite, TLS_CHACHA20_POLY1305_SHA256, and one key exchange
-  group, X25519;
-* own key (a server's, or a client certificate's): EC on P-256, as SEC 1
-  ``EC PRIVATE KEY`` or PKCS #8 ``PRIVATE KEY`` (signing
-  ecdsa_secp256r1_sha256).  Mongoose also parses RSA keys, but 7.23 fails
-  to sign with any of them, so ``tls_init`` refuses them up front.  No
-  Ed25519, no P-384 keys, no encrypted keys;
-* the peer's certificate: its key must be P-256 or RSA of 2048 to 4096
-  bits; its chain may be signed with ECDSA on P-256 or P-384 or with RSA
-  (PKCS #1 v1.5), using SHA-256 or SHA-384.
+* ``"openssl"`` (the default): Mongoose's OpenSSL glue on the system's
+  libssl.  TLS 1.2 and 1.3; RSA (2048 bits and up), EC and Ed25519 keys;
+  certificate chains; client certificates; SNI and ALPN ``http/1.1``.  A
+  client verifies the server against ``ca``, or, when ``ca`` is empty,
+  against the system trust store (OpenSSL's default paths, honouring
+  ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``), and checks the host name.
+* ``"builtin"`` (built with ``CYM_TLS=builtin``): Mongoose's own stack.
+  TLS 1.3 only, TLS_CHACHA20_POLY1305_SHA256 with X25519; own keys EC on
+  P-256 only (Mongoose 7.23 cannot sign with RSA keys, so ``tls_init``
+  refuses them); a client without ``ca`` verifies nothing.
 
 See ``docs/tls.md`` for a guide.
 """
 
 import os
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 from ._carry import carried
 from . import _pem
-from ._ffi import lib
+from ._ffi import ffi, lib
 from ._host import ConnectionHost
+from .constants import MG_EV_ACCEPT
 from .errors import check
 
 _INIT_TEXTS = {
@@ -36,8 +35,11 @@ _INIT_TEXTS = {
 _MAX_PATH = 4096
 _PEM_MARK = "-----BEGIN"
 _FILE_FIELDS = ("ca", "cert", "key")
-_RSA_BROKEN = ("TlsOpts.key: Mongoose's built-in TLS cannot sign with this RSA key "
-               "(Mongoose 7.23's RSA signing fails for every key); use an EC P-256 key")
+
+#: The TLS backend this build uses: ``"openssl"`` (the system's libssl, the
+#: default) or ``"builtin"`` (Mongoose's own stack, built with CYM_TLS=builtin).
+TLS_BACKEND: str = ffi.string(lib.cym_tls_backend()).decode("ascii")
+_BUILTIN = TLS_BACKEND == "builtin"
 
 
 def _is_path(value: Any) -> bool:
@@ -95,28 +97,32 @@ def _assign(value: Any, field: str) -> Optional[bytes]:
 class TlsOpts:
     """TLS settings for :meth:`Connection.tls_init`.
 
+    What each field does depends on the backend (``TLS_BACKEND``, see
+    ``docs/tls.md``).
+
     Args:
-        ca: CA certificate(s), PEM (a bundle works on clients) or one DER
-            certificate.  On a client it verifies the server's chain, and
-            always does when set, ``skip_verification`` or not.  On a
-            server it turns on client-certificate (two-way)
-            authentication, with the first certificate only.  **A client
-            without ``ca`` does not verify the server's chain at all.**
+        ca: CA certificate(s), PEM (a bundle) or one DER certificate.  On a
+            client it verifies the server's chain.  On a server it requires
+            client certificates signed by it (mutual TLS; the built-in
+            stack uses its first certificate only).  A client without
+            ``ca`` verifies against the system trust store on OpenSSL, and
+            not at all on the built-in stack.
         cert: own certificate, PEM (followed by its chain, if any) or DER.
-        key: private key of ``cert``: EC on P-256, as PEM (``EC PRIVATE
-            KEY`` or PKCS #8 ``PRIVATE KEY``) or DER, not encrypted.  RSA
-            keys are refused by ``tls_init``: Mongoose 7.23 cannot sign
-            with them.
+        key: private key of ``cert``, PEM (``EC PRIVATE KEY``, ``RSA
+            PRIVATE KEY`` or PKCS #8 ``PRIVATE KEY``) or DER, not
+            encrypted.  It must belong to ``cert`` (OpenSSL).  The built-in
+            stack signs with EC P-256 keys only and ``tls_init`` refuses
+            others.
         name: client only: server name sent as SNI and checked against the
-            certificate's SAN/CN whenever set, even with
-            ``skip_verification``.  A certificate with an IP SAN equal to
-            the connected address also passes.
-        skip_verification: do not check the peer's CertificateVerify
-            signature (its proof that it holds the certificate's key), and
-            offer every signature algorithm, so that servers with keys
-            Mongoose cannot verify (P-384, Ed25519) can be reached.  As
-            measured with Mongoose 7.23 it does not turn off the ``ca``
-            check.  **Insecure: for development only.**
+            certificate's SAN.  Empty: on OpenSSL the certificate must name
+            the connected IP address.  The built-in stack checks ``name``
+            even with ``skip_verification``, and accepts any name when an
+            IP SAN equals the connected address.
+        skip_verification: client only, insecure (development only).  On
+            OpenSSL it turns every check off: chain, dates, host name.  On
+            the built-in stack it skips only the server's CertificateVerify
+            signature check (and offers every signature algorithm): ``ca``
+            and ``name`` are still checked when set.
 
     Conversion: a ``str`` is UTF-8 encoded, a falsy value
     becomes ``b""``, anything else must be ``bytes`` (``TypeError``
@@ -211,11 +217,14 @@ class TlsOpts:
             ready = (
                 _pem.certificates(ca, "ca") if ca else b"",
                 _pem.certificates(cert, "cert") if cert else b"",
-                _pem.private_key(key) if key else b"",
+                _pem.private_key(key, _BUILTIN) if key else b"",
                 _pem.server_name(name),
             )
-            if ready[2] and not lib.cym_tls_key_signs(ready[2], len(ready[2])):
-                raise ValueError(_RSA_BROKEN)
+            err = ffi.new("char[]", 256)
+            why = lib.cym_tls_check(ready[1], len(ready[1]), ready[2], len(ready[2]),
+                                    err, len(err))
+            if why != ffi.NULL:
+                raise ValueError(ffi.string(why).decode("utf-8", "replace"))
             self._ready = ready
         return ready
 
@@ -242,6 +251,10 @@ class TlsConnectionMixin(ConnectionHost):
     def tls_init(self, opts: TlsOpts) -> None:
         """Start TLS on this connection (Mongoose ``mg_tls_init``).
 
+        On OpenSSL: TLS 1.2 or 1.3; an HTTP connection offers (client) or
+        accepts (server) ALPN ``http/1.1``; a client without ``ca``
+        verifies against the system trust store.
+
         Call it in ``MG_EV_ACCEPT`` on a server's accepted connection and in
         ``MG_EV_CONNECT`` on a client; a URL scheme (``https://``,
         ``wss://``, ``mqtts://``) never starts TLS by itself.  On a listener
@@ -250,17 +263,19 @@ class TlsConnectionMixin(ConnectionHost):
         servers get it too (Mongoose's built-in stack fires it on clients
         only).
 
-        Handshake failures (untrusted certificate, wrong host name, a TLS
-        1.2-only peer, a peer that is not speaking TLS, a peer that hangs
-        up) arrive as ``MG_EV_ERROR`` with a readable message, then the
-        connection closes; some errors fire inside this call.  Mongoose
-        speaks TLS 1.3 only (see the module docstring for keys and curves).
+        Handshake failures (untrusted or expired certificate, wrong host
+        name, a peer limited to a protocol version we refuse, a peer that is
+        not speaking TLS, a peer that hangs up) arrive as ``MG_EV_ERROR``
+        with a message naming the reason, then the connection closes; the
+        listener and other connections carry on.  Some errors fire inside
+        this call.
 
         Raises:
             TypeError: ``opts`` is not a ``TlsOpts`` (``None``
                 included), or one of its fields is ``None``.
-            ValueError: ``ca``, ``cert`` or ``key`` is malformed or of a
-                kind Mongoose does not support, or ``name`` holds a NUL.
+            ValueError: ``ca``, ``cert`` or ``key`` is malformed, of a kind
+                the backend does not support, the key does not belong to the
+                certificate (OpenSSL), or ``name`` holds a NUL.
             RuntimeError: the connection is closed, already has TLS, or a ``tls_free`` made
                 inside the event loop has not taken effect yet.
         """
@@ -292,3 +307,29 @@ class TlsConnectionMixin(ConnectionHost):
         c = self._live()
         mgr = self._mgr
         lib.cym_tls_free(c, 0 if mgr is not None and mgr._inside else 1)
+
+
+def tls_on_accept(handler: Callable[[Any, int, Any], None],
+                  opts: TlsOpts) -> Callable[[Any, int, Any], None]:
+    """``handler`` for a listener, starting TLS with ``opts`` on each
+    connection it accepts (``tls_init`` in ``MG_EV_ACCEPT``, then
+    ``handler``).  Keeps ``handler``'s ``@handles`` declaration, plus
+    ``MG_EV_ACCEPT``.
+
+    Raises ``TypeError`` when ``opts`` is not a ``TlsOpts`` and
+    ``ValueError`` for material ``tls_init`` would refuse, at once rather
+    than at the first client.
+    """
+    if not isinstance(opts, TlsOpts):
+        raise TypeError("tls must be a TlsOpts, got %s" % type(opts).__name__)
+    opts._prepared()
+
+    def on_event(conn: Any, ev: int, data: Any) -> None:
+        if ev == MG_EV_ACCEPT:
+            conn.tls_init(opts)
+        handler(conn, ev, data)
+
+    mask = getattr(handler, "__cym_events__", None)
+    if mask is not None:
+        setattr(on_event, "__cym_events__", mask | (1 << MG_EV_ACCEPT))
+    return on_event

@@ -116,12 +116,15 @@ class WSGIServer:
     def _server_port(self) -> int:
         return self._core._server_port
 
-    def listen(self, url: str = "http://127.0.0.1:8000") -> Connection:
+    def listen(self, url: str = "http://127.0.0.1:8000", tls: Any = None) -> Connection:
         """Listen on ``url`` (port 0 picks a free port: see ``local_addr``).
 
-        Raises ``ListenError`` when the address cannot be bound.
+        ``tls``: a ``TlsOpts`` (``cert``, ``key``, and ``ca`` to require
+        client certificates) to serve HTTPS on this listener; use an
+        ``https://`` URL with it.  Raises ``ListenError`` when the address
+        cannot be bound, ``TypeError``/``ValueError`` for unusable ``tls``.
         """
-        return self._core._listen(url)
+        return self._core._listen(url, tls)
 
     def run(self, poll_ms: int = 100) -> None:
         """Serve until SIGINT, SIGTERM or ``stop()``, then shut down gracefully.

@@ -22,6 +22,17 @@
 
 static void cym_tls_free_ev(struct mg_connection *c, int ev, void *ev_data);
 
+#if MG_TLS == MG_TLS_OPENSSL
+/* tls_openssl.c: what cym_tls_init adds to Mongoose's OpenSSL glue, and the
+ * handshake errors it names. */
+static void cym_tls_openssl_setup(struct mg_connection *c,
+                                  const struct mg_tls_opts *opts);
+static const char *cym_tls_openssl_error(struct mg_connection *c,
+                                         const char *msg, char *buf,
+                                         size_t len);
+#endif
+
+#if MG_TLS == MG_TLS_BUILTIN
 static const char *cym_tls_alert_name(unsigned char desc) {
   switch (desc) {
     case 0: return "close_notify";
@@ -54,15 +65,20 @@ static const char *cym_tls_alert_name(unsigned char desc) {
     default: return "unknown";
   }
 }
+#endif
 
 /* Forwards MG_EV_ERROR with a clearer text where Mongoose's own is terse.
  * Both alert errors fire while the alert record is still at the head of
  * c->rtls, its level and description at offsets 5 and 6 (decrypted in
  * place for "TLS Fatal alert"). */
 static void cym_tls_error(struct mg_connection *c, const char *msg) {
-  char buf[200];
+  char buf[320];
   const char *hint = NULL;
   if (msg == NULL) msg = "TLS error";
+#if MG_TLS == MG_TLS_OPENSSL
+  (void) hint;
+  cym_ev(c, MG_EV_ERROR, (void *) cym_tls_openssl_error(c, msg, buf, sizeof(buf)));
+#else
   if ((strcmp(msg, "TLS error alert") == 0 ||
        strcmp(msg, "TLS Fatal alert") == 0) &&
       c->rtls.len >= 7) {
@@ -95,6 +111,7 @@ static void cym_tls_error(struct mg_connection *c, const char *msg) {
     mg_snprintf(buf, sizeof(buf), "%s (%s)", msg, hint);
     cym_ev(c, MG_EV_ERROR, buf);
   }
+#endif
 }
 
 static void cym_tls_ev(struct mg_connection *c, int ev, void *ev_data) {
@@ -145,8 +162,11 @@ static void cym_tls_hs_ev(struct mg_connection *c, int ev, void *ev_data) {
     c->fn = cym_tls_ev;  // closed by us, not by the peer
   } else if (!c->is_tls_hs) {
     c->fn = cym_tls_ev;  // handshake over
+#if MG_TLS == MG_TLS_BUILTIN  // OpenSSL's glue fires it on both sides
     if (!c->is_client) cym_ev(c, MG_EV_TLS_HS, NULL);
-  } else if (ev == MG_EV_POLL && cym_tls_bad_header(c)) {
+#endif
+  } else if (MG_TLS == MG_TLS_BUILTIN && ev == MG_EV_POLL &&
+             cym_tls_bad_header(c)) {  // OpenSSL names it itself
     mg_error(c, "TLS handshake failed: the peer does not speak TLS");
   }
   cym_ev(c, ev, ev_data);
@@ -185,6 +205,9 @@ int cym_tls_init(struct mg_connection *c, const char *ca, size_t ca_len,
   if (name_len > 0) opts.name = mg_str_n(name, name_len);
   opts.skip_verification = skip_verification != 0;
   mg_tls_init(c, &opts);  // copies what it keeps; errors fire inside
+#if MG_TLS == MG_TLS_OPENSSL
+  if (c->tls != NULL) cym_tls_openssl_setup(c, &opts);
+#endif
   /* Not on a listener: accepted connections inherit its fn.  Its TLS state
    * is never used (accepted connections need their own tls_init). */
   if (c->tls != NULL && !c->is_listening &&
@@ -204,12 +227,17 @@ void cym_tls_free(struct mg_connection *c, int now) {
   }
 }
 
+const char *cym_tls_backend(void) {
+  return MG_TLS == MG_TLS_OPENSSL ? "openssl" : "builtin";
+}
+
+#if MG_TLS == MG_TLS_BUILTIN
 /* 1 when Mongoose's TLS can sign with this private key (canonical PEM from
  * cymongoose/_pem.py), 0 when not.  EC keys always can.  For RSA it signs
  * once through Mongoose's own path: in 7.23 RSA-CRT signing fails for
  * every key (a bit-length check on p*q never holds), so each handshake
  * would end in "TLS OOM"; a fixed Mongoose passes this test. */
-int cym_tls_key_signs(const char *pem, size_t len) {
+static int cym_tls_key_signs(const char *pem, size_t len) {
   struct mg_str der = mg_str_n(NULL, 0), key = mg_str_n(pem, len);
   struct tls_data *tls;
   uint8_t em[512], sig[512], ec_key[32];
@@ -241,3 +269,17 @@ int cym_tls_key_signs(const char *pem, size_t len) {
   mg_free(tls);
   return ok;
 }
+
+/* NULL when the built-in stack can use this certificate and key, else why
+ * not.  Only RSA signing needs checking: _pem.py checked the rest. */
+const char *cym_tls_check(const char *cert, size_t cert_len, const char *key,
+                          size_t key_len, char *err, size_t err_len) {
+  (void) cert, (void) cert_len, (void) err, (void) err_len;
+  if (key_len > 0 && !cym_tls_key_signs(key, key_len)) {
+    return "TlsOpts.key: Mongoose's built-in TLS cannot sign with this RSA key (Mongoose "
+           "7.23's RSA signing fails for every key); use an EC P-256 key, or "
+           "build with the OpenSSL backend";
+  }
+  return NULL;
+}
+#endif

@@ -51,6 +51,7 @@ def test_patches_apply_to_the_pinned_sources(tmp_path):
     for line in added:
         assert line in patched
     assert patched.count("// cymongoose:") == sum("// cymongoose:" in line for line in added)
+    assert '"tls hs: rc %d, err %d%s%s"' in patched
     assert "d->ipv6 == false" in patched and "&c->mgr->dns6, true)" not in patched
     assert "neg1" not in patched and "Failed ECDSA sign" in patched
     assert "c->is_draining && c->is_full" in patched

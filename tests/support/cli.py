@@ -11,7 +11,7 @@ from typing import Optional
 from support.subprocs import Proc, run_python
 
 #: The banner every subcommand prints once it listens.
-BANNER = re.compile(r"cymongoose .* on ((?:https?|mqtt)://(\[[0-9a-f:]+\]|[\d.]+):(\d+))/")
+BANNER = re.compile(r"cymongoose .* on ((?:https?|mqtts?)://(\[[0-9a-f:]+\]|[\d.]+):(\d+))/")
 
 
 def run_cli(*args: str, cwd: Optional[str] = None,

@@ -17,10 +17,11 @@ from support.sockets import read_until
 class WsgiThread:
     """A WSGIServer listening on a free port, run() on a background thread."""
 
-    def __init__(self, app: Callable[..., Any], **options: Any) -> None:
+    def __init__(self, app: Callable[..., Any], tls: Any = None, **options: Any) -> None:
         self.server = WSGIServer(app, **options)
-        self.port = self.server.listen("http://127.0.0.1:0").local_addr[1]
-        self.url = "http://127.0.0.1:%d" % self.port
+        scheme = "https" if tls else "http"
+        self.port = self.server.listen("%s://127.0.0.1:0" % scheme, tls).local_addr[1]
+        self.url = "%s://127.0.0.1:%d" % (scheme, self.port)
         self.thread = threading.Thread(target=self.server.run, kwargs={"poll_ms": 50},
                                        daemon=True)
         self.thread.start()
@@ -34,19 +35,20 @@ class WsgiThread:
 class AsgiThread:
     """An ASGIServer started on an asyncio loop that runs on a background thread."""
 
-    def __init__(self, app: Any, **options: Any) -> None:
+    def __init__(self, app: Any, tls: Any = None, **options: Any) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.server = ASGIServer(app, **options)
         try:
-            conn = self.run(self.server.start("http://127.0.0.1:0"))
+            scheme = "https" if tls else "http"
+            conn = self.run(self.server.start("%s://127.0.0.1:0" % scheme, tls))
         except BaseException:
             self._close_loop()
             raise
         self.port = conn.local_addr[1]
-        self.url = "http://127.0.0.1:%d" % self.port
-        self.ws_url = "ws://127.0.0.1:%d" % self.port
+        self.url = "%s://127.0.0.1:%d" % (scheme, self.port)
+        self.ws_url = "%s://127.0.0.1:%d" % ("wss" if tls else "ws", self.port)
 
     def run(self, coro: Any, timeout: float = 30.0) -> Any:
         """Run a coroutine on the server's loop and return its result."""

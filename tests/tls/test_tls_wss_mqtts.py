@@ -1,10 +1,5 @@
 """WSS and MQTTS: WebSocket and MQTT over Mongoose's built-in TLS."""
 
-import os
-import pathlib
-import shutil
-import subprocess
-import tempfile
 import time
 from typing import Any, Iterator, List, Tuple
 
@@ -12,11 +7,9 @@ import pytest
 import websocket
 
 import cymongoose as cm
-from support.loop import wait_until
-from support.sockets import free_port, port_open
-from support.tls import Certs, Pki, server_and_client
+from support.tls import Certs, Pki, mqtts_round_trip, server_and_client
+from support.tls import mosquitto_tls as mosquitto_tls_body
 
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 
 @pytest.fixture(scope="module")
@@ -103,89 +96,29 @@ def test_wss_client_to_wss_server(server_factory: Any, certs: Certs) -> None:
 
 
 @pytest.fixture(scope="module")
-def mosquitto_tls(certs: Certs) -> Iterator[Tuple[int, int]]:
+def mosquitto_tls(certs: Certs) -> Iterator[List[int]]:
     """mosquitto with two TLS 1.3 listeners: (plain TLS port, client-cert port)."""
-    if not os.path.exists(MOSQUITTO):
-        pytest.skip("mosquitto is not installed")
-    # Started as root, mosquitto drops to its own user, which cannot enter
-    # pytest's private temporary directories: give it a readable one.
-    d = tempfile.mkdtemp(prefix="cym-mosquitto-")
-    os.chmod(d, 0o755)
-    files = {}
-    for name, pem in (("ca.crt", certs.pki.ca), ("server.crt", certs.server.cert),
-                      ("server.key", certs.server.key)):
-        files[name] = os.path.join(d, name)
-        with open(files[name], "wb") as f:
-            f.write(pem)
-        os.chmod(files[name], 0o644)
-    tls_port, mtls_port = free_port(), free_port()
-    tls = ("cafile %s\ncertfile %s\nkeyfile %s\ntls_version tlsv1.3\n"
-           % (files["ca.crt"], files["server.crt"], files["server.key"]))
-    conf = pathlib.Path(d) / "mosquitto.conf"
-    log = pathlib.Path(d) / "mosquitto.log"  # a file: a pipe nobody reads would fill up
-    conf.write_text(
-        "persistence false\nlog_dest file %s\nallow_anonymous true\n"
-        "listener %d 127.0.0.1\n%s"
-        "listener %d 127.0.0.1\n%srequire_certificate true\n"
-        % (log, tls_port, tls, mtls_port, tls))
-    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.STDOUT)
-    try:
-        wait_until(lambda: proc.poll() is not None or (
-            port_open(tls_port) and port_open(mtls_port)), timeout=10)
-        if proc.poll() is not None:
-            raise AssertionError("mosquitto failed: %s" % log.read_text())
-        yield tls_port, mtls_port
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        shutil.rmtree(d)
+    pems = {"ca.crt": certs.pki.ca, "server.crt": certs.server.cert,
+            "server.key": certs.server.key}
+    yield from mosquitto_tls_body(pems, ["tls_version tlsv1.3",
+                                         "tls_version tlsv1.3\nrequire_certificate true"])
 
 
-def _mqtts_round_trip(port: int, opts: cm.TlsOpts) -> List[Tuple[str, Any]]:
-    """Connect over TLS, subscribe, publish to ourselves; the events seen."""
-    got: List[Tuple[str, Any]] = []
-
-    def handler(conn: cm.Connection, ev: int, data: Any) -> None:
-        if ev == cm.MG_EV_CONNECT:
-            conn.tls_init(opts)
-        elif ev == cm.MG_EV_MQTT_OPEN:
-            got.append(("open", data, conn.is_tls))
-            conn.mqtt_sub("cym/tls", qos=1)
-        elif ev == cm.MG_EV_MQTT_CMD and data.cmd == 9:  # SUBACK
-            conn.mqtt_pub("cym/tls", b"over mqtts", qos=1)
-        elif ev == cm.MG_EV_MQTT_MSG:
-            got.append(("msg", data.topic, data.data))
-            conn.close()
-        elif ev == cm.MG_EV_ERROR:
-            got.append(("error", data))
-        elif ev == cm.MG_EV_CLOSE:
-            got.append(("close", None))
-
-    with cm.Manager() as mgr:
-        mgr.mqtt_connect("mqtts://127.0.0.1:%d" % port, handler, client_id="cym-tls-test")
-        deadline = time.monotonic() + 10
-        while not got or got[-1][0] != "close":
-            assert time.monotonic() < deadline, got
-            mgr.poll(10)
-    return got
-
-
-def test_mqtts_to_mosquitto(mosquitto_tls: Tuple[int, int], certs: Certs) -> None:
-    got = _mqtts_round_trip(mosquitto_tls[0], cm.TlsOpts(ca=certs.pki.ca, name="localhost"))
+def test_mqtts_to_mosquitto(mosquitto_tls: List[int], certs: Certs) -> None:
+    got = mqtts_round_trip(mosquitto_tls[0], cm.TlsOpts(ca=certs.pki.ca, name="localhost"))
     assert got == [("open", 0, True), ("msg", "cym/tls", b"over mqtts"), ("close", None)]
 
 
-def test_mqtts_client_certificate(mosquitto_tls: Tuple[int, int], certs: Certs) -> None:
+def test_mqtts_client_certificate(mosquitto_tls: List[int], certs: Certs) -> None:
     opts = cm.TlsOpts(ca=certs.pki.ca, name="localhost", cert=certs.client.cert,
                       key=certs.client.key)
-    got = _mqtts_round_trip(mosquitto_tls[1], opts)
+    got = mqtts_round_trip(mosquitto_tls[1], opts)
     assert got == [("open", 0, True), ("msg", "cym/tls", b"over mqtts"), ("close", None)]
 
 
-def test_mqtts_untrusted_broker(mosquitto_tls: Tuple[int, int], certs: Certs,
+def test_mqtts_untrusted_broker(mosquitto_tls: List[int], certs: Certs,
                                 tmp_path: Any) -> None:
     other = Pki(str(tmp_path), "not the broker's CA")
-    got = _mqtts_round_trip(mosquitto_tls[0], cm.TlsOpts(ca=other.ca, name="localhost"))
+    got = mqtts_round_trip(mosquitto_tls[0], cm.TlsOpts(ca=other.ca, name="localhost"))
     assert [kind for kind, *_ in got] == ["error", "close"]
     assert "CA" in got[0][1]
