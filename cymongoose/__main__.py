@@ -30,7 +30,7 @@ MQTT_URL = "mqtt://127.0.0.1:1883"
 def _serve(args: argparse.Namespace) -> None:
     from . import _cli_serve
 
-    _cli_serve.run(args.directory, args.listen, args.cert, args.key, args.ws_echo)
+    _cli_serve.run(args.directory, args.listen, args.cert, args.key, args.ws_echo, args)
 
 
 def _mqtt_broker(args: argparse.Namespace) -> None:
@@ -42,13 +42,13 @@ def _mqtt_broker(args: argparse.Namespace) -> None:
 def _wsgi(args: argparse.Namespace) -> None:
     from . import _cli_servers
 
-    _cli_servers.run_wsgi(_cli_servers.load_app(args.app, args.app_dir), args.listen, args.workers)
+    _cli_servers.run_wsgi(_cli_servers.load_app(args.app, args.app_dir), args.listen, args)
 
 
 def _asgi(args: argparse.Namespace) -> None:
     from . import _cli_servers
 
-    _cli_servers.run_asgi(_cli_servers.load_app(args.app, args.app_dir), args.listen, args.workers)
+    _cli_servers.run_asgi(_cli_servers.load_app(args.app, args.app_dir), args.listen, args)
 
 
 def _positive(text: str) -> int:
@@ -59,6 +59,12 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
+
+
+def _process_options(p: argparse.ArgumentParser) -> None:
+    from ._cli_workers import add_process_options
+
+    add_process_options(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="PEM private key (EC P-256) of --cert")
     serve.add_argument("--ws-echo", metavar="PATH",
                        help="answer WebSocket connections on PATH (e.g. /ws) with an echo")
+    _process_options(serve)
     serve.set_defaults(func=_serve, parser=serve)
 
     broker = sub.add_parser(
@@ -115,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--listen", default=HTTP_URL, metavar="URL",
                        help="http:// URL to listen on (default %s; port 0 picks a free "
                             "port)" % HTTP_URL)
-        p.add_argument("--workers", type=_positive, default=4, metavar="N", help=workers_help)
+        p.add_argument("--threads", type=_positive, default=4, metavar="N", help=workers_help)
+        _process_options(p)
         p.add_argument("--app-dir", default=".", metavar="DIR",
                        help="directory put first on sys.path to import MODULE "
                             "(default: the current one)")

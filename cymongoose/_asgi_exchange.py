@@ -188,7 +188,8 @@ class HttpCycle(AsgiExchange):
 
     def __init__(self, server: HttpCore, conn: Connection, hm: HttpMessage,
                  loop: asyncio.AbstractEventLoop) -> None:
-        scope = build_http_scope(hm, conn, server._server_name, server._server_port)
+        scope = build_http_scope(hm, conn, server._server_name, server._server_port,
+                                 server.front)
         super().__init__(server, conn, hm, scope, loop)
         self.response = AsgiResponse(self)
 

@@ -36,6 +36,7 @@ from ._http_exchange import (ABORT, CALL, END, FLUSH, LOW_WATER, STREAM_BATCH_SI
                              WS_CLOSE, Exchange)
 from ._http_request import server_name_of
 from ._http_writers import error_response
+from .forwarded import Front
 from .connection import Connection
 from .manager import Manager
 from .messages import HttpMessage
@@ -78,6 +79,9 @@ class HttpCore:
     """
 
     log = log
+    #: Trusted proxies and the mount prefix, applied to every request; None
+    #: when nothing is trusted and nothing mounted.
+    front: Optional[Front] = None
     _EVENTS = (C.MG_EV_HTTP_HDRS, C.MG_EV_HTTP_MSG, C.MG_EV_CLOSE, C.MG_EV_WS_MSG,
                C.MG_EV_WS_CTL)
 
@@ -99,8 +103,11 @@ class HttpCore:
         """The Manager that runs the server."""
         return self._mgr
 
-    def _listen(self, url: str) -> Connection:
-        conn = self._mgr.listen(url, http=True)
+    def _listen(self, url: str, fd: Optional[int] = None) -> Connection:
+        if fd is None:
+            conn = self._mgr.listen(url, http=True)
+        else:
+            conn = self._mgr.listen_fd(fd, http=True)
         self._listeners.append(conn)
         if len(self._listeners) == 1:
             self._server_name = server_name_of(url)

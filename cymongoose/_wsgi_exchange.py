@@ -42,7 +42,8 @@ class WsgiExchange(Exchange):
         super().__init__(server, conn, hm.method, hm.proto, hm.header("Connection"))
         self.cond = threading.Condition(self.lock)
         # At MG_EV_HTTP_HDRS the body is not read yet: on_body delivers it.
-        self.environ = build_environ(hm, conn, server._server_name, server._server_port, b"")
+        self.environ = build_environ(hm, conn, server._server_name, server._server_port, b"",
+                                     server.front)
         self.spool: Any = None
         self.timeout = timeout
         self.submit = submit

@@ -46,13 +46,14 @@ listening, running and stopping.  Mongoose runs on the thread that calls
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence, Union
 
 from ._http_exchange import MAX_BODY_SIZE, Exchange
 from ._http_server import HttpCore
 from ._signals import SignalStop, serve_until_signal
 from ._wsgi_environ import FileWrapper
 from ._wsgi_exchange import WsgiExchange, run_exchange
+from .forwarded import DEFAULT_ALLOW, front_of
 from .connection import Connection
 from .messages import HttpMessage
 
@@ -85,13 +86,19 @@ class WSGIServer:
         max_body_size: largest request body accepted (413 above it).
         graceful_timeout: how long ``run()`` lets in-flight requests finish
             after a stop request.
+        forwarded_allow_ips: peers whose proxy headers (``Forwarded``,
+            ``X-Forwarded-For``/``-Proto``/``-Host``) set ``REMOTE_ADDR``,
+            ``wsgi.url_scheme`` and ``HTTP_HOST`` (see ``cymongoose.forwarded``).
+        root_path: prefix the application is mounted under (``SCRIPT_NAME``).
     """
 
     def __init__(self, app: WSGIApp, workers: int = 4,
                  error_handler: Optional[Callable[[BaseException], Any]] = None,
                  stream_timeout: float = _STREAM_TIMEOUT,
                  max_body_size: int = MAX_BODY_SIZE,
-                 graceful_timeout: float = _GRACEFUL_TIMEOUT) -> None:
+                 graceful_timeout: float = _GRACEFUL_TIMEOUT,
+                 forwarded_allow_ips: Union[str, Sequence[str], None] = DEFAULT_ALLOW,
+                 root_path: str = "") -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self._app = app
@@ -100,6 +107,7 @@ class WSGIServer:
         self._graceful_timeout = graceful_timeout
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cymongoose-wsgi")
         self._core = _Core(self, error_handler, max_body_size)
+        self._core.front = front_of(forwarded_allow_ips, root_path)
         self._stop = SignalStop(required=False)
 
     @property
@@ -115,12 +123,15 @@ class WSGIServer:
     def _server_port(self) -> int:
         return self._core._server_port
 
-    def listen(self, url: str = "http://127.0.0.1:8000") -> Connection:
+    def listen(self, url: str = "http://127.0.0.1:8000", fd: Optional[int] = None) -> Connection:
         """Listen on ``url`` (port 0 picks a free port: see ``local_addr``).
 
-        Raises ``ListenError`` when the address cannot be bound.
+        With ``fd``, adopt that listening socket instead (``url`` then only
+        names the server in ``SERVER_NAME``).  Raises ``ListenError`` when
+        the address cannot be bound, ``ValueError`` when ``fd`` is not a
+        listening socket.
         """
-        return self._core._listen(url)
+        return self._core._listen(url, fd)
 
     def run(self, poll_ms: int = 100) -> None:
         """Serve until SIGINT, SIGTERM or ``stop()``, then shut down gracefully.
