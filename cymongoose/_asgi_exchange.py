@@ -13,6 +13,7 @@ import asyncio
 from collections import deque
 from typing import Any, Deque, Dict, Optional, Tuple
 
+from ._access_log import access_record
 from ._asgi_scope import build_http_scope, header_pairs
 from ._http_exchange import END, LOW_WATER, RAW, STREAM_THRESHOLD, ClientDisconnected, Exchange
 from ._http_server import HttpCore
@@ -192,6 +193,7 @@ class HttpCycle(AsgiExchange):
                                  server.front)
         super().__init__(server, conn, hm, scope, loop)
         self.response = AsgiResponse(self)
+        self.access = access_record(hm, scope["client"][0])
 
     def on_body(self, data: bytes, more: bool) -> None:
         self.deliver({"type": "http.request", "body": data, "more_body": more}, len(data))

@@ -372,6 +372,8 @@ class HttpCore:
                 conn.drain()
             return True
         lib.cym_adapters_write(conn._c, data, len(data), op)
+        if ex.access is not None:
+            ex.access.wrote(data)
         if op & END:
             self._finish(ex, conn)
             return False
@@ -389,6 +391,10 @@ class HttpCore:
 
     def _end_exchange(self, ex: Exchange, conn: Connection) -> None:
         ex.ended = True
+        record = ex.access
+        if record is not None:
+            ex.access = None
+            record.done()
         _set_events(conn, _WRITE_BIT, False)
         peer = conn.userdata
         if peer is not None:

@@ -8,6 +8,8 @@ add; whether they are believed depends on the peer address the server sees
 import asyncio
 import ipaddress
 import json
+import logging
+import re
 import threading
 
 import httpx
@@ -16,7 +18,8 @@ import pytest
 from cymongoose.asgi import ASGIServer
 from cymongoose.forwarded import Front, parse_forwarded
 from cymongoose.wsgi import WSGIServer
-from support.servers import AsgiThread, WsgiThread
+from support.loop import wait_until
+from support.servers import AsgiThread, WsgiThread, raw_exchange
 
 
 def wsgi_app(environ, start_response):
@@ -206,3 +209,21 @@ def test_front_arguments():
     assert Front("*").trusts("198.51.100.1")
     assert not Front("").active and not Front(None).trusts("127.0.0.1")
     assert Front("127.0.0.1").trusts("::ffff:127.0.0.1")
+
+
+def test_access_log_uses_the_forwarded_client(serve, caplog):
+    caplog.set_level(logging.INFO, logger="cymongoose.access")
+    url = serve()
+    r = httpx.get(url + "/x?q=1", headers={"X-Forwarded-For": "203.0.113.7"}, timeout=10)
+    body = len(r.content)
+    line = re.compile(r'^203\.0\.113\.7 - - "GET /x\?q=1 HTTP/1\.1" 200 %d \d+\.\d{6}$' % body)
+
+    def logged():
+        return [rec.getMessage() for rec in caplog.records if rec.name == "cymongoose.access"]
+    wait_until(lambda: logged(), 10)
+    assert line.match(logged()[0]), logged()
+    raw_exchange(int(url.rsplit(":", 1)[1]),
+                 b'GET /"quoted" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+                 lambda data: False)
+    wait_until(lambda: len(logged()) == 2, 10)
+    assert logged()[1].startswith('127.0.0.1 - - "GET /\\x22quoted\\x22 HTTP/1.1" 200 ')
