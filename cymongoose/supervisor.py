@@ -180,6 +180,7 @@ class Supervisor:
         self.ready_timeout = ready_timeout
         self._workers: Dict[int, _Worker] = {}
         self._to_replace: List[int] = []
+        self._rolling = False
         self._fast_deaths = 0
         self._next_spawn = 0.0
         self._stopping = False
@@ -239,6 +240,7 @@ class Supervisor:
             self._stopping = True
         elif signum == signal.SIGHUP:
             self._to_replace = [w.pid for w in self._live()]
+            self._rolling = True
             log.info("replacing %d worker(s)", len(self._to_replace))
         elif signum == signal.SIGTTIN:
             self.target += 1
@@ -270,6 +272,9 @@ class Supervisor:
             if old is not None and not old.retiring:
                 self._spawn(old.pid)
                 return
+        if self._rolling:
+            self._rolling = False
+            log.info("all workers replaced")
 
     def _read_ready(self) -> None:
         data = _drain_bytes(self._ready_r)
