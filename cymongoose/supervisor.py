@@ -123,7 +123,8 @@ def inherited_sockets(fds: Sequence[int] = (), environ: Optional[Dict[str, str]]
         try:
             sock = socket.socket(fileno=fd)
         except OSError as exc:
-            raise ValueError("descriptor %d: %s" % (fd, exc.strerror)) from None
+            raise ValueError("descriptor %d is not a listening stream socket: %s"
+                             % (fd, exc.strerror)) from None
         try:
             listening = sock.type == socket.SOCK_STREAM and \
                 sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
