@@ -40,7 +40,9 @@ called ``start``.  Supported: the ``http`` scope, the ``websocket`` scope
   (logger ``cymongoose.asgi``); without a response started the client gets
   ``500 Internal Server Error``, otherwise the connection is closed.
 * **Shutdown**: ``stop()`` (and ``serve`` on SIGINT/SIGTERM) stops
-  accepting, closes idle connections, sends WebSocket clients close code
+  accepting, answers requests still arriving on kept-alive connections
+  with ``Connection: close`` and closes those idle half a second later,
+  sends WebSocket clients close code
   1012, lets requests in flight finish for up to ``graceful_timeout``
   seconds, cancels what is left, then runs lifespan shutdown.
 * TLS is not offered: put a TLS-terminating proxy in front.

@@ -30,8 +30,9 @@ listening, running and stopping.  Mongoose runs on the thread that calls
   closed, so the client sees a truncated response.  ``error_handler`` sees
   event-loop errors only.
 * **Shutdown**: ``run()`` stops on SIGINT or SIGTERM (or ``stop()`` from
-  any thread): it stops accepting, closes idle connections, lets in-flight
-  requests finish for up to ``graceful_timeout`` seconds, then closes.
+  any thread): it stops accepting, answers requests still arriving on
+  kept-alive connections with ``Connection: close``, closes connections
+  idle half a second later, lets in-flight requests finish for up to ``graceful_timeout`` seconds, then closes.
   Signal handlers are installed only on the main thread, and restored
   when ``run()`` returns.
 * ``start_response`` follows PEP 3333 strictly: a second call without
@@ -139,7 +140,8 @@ class WSGIServer:
         On the main thread, SIGINT and SIGTERM handlers are installed for
         the duration of the call and the previous ones restored on the way
         out; on other threads only ``stop()`` ends it.  After the stop
-        request no new connection is accepted, idle connections close, and
+        request no new connection is accepted, kept-alive connections get
+        ``Connection: close`` or (idle) close after half a second, and
         requests in flight get up to ``graceful_timeout`` seconds to finish;
         then ``close()``.
         """
