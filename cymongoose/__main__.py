@@ -21,7 +21,7 @@ import logging
 import sys
 from typing import List, Optional
 
-from ._cli_util import UsageError
+from ._cli_util import UsageError, positive
 
 HTTP_URL = "http://127.0.0.1:8000"
 MQTT_URL = "mqtt://127.0.0.1:1883"
@@ -49,16 +49,6 @@ def _asgi(args: argparse.Namespace) -> None:
     from . import _cli_servers
 
     _cli_servers.run_asgi(_cli_servers.load_app(args.app, args.app_dir), args.listen, args)
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("not an integer: %r" % text) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def _process_options(p: argparse.ArgumentParser) -> None:
@@ -122,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--listen", default=HTTP_URL, metavar="URL",
                        help="http:// URL to listen on (default %s; port 0 picks a free "
                             "port)" % HTTP_URL)
-        p.add_argument("--threads", type=_positive, default=4, metavar="N", help=workers_help)
+        p.add_argument("--threads", type=positive, default=4, metavar="N", help=workers_help)
         _process_options(p)
         p.add_argument("--app-dir", default=".", metavar="DIR",
                        help="directory put first on sys.path to import MODULE "

@@ -7,7 +7,7 @@ import socket
 from typing import Any, Callable, List, Optional
 from urllib.parse import urlsplit
 
-from ._cli_util import UsageError, banner, short_ip
+from ._cli_util import UsageError, banner, positive, short_ip
 from .forwarded import DEFAULT_ALLOW, Front
 from .supervisor import Supervisor, bind, inherited_sockets
 
@@ -19,7 +19,7 @@ ServeOne = Callable[[Optional[socket.socket], bool], None]
 def add_process_options(p: argparse.ArgumentParser, proxies: bool = True) -> None:
     """Add ``--workers``, ``--fd``, ``--graceful-timeout`` and, with
     ``proxies``, ``--forwarded-allow-ips`` and ``--root-path`` to ``p``."""
-    p.add_argument("--workers", type=_positive, default=None, metavar="N",
+    p.add_argument("--workers", type=positive, default=None, metavar="N",
                    help="worker processes behind a master that binds once, replaces "
                         "dead workers, stops them on SIGTERM/SIGINT, replaces them one by "
                         "one on SIGHUP and adds/removes one on SIGTTIN/SIGTTOU (default: "
@@ -48,16 +48,6 @@ def check_front(args: argparse.Namespace) -> None:
         Front(args.forwarded_allow_ips, args.root_path)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("not an integer: %r" % text) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def _descriptor(text: str) -> int:
