@@ -44,8 +44,8 @@ SERVER = textwrap.dedent('''
         mgr.close()
 
     sock = bind("127.0.0.1", 0)
-    print("PORT %d" % sock.getsockname()[1], flush=True)
-    sys.exit(Supervisor(worker, [sock], workers=int(sys.argv[1])).run())
+    sys.exit(Supervisor(worker, [sock], workers=int(sys.argv[1])).run(
+        lambda: print("PORT %d" % sock.getsockname()[1], flush=True)))
 ''')
 
 

@@ -93,13 +93,15 @@ def run(serve_one: ServeOne, url: str, workers: Optional[int], fd: Optional[int]
         except OSError as exc:
             raise UsageError("cannot listen on %s: %s" % (url, exc.strerror or exc)) from None
     scheme = urlsplit(url).scheme
-    banner("%s (%d workers, master pid %d)" % (what, workers, os.getpid()),
-           socket_url(socks[0], scheme))
+
+    def started() -> None:
+        banner("%s (%d workers, master pid %d)" % (what, workers, os.getpid()),
+               socket_url(socks[0], scheme))
 
     def worker(given: List[socket.socket]) -> Any:
         serve_one(given[0], False)
 
-    status = Supervisor(worker, socks, workers, graceful_timeout=graceful_timeout).run()
+    status = Supervisor(worker, socks, workers, graceful_timeout=graceful_timeout).run(started)
     for sock in socks:
         sock.close()
     if status:

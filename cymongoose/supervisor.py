@@ -193,11 +193,14 @@ class Supervisor:
         """Process ids of the workers alive now (the retiring ones included)."""
         return list(self._workers)
 
-    def run(self) -> int:
+    def run(self, started: Optional[Callable[[], Any]] = None) -> int:
         """Start the workers and supervise them until SIGTERM or SIGINT.
 
-        Returns the exit status for the master: 0 after a graceful stop, 3
-        when a worker's application failed to start.
+        ``started()`` is called once the master's signal handlers are in
+        place and the first workers forked (print a banner there: a signal
+        sent after it is handled).  Returns the exit status for the master:
+        0 after a graceful stop, 3 when a worker's application failed to
+        start.
         """
         self._wake_r, self._wake_w = os.pipe()
         self._ready_r, self._ready_w = os.pipe()
@@ -206,6 +209,9 @@ class Supervisor:
         saved = {sig: signal.signal(sig, _note_signal) for sig in _MASTER_SIGNALS}
         old_wakeup = signal.set_wakeup_fd(self._wake_w)
         try:
+            self._fill()
+            if started is not None:
+                started()
             self._loop()
             self._stop_all()
         finally:

@@ -66,10 +66,11 @@ def main() -> int:
     args = parser.parse_args()
     url = urlsplit(args.listen)
     sock = bind(url.hostname or "127.0.0.1", url.port or 0)
-    print("Chat on ws://%s:%d/chat (%d workers, broker %s)"
-          % (url.hostname, sock.getsockname()[1], args.workers, args.broker), flush=True)
     status = Supervisor(lambda socks: worker(socks, args.broker), [sock],
-                        workers=args.workers).run()
+                        workers=args.workers).run(
+        lambda: print("Chat on ws://%s:%d/chat (%d workers, broker %s)"
+                      % (url.hostname, sock.getsockname()[1], args.workers, args.broker),
+                      flush=True))
     sock.close()
     return status
 

@@ -206,9 +206,13 @@ def test_sighup_under_wrk_load_drops_nothing(servers: List[Server], tmp_path) ->
 
 def _systemd_child(sock: socket.socket, *args: str) -> subprocess.Popen:
     """Start ``python -m cymongoose ARGS`` with ``sock`` as fd 3, LISTEN_FDS=1 and
-    LISTEN_PID set to the child's own pid, as systemd does."""
-    script = 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" -m cymongoose "$@" 3<&%d' % sock.fileno()
-    return subprocess.Popen(["sh", "-c", script, sys.executable] + list(args),
+    LISTEN_PID set to the child's own pid, as systemd does (a launcher that
+    sets them up, then execs in the same process)."""
+    launcher = ("import os, sys; os.dup2(%d, 3); os.close(%d); "
+                "os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS='1'); "
+                "os.execv(sys.executable, [sys.executable, '-m', 'cymongoose'] + sys.argv[1:])"
+                % (sock.fileno(), sock.fileno()))
+    return subprocess.Popen([sys.executable, "-c", launcher] + list(args),
                             pass_fds=(sock.fileno(),), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=child_env())
 

@@ -38,8 +38,8 @@ MASTER = textwrap.dedent('''
             mgr.run()
 
     sock = bind("127.0.0.1", 0)
-    print("listening on http://127.0.0.1:%d" % sock.getsockname()[1], flush=True)
-    sys.exit(Supervisor(worker, [sock], workers=2).run())
+    sys.exit(Supervisor(worker, [sock], workers=2).run(lambda: print(
+        "listening on http://127.0.0.1:%d" % sock.getsockname()[1], flush=True)))
 ''')
 
 
