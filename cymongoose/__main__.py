@@ -51,10 +51,10 @@ def _asgi(args: argparse.Namespace) -> None:
     _cli_servers.run_asgi(_cli_servers.load_app(args.app, args.app_dir), args.listen, args)
 
 
-def _process_options(p: argparse.ArgumentParser) -> None:
+def _process_options(p: argparse.ArgumentParser, mount: bool = True) -> None:
     from ._cli_workers import add_process_options
 
-    add_process_options(p)
+    add_process_options(p, mount)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="PEM private key (EC P-256) of --cert")
     serve.add_argument("--ws-echo", metavar="PATH",
                        help="answer WebSocket connections on PATH (e.g. /ws) with an echo")
-    _process_options(serve)
+    _process_options(serve, mount=False)
     serve.set_defaults(func=_serve, parser=serve)
 
     broker = sub.add_parser(

@@ -16,9 +16,9 @@ from .supervisor import Supervisor, bind, inherited_sockets
 ServeOne = Callable[[Optional[socket.socket], bool], None]
 
 
-def add_process_options(p: argparse.ArgumentParser, proxies: bool = True) -> None:
-    """Add ``--workers``, ``--fd``, ``--graceful-timeout`` and, with
-    ``proxies``, ``--forwarded-allow-ips`` and ``--root-path`` to ``p``."""
+def add_process_options(p: argparse.ArgumentParser, mount: bool = True) -> None:
+    """Add ``--workers``, ``--fd``, ``--graceful-timeout``,
+    ``--forwarded-allow-ips`` and, with ``mount``, ``--root-path`` to ``p``."""
     p.add_argument("--workers", type=positive, default=None, metavar="N",
                    help="worker processes behind a master that binds once, replaces "
                         "dead workers, stops them on SIGTERM/SIGINT, replaces them one by "
@@ -30,13 +30,13 @@ def add_process_options(p: argparse.ArgumentParser, proxies: bool = True) -> Non
                         "without it)")
     p.add_argument("--graceful-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="how long a stopping worker may finish requests (default 30)")
-    if proxies:
-        p.add_argument("--forwarded-allow-ips", metavar="IPS",
-                       default=os.environ.get("FORWARDED_ALLOW_IPS", DEFAULT_ALLOW),
-                       help="comma-separated addresses/networks whose Forwarded and "
-                            "X-Forwarded-For/-Proto/-Host headers are believed; '*' for "
-                            "all, '' for none (default $FORWARDED_ALLOW_IPS or %s)"
-                            % DEFAULT_ALLOW)
+    p.add_argument("--forwarded-allow-ips", metavar="IPS",
+                   default=os.environ.get("FORWARDED_ALLOW_IPS", DEFAULT_ALLOW),
+                   help="comma-separated addresses/networks whose Forwarded and "
+                        "X-Forwarded-For/-Proto/-Host headers are believed (client "
+                        "address, scheme, host; the access log); '*' for all, '' for "
+                        "none (default $FORWARDED_ALLOW_IPS or %s)" % DEFAULT_ALLOW)
+    if mount:
         p.add_argument("--root-path", default="", metavar="PATH",
                        help="prefix the application is mounted under behind a proxy "
                             "(SCRIPT_NAME / ASGI root_path), e.g. /api")
@@ -45,7 +45,7 @@ def add_process_options(p: argparse.ArgumentParser, proxies: bool = True) -> Non
 def check_front(args: argparse.Namespace) -> None:
     """``UsageError`` for a bad ``--forwarded-allow-ips`` or ``--root-path``."""
     try:
-        Front(args.forwarded_allow_ips, args.root_path)
+        Front(args.forwarded_allow_ips, getattr(args, "root_path", ""))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 

@@ -64,9 +64,10 @@ def notify_ready() -> None:
     """Tell the supervisor that this worker serves (a no-op outside one).
 
     A worker factory calls it once its listeners are adopted; the master
-    waits for it before retiring an old worker on SIGHUP.
+    waits for it before retiring an old worker on SIGHUP.  Only the first
+    call counts (programs the worker starts do not inherit the channel).
     """
-    fd = os.environ.get(_READY_FD_ENV)
+    fd = os.environ.pop(_READY_FD_ENV, None)
     if fd is None:
         return
     try:

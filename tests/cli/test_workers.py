@@ -268,3 +268,14 @@ def test_fd_option_and_bad_descriptors(app_dir: str, tmp_path) -> None:
                              pass_fds=(f.fileno(),), capture_output=True, text=True,
                              env=child_env(), timeout=30)
     assert bad.returncode == 2 and "not a listening" in bad.stderr, bad.stderr
+
+
+def test_serve_access_log_names_the_forwarded_client(servers: List[Server], tmp_path) -> None:
+    (tmp_path / "a.txt").write_bytes(b"a")
+    server = start(servers, "serve", str(tmp_path), "--listen", "http://127.0.0.1:0")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(b"GET /a.txt HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.9\r\n"
+                  b"Connection: close\r\n\r\n")
+        assert read_until_closed(s).startswith(b"HTTP/1.1 200 ")
+    server.wait_for('203.0.113.9 - - "GET /a.txt HTTP/1.1" 200 1', 10)
+    server.stop_cleanly()
