@@ -21,7 +21,7 @@ The functions here are pure: :class:`Front` turns headers into a
 
 import ipaddress
 import re
-from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 __all__ = ["Front", "Origin", "parse_forwarded", "DEFAULT_ALLOW"]
 
@@ -36,13 +36,22 @@ _PAIR = re.compile(r'\s*([A-Za-z]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;,"\s]*)\s*')
 _Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 
-class Origin(NamedTuple):
-    """Where a request came from, as the client saw it."""
+class Origin:
+    """Where a request came from, as the client saw it: ``ip`` (the client's
+    address, or an RFC 7239 token such as ``unknown``), ``port`` (0 when the
+    proxy did not say), ``scheme`` (``http``/``https``/``ws``/``wss``, None:
+    unchanged) and ``host`` (the ``Host`` the client sent, None: unchanged)."""
 
-    ip: str  #: the client's address (or an RFC 7239 token such as ``unknown``)
-    port: int  #: the client's port; 0 when the proxy did not say
-    scheme: Optional[str]  #: ``http``/``https`` (or ``ws``/``wss``); None: unchanged
-    host: Optional[str]  #: the ``Host`` the client sent; None: unchanged
+    __slots__ = ("ip", "port", "scheme", "host")
+
+    def __init__(self, ip: str, port: int, scheme: Optional[str], host: Optional[str]) -> None:
+        self.ip = ip
+        self.port = port
+        self.scheme = scheme
+        self.host = host
+
+    def __repr__(self) -> str:
+        return "Origin(%r, %d, %r, %r)" % (self.ip, self.port, self.scheme, self.host)
 
 
 def parse_forwarded(value: str) -> List[Dict[str, str]]:
