@@ -27,7 +27,7 @@ from typing import List, Optional
 
 from . import _log_writer
 from ._cli_tls import add_tls_options, tls_options
-from ._cli_util import UsageError
+from ._cli_util import UsageError, positive
 
 HTTP_URL = "http://127.0.0.1:8000"
 MQTT_URL = "mqtt://127.0.0.1:1883"
@@ -37,7 +37,7 @@ def _serve(args: argparse.Namespace) -> None:
     from . import _cli_serve
 
     _cli_serve.run(args.directory, args.listen, tls_options(args.listen, args, "https"),
-                   args.ws_echo)
+                   args.ws_echo, args)
 
 
 def _mqtt_broker(args: argparse.Namespace) -> None:
@@ -52,27 +52,21 @@ def _mqtt_broker(args: argparse.Namespace) -> None:
 def _wsgi(args: argparse.Namespace) -> None:
     from . import _cli_servers
 
-    tls = tls_options(args.listen, args, "https")  # before importing the application
-    _cli_servers.run_wsgi(_cli_servers.load_app(args.app, args.app_dir), args.listen, args.workers,
-                          tls)
+    args.tls = tls_options(args.listen, args, "https")  # before importing the application
+    _cli_servers.run_wsgi(_cli_servers.load_app(args.app, args.app_dir), args.listen, args)
 
 
 def _asgi(args: argparse.Namespace) -> None:
     from . import _cli_servers
 
-    tls = tls_options(args.listen, args, "https")  # before importing the application
-    _cli_servers.run_asgi(_cli_servers.load_app(args.app, args.app_dir), args.listen, args.workers,
-                          tls)
+    args.tls = tls_options(args.listen, args, "https")  # before importing the application
+    _cli_servers.run_asgi(_cli_servers.load_app(args.app, args.app_dir), args.listen, args)
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("not an integer: %r" % text) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+def _process_options(p: argparse.ArgumentParser, mount: bool = True) -> None:
+    from ._cli_workers import add_process_options
+
+    add_process_options(p, mount)
 
 
 def _limits_for_a_server(backlog: Optional[int]) -> None:
@@ -126,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_tls_options(serve, "https")
     serve.add_argument("--ws-echo", metavar="PATH",
                        help="answer WebSocket connections on PATH (e.g. /ws) with an echo")
+    _process_options(serve, mount=False)
     serve.set_defaults(func=_serve, parser=serve)
 
     broker = sub.add_parser(
@@ -158,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--listen", default=HTTP_URL, metavar="URL",
                        help="http:// URL to listen on (default %s; port 0 picks a free "
                             "port)" % HTTP_URL)
-        p.add_argument("--workers", type=_positive, default=4, metavar="N", help=workers_help)
+        p.add_argument("--threads", type=positive, default=4, metavar="N", help=workers_help)
+        _process_options(p)
         p.add_argument("--app-dir", default=".", metavar="DIR",
                        help="directory put first on sys.path to import MODULE "
                             "(default: the current one)")

@@ -13,6 +13,7 @@ import asyncio
 from collections import deque
 from typing import Any, Deque, Dict, Optional, Tuple
 
+from ._access_log import access_record
 from ._asgi_scope import build_http_scope, header_pairs
 from ._http_exchange import END, LOW_WATER, RAW, STREAM_THRESHOLD, ClientDisconnected, Exchange
 from ._http_server import HttpCore
@@ -188,9 +189,11 @@ class HttpCycle(AsgiExchange):
 
     def __init__(self, server: HttpCore, conn: Connection, hm: HttpMessage,
                  loop: asyncio.AbstractEventLoop) -> None:
-        scope = build_http_scope(hm, conn, server._server_name, server._server_port)
+        scope = build_http_scope(hm, conn, server._server_name, server._server_port,
+                                 server.front)
         super().__init__(server, conn, hm, scope, loop)
         self.response = AsgiResponse(self)
+        self.access = access_record(hm, scope["client"][0])
 
     def on_body(self, data: bytes, more: bool) -> None:
         self.deliver({"type": "http.request", "body": data, "more_body": more}, len(data))

@@ -1,10 +1,11 @@
 """The ASGI ``http`` and ``websocket`` scopes of a request, and header
 conversion for ``send``."""
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 from urllib.parse import unquote
 
 from ._http_request import peer_of, request_target
+from .forwarded import Front
 
 _ASGI = {"version": "3.0", "spec_version": "2.4"}
 
@@ -29,22 +30,28 @@ def _scope_common(hm: Any, conn: Any, server_name: str, server_port: int,
     }
 
 
-def build_http_scope(hm: Any, conn: Any, server_name: str, server_port: int) -> Dict[str, Any]:
-    """The ``http`` scope of a request (``hm`` and ``conn`` as for
+def build_http_scope(hm: Any, conn: Any, server_name: str, server_port: int,
+                     front: Optional[Front] = None) -> Dict[str, Any]:
+    """The ``http`` scope of a request (``hm``, ``conn`` and ``front`` as for
     ``cymongoose._wsgi_environ.build_environ``; the body is not read)."""
     scope = _scope_common(hm, conn, server_name, server_port, "http")
     scope["type"] = "http"
     scope["method"] = hm.method
+    if front is not None:
+        front.apply_scope(scope)
     return scope
 
 
-def build_ws_scope(hm: Any, conn: Any, server_name: str, server_port: int) -> Dict[str, Any]:
+def build_ws_scope(hm: Any, conn: Any, server_name: str, server_port: int,
+                   front: Optional[Front] = None) -> Dict[str, Any]:
     """The ``websocket`` scope of an upgrade request."""
     scope = _scope_common(hm, conn, server_name, server_port, "ws")
     scope["type"] = "websocket"
     offered = hm.header("Sec-WebSocket-Protocol", "") or ""
     scope["subprotocols"] = [p.strip() for p in offered.split(",") if p.strip()]
     scope["extensions"] = {"websocket.http.response": {}}
+    if front is not None:
+        front.apply_scope(scope)
     return scope
 
 

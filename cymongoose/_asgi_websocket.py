@@ -27,7 +27,7 @@ class WsSession(AsgiExchange):
 
     def __init__(self, server: HttpCore, conn: Connection, hm: HttpMessage, key: str,
                  loop: asyncio.AbstractEventLoop) -> None:
-        scope = build_ws_scope(hm, conn, server._server_name, server._server_port)
+        scope = build_ws_scope(hm, conn, server._server_name, server._server_port, server.front)
         super().__init__(server, conn, hm, scope, loop)
         self.key = key
         self.state = "connecting"  # then "accepted", "closed" (we sent CLOSE) or "denied"

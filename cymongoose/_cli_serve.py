@@ -16,12 +16,20 @@ body length (``-`` when there is none, 0 for ``HEAD``).
 import logging
 import os
 import re
-from typing import Any, Callable, Optional
+import socket
+import time
+from typing import Any, Callable, List, Optional
 from urllib.parse import unquote_to_bytes
 
 from . import constants as C
 from ._ffi import ffi, lib
 from ._cli_util import UsageError, banner, check_url, listen_url, short_ip
+from ._cli_workers import check_front
+from ._cli_workers import run as run_processes
+from ._graceful import in_flight
+from ._signals import serve_until_signal
+from .forwarded import Front, front_of
+from .supervisor import notify_ready
 from ._dispatch import handles
 from .connection import Connection
 from .manager import Manager
@@ -89,10 +97,15 @@ class StaticServer:
         tls: ``TlsOpts`` started on each accepted connection, or ``None``.
     """
 
-    def __init__(self, root: str, ws_path: Optional[str], tls: Any) -> None:
+    def __init__(self, root: str, ws_path: Optional[str], tls: Any,
+                 front: Optional[Front] = None) -> None:
         self.root = root
         self.ws_path = ws_path
         self.tls = tls
+        self.front = front
+        #: Set when the server stops: each response says ``Connection: close``
+        #: and its connection closes once it is sent.
+        self.draining = False
 
     def __call__(self, conn: Connection, ev: int, data: Any) -> None:
         if ev == C.MG_EV_HTTP_MSG:
@@ -105,14 +118,20 @@ class StaticServer:
     def _request(self, conn: Connection, msg: HttpMessage) -> None:
         before = conn.send_len
         method = msg.method
-        if self.ws_path is not None and msg.uri == self.ws_path:
+        close = "Connection: close\r\n" if self.draining else ""
+        if self.ws_path is not None and msg.uri == self.ws_path and not self.draining:
             # Without a WebSocket handshake Mongoose answers an error itself.
             conn.ws_upgrade(msg)
         elif method not in ("GET", "HEAD"):
-            conn.reply(405, b"Method Not Allowed\n", {"Allow": "GET, HEAD"})
+            headers = {"Allow": "GET, HEAD"}
+            if close:
+                headers["Connection"] = "close"
+            conn.reply(405, b"Method Not Allowed\n", headers)
         else:
-            self._with_range(msg, lambda: conn.serve_dir(msg, self.root,
+            self._with_range(msg, lambda: conn.serve_dir(msg, self.root, extra_headers=close,
                                                          mime_types=EXTRA_MIME_TYPES))
+        if close:
+            conn.drain()
         if access_log.isEnabledFor(logging.INFO):
             self._log(conn, msg, before)
 
@@ -162,15 +181,25 @@ class StaticServer:
         elif length is not None:
             nbytes = length.group(1).decode()
         remote = conn.remote_addr
+        client = short_ip(remote[0]) if remote else "-"
+        if self.front is not None and remote:
+            found = self.front.origin(remote[0], msg.header("Forwarded"),
+                                      msg.header("X-Forwarded-For"),
+                                      msg.header("X-Forwarded-Proto"),
+                                      msg.header("X-Forwarded-Host"))
+            if found is not None:
+                client = found.ip
         path = msg.uri + ("?" + msg.query if msg.query else "")
-        access_log.info('%s - - "%s %s %s" %s %s', short_ip(remote[0]) if remote else "-",
+        access_log.info('%s - - "%s %s %s" %s %s', _quote(client),
                         _quote(msg.method), _quote(path), _quote(msg.proto),
                         status.group(1).decode() if status else "-", nbytes)
 
 
-def run(directory: str, url: str, tls: Any, ws_echo: Optional[str]) -> None:
-    """Serve ``directory`` on ``url`` until SIGINT or SIGTERM; ``tls`` is a
-    ``TlsOpts`` for ``https://`` (see ``_cli_tls.tls_options``) or ``None``.
+def run(directory: str, url: str, tls: Any, ws_echo: Optional[str], opts: Any) -> None:
+    """Serve ``directory`` on ``url`` until SIGINT or SIGTERM, in this
+    process or in ``opts.workers`` processes (``_cli_workers.run``); ``tls``
+    is a ``TlsOpts`` for ``https://`` (see ``_cli_tls.tls_options``) or
+    ``None``.
 
     Raises ``UsageError`` for a bad URL, a missing directory, or when
     Mongoose cannot listen on ``url``.
@@ -182,14 +211,50 @@ def run(directory: str, url: str, tls: Any, ws_echo: Optional[str]) -> None:
     https = tls is not None
     if ws_echo is not None and not ws_echo.startswith("/"):
         raise UsageError("--ws-echo PATH must start with '/'")
+    check_front(opts)
+    front = front_of(opts.forwarded_allow_ips, "")
     events = [C.MG_EV_HTTP_MSG, C.MG_EV_WS_MSG] + ([C.MG_EV_ACCEPT] if tls else [])
-    mgr = Manager(handles(*events)(StaticServer(root, ws_echo, tls)))
-    try:
+
+    def serve_one(sock: Optional[socket.socket], announce: bool) -> None:
+        server = StaticServer(root, ws_echo, tls, front)
+        mgr = Manager(handles(*events)(server))
         try:
-            listener = mgr.listen(url)
-        except RuntimeError as exc:
-            raise UsageError(str(exc)) from None
-        banner("serving %s" % root, listen_url(listener, "https" if https else "http"))
-        mgr.run()
-    finally:
-        mgr.close()
+            try:
+                listener = mgr.listen(url) if sock is None else \
+                    mgr.listen_fd(sock.fileno(), http=True, scheme="https" if https else "http")
+            except RuntimeError as exc:
+                raise UsageError(str(exc)) from None
+            if announce:
+                banner("serving %s" % root, listen_url(listener, "https" if https else "http"))
+            notify_ready()
+            serve_until_signal(lambda: mgr.poll(100),
+                               finish=lambda stop: _drain(mgr, server, stop.received,
+                                                          opts.graceful_timeout))
+        finally:
+            mgr.close()
+
+    run_processes(serve_one, url, opts.workers, opts.fd, opts.graceful_timeout,
+                  "serving %s" % root)
+
+
+#: How long an idle keep-alive connection may still send one request after
+#: the stop (answered with ``Connection: close``), so that a client whose
+#: next request is already on its way sees no reset.
+_LINGER = 1.0
+
+
+def _drain(mgr: Manager, server: StaticServer, received: List[int], grace: float) -> None:
+    """Stop accepting, then answer what arrives with ``Connection: close``
+    until every connection has closed (bounded by ``grace`` seconds, or a
+    second signal)."""
+    server.draining = True
+    for conn in mgr.connections:
+        if conn.is_listening:
+            conn.close()
+    start = time.monotonic()
+    while mgr.connections and len(received) < 2 and time.monotonic() - start < grace:
+        if time.monotonic() - start > _LINGER:
+            for conn in mgr.connections:
+                if not in_flight(conn):
+                    conn.close()
+        mgr.poll(20)

@@ -1,17 +1,23 @@
 """``cymongoose mqtt-broker``, ``wsgi`` and ``asgi``: run a server until Ctrl-C."""
 
+import argparse
 import asyncio
 import importlib
 import logging
 import os
 import re
+import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Optional
 
 from ._cli_util import UsageError, banner, check_url, listen_url
+from ._cli_workers import check_front
+from ._cli_workers import run as run_processes
+from .connection import Connection
 from .errors import LifespanError, ListenError
 from .manager import Manager
+from .supervisor import STARTUP_FAILED, notify_ready
 
 log = logging.getLogger("cymongoose.cli")
 
@@ -76,55 +82,82 @@ def run_mqtt_broker(url: str, make: Any = None, tls: Any = None) -> None:
         mgr.close()
 
 
-def run_wsgi(app: Any, url: str, workers: int, tls: Any = None) -> None:
-    """Serve a WSGI application on ``workers`` threads until SIGINT or SIGTERM
-    (HTTPS with a ``TlsOpts`` as ``tls``).
+def run_wsgi(app: Any, url: str, opts: argparse.Namespace) -> None:
+    """Serve a WSGI application on ``opts.threads`` threads until SIGINT or
+    SIGTERM, in this process or in ``opts.workers`` processes
+    (``_cli_workers.run``).
 
     Raises ``UsageError`` for a bad URL or when Mongoose cannot listen.
     """
     from .wsgi import WSGIServer
 
+    tls = getattr(opts, "tls", None)
     scheme = "https" if tls else "http"
     check_url(url, (scheme,))
-    server = WSGIServer(app, workers=workers)
-    try:
+    check_front(opts)
+
+    def serve_one(sock: Optional[socket.socket], announce: bool) -> None:
+        server = WSGIServer(app, workers=opts.threads, graceful_timeout=opts.graceful_timeout,
+                            forwarded_allow_ips=opts.forwarded_allow_ips,
+                            root_path=opts.root_path)
         try:
-            listener = server.listen(url, tls)
-        except ListenError as exc:
-            raise UsageError(str(exc)) from None
-        banner("WSGI server (%d worker threads)" % workers, listen_url(listener, scheme))
-        server.run()
-    finally:
-        server.close()
+            try:
+                listener = server.listen(url, tls, fd=sock.fileno() if sock is not None else None)
+            except ListenError as exc:
+                raise UsageError(str(exc)) from None
+            if announce:
+                banner("WSGI server (%d worker threads)" % opts.threads,
+                       listen_url(listener, scheme))
+            notify_ready()
+            server.run()
+        finally:
+            server.close()
+
+    run_processes(serve_one, url, opts.workers, opts.fd, opts.graceful_timeout, "WSGI server")
 
 
-def run_asgi(app: Any, url: str, workers: int, tls: Any = None) -> None:
-    """Serve an ASGI application until SIGINT or SIGTERM.
+def run_asgi(app: Any, url: str, opts: argparse.Namespace) -> None:
+    """Serve an ASGI application until SIGINT or SIGTERM, in this process
+    or in ``opts.workers`` processes (``_cli_workers.run``).
 
-    The application runs on one asyncio loop; ``workers`` is the size of
-    that loop's default executor, which runs what the application hands to
-    ``asyncio.to_thread`` or ``loop.run_in_executor(None, ...)``.  Raises
-    ``UsageError`` for a bad URL or when Mongoose cannot listen; exits with
-    status 3 when lifespan startup fails, as uvicorn does.  HTTPS with a
-    ``TlsOpts`` as ``tls``.
+    The application runs on one asyncio loop; ``opts.threads`` is the size
+    of that loop's default executor, which runs what the application hands
+    to ``asyncio.to_thread`` or ``loop.run_in_executor(None, ...)``.
+    Raises ``UsageError`` for a bad URL or when Mongoose cannot listen;
+    exits with status 3 when lifespan startup fails, as uvicorn does.
+    HTTPS with a ``TlsOpts`` as ``opts.tls``.
     """
-    check_url(url, ("https",) if tls else ("http",))
-    try:
-        asyncio.run(_serve_asgi(app, url, workers, tls))
-    except LifespanError as exc:
-        log.error("%s", exc)
-        raise SystemExit(3) from None
+    check_url(url, ("https",) if getattr(opts, "tls", None) else ("http",))
+    check_front(opts)
+
+    def serve_one(sock: Optional[socket.socket], announce: bool) -> None:
+        try:
+            asyncio.run(_serve_asgi(app, url, opts, sock, announce))
+        except LifespanError as exc:
+            log.error("%s", exc)
+            raise SystemExit(STARTUP_FAILED) from None
+
+    run_processes(serve_one, url, opts.workers, opts.fd, opts.graceful_timeout, "ASGI server")
 
 
-async def _serve_asgi(app: Any, url: str, workers: int, tls: Any) -> None:
+async def _serve_asgi(app: Any, url: str, opts: argparse.Namespace,
+                      sock: Optional[socket.socket], announce: bool) -> None:
     from .asgi import ASGIServer, run_until_signal
 
     loop = asyncio.get_running_loop()
-    loop.set_default_executor(ThreadPoolExecutor(workers, thread_name_prefix="cymongoose-asgi"))
+    loop.set_default_executor(ThreadPoolExecutor(opts.threads,
+                                                 thread_name_prefix="cymongoose-asgi"))
+
+    def started(listener: Connection) -> None:
+        if announce:
+            scheme = "https" if getattr(opts, "tls", None) else "http"
+            banner("ASGI server", listen_url(listener, scheme))
+        notify_ready()
+
+    server = ASGIServer(app, graceful_timeout=opts.graceful_timeout,
+                        forwarded_allow_ips=opts.forwarded_allow_ips, root_path=opts.root_path)
     try:
-        scheme = "https" if tls else "http"
-        await run_until_signal(ASGIServer(app), url,
-                               lambda listener: banner("ASGI server", listen_url(listener, scheme)),
-                               tls)
+        await run_until_signal(server, url, started, getattr(opts, "tls", None),
+                               sock.fileno() if sock is not None else None)
     except ListenError as exc:
         raise UsageError(str(exc)) from None

@@ -1,5 +1,6 @@
 """Helpers shared by the command-line subcommands: argument checks and the banner."""
 
+import argparse
 import ipaddress
 from typing import Sequence
 from urllib.parse import urlsplit
@@ -54,3 +55,14 @@ def banner(what: str, url: str) -> None:
     """Print where the server listens (tests and users read this line)."""
     print("cymongoose %s on %s/" % (what, url))
     print("  Press Ctrl+C to stop", flush=True)
+
+
+def positive(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not an integer: %r" % text) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value

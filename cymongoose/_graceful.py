@@ -15,7 +15,7 @@ _F_LISTENING = int(lib.CYM_F_LISTENING)
 _F_RESP = int(lib.CYM_F_RESP)
 
 
-def _in_flight(conn: Any) -> bool:
+def in_flight(conn: Any) -> bool:
     """Bytes queued to send, or a request whose response is not complete."""
     c = conn._c
     if c is None:
@@ -37,6 +37,6 @@ def finish_in_flight(mgr: Any, stop: List[int], poll_ms: int, grace_ms: int) -> 
             conn.close()
     step = max(1, min(int(poll_ms), 20))
     while len(stop) < 2 and time.monotonic() < deadline:
-        if not any(_in_flight(conn) for conn in mgr.connections):
+        if not any(in_flight(conn) for conn in mgr.connections):
             return
         mgr.poll(step)

@@ -16,6 +16,7 @@ import threading
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Deque, Optional, Tuple
 
+from ._access_log import AccessRecord
 from ._http_writers import CHUNK, END, RAW
 from .connection import Connection
 
@@ -64,7 +65,7 @@ class Exchange:
 
     __slots__ = ("server", "conn", "lock", "outbox", "queued", "scheduled", "waiting",
                  "dead", "progress", "keep_alive", "close_after", "body_done", "ended",
-                 "method", "http10", "__weakref__")
+                 "method", "http10", "access", "__weakref__")
 
     def __init__(self, server: "HttpCore", conn: Connection, method: str, proto: str,
                  connection_header: Optional[str]) -> None:
@@ -87,6 +88,7 @@ class Exchange:
         self.close_after = not self.keep_alive
         self.body_done = False
         self.ended = False
+        self.access: Optional[AccessRecord] = None  # set by subclasses when logging
 
     # -- producer side (any thread) -------------------------------------------
 

@@ -20,9 +20,11 @@ thread pool, an asyncio loop) and talks to this side through exchanges
 * **Cross-thread calls.**  Other threads never touch a ``Connection``:
   they hand a job to ``call_soon`` (the Manager's
   ``call_soon_threadsafe``), which runs it on the poll thread.
-* **Shutdown.**  ``begin_shutdown`` closes the listening sockets, closes
-  idle connections and lets in-flight exchanges finish; their connections
-  close when they do.
+* **Shutdown.**  ``begin_shutdown`` closes the listening sockets and lets
+  in-flight exchanges finish; their connections close when they do.  A
+  request still arriving on a kept-alive connection is answered with
+  ``Connection: close`` (so a worker replaced under load refuses nothing);
+  connections idle ``IDLE_LINGER`` seconds later are closed.
 """
 
 import logging
@@ -36,12 +38,16 @@ from ._http_exchange import (ABORT, CALL, END, FLUSH, LOW_WATER, STREAM_BATCH_SI
                              WS_CLOSE, Exchange)
 from ._http_request import server_name_of
 from ._http_writers import error_response
+from .forwarded import Front
 from .connection import Connection
 from .manager import Manager
 from .messages import HttpMessage
 from .tls import tls_on_accept
 
 log = logging.getLogger("cymongoose")
+
+#: Seconds a kept-alive connection may still bring a request after shutdown began.
+IDLE_LINGER = 0.5
 
 _READ_BIT = 1 << C.MG_EV_READ
 _WRITE_BIT = 1 << C.MG_EV_WRITE
@@ -79,6 +85,9 @@ class HttpCore:
     """
 
     log = log
+    #: Trusted proxies and the mount prefix, applied to every request; None
+    #: when nothing is trusted and nothing mounted.
+    front: Optional[Front] = None
     _EVENTS = (C.MG_EV_HTTP_HDRS, C.MG_EV_HTTP_MSG, C.MG_EV_CLOSE, C.MG_EV_WS_MSG,
                C.MG_EV_WS_CTL)
 
@@ -100,11 +109,15 @@ class HttpCore:
         """The Manager that runs the server."""
         return self._mgr
 
-    def _listen(self, url: str, tls: Any = None) -> Connection:
+    def _listen(self, url: str, tls: Any = None, fd: Optional[int] = None) -> Connection:
         handler = None
         if tls is not None:  # TLS on each accepted connection
             handler = tls_on_accept(handles(*self._EVENTS)(self._on_event), tls)
-        conn = self._mgr.listen(url, handler, http=True)
+        if fd is None:
+            conn = self._mgr.listen(url, handler, http=True)
+        else:
+            conn = self._mgr.listen_fd(fd, handler, scheme="https" if tls is not None else "http",
+                                       http=True)
         self._listeners.append(conn)
         if len(self._listeners) == 1:
             self._server_name = server_name_of(url)
@@ -162,15 +175,13 @@ class HttpCore:
             if length > self._max_body:
                 self._reject(conn, hm, 413)
                 return
-            if lib.cym_adapters_buffered(conn._c, hm._ptr()) >= length and not self._draining:
+            if lib.cym_adapters_buffered(conn._c, hm._ptr()) >= length:
                 return  # complete: Mongoose delivers it as MG_EV_HTTP_MSG
             body = LengthBody(length)
-        if self._draining:
-            self._reject(conn, hm, 503)
-            return
         # Read everything needed from the view before the head leaves the
         # buffer: the view points into it.
         ex = self.start_exchange(conn, hm)
+        ex.close_after |= self._draining
         expect = hm.header("Expect")
         continue_ = (expect is not None and expect.lower() == "100-continue"
                      and proto != "HTTP/1.0")
@@ -255,17 +266,19 @@ class HttpCore:
     def _on_message(self, conn: Connection, hm: HttpMessage) -> None:
         """MG_EV_HTTP_MSG: a complete request."""
         peer = self._peer(conn)
-        if self._draining:
-            self._error_reply(conn, 503)
-            return
         upgrade = hm.header("Upgrade")
         if upgrade is not None and upgrade.lower() == "websocket":
+            if self._draining:
+                self._error_reply(conn, 503)
+                return
             ex = self.start_websocket(conn, hm)
             if ex is not None:
                 peer.ex = ex
                 self._inflight[ex] = None
                 return
         ex = self.start_exchange(conn, hm)
+        # While draining a request is still answered, with Connection: close.
+        ex.close_after |= self._draining
         peer.ex = ex
         self._inflight[ex] = None
         ex.body_done = True
@@ -369,6 +382,8 @@ class HttpCore:
                 conn.drain()
             return True
         lib.cym_adapters_write(conn._c, data, len(data), op)
+        if ex.access is not None:
+            ex.access.wrote(data)
         if op & END:
             self._finish(ex, conn)
             return False
@@ -386,6 +401,10 @@ class HttpCore:
 
     def _end_exchange(self, ex: Exchange, conn: Connection) -> None:
         ex.ended = True
+        record = ex.access
+        if record is not None:
+            ex.access = None
+            record.done()
         _set_events(conn, _WRITE_BIT, False)
         peer = conn.userdata
         if peer is not None:
@@ -398,20 +417,28 @@ class HttpCore:
     # -- shutdown ---------------------------------------------------------------
 
     def begin_shutdown(self) -> None:
-        """Refuse new clients and close idle connections (poll thread or
-        between polls); in-flight exchanges finish."""
+        """Refuse new clients (poll thread or between polls); in-flight
+        exchanges finish.  A request still arriving on a kept-alive
+        connection is answered with ``Connection: close``; connections idle
+        ``IDLE_LINGER`` seconds later are closed, so a client whose next
+        request was already under way sees no reset."""
         self._draining = True
         for lsn in self._listeners:
             if lsn._c is not None:
                 lib.cym_adapters_unlisten(lsn._c)
+        for conn in self._mgr.connections:
+            peer = conn.userdata
+            if isinstance(peer, _Peer) and peer.ex is not None:
+                self.shutdown_exchange(peer.ex)
+        self._mgr.timer_add(int(IDLE_LINGER * 1000), self._close_idle)
+
+    def _close_idle(self) -> None:
         for conn in self._mgr.connections:
             if conn in self._listeners:
                 continue
             peer = conn.userdata
             if not isinstance(peer, _Peer) or peer.ex is None:
                 conn.close()
-            else:
-                self.shutdown_exchange(peer.ex)
 
     def shutdown_exchange(self, ex: Exchange) -> None:
         """An exchange in flight at shutdown (WebSocket sessions are told to close)."""

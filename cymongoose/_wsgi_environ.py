@@ -6,6 +6,7 @@ from typing import Any, Dict, Optional
 from urllib.parse import unquote_to_bytes
 
 from ._http_request import peer_of, request_target, wsgi_str
+from .forwarded import Front
 
 
 class FileWrapper:
@@ -37,13 +38,14 @@ class FileWrapper:
 
 
 def build_environ(hm: Any, conn: Any, server_name: str, server_port: int,
-                  body: Optional[bytes] = None) -> Dict[str, Any]:
+                  body: Optional[bytes] = None, front: Optional[Front] = None) -> Dict[str, Any]:
     """The environ of a request; ``wsgi.input`` reads ``body`` (by default
     ``hm.body_bytes``).
 
     ``hm`` needs ``method``, ``uri``, ``query``, ``proto``, ``header(name,
     default)`` and ``headers()``; ``conn`` needs ``is_tls`` and
-    ``remote_addr``.  Strings carry the raw bytes as latin-1; headers whose
+    ``remote_addr``.  ``front`` applies trusted proxy headers and the
+    mount prefix (``forwarded.Front``).  Strings carry the raw bytes as latin-1; headers whose
     names contain ``_`` are dropped, so ``X_User`` cannot pose as ``X-User``.
     """
     if body is None:
@@ -82,4 +84,6 @@ def build_environ(hm: Any, conn: Any, server_name: str, server_port: int,
         key = "HTTP_" + key
         old = environ.get(key)
         environ[key] = value if old is None else old + ", " + value
+    if front is not None:
+        front.apply_environ(environ)
     return environ

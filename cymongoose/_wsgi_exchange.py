@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable, List, Optional, Tuple
 from ._http_exchange import END, LOW_WATER, RAW, ClientDisconnected, Exchange
 from ._http_server import HttpCore
 from ._http_writers import error_response, frame_response
+from ._access_log import access_record
 from ._wsgi_environ import build_environ
 from .connection import Connection
 from .messages import HttpMessage
@@ -42,7 +43,9 @@ class WsgiExchange(Exchange):
         super().__init__(server, conn, hm.method, hm.proto, hm.header("Connection"))
         self.cond = threading.Condition(self.lock)
         # At MG_EV_HTTP_HDRS the body is not read yet: on_body delivers it.
-        self.environ = build_environ(hm, conn, server._server_name, server._server_port, b"")
+        self.environ = build_environ(hm, conn, server._server_name, server._server_port, b"",
+                                     server.front)
+        self.access = access_record(hm, self.environ["REMOTE_ADDR"])
         self.spool: Any = None
         self.timeout = timeout
         self.submit = submit

@@ -40,7 +40,9 @@ called ``start``.  Supported: the ``http`` scope, the ``websocket`` scope
   (logger ``cymongoose.asgi``); without a response started the client gets
   ``500 Internal Server Error``, otherwise the connection is closed.
 * **Shutdown**: ``stop()`` (and ``serve`` on SIGINT/SIGTERM) stops
-  accepting, closes idle connections, sends WebSocket clients close code
+  accepting, answers requests still arriving on kept-alive connections
+  with ``Connection: close`` and closes those idle half a second later,
+  sends WebSocket clients close code
   1012, lets requests in flight finish for up to ``graceful_timeout``
   seconds, cancels what is left, then runs lifespan shutdown.
 * TLS is not offered: put a TLS-terminating proxy in front.
@@ -51,7 +53,7 @@ import logging
 import struct
 import threading
 import time
-from typing import Any, Callable, Dict, Optional, Set, cast
+from typing import Any, Callable, Dict, Optional, Sequence, Set, Union, cast
 
 from . import _log_writer
 from ._asgi_exchange import AsgiExchange, AsgiResponse, HttpCycle
@@ -63,6 +65,7 @@ from ._http_writers import error_response
 from ._signals import SignalStop
 from .connection import Connection
 from .errors import LifespanError
+from .forwarded import DEFAULT_ALLOW, front_of
 from .messages import HttpMessage
 
 __all__ = ["ASGIApp", "ASGIServer", "ClientDisconnected", "serve"]
@@ -122,13 +125,21 @@ class ASGIServer:
         graceful_timeout: how long ``stop()`` lets requests in flight finish.
         lifespan: ``"auto"`` (run it when the application supports it),
             ``"on"`` (an exception in it is a failure) or ``"off"``.
+        forwarded_allow_ips: peers whose proxy headers (``Forwarded``,
+            ``X-Forwarded-For``/``-Proto``/``-Host``) set the scope's
+            ``client``, ``scheme`` and ``server`` (see ``cymongoose.forwarded``).
+        root_path: prefix the application is mounted under (scope
+            ``root_path``).
     """
 
     def __init__(self, app: ASGIApp, error_handler: Optional[Callable[[BaseException], Any]] = None,
                  max_body_size: int = MAX_BODY_SIZE,
-                 graceful_timeout: float = _GRACEFUL_TIMEOUT, lifespan: str = "auto") -> None:
+                 graceful_timeout: float = _GRACEFUL_TIMEOUT, lifespan: str = "auto",
+                 forwarded_allow_ips: Union[str, Sequence[str], None] = DEFAULT_ALLOW,
+                 root_path: str = "") -> None:
         if lifespan not in ("auto", "on", "off"):
             raise ValueError("lifespan must be 'auto', 'on' or 'off'")
+        self._front = front_of(forwarded_allow_ips, root_path)
         self._app = app
         self._error_handler = error_handler
         self._max_body = max_body_size
@@ -148,11 +159,15 @@ class ASGIServer:
             raise RuntimeError("ASGIServer is not started")
         return self._core.manager
 
-    async def start(self, url: str = "http://127.0.0.1:8000", tls: Any = None) -> Connection:
+    async def start(self, url: str = "http://127.0.0.1:8000", tls: Any = None, *,
+                    fd: Optional[int] = None) -> Connection:
         """Run lifespan startup, listen on ``url`` and start serving.
 
         ``tls``: a ``TlsOpts`` (``cert``, ``key``, and ``ca`` to require
         client certificates) to serve HTTPS; use an ``https://`` URL with it.
+        With ``fd``, adopt that listening socket instead of binding ``url``
+        (which then only names the server in the scope's ``server``).
+
 
         Must be awaited inside a running loop; the application runs on it.
         Raises ``LifespanError`` when lifespan startup fails (nothing is
@@ -166,8 +181,9 @@ class ASGIServer:
             self._lifespan = Lifespan(self._app, self._loop, self._lifespan_mode)
             await self._lifespan.startup()
         server = _Core(self, self._error_handler, self._max_body)
+        server.front = self._front
         try:
-            conn = server._listen(url, tls)
+            conn = server._listen(url, tls, fd)
         except BaseException:
             server.close()
             await self._shutdown_lifespan()
@@ -346,7 +362,8 @@ class _LoopStop(SignalStop):
 
 
 async def run_until_signal(server: ASGIServer, url: str,
-                           announce: Callable[[Connection], Any], tls: Any = None) -> None:
+                           announce: Callable[[Connection], Any], tls: Any = None,
+                           fd: Optional[int] = None) -> None:
     """Start ``server`` on ``url``, call ``announce(listener)``, serve until
     SIGINT or SIGTERM, then stop the server gracefully.
 
@@ -357,7 +374,7 @@ async def run_until_signal(server: ASGIServer, url: str,
     """
     stop = _LoopStop(asyncio.get_running_loop())
     with stop:
-        listener = await server.start(url, tls)
+        listener = await server.start(url, tls, fd=fd)
         try:
             announce(listener)
             await stop.wait()

@@ -30,8 +30,9 @@ listening, running and stopping.  Mongoose runs on the thread that calls
   closed, so the client sees a truncated response.  ``error_handler`` sees
   event-loop errors only.
 * **Shutdown**: ``run()`` stops on SIGINT or SIGTERM (or ``stop()`` from
-  any thread): it stops accepting, closes idle connections, lets in-flight
-  requests finish for up to ``graceful_timeout`` seconds, then closes.
+  any thread): it stops accepting, answers requests still arriving on
+  kept-alive connections with ``Connection: close``, closes connections
+  idle half a second later, lets in-flight requests finish for up to ``graceful_timeout`` seconds, then closes.
   Signal handlers are installed only on the main thread, and restored
   when ``run()`` returns.
 * ``start_response`` follows PEP 3333 strictly: a second call without
@@ -46,7 +47,7 @@ listening, running and stopping.  Mongoose runs on the thread that calls
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence, Union
 
 from . import _log_writer
 from ._http_exchange import MAX_BODY_SIZE, Exchange
@@ -54,6 +55,7 @@ from ._http_server import HttpCore
 from ._signals import SignalStop, serve_until_signal
 from ._wsgi_environ import FileWrapper
 from ._wsgi_exchange import WsgiExchange, run_exchange
+from .forwarded import DEFAULT_ALLOW, front_of
 from .connection import Connection
 from .messages import HttpMessage
 
@@ -86,13 +88,19 @@ class WSGIServer:
         max_body_size: largest request body accepted (413 above it).
         graceful_timeout: how long ``run()`` lets in-flight requests finish
             after a stop request.
+        forwarded_allow_ips: peers whose proxy headers (``Forwarded``,
+            ``X-Forwarded-For``/``-Proto``/``-Host``) set ``REMOTE_ADDR``,
+            ``wsgi.url_scheme`` and ``HTTP_HOST`` (see ``cymongoose.forwarded``).
+        root_path: prefix the application is mounted under (``SCRIPT_NAME``).
     """
 
     def __init__(self, app: WSGIApp, workers: int = 4,
                  error_handler: Optional[Callable[[BaseException], Any]] = None,
                  stream_timeout: float = _STREAM_TIMEOUT,
                  max_body_size: int = MAX_BODY_SIZE,
-                 graceful_timeout: float = _GRACEFUL_TIMEOUT) -> None:
+                 graceful_timeout: float = _GRACEFUL_TIMEOUT,
+                 forwarded_allow_ips: Union[str, Sequence[str], None] = DEFAULT_ALLOW,
+                 root_path: str = "") -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self._app = app
@@ -101,6 +109,7 @@ class WSGIServer:
         self._graceful_timeout = graceful_timeout
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cymongoose-wsgi")
         self._core = _Core(self, error_handler, max_body_size)
+        self._core.front = front_of(forwarded_allow_ips, root_path)
         self._stop = SignalStop(required=False)
 
     @property
@@ -116,15 +125,19 @@ class WSGIServer:
     def _server_port(self) -> int:
         return self._core._server_port
 
-    def listen(self, url: str = "http://127.0.0.1:8000", tls: Any = None) -> Connection:
+    def listen(self, url: str = "http://127.0.0.1:8000", tls: Any = None, *,
+               fd: Optional[int] = None) -> Connection:
         """Listen on ``url`` (port 0 picks a free port: see ``local_addr``).
 
         ``tls``: a ``TlsOpts`` (``cert``, ``key``, and ``ca`` to require
         client certificates) to serve HTTPS on this listener; use an
-        ``https://`` URL with it.  Raises ``ListenError`` when the address
-        cannot be bound, ``TypeError``/``ValueError`` for unusable ``tls``.
+        ``https://`` URL with it.  With ``fd``, adopt that listening socket
+        instead (``url`` then only names the server in ``SERVER_NAME``).
+        Raises ``ListenError`` when the address cannot be bound,
+        ``ValueError`` when ``fd`` is not a listening socket, and
+        ``TypeError``/``ValueError`` for unusable ``tls``.
         """
-        return self._core._listen(url, tls)
+        return self._core._listen(url, tls, fd)
 
     def run(self, poll_ms: int = 100) -> None:
         """Serve until SIGINT, SIGTERM or ``stop()``, then shut down gracefully.
@@ -132,7 +145,8 @@ class WSGIServer:
         On the main thread, SIGINT and SIGTERM handlers are installed for
         the duration of the call and the previous ones restored on the way
         out; on other threads only ``stop()`` ends it.  After the stop
-        request no new connection is accepted, idle connections close, and
+        request no new connection is accepted, kept-alive connections get
+        ``Connection: close`` or (idle) close after half a second, and
         requests in flight get up to ``graceful_timeout`` seconds to finish;
         then ``close()``.
         """

@@ -16,7 +16,7 @@ import sys
 from typing import Any, List
 
 MODULES = ["cymongoose", "cymongoose.aio", "cymongoose.broker", "cymongoose.mqtt", "cymongoose.wsgi",
-           "cymongoose.asgi"]
+           "cymongoose.asgi", "cymongoose.supervisor", "cymongoose.forwarded", "cymongoose.fanout"]
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "api.md")
 
 

@@ -97,6 +97,9 @@ BAD_ARGS = {
     "asgi-missing-attr": ["asgi", "cli_app_ok:nothing_here"],
     "wsgi-not-callable": ["wsgi", "cli_app_ok:VALUE"],
     "wsgi-zero-workers": ["wsgi", "--workers", "0", "cli_app_ok:app"],
+    "wsgi-zero-threads": ["wsgi", "--threads", "0", "cli_app_ok:app"],
+    "asgi-bad-allow-ips": ["asgi", "--forwarded-allow-ips", "localhost", "cli_app_ok:app"],
+    "wsgi-bad-root-path": ["wsgi", "--root-path", "api", "cli_app_ok:app"],
     "wsgi-https": ["wsgi", "--listen", "https://127.0.0.1:0", "cli_app_ok:app"],
     "serve-bad-url": ["serve", "--listen", "not a url"],
     "serve-bad-port": ["serve", "--listen", "http://127.0.0.1:99999"],
@@ -435,10 +438,10 @@ def test_app_from_the_current_directory(kind: str, app_dir: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["wsgi", "asgi"])
-def test_app_dir_option_and_workers(kind: str, app_dir: str, tmp_path_factory:
+def test_app_dir_option_and_threads(kind: str, app_dir: str, tmp_path_factory:
                                     pytest.TempPathFactory) -> None:
     elsewhere = str(tmp_path_factory.mktemp("elsewhere"))
-    server = Server(kind, "--app-dir", app_dir, "--workers", "2", "cli_%s_app:app" % kind,
+    server = Server(kind, "--app-dir", app_dir, "--threads", "2", "cli_%s_app:app" % kind,
                     "--listen", "http://127.0.0.1:0", cwd=elsewhere)
     if kind == "wsgi":
         # Two requests that each wait for the other: both succeed only on
