@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="Python logging level, on stderr (default INFO; WARNING "
                              "hides the access log); goes before COMMAND")
-    parser.add_argument("--backlog", type=_positive, default=None, metavar="N",
+    parser.add_argument("--backlog", type=positive, default=None, metavar="N",
                         help="listen backlog of every listener (default 1024); goes "
                              "before COMMAND")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
