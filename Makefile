@@ -9,7 +9,7 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 # python3-venv, python3-dev and gcc: a fresh Debian has none of them, and the
 # CPython venv and our C extension need all three.
-APT_PACKAGES := python3-venv python3-dev gcc pypy3 pypy3-dev pypy3-venv mosquitto wrk curl
+APT_PACKAGES := python3-venv python3-dev gcc pypy3 pypy3-dev pypy3-venv mosquitto wrk curl zlib1g-dev
 
 .PHONY: serve test test-cpython test-pypy test-asan system-deps install-cpython install-pypy clean sdist
 
