@@ -136,9 +136,12 @@ static struct cym_pmd *cym_pmd_accept(const struct mg_str *hdr, char *line,
   return NULL;
 }
 
-/* The offer a client sends. */
+/* The offers a client sends, in order of preference: with context
+ * takeover, then without it for a server that asks for that
+ * (client_no_context_takeover in an offer promises it, RFC 7692 7.1.1.2). */
 static const char cym_pmd_offer[] =
-    "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n";
+    "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits, "
+    "permessage-deflate; client_no_context_takeover; client_max_window_bits\r\n";
 
 /* Client: reads the server's answer to cym_pmd_offer.  NULL with *bad set
  * when the answer is not one the offer allows. */
