@@ -218,7 +218,7 @@ static void cym_ws_fail(struct mg_connection *c, int code, const char *msg) {
 /* What the header check finds wrong with a frame, or NULL. */
 static const char *cym_frame_error(struct mg_connection *c,
                                    const struct cym_frame *f, uint8_t flags,
-                                   uint64_t kept, int *code) {
+                                   uint64_t kept, uint64_t max, int *code) {
   uint8_t op = f->flags & 0x0F;
   bool fin = (f->flags & 0x80) != 0;
   *code = 1002;
@@ -239,7 +239,7 @@ static const char *cym_frame_error(struct mg_connection *c,
   /* The message so far (fragments Mongoose keeps, each one byte longer
    * in `kept`) plus this frame must stay within the connection's limit,
    * which also bounds the receive buffer. */
-  if (op < 8 && (kept ? kept - 1 : 0) + f->len > cym_ws_max(c)) {
+  if (op < 8 && (kept ? kept - 1 : 0) + f->len > max) {
     *code = 1009;
     cym_lim_log(c, CYM_LOG_WARNING, "WebSocket message too large (1009)");
     return "WebSocket message too large";
@@ -318,6 +318,7 @@ static void cym_ws_read(struct mg_connection *c, void *ev_data) {
   const char *err = NULL;
   int code = 0;
   bool answered = false, echoed = false;
+  uint64_t max = cym_ws_max(c);
   struct cym_frame f;
 
   while (pos < end && cym_frame_head(c->recv.buf + pos, end - pos, &f)) {
@@ -327,7 +328,7 @@ static void cym_ws_read(struct mg_connection *c, void *ev_data) {
     uint8_t op = f.flags & 0x0F;
     bool fin = (f.flags & 0x80) != 0;
     uint64_t kept = (flags & CYM_WS_FRAG) ? msg_len + 1 : 0;
-    if ((err = cym_frame_error(c, &f, flags, kept, &code)) != NULL) break;
+    if ((err = cym_frame_error(c, &f, flags, kept, max, &code)) != NULL) break;
     if (f.header_len + f.len > end - pos) { /* wait for the rest */
       cym_ws_reserve(c, pos + f.header_len + (size_t) f.len);
       break;
@@ -382,7 +383,7 @@ static void cym_ws_read(struct mg_connection *c, void *ev_data) {
     memcpy(frame, c->recv.buf + pos, f.header_len + (size_t) f.len);
     c->recv.len = pos;
     if (pos > ofs) mg_ws_cb(c, MG_EV_READ, ev_data);
-    if (cym_ws_failed(c)) return;
+    if (ws->x != NULL && cym_ws_failed(c)) return;
     if (!c->is_closing) cym_ws_closed(c, frame, &f);
     return;
   }
@@ -391,7 +392,7 @@ static void cym_ws_read(struct mg_connection *c, void *ev_data) {
   ws->utf8 = utf8;
   ws->msg_len = (uint32_t) msg_len;
   if (pos > ofs) mg_ws_cb(c, MG_EV_READ, ev_data);
-  if (cym_ws_failed(c)) return;
+  if (ws->x != NULL && cym_ws_failed(c)) return;
   /* only now: handlers of the frames before the CLOSE may still send */
   if (echoed) cym_ws_close_sent(c);
   if (err != NULL) cym_ws_fail(c, code, err);
