@@ -26,7 +26,7 @@ fragmented message reports ``flags`` 0x81/0x82 like a single frame
 
 import math
 from threading import get_ident as _get_ident
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, List, Mapping, Optional, Tuple
 
 from ._args import header_line, to_bytes, to_cstr, to_int
 from ._ffi import ffi, lib
@@ -148,7 +148,7 @@ def offered_subprotocols(message: Any) -> Tuple[str, ...]:
     ``message`` (a comma-separated list each); empty when there is none.
     """
     hm = valid_message(message)
-    found = []
+    found: List[str] = []
     for name, value in hm.headers():
         if name.lower() == "sec-websocket-protocol":
             found.extend(p.strip() for p in value.split(",") if p.strip())
