@@ -20,7 +20,8 @@ def test_there_are_patches_with_descriptions():
     names = [os.path.basename(p) for p in mgpatch.patch_files()]
     assert names == ["0001-dns-aaaa-fallback-once.patch", "0002-tls-ecdsa-der-integers.patch",
                      "0003-half-closed-peer-gets-queued-output.patch",
-                     "0004-bad-http-framing-reported-once.patch"]
+                     "0004-bad-http-framing-reported-once.patch",
+                     "0050-ws-receive-buffer-bounded-by-shim.patch"]
     for path in mgpatch.patch_files():
         with open(path) as f:
             text = f.read()
@@ -35,11 +36,12 @@ def test_patches_apply_to_the_pinned_sources(tmp_path):
     with open(os.path.join(out, "mongoose.c"), encoding="latin-1") as f:
         patched = f.read()
     assert patched != original
-    assert patched.count("// cymongoose:") == 8
+    assert patched.count("// cymongoose:") == 9
     assert "d->ipv6 == false" in patched and "&c->mgr->dns6, true)" not in patched
     assert "neg1" not in patched and "Failed ECDSA sign" in patched
     assert "c->is_draining && c->is_full" in patched
     assert patched.count("c->recv.len = 0;  // cymongoose: dead input") == 2
+    assert "!(c->is_websocket && io == &c->recv)" in patched
     mtime = os.stat(os.path.join(out, "mongoose.c")).st_mtime_ns
     mgpatch.patched_dir(VENDOR, str(tmp_path))  # unchanged: not rewritten
     assert os.stat(os.path.join(out, "mongoose.c")).st_mtime_ns == mtime
