@@ -6,7 +6,6 @@ Our server meets websockets' client (``SyncClient``); our client
 answering is a raw socket that never reads again.
 """
 
-import asyncio
 import base64
 import hashlib
 import os
@@ -16,15 +15,15 @@ import zlib
 from typing import Any, Dict, List, Optional
 
 import pytest
-from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
 import cymongoose as cm
 from cymongoose.ws import offered_subprotocols
+from support.events import EventLog
 from support.fixtures import made
 from support.loop import wait_until
-from support.ws import EchoServer, OP_PING, RawClient, SyncClient, frame
+from support.ws import EchoServer, OP_PING, RawClient, SyncClient, WebsocketsServer, frame
 
 MiB = 1024 * 1024
 
@@ -56,57 +55,31 @@ class OptionServer(EchoServer):
         super().__call__(conn, ev, data)
 
 
-class Recorder:
-    """Client-side handler recording events; echoes nothing."""
+class Recorder(EventLog):
+    """Client-side handler recording events (no echo); ``of(kind)`` gives
+    ``(kind, *details)`` tuples as the tests compare them."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.events: List[Any] = []
+        super().__init__()
         self.conn_info: Dict[str, Any] = {}
 
     def __call__(self, conn: cm.Connection, ev: int, data: Any) -> None:
         if ev == cm.MG_EV_WS_OPEN:
             self.conn_info = {"subprotocol": conn.ws_subprotocol,
                               "compression": conn.ws_compression}
-            self.add(("open",))
+            self.record(conn, ev, ("open",))
         elif ev == cm.MG_EV_WS_MSG:
-            self.add(("msg", data.flags, data.data))
+            self.record(conn, ev, ("msg", data.flags, data.data))
         elif ev == cm.MG_EV_WS_CTL:
-            self.add(("ctl",))
+            self.record(conn, ev, ("ctl",))
         elif ev == cm.MG_EV_ERROR:
-            self.add(("error", data))
+            self.record(conn, ev, ("error", data))
         elif ev == cm.MG_EV_CLOSE:
-            self.add(("close", conn.ws_close_code))
+            self.record(conn, ev, ("close", conn.ws_close_code))
 
-    def add(self, item: Any) -> None:
+    def of(self, kind: Any) -> List[Any]:
         with self.lock:
-            self.events.append(item)
-
-    def of(self, kind: str) -> List[Any]:
-        with self.lock:
-            return [e for e in self.events if e[0] == kind]
-
-
-class WebsocketsServer:
-    """A websockets server on its own thread; ``handler`` gets each connection."""
-
-    def __init__(self, handler: Any, **kwargs: Any) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.server = self.loop.run_until_complete(self._start(handler, kwargs))
-        self.port = self.server.sockets[0].getsockname()[1]
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    async def _start(self, handler: Any, kwargs: Dict[str, Any]) -> Any:
-        return await serve(handler, "127.0.0.1", 0, **kwargs)
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        assert not self.thread.is_alive()
-        self.server.close()
-        self.loop.run_until_complete(asyncio.wait_for(self.server.wait_closed(), 10))
-        self.loop.close()
+            return [d for _, _, d in self.events if d[0] == kind]
 
 
 @pytest.fixture
@@ -241,9 +214,8 @@ def test_compression_bomb_to_client_gets_1009(server_factory, ws_server):
     assert closed == [1009]
 
 
-def test_invalid_compressed_data_fails_with_1002(server_factory):
-    srv = OptionServer(compression="deflate")
-    _, port = server_factory(srv)
+def _deflate_raw_client(port: int) -> RawClient:
+    """A RawClient whose upgrade offers permessage-deflate (accepted)."""
     raw = RawClient.__new__(RawClient)
     raw.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     raw.buf = b""
@@ -251,8 +223,14 @@ def test_invalid_compressed_data_fails_with_1002(server_factory):
     raw.send(("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
               "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
               "Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n" % key).encode())
-    head = raw._until(b"\r\n\r\n")
-    assert b"permessage-deflate" in head
+    assert b"permessage-deflate" in raw._until(b"\r\n\r\n")
+    return raw
+
+
+def test_invalid_compressed_data_fails_with_1002(server_factory):
+    srv = OptionServer(compression="deflate")
+    _, port = server_factory(srv)
+    raw = _deflate_raw_client(port)
     raw.send(frame(2, b"\xff\xff\xff\xff", rsv=0x40))  # not a deflate stream
     assert raw.read_close()[0] == 1002
     raw.close()
@@ -264,14 +242,7 @@ def test_deflate_matches_zlib_raw_stream(server_factory):
     # a message another deflate implementation made (zlib, raw, sync flush)
     srv = OptionServer(compression="deflate")
     _, port = server_factory(srv)
-    raw = RawClient.__new__(RawClient)
-    raw.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    raw.buf = b""
-    key = base64.b64encode(os.urandom(16)).decode()
-    raw.send(("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-              "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
-              "Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n" % key).encode())
-    raw._until(b"\r\n\r\n")
+    raw = _deflate_raw_client(port)
     comp = zlib.compressobj(wbits=-15)
     body = comp.compress(b"hello hello hello") + comp.flush(zlib.Z_SYNC_FLUSH)
     raw.send(frame(1, body[:-4], rsv=0x40))
