@@ -21,7 +21,8 @@ def test_there_are_patches_with_descriptions():
     assert names == ["0001-dns-aaaa-fallback-once.patch", "0002-tls-ecdsa-der-integers.patch",
                      "0003-half-closed-peer-gets-queued-output.patch",
                      "0004-bad-http-framing-reported-once.patch",
-                     "0050-ws-receive-buffer-bounded-by-shim.patch"]
+                     "0050-ws-receive-buffer-bounded-by-shim.patch",
+                     "0051-bzero-and-ws-unmask-word-at-a-time.patch"]
     for path in mgpatch.patch_files():
         with open(path) as f:
             text = f.read()
@@ -36,7 +37,7 @@ def test_patches_apply_to_the_pinned_sources(tmp_path):
     with open(os.path.join(out, "mongoose.c"), encoding="latin-1") as f:
         patched = f.read()
     assert patched != original
-    assert patched.count("// cymongoose:") == 9
+    assert patched.count("// cymongoose:") == 11
     assert "d->ipv6 == false" in patched and "&c->mgr->dns6, true)" not in patched
     assert "neg1" not in patched and "Failed ECDSA sign" in patched
     assert "c->is_draining && c->is_full" in patched
