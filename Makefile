@@ -9,7 +9,7 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 # python3-venv, python3-dev and gcc: a fresh Debian has none of them, and the
 # CPython venv and our C extension need all three.
-APT_PACKAGES := python3-venv python3-dev gcc libssl-dev pypy3 pypy3-dev pypy3-venv mosquitto wrk curl
+APT_PACKAGES := python3-venv python3-dev gcc libssl-dev zlib1g-dev pypy3 pypy3-dev pypy3-venv mosquitto wrk curl
 
 .PHONY: serve test test-cpython test-pypy test-asan test-builtin-tls system-deps install-cpython install-pypy clean sdist
 
@@ -82,14 +82,17 @@ sdist:
 clean:
 	rm -rf build dist *.egg-info cymongoose/_mg_cffi*.so $(CPY_VENV) $(PYPY_VENV)
 
-# Autobahn WebSocket server cases against bench/autobahn/echo_server.py.
-# kosoku (the Python 3 runner) needs CPython 3.10+; the server runs on
-# CPython, then on PyPy.  Reports: build/autobahn-{cpython,pypy}/index.html.
+# Autobahn WebSocket server cases against bench/autobahn/echo_server.py, then
+# the client cases (kosoku's fuzzing server) against bench/autobahn/echo_client.py.
+# kosoku (the Python 3 runner) needs CPython 3.10+; our side runs on CPython,
+# then on PyPy.  Reports: build/autobahn-{,client-}{cpython,pypy}/index.html.
 .PHONY: autobahn
 autobahn: install-cpython install-pypy
 	$(CPY_VENV)/bin/pip install -q kosoku
 	$(CPY_VENV)/bin/python bench/autobahn/run.py --server-python $(CPY_VENV)/bin/python --out build/autobahn-cpython
 	$(CPY_VENV)/bin/python bench/autobahn/run.py --server-python $(PYPY_VENV)/bin/python --out build/autobahn-pypy
+	$(CPY_VENV)/bin/python bench/autobahn/run.py --client --server-python $(CPY_VENV)/bin/python --out build/autobahn-client-cpython
+	$(CPY_VENV)/bin/python bench/autobahn/run.py --client --server-python $(PYPY_VENV)/bin/python --out build/autobahn-client-pypy
 
 # Pure C vs the Cython package 0.2.5 vs ours on CPython and PyPy (bench/README.md);
 # about 10 minutes. BENCH_ARGS=--quick for a short run.

@@ -1,7 +1,8 @@
 """Per-listener limits: ``Limits`` and how a listener gets them.
 
 Beside Mongoose's compile-time receive buffer (``MG_MAX_RECV_SIZE``,
-3 MiB), these bound what one peer may cost.  ``Manager.listen(url,
+3 MiB, which bounds HTTP requests but not WebSocket messages), these bound
+what one peer may cost.  ``Manager.listen(url,
 limits=Limits(...))`` sets them for one listener; its accepted connections
 inherit them, and a listener without ``limits=`` gets ``Limits()``, the
 defaults below.  The checks run in C (``_csrc/limits.c``) and end only the
@@ -16,13 +17,16 @@ field                    default      when exceeded
 ``idle_timeout``         5 s          a keep-alive connection is closed
 ``max_connections``      ``None``     HTTP: 503 with ``Retry-After``; others:
                                       the connection is closed at once
-``max_ws_message_size``  ``None``     WebSocket CLOSE 1009
+``max_ws_message_size``  3 MiB        WebSocket CLOSE 1009
 =======================  ===========  =========================================
 
 ``None`` means no limit of ours.  A request body the application receives
-whole (``MG_EV_HTTP_MSG``) must still fit Mongoose's 3 MiB receive buffer,
-and so must a WebSocket message: above that the client gets 413 or 1009
-instead of a dropped connection.  The WSGI and ASGI servers stream bodies
+whole (``MG_EV_HTTP_MSG``) must still fit Mongoose's 3 MiB receive buffer:
+above that the client gets 413 instead of a dropped connection.  A
+WebSocket message may be as large as ``max_ws_message_size`` allows (up to
+1 GiB); while it arrives its connection holds it whole in memory, its
+size plus up to the same again once inflated when compressed, and lets go
+of buffers above 256 KiB once the message is handled.  The WSGI and ASGI servers stream bodies
 and keep their own ``max_body_size`` (413 as well).  See
 ``docs/hardening.md`` for the reasoning behind each default.
 """
@@ -95,10 +99,13 @@ class Limits:
         max_connections: simultaneous accepted connections; past it an HTTP
             client gets ``503 Service Unavailable`` (``Retry-After: 1``) and
             other connections (TLS, raw TCP, MQTT) are closed at once.
-            Default 1000.
+            Default ``None``: no cap (the descriptor limit is the real one).
         max_ws_message_size: largest WebSocket message in payload bytes
-            (fragments added up); above it the connection is closed with
-            status 1009.  Default ``None``: up to the 3 MiB receive buffer.
+            (fragments added up, after inflation when compressed); above
+            it the connection is closed with status 1009.  A connection
+            receiving a message holds it whole: about this many bytes of
+            memory (twice when compressed) per connection at worst.
+            Default 3 MiB; ``None``: 1 GiB, the most a frame may carry.
 
     Raises:
         TypeError: a size or count is not an ``int`` (``bool`` included), a
@@ -121,7 +128,7 @@ class Limits:
                  header_timeout: Optional[float] = 30.0,
                  idle_timeout: Optional[float] = 5.0,
                  max_connections: Optional[int] = None,
-                 max_ws_message_size: Optional[int] = None) -> None:
+                 max_ws_message_size: Optional[int] = 3 * 1024 * 1024) -> None:
         values = (
             _size(max_body_size, "max_body_size", 0),
             _size(max_header_size, "max_header_size", 1),

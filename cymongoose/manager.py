@@ -3,16 +3,17 @@
 import os
 import socket
 import threading
-from typing import Any, Callable, Dict, List, Literal, Optional, Set, Tuple, Type
+from typing import (Any, Callable, Dict, List, Literal, Mapping, Optional, Sequence, Set, Tuple,
+                    Type)
 
-from . import _dispatch
+from . import _dispatch, ws as _ws
 from ._args import _INT_MAX, _INT_MIN, to_cstr, to_int
 from ._dispatch import LSN_SHIFT, mask_of, print_exception
 from ._ffi import ffi, lib
 from ._graceful import finish_in_flight
 from ._signals import serve_until_signal
 from .connection import Connection, Handler
-from .errors import MANAGER_FREED as _FREED, ListenError, MongooseError, ThreadError
+from .errors import MANAGER_FREED as _FREED, ListenError, MongooseError, ThreadError, check
 from .limits import Limits, attach as attach_limits, check as check_limits
 from .net import NetManagerMixin
 from .mqtt import MqttManagerMixin
@@ -426,11 +427,34 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
         kind = lib.CYM_HTTP_CONNECT if _wants_http(url, http) else lib.CYM_CONNECT
         return self._open(kind, url, handler, "Failed to connect to '%s'")
 
-    def ws_connect(self, url: str, handler: Optional[Handler] = None) -> Connection:
-        """Open a WebSocket client connection; ``MG_EV_WS_OPEN`` follows the 101."""
+    def ws_connect(self, url: str, handler: Optional[Handler] = None, *,
+                   headers: Optional[Mapping[str, str]] = None,
+                   subprotocols: Optional[Sequence[str]] = None,
+                   origin: Optional[str] = None, compression: Optional[str] = None,
+                   max_size: Optional[int] = _ws.DEFAULT_MAX_SIZE,
+                   ping_interval: Optional[float] = None,
+                   ping_timeout: Optional[float] = None) -> Connection:
+        """Open a WebSocket client connection; ``MG_EV_WS_OPEN`` follows the 101.
+
+        ``headers`` (a mapping) and ``origin`` are added to the request;
+        ``subprotocols`` are offered, and ``conn.ws_subprotocol`` tells the
+        one the server chose.  ``compression="deflate"`` offers
+        permessage-deflate.  ``max_size`` bounds a received message (bytes,
+        after inflation; ``None``: 1 GiB); larger ones close with 1009.
+        ``ping_interval``/``ping_timeout`` work as on ``ws_upgrade``.  A 101
+        answer choosing a subprotocol or extension not offered fails the
+        connection (``MG_EV_ERROR``, no ``MG_EV_WS_OPEN``).  Raises
+        ``TypeError``/``ValueError`` for bad options (before connecting).
+        """
+        args = _ws.client_options(headers, subprotocols, origin, compression, max_size,
+                                  ping_interval, ping_timeout)
         conn = self._open(lib.CYM_WS_CONNECT, url, handler,
                           "Failed to create WebSocket connection to '%s'")
-        lib.cym_ws_client(conn._c)  # frame checks and close handshake (ws.py)
+        # frame checks, close handshake and the options above (ws.py)
+        rc = lib.cym_ws_client(conn._c, *args)
+        if rc:
+            conn.close()
+            check(rc)
         return conn
 
     def mqtt_listen(self, url: str, handler: Optional[Handler] = None) -> Connection:

@@ -1,14 +1,20 @@
-"""WebSocket methods of ``Connection``: upgrade, send, close.
+"""WebSocket methods of ``Connection``: upgrade, send, close, and the
+options of a WebSocket (subprotocol, compression, keep-alive, message size).
 
 Incoming frames are checked in C (``_csrc/ws.c``) before Mongoose's
 WebSocket handler sees them.  A frame that breaks RFC 6455 (reserved bits,
 unknown opcode, fragmented or over-long control frame, stray continuation,
 unmasked client frame, a text message or close reason that is not UTF-8,
-an invalid close code) or a message too large for the receive buffer
-(``MG_MAX_RECV_SIZE``, 3 MiB, counting the frame headers) ends that
-connection only: frames before it are delivered, then the connection sends
-a CLOSE with status 1002, 1007 or 1009, fires ``MG_EV_ERROR`` with a message
-starting ``"WebSocket"``, and closes.  A PING is answered with a PONG and a
+an invalid close code), a message above the connection's size limit
+(``Limits.max_ws_message_size`` on a server, ``max_size`` of
+``Manager.ws_connect``; checked on the frame header, and again after
+inflation, so a compression bomb is refused too), or invalid compressed
+data ends that connection only: frames before it are delivered, then the
+connection sends a CLOSE with status 1002, 1007 or 1009, fires
+``MG_EV_ERROR`` with a message starting ``"WebSocket"``, and closes.  A
+keep-alive PING left unanswered for ``ping_timeout`` seconds ends the
+connection the same way with status 1011 (and a warning on the
+``cymongoose`` logger).  A PING is answered with a PONG and a
 peer's CLOSE is echoed, then the connection closes; both still reach the
 handler as ``MG_EV_WS_CTL`` (whose data is ``None``).
 
@@ -18,8 +24,9 @@ fragmented message reports ``flags`` 0x81/0x82 like a single frame
 ``docs/websocket.md``.
 """
 
+import math
 from threading import get_ident as _get_ident
-from typing import Any, Mapping, Optional
+from typing import Any, List, Mapping, Optional, Tuple
 
 from ._carry import carried
 from ._args import header_line, to_bytes, to_cstr, to_int
@@ -58,6 +65,97 @@ def _header_lines(extra_headers: Any) -> Optional[bytes]:
     return "".join(header_line(k, v) for k, v in items()).encode("utf-8")
 
 
+#: Largest message a ``ws_connect`` client receives by default (3 MiB).
+DEFAULT_MAX_SIZE = int(lib.CYM_WS_DEFAULT_MAX)
+#: Hard bound on a message, whatever the limits say (1 GiB).
+HARD_MAX_SIZE = int(lib.CYM_WS_HARD_MAX)
+
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+                   "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _subprotocol(name: Any) -> bytes:
+    """A subprotocol name: an HTTP token (RFC 6455 4.1)."""
+    if not isinstance(name, str):
+        raise TypeError("subprotocol must be a str, got %s" % type(name).__name__)
+    if not name or not set(name) <= _TOKEN:
+        raise ValueError("subprotocol must be a non-empty HTTP token, got %r" % name)
+    return name.encode("ascii")
+
+
+def _compression(value: Any) -> int:
+    if value is None:
+        return 0
+    if value == "deflate":
+        return 1
+    raise ValueError("compression must be 'deflate' or None, got %r" % (value,))
+
+
+def _ms(value: Any, name: str) -> int:
+    """Seconds (``None``: off) as milliseconds for C."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError("%s must be a number of seconds or None, got %s"
+                        % (name, type(value).__name__))
+    seconds = float(value)
+    if not (math.isfinite(seconds) and 0 < seconds <= 1e9):
+        raise ValueError("%s must be a positive, finite number of seconds, got %r"
+                         % (name, value))
+    return max(1, int(round(seconds * 1000)))
+
+
+def _max_size(value: Any) -> int:
+    if value is None:
+        return HARD_MAX_SIZE
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("max_size must be an int or None, got %s" % type(value).__name__)
+    if not 0 <= value <= HARD_MAX_SIZE:
+        raise ValueError("max_size must be 0..%d, got %d" % (HARD_MAX_SIZE, value))
+    return value or 1  # 0 would mean "the default" in C; 1 refuses all but empty ones
+
+
+def client_options(headers: Any, subprotocols: Any, origin: Any, compression: Any,
+                   max_size: Any, ping_interval: Any, ping_timeout: Any
+                   ) -> Tuple[Any, Any, int, int, int, int]:
+    """The ``cym_ws_client`` arguments for ``Manager.ws_connect`` (validated).
+
+    Raises:
+        TypeError, ValueError: as documented on ``Manager.ws_connect``.
+    """
+    lines = _header_lines(headers) or b""
+    offered = None
+    if subprotocols is not None:
+        if isinstance(subprotocols, (str, bytes)):
+            raise TypeError("subprotocols must be a sequence of str, not a single string")
+        names = [_subprotocol(p) for p in subprotocols]
+        if names:
+            offered = b", ".join(names)
+            lines += b"Sec-WebSocket-Protocol: " + offered + b"\r\n"
+    if origin is not None:
+        lines += header_line("Origin", to_cstr(origin, "origin").decode("utf-8")).encode("utf-8")
+    interval = _ms(ping_interval, "ping_interval")
+    timeout = _ms(ping_timeout, "ping_timeout")
+    return (lines or ffi.NULL, offered if offered is not None else ffi.NULL,
+            _compression(compression),
+            _max_size(max_size),
+            interval, timeout if interval else 0)
+
+
+def offered_subprotocols(message: Any) -> Tuple[str, ...]:
+    """The subprotocols an upgrade request offers, in its order.
+
+    Reads every ``Sec-WebSocket-Protocol`` header of the ``HttpMessage``
+    ``message`` (a comma-separated list each); empty when there is none.
+    """
+    hm = valid_message(message)
+    found: List[str] = []
+    for name, value in hm.headers():
+        if name.lower() == "sec-websocket-protocol":
+            found.extend(p.strip() for p in value.split(",") if p.strip())
+    return tuple(found)
+
+
 def _check(rc: int) -> None:
     if rc:
         check(rc, _TEXTS)
@@ -83,35 +181,85 @@ class WsConnectionMixin(ConnectionHost):
         code = int(lib.cym_ws_peer_code(c))
         return code if code else None
 
+    @property
+    def ws_subprotocol(self) -> Optional[str]:
+        """The subprotocol this WebSocket speaks, ``None`` for none.
+
+        On a server, the one ``ws_upgrade`` selected; on a client, the one
+        the server chose from ``ws_connect(subprotocols=...)``.  ``None``
+        once the connection is closed.
+        """
+        c = self._c
+        if c is None:
+            return None
+        p = lib.cym_ws_subprotocol(c)
+        return None if p == ffi.NULL else ffi.string(p).decode("ascii")
+
+    @property
+    def ws_compression(self) -> Optional[str]:
+        """``"deflate"`` when permessage-deflate was negotiated, else ``None``."""
+        c = self._c
+        if c is None or not lib.cym_ws_compressed(c):
+            return None
+        return "deflate"
+
     @carried
-    def ws_upgrade(self, message: Any, extra_headers: Optional[Mapping[str, str]] = None) -> None:
+    def ws_upgrade(self, message: Any, extra_headers: Optional[Mapping[str, str]] = None, *,
+                   subprotocol: Optional[str] = None, compression: Optional[str] = None,
+                   ping_interval: Optional[float] = None,
+                   ping_timeout: Optional[float] = None) -> None:
         """Answer the request ``message`` with ``101 Switching Protocols``.
 
         Call it from the ``MG_EV_HTTP_MSG`` handler.  ``MG_EV_WS_OPEN`` (with
         the request) fires before this returns; ``MG_EV_WS_MSG`` and
         ``MG_EV_WS_CTL`` follow.  A request without ``Sec-WebSocket-Key``
         gets ``426`` from Mongoose and the connection is not upgraded.
+        Messages larger than the listener's ``Limits.max_ws_message_size``
+        are refused with CLOSE 1009.
 
         Args:
             message: the request's ``HttpMessage``, still valid.
             extra_headers: a mapping of header names to values added to the
                 101 response (``%`` is safe, CR, LF and NUL are not).
+            subprotocol: the subprotocol to speak, one the request offers
+                (see :func:`offered_subprotocols`); ``None`` answers none.
+            compression: ``"deflate"`` accepts permessage-deflate (RFC 7692)
+                when the client offers it; ``None`` (the default) never
+                compresses.
+            ping_interval: seconds between keep-alive PINGs; ``None`` (the
+                default) sends none.
+            ping_timeout: seconds a PING may stay unanswered before the
+                connection is closed with 1011; ``None``: no timeout.
 
         Raises:
-            TypeError: ``message`` is not an ``HttpMessage``, or
-                ``extra_headers`` is truthy and not a mapping.
-            ValueError: ``message`` is ``None`` or no longer valid, or a
-                header contains CR, LF or NUL.
+            TypeError: ``message`` is not an ``HttpMessage``,
+                ``extra_headers`` is truthy and not a mapping, or an option
+                has the wrong type.
+            ValueError: ``message`` is ``None`` or no longer valid, a header
+                contains CR, LF or NUL, ``subprotocol`` is not an HTTP token
+                or not offered by a request that offers subprotocols, or an
+                option is out of range.
             RuntimeError: the connection is closed
                 (``ClosedError("Connection has been closed")``) or is already
                 a WebSocket (``MongooseError``).
         """
         hm = valid_message(message)
         lines = _header_lines(extra_headers)
+        proto = ffi.NULL
+        if subprotocol is not None:
+            proto = _subprotocol(subprotocol)
+            offered = offered_subprotocols(hm)
+            if offered and subprotocol not in offered:
+                raise ValueError("subprotocol %r was not offered (offered: %s)"
+                                 % (subprotocol, ", ".join(offered)))
+        compress = _compression(compression)
+        interval = _ms(ping_interval, "ping_interval")
+        timeout = _ms(ping_timeout, "ping_timeout") if interval else 0
         c = self._live()
         with self._mgr._calling_c:
-            rc = lib.cym_ws_upgrade(c, hm._ptr(), lines if lines is not None else ffi.NULL)
-        check(rc)
+            rc = lib.cym_ws_upgrade(c, hm._ptr(), lines if lines is not None else ffi.NULL,
+                                    proto, compress, interval, timeout)
+        check(rc, _TEXTS)
 
     @carried
     def ws_send(self, data: Any, op: int = WEBSOCKET_OP_TEXT) -> None:

@@ -94,6 +94,8 @@ void cym_ev(struct mg_connection *c, int ev, void *ev_data) {
       cym_limits_ev(c, ev, ev_data))
     return;
   if (ev == MG_EV_HTTP_MSG && c->is_closing && cym_truncated(c, ev_data)) return;
+  /* ws.c drops a message it could not inflate (data.buf NULL) */
+  if (ev == MG_EV_WS_MSG && ((struct mg_ws_message *) ev_data)->data.buf == NULL) return;
   if (!wanted) {
     /* OPEN and CLOSE cross anyway, complemented: Python keeps exactly one
      * Connection per live connection. */

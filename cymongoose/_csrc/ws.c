@@ -22,8 +22,28 @@
 #define CYM_WS_CLOSE_SENT 1u  /* a CLOSE went out: no more frames from us */
 #define CYM_WS_FRAG 2u        /* a fragmented message is being received */
 #define CYM_WS_FRAG_TEXT 4u   /* ... and it is a text message */
+#define CYM_WS_FRAG_Z 8u      /* ... and it is compressed (RSV1) */
+#define CYM_WS_PMD 16u        /* permessage-deflate was negotiated */
 #define CYM_WS_CLOSE_WAIT_MS 5000 /* how long our CLOSE waits for the answer */
+#define CYM_WS_DEFAULT_MAX (3u * 1024u * 1024u) /* message limit, none given */
+#define CYM_WS_HARD_MAX (1u << 30) /* mg_ws_cb never parses a longer frame */
+#define CYM_WS_KEEP_BUF (256u * 1024u) /* receive buffer kept between messages */
 
+/* What a WebSocket needs beyond the frame checks: compression, keep-alive,
+ * its own message limit, the subprotocol.  On the heap, made by the upgrade
+ * or by cym_ws_client, freed at MG_EV_CLOSE. */
+struct cym_wsx {
+  struct cym_pmd *pmd;  /* deflate.c, once negotiated */
+  uint64_t max_msg;     /* 0: the listener's limit */
+  uint64_t ping_ms, pong_ms; /* keep-alive interval and timeout; 0: none */
+  uint64_t next_ping, pong_due; /* pong_due: 0 while no PING is unanswered */
+  uint32_t ping_seq;
+  int offer_pmd;        /* client: permessage-deflate offered */
+  char *offered;        /* client: the subprotocols offered, comma-separated */
+  char *proto;          /* the subprotocol in use, NULL for none */
+  const char *err;      /* a failure found while mg_ws_cb delivers */
+  int err_code;
+};
 
 struct cym_ws {
   uint64_t deadline;  /* when CLOSE_SENT: close the socket by this time */
@@ -31,10 +51,35 @@ struct cym_ws {
   uint32_t msg_len;   /* payload bytes of the fragmented message so far */
   uint16_t peer_code; /* status code of the peer's CLOSE; 0 before one */
   uint8_t flags;
+  struct cym_wsx *x;  /* NULL for a plain WebSocket */
 };
 
 static struct cym_ws *cym_ws_of(struct mg_connection *c) {
   return (struct cym_ws *) (void *) c->data;
+}
+
+typedef char cym_ws_fits[sizeof(struct cym_ws) <= MG_DATA_SIZE ? 1 : -1];
+
+/* The largest message c may receive, in payload bytes (after inflation). */
+static uint64_t cym_ws_max(struct mg_connection *c) {
+  struct cym_wsx *x = cym_ws_of(c)->x;
+  int64_t lim;
+  if (x != NULL && x->max_msg) return x->max_msg;
+  lim = cym_limits_ws_max(c); /* limits.c: -1 when none of ours */
+  if (lim == CYM_LIM_NONE) return c->is_accepted ? CYM_WS_HARD_MAX : CYM_WS_DEFAULT_MAX;
+  return (uint64_t) lim < CYM_WS_HARD_MAX ? (uint64_t) lim : CYM_WS_HARD_MAX;
+}
+
+static void cym_wsx_free(struct mg_connection *c) {
+  struct cym_ws *ws = cym_ws_of(c);
+  struct cym_wsx *x = ws->x;
+  if (x == NULL) return;
+  cym_pmd_free(x->pmd);
+  free(x->offered);
+  free(x->proto);
+  free(x);
+  ws->x = NULL;
+  ws->flags &= (uint8_t) ~CYM_WS_PMD;
 }
 
 /* ---- UTF-8 check that can stop and resume at any byte ------------------
@@ -173,11 +218,13 @@ static void cym_ws_fail(struct mg_connection *c, int code, const char *msg) {
 /* What the header check finds wrong with a frame, or NULL. */
 static const char *cym_frame_error(struct mg_connection *c,
                                    const struct cym_frame *f, uint8_t flags,
-                                   uint64_t kept, int *code) {
+                                   uint64_t kept, uint64_t max, int *code) {
   uint8_t op = f->flags & 0x0F;
   bool fin = (f->flags & 0x80) != 0;
   *code = 1002;
-  if (f->flags & 0x70) return "WebSocket protocol error: reserved bits set";
+  /* RSV1 marks a compressed message: on its first frame only */
+  if (f->flags & ((flags & CYM_WS_PMD) && (op == 1 || op == 2) ? 0x30 : 0x70))
+    return "WebSocket protocol error: reserved bits set";
   if ((op > 2 && op < 8) || op > 10)
     return "WebSocket protocol error: unknown opcode";
   if (op >= 8 && (!fin || f->len > 125))
@@ -189,19 +236,13 @@ static const char *cym_frame_error(struct mg_connection *c,
     return "WebSocket protocol error: continuation without a message";
   if (op != 0 && op < 8 && (flags & CYM_WS_FRAG))
     return "WebSocket protocol error: new message inside a fragmented one";
-  /* The whole frame, plus the fragments Mongoose keeps before it, must fit
-   * the receive buffer; otherwise it could never be read whole. */
-  if (op < 8 && (f->len > MG_MAX_RECV_SIZE ||  /* also keeps the sum exact */
-                 kept + f->header_len + f->len > MG_MAX_RECV_SIZE)) {
+  /* The message so far (fragments Mongoose keeps, each one byte longer
+   * in `kept`) plus this frame must stay within the connection's limit,
+   * which also bounds the receive buffer. */
+  if (op < 8 && (kept ? kept - 1 : 0) + f->len > max) {
     *code = 1009;
     cym_lim_log(c, CYM_LOG_WARNING, "WebSocket message too large (1009)");
-    return "WebSocket message too large (limit MG_MAX_RECV_SIZE, 3 MiB)";
-  }
-  if (op < 8 && cym_limits_ws_max(c) != CYM_LIM_NONE &&  /* limits.c */
-      (kept ? kept - 1 : 0) + f->len > (uint64_t) cym_limits_ws_max(c)) {
-    *code = 1009;
-    cym_lim_log(c, CYM_LOG_WARNING, "WebSocket message too large (1009)");
-    return "WebSocket message too large (limit max_ws_message_size)";
+    return "WebSocket message too large";
   }
   return NULL;
 }
@@ -248,6 +289,25 @@ static void cym_ws_closed(struct mg_connection *c, const uint8_t *p,
   mg_call(c, MG_EV_WS_CTL, &m);
 }
 
+/* A PONG arrived: the one our keep-alive PING waits for clears it. */
+static void cym_ws_pong(struct cym_wsx *x, const uint8_t *data, size_t n,
+                        const uint8_t *mask) {
+  uint8_t b[4];
+  size_t i;
+  if (x == NULL || !x->pong_due || n != 4) return;
+  for (i = 0; i < 4; i++) b[i] = mask ? (uint8_t) (data[i] ^ mask[i]) : data[i];
+  if (memcmp(b, &x->ping_seq, 4) == 0) x->pong_due = 0;
+}
+
+/* The receive buffer of a frame still arriving grows to hold it whole at
+ * once: one allocation instead of one per MG_IO_SIZE (512) bytes read,
+ * which cost a 64 KiB message 128 reallocations and copies. */
+static void cym_ws_reserve(struct mg_connection *c, size_t need) {
+  if (need > c->recv.size) mg_iobuf_resize(&c->recv, need);
+}
+
+static bool cym_ws_failed(struct mg_connection *c);
+
 /* MG_EV_READ on an open WebSocket: check the buffered frames, hand the good
  * ones to mg_ws_cb, then act on what stopped the check. */
 static void cym_ws_read(struct mg_connection *c, void *ev_data) {
@@ -259,6 +319,7 @@ static void cym_ws_read(struct mg_connection *c, void *ev_data) {
   const char *err = NULL;
   int code = 0;
   bool answered = false, echoed = false;
+  uint64_t max = cym_ws_max(c);
   struct cym_frame f;
 
   while (pos < end && cym_frame_head(c->recv.buf + pos, end - pos, &f)) {
@@ -268,8 +329,11 @@ static void cym_ws_read(struct mg_connection *c, void *ev_data) {
     uint8_t op = f.flags & 0x0F;
     bool fin = (f.flags & 0x80) != 0;
     uint64_t kept = (flags & CYM_WS_FRAG) ? msg_len + 1 : 0;
-    if ((err = cym_frame_error(c, &f, flags, kept, &code)) != NULL) break;
-    if (f.header_len + f.len > end - pos) break; /* wait for the rest */
+    if ((err = cym_frame_error(c, &f, flags, kept, max, &code)) != NULL) break;
+    if (f.header_len + f.len > end - pos) { /* wait for the rest */
+      cym_ws_reserve(c, pos + f.header_len + (size_t) f.len);
+      break;
+    }
     if (op == WEBSOCKET_OP_CLOSE) {
       err = cym_close_error(data, (size_t) f.len, mask, &code);
       if (err != NULL) break;
@@ -285,7 +349,11 @@ static void cym_ws_read(struct mg_connection *c, void *ev_data) {
       }
       break; /* nothing after a CLOSE counts */
     }
-    if (op == WEBSOCKET_OP_TEXT || (op == 0 && (flags & CYM_WS_FRAG_TEXT))) {
+    if (op == WEBSOCKET_OP_PONG) cym_ws_pong(ws->x, data, (size_t) f.len, mask);
+    if ((op == 1 || op == 2) && (f.flags & 0x40)) flags |= CYM_WS_FRAG_Z;
+    /* a compressed text message is checked once inflated (cym_ws_inflate) */
+    if ((op == WEBSOCKET_OP_TEXT || (op == 0 && (flags & CYM_WS_FRAG_TEXT))) &&
+        !(flags & CYM_WS_FRAG_Z)) {
       if (!cym_utf8_feed(&utf8, data, (size_t) f.len, mask) ||
           (fin && utf8 != 0)) {
         err = "WebSocket text message is not valid UTF-8";
@@ -302,7 +370,10 @@ static void cym_ws_read(struct mg_connection *c, void *ev_data) {
       msg_len += f.len;
       if (fin) flags &= (uint8_t) ~(CYM_WS_FRAG | CYM_WS_FRAG_TEXT);
     }
-    if (!(flags & CYM_WS_FRAG)) msg_len = 0, utf8 = 0;
+    if (!(flags & CYM_WS_FRAG)) {
+      msg_len = 0, utf8 = 0;
+      flags &= (uint8_t) ~CYM_WS_FRAG_Z;
+    }
     pos += f.header_len + (size_t) f.len;
   }
 
@@ -313,6 +384,7 @@ static void cym_ws_read(struct mg_connection *c, void *ev_data) {
     memcpy(frame, c->recv.buf + pos, f.header_len + (size_t) f.len);
     c->recv.len = pos;
     if (pos > ofs) mg_ws_cb(c, MG_EV_READ, ev_data);
+    if (ws->x != NULL && cym_ws_failed(c)) return;
     if (!c->is_closing) cym_ws_closed(c, frame, &f);
     return;
   }
@@ -321,9 +393,127 @@ static void cym_ws_read(struct mg_connection *c, void *ev_data) {
   ws->utf8 = utf8;
   ws->msg_len = (uint32_t) msg_len;
   if (pos > ofs) mg_ws_cb(c, MG_EV_READ, ev_data);
+  if (ws->x != NULL && cym_ws_failed(c)) return;
   /* only now: handlers of the frames before the CLOSE may still send */
   if (echoed) cym_ws_close_sent(c);
   if (err != NULL) cym_ws_fail(c, code, err);
+  if (c->recv.len == 0 && c->recv.size > CYM_WS_KEEP_BUF) mg_iobuf_free(&c->recv);
+}
+
+/* A message failed once delivered by mg_ws_cb (cym_ws_inflate): fail the
+ * connection now.  True when it did. */
+static bool cym_ws_failed(struct mg_connection *c) {
+  struct cym_wsx *x = cym_ws_of(c)->x;
+  const char *err;
+  if (x == NULL || x->err == NULL) return false;
+  err = x->err;
+  x->err = NULL;
+  cym_ws_fail(c, x->err_code, err);
+  return true;
+}
+
+/* MG_EV_WS_MSG of a compressed message, before the application sees it:
+ * point the message at its inflated bytes.  On failure the message is
+ * marked dropped (data.buf NULL: cym_ev does not deliver it), mg_ws_cb is
+ * stopped by an empty buffer, and cym_ws_read fails the connection. */
+static void cym_ws_inflate(struct mg_connection *c, struct mg_ws_message *m) {
+  struct cym_wsx *x = cym_ws_of(c)->x;
+  size_t n = 0;
+  int rc;
+  uint32_t st = 0;
+  rc = cym_pmd_inflate(x->pmd, (const uint8_t *) m->data.buf, m->data.len,
+                       cym_ws_max(c), &n);
+  if (rc == CYM_PMD_OK && (m->flags & 0x0F) == WEBSOCKET_OP_TEXT &&
+      (!cym_utf8_feed(&st, x->pmd->out, n, NULL) || st != 0)) {
+    x->err = "WebSocket text message is not valid UTF-8", x->err_code = 1007;
+  } else if (rc == CYM_PMD_TOO_BIG) {
+    cym_lim_log(c, CYM_LOG_WARNING, "WebSocket message too large (1009)");
+    x->err = "WebSocket message too large once inflated", x->err_code = 1009;
+  } else if (rc == CYM_PMD_BAD) {
+    x->err = "WebSocket protocol error: invalid compressed data", x->err_code = 1002;
+  } else if (rc == CYM_PMD_NOMEM) {
+    x->err = "WebSocket out of memory inflating a message", x->err_code = 1011;
+  }
+  if (x->err != NULL) {
+    m->data.buf = NULL, m->data.len = 0;
+    c->recv.len = 0;
+    return;
+  }
+  m->data = mg_str_n((char *) x->pmd->out, n);
+  m->flags &= (uint8_t) ~0x40;
+}
+
+/* MG_EV_POLL of a WebSocket with keep-alive: PING every ping_ms; no PONG
+ * within pong_ms fails the connection with 1011, as a dead peer. */
+static void cym_ws_keepalive(struct mg_connection *c, struct cym_wsx *x,
+                             uint64_t now) {
+  if (c->is_draining || c->is_closing || !c->is_websocket ||
+      (cym_ws_of(c)->flags & CYM_WS_CLOSE_SENT))
+    return;
+  if (x->pong_due && now >= x->pong_due) {
+    cym_lim_log(c, CYM_LOG_WARNING, "WebSocket keepalive ping timeout (1011)");
+    cym_ws_fail(c, 1011, "WebSocket keepalive ping timeout");
+    return;
+  }
+  if (x->next_ping == 0) x->next_ping = now + x->ping_ms;
+  if (now < x->next_ping) return;
+  x->next_ping = now + x->ping_ms;
+  if (x->pong_due) return; /* one PING outstanding at a time */
+  x->ping_seq++;
+  mg_ws_send(c, &x->ping_seq, 4, WEBSOCKET_OP_PING);
+  if (x->pong_ms) x->pong_due = now + x->pong_ms;
+}
+
+/* The value of a header of hm, NULL when absent. */
+static struct mg_str *cym_ws_header(struct mg_http_message *hm, const char *name) {
+  return mg_http_get_header(hm, name);
+}
+
+/* True when `proto` is one of the comma-separated tokens of `list`. */
+static bool cym_ws_listed(struct mg_str list, struct mg_str proto) {
+  struct mg_str item;
+  while (mg_span(list, &item, &list, ',')) {
+    while (item.len > 0 && (item.buf[0] == ' ' || item.buf[0] == '\t')) item.buf++, item.len--;
+    while (item.len > 0 && (item.buf[item.len - 1] == ' ' || item.buf[item.len - 1] == '\t'))
+      item.len--;
+    if (mg_strcmp(item, proto) == 0) return true;
+  }
+  return false;
+}
+
+/* Client: the 101 response is buffered whole; check what it agreed to
+ * (subprotocol, extensions) before Mongoose opens the WebSocket.  False,
+ * with the connection failed, when it agreed to something not offered. */
+static bool cym_ws_client_answer(struct mg_connection *c) {
+  struct cym_wsx *x = cym_ws_of(c)->x;
+  struct mg_http_message hm;
+  struct mg_str *proto, *ext;
+  const char *bad = NULL;
+  int n = mg_http_get_request_len(c->recv.buf, c->recv.len);
+  if (n <= 0 || x == NULL || n < 15 || memcmp(c->recv.buf + 9, "101", 3) != 0)
+    return true; /* not complete, or mg_ws_client_handshake reports it */
+  if (mg_http_parse((char *) c->recv.buf, (size_t) n, &hm) <= 0) return true;
+  proto = cym_ws_header(&hm, "Sec-WebSocket-Protocol");
+  ext = cym_ws_header(&hm, "Sec-WebSocket-Extensions");
+  if (proto != NULL) {
+    if (x->offered == NULL || !cym_ws_listed(mg_str(x->offered), *proto) ||
+        memchr(proto->buf, ',', proto->len) != NULL) {
+      bad = "WebSocket handshake error: subprotocol not offered";
+    } else if ((x->proto = mg_mprintf("%.*s", (int) proto->len, proto->buf)) == NULL) {
+      bad = "WebSocket handshake error: out of memory";
+    }
+  }
+  if (bad == NULL && ext != NULL) {
+    bool broken = true;
+    if (x->offer_pmd) x->pmd = cym_pmd_answer(ext, &broken);
+    if (x->pmd == NULL)
+      bad = broken ? "WebSocket handshake error: extension not offered"
+                   : "WebSocket handshake error: out of memory";
+  }
+  if (bad == NULL) return true;
+  c->recv.len = 0;
+  mg_error(c, "%s", bad);
+  return false;
 }
 
 static void cym_ws_cb(struct mg_connection *c, int ev, void *ev_data) {
@@ -336,13 +526,25 @@ static void cym_ws_cb(struct mg_connection *c, int ev, void *ev_data) {
     if ((ws->flags & CYM_WS_CLOSE_SENT) && mg_millis() >= ws->deadline) {
       c->is_closing = 1; /* the peer did not answer or read our CLOSE */
     }
+    if (ws->x != NULL && ws->x->ping_ms) cym_ws_keepalive(c, ws->x, *(uint64_t *) ev_data);
     return;
   }
   if (ev == MG_EV_WS_MSG) {
+    struct mg_ws_message *m = (struct mg_ws_message *) ev_data;
     /* A reassembled message carries its first frame's header byte, FIN
      * clear; report it as whole, like a single frame (0x81 or 0x82).  The
      * protocol handler runs before the user's, so this is what they see. */
-    ((struct mg_ws_message *) ev_data)->flags |= 0x80;
+    m->flags |= 0x80;
+    if ((m->flags & 0x40) && (cym_ws_of(c)->flags & CYM_WS_PMD)) cym_ws_inflate(c, m);
+    return;
+  }
+  if (ev == MG_EV_WS_OPEN && c->is_client) {
+    struct cym_ws *ws = cym_ws_of(c);
+    if (ws->x != NULL && ws->x->pmd != NULL) ws->flags |= CYM_WS_PMD;
+    return;
+  }
+  if (ev == MG_EV_CLOSE) {
+    cym_wsx_free(c);
     return;
   }
   if (ev != MG_EV_READ) return;
@@ -351,42 +553,111 @@ static void cym_ws_cb(struct mg_connection *c, int ev, void *ev_data) {
     return;
   }
   if (c->is_client && !c->is_websocket) {
+    if (!cym_ws_client_answer(c)) return;
     if (mg_ws_client_handshake(c)) return; /* response not complete yet */
     if (!c->is_websocket || c->is_closing || c->is_draining) return;
   }
   cym_ws_read(c, ev_data);
 }
 
-static void cym_ws_adopt(struct mg_connection *c) {
-  memset(cym_ws_of(c), 0, sizeof(struct cym_ws));
-  c->pfn = cym_ws_cb;
+/* Mongoose's 101 answer (ws_handshake) with our header lines, and without
+ * its echo of the client's whole Sec-WebSocket-Protocol list. */
+static void cym_ws_handshake(struct mg_connection *c, struct mg_str *wskey,
+                             const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  ws_handshake(c, wskey, NULL, fmt, &ap);
+  va_end(ap);
 }
 
 /* ---- calls from Python ---------------------------------------------------- */
 
-/* mg_ws_upgrade with the extra header lines passed through a fixed "%s"
- * (NULL for none).  Returns 1 once upgraded (MG_EV_WS_OPEN has fired), 0
- * when Mongoose answered 426, CYM_E_IS_WS when already a WebSocket. */
+/* The keep-alive and message limit of a new WebSocket; NULL (and no
+ * allocation) when it needs none of them. */
+static struct cym_wsx *cym_wsx_new(uint64_t max_msg, uint64_t ping_ms,
+                                   uint64_t pong_ms, bool need) {
+  struct cym_wsx *x;
+  if (!need && !max_msg && !ping_ms) return NULL;
+  x = (struct cym_wsx *) calloc(1, sizeof(*x));
+  if (x == NULL) return NULL;
+  x->max_msg = max_msg > CYM_WS_HARD_MAX ? CYM_WS_HARD_MAX : max_msg;
+  x->ping_ms = ping_ms;
+  x->pong_ms = pong_ms;
+  return x;
+}
+
+/* Answers the upgrade request hm with 101: the extra header lines
+ * `headers` (NULL for none), the subprotocol `proto` (NULL for none),
+ * permessage-deflate when `compress` and the client offered it acceptably.
+ * MG_EV_WS_OPEN fires before this returns.  Returns 1 once upgraded, 0
+ * when the request had no Sec-WebSocket-Key (426 answered), CYM_E_IS_WS
+ * when already a WebSocket, CYM_E_NOMEM. */
 int cym_ws_upgrade(struct mg_connection *c, struct mg_http_message *hm,
-                   const char *headers) {
+                   const char *headers, const char *proto, int compress,
+                   uint64_t ping_ms, uint64_t pong_ms) {
+  struct mg_str *wskey = mg_http_get_header(hm, "Sec-WebSocket-Key");
+  struct mg_str *offer = mg_http_get_header(hm, "Sec-WebSocket-Extensions");
+  struct cym_pmd *pmd = NULL;
+  struct cym_wsx *x;
+  char ext[200];
   if (c->is_websocket) return CYM_E_IS_WS;
-  memset(cym_ws_of(c), 0, sizeof(struct cym_ws));
-  if (headers != NULL) {
-    mg_ws_upgrade(c, hm, "%s", headers);
-  } else {
-    mg_ws_upgrade(c, hm, NULL);
+  if (wskey == NULL) {
+    mg_ws_upgrade(c, hm, NULL); /* 426 */
+    return 0;
   }
-  if (!c->is_websocket) return 0;
-  if (c->pfn == mg_ws_cb) c->pfn = cym_ws_cb;
+  ext[0] = '\0';
+  if (compress && offer != NULL) pmd = cym_pmd_accept(offer, ext, sizeof(ext));
+  x = cym_wsx_new(0, ping_ms, pong_ms, pmd != NULL || proto != NULL);
+  if ((x == NULL && (pmd != NULL || proto != NULL || ping_ms)) ||
+      (proto != NULL && (x->proto = mg_mprintf("%s", proto)) == NULL)) {
+    cym_pmd_free(pmd);
+    if (x != NULL) free(x);
+    return CYM_E_NOMEM;
+  }
+  if (x != NULL) x->pmd = pmd;
+  memset(cym_ws_of(c), 0, sizeof(struct cym_ws));
+  cym_ws_of(c)->x = x;
+  if (pmd != NULL) cym_ws_of(c)->flags |= CYM_WS_PMD;
+  c->pfn = cym_ws_cb;
+  c->pfn_data = NULL;
+  cym_ws_handshake(c, wskey, "%s%s%s%s%s", headers ? headers : "", ext,
+                   proto ? "Sec-WebSocket-Protocol: " : "", proto ? proto : "",
+                   proto ? "\r\n" : "");
+  c->is_websocket = 1;
+  mg_call(c, MG_EV_WS_OPEN, hm);
   /* http_cb is still looping over this buffer: stop it from reading any
    * frames that follow the request as HTTP (see cym_ws_cb). */
   c->is_resp = 1;
   return 1;
 }
 
-/* A client made by mg_ws_connect: take over its protocol handler. */
-void cym_ws_client(struct mg_connection *c) {
-  if (c->pfn == mg_ws_cb) cym_ws_adopt(c);
+/* A client made by mg_ws_connect: take over its protocol handler, add the
+ * header lines `headers` (NULL for none) to the request still queued, offer
+ * permessage-deflate when `compress`, remember the subprotocols `offered`
+ * (comma-separated, NULL for none; their header is among `headers`).
+ * `max_msg` 0 means CYM_WS_DEFAULT_MAX.  Returns 0 or CYM_E_NOMEM. */
+int cym_ws_client(struct mg_connection *c, const char *headers,
+                  const char *offered, int compress, uint64_t max_msg,
+                  uint64_t ping_ms, uint64_t pong_ms) {
+  struct cym_wsx *x;
+  if (c->pfn != mg_ws_cb) return CYM_OK;
+  memset(cym_ws_of(c), 0, sizeof(struct cym_ws));
+  c->pfn = cym_ws_cb;
+  x = cym_wsx_new(max_msg, ping_ms, pong_ms, compress || offered != NULL);
+  if (x == NULL) return max_msg || ping_ms || compress || offered ? CYM_E_NOMEM : CYM_OK;
+  cym_ws_of(c)->x = x;
+  x->offer_pmd = compress;
+  if (offered != NULL && (x->offered = mg_mprintf("%s", offered)) == NULL)
+    return CYM_E_NOMEM;
+  if (headers != NULL || compress) {
+    /* the request ends with its blank line: insert before it */
+    if (c->send.len < 2) return CYM_E_STATE;
+    c->send.len -= 2;
+    if (headers != NULL) mg_xprintf(mg_pfn_iobuf, &c->send, "%s", headers);
+    if (compress) mg_xprintf(mg_pfn_iobuf, &c->send, "%s", cym_pmd_offer);
+    mg_xprintf(mg_pfn_iobuf, &c->send, "\r\n");
+  }
+  return CYM_OK;
 }
 
 /* The status code of the peer's CLOSE frame, 0 before one arrived. */
@@ -394,9 +665,39 @@ int cym_ws_peer_code(struct mg_connection *c) {
   return c->is_websocket ? cym_ws_of(c)->peer_code : 0;
 }
 
+/* The subprotocol in use, NULL for none. */
+const char *cym_ws_subprotocol(struct mg_connection *c) {
+  struct cym_wsx *x = c->is_websocket ? cym_ws_of(c)->x : NULL;
+  return x != NULL ? x->proto : NULL;
+}
+
+/* 1 when the connection's messages may be compressed (permessage-deflate). */
+int cym_ws_compressed(struct mg_connection *c) {
+  return c->is_websocket && (cym_ws_of(c)->flags & CYM_WS_PMD) ? 1 : 0;
+}
+
+/* A compressed data message: deflated, then framed with RSV1 set. */
+static int cym_ws_send_z(struct mg_connection *c, const char *buf, size_t len,
+                         int op) {
+  struct cym_pmd *z = cym_ws_of(c)->x->pmd;
+  long n = cym_pmd_deflate(z, buf, len);
+  size_t sent;
+  if (n < 0) return CYM_E_NOMEM;
+  sent = mg_ws_send(c, z->zbuf, (size_t) n, op);
+  cym_pmd_sent(z);
+  if (sent < (size_t) n) return CYM_E_NOMEM;
+  c->send.buf[c->send.len - sent] |= 0x40;
+  return CYM_OK;
+}
+
 int cym_ws_send(struct mg_connection *c, const char *buf, size_t len, int op) {
+  uint8_t flags = cym_ws_of(c)->flags;
   if (!c->is_websocket) return CYM_E_NOT_WS;
-  if (cym_ws_of(c)->flags & CYM_WS_CLOSE_SENT) return CYM_E_WS_CLOSING;
+  if (flags & (CYM_WS_CLOSE_SENT | CYM_WS_PMD)) {
+    if (flags & CYM_WS_CLOSE_SENT) return CYM_E_WS_CLOSING;
+    if (op == WEBSOCKET_OP_TEXT || op == WEBSOCKET_OP_BINARY)
+      return cym_ws_send_z(c, buf, len, op);
+  }
   if (mg_ws_send(c, buf, len, op) < len) return CYM_E_NOMEM;
   if (op == WEBSOCKET_OP_CLOSE) cym_ws_close_sent(c);
   return CYM_OK;

@@ -119,7 +119,7 @@ def test_defaults_are_documented():
     assert lim.header_timeout == 30.0
     assert lim.idle_timeout == 5.0
     assert lim.max_connections is None
-    assert lim.max_ws_message_size is None
+    assert lim.max_ws_message_size == 3 * 1024 * 1024
     assert cm.DEFAULT_LIMITS == lim
     assert hash(cm.DEFAULT_LIMITS) == hash(lim)
 

@@ -56,6 +56,7 @@ def test_patches_apply_to_the_pinned_sources(tmp_path):
     assert "neg1" not in patched and "Failed ECDSA sign" in patched
     assert "c->is_draining && c->is_full" in patched
     assert patched.count("c->recv.len = 0;  // cymongoose: dead input") == 2
+    assert "!(c->is_websocket && io == &c->recv)" in patched
     mtime = os.stat(os.path.join(out, "mongoose.c")).st_mtime_ns
     mgpatch.patched_dir(VENDOR, str(tmp_path))  # unchanged: not rewritten
     assert os.stat(os.path.join(out, "mongoose.c")).st_mtime_ns == mtime

@@ -71,10 +71,10 @@ class LoopThread:
 
 
 def serve(handler: Optional[Callable[..., Any]] = None, url: str = "http://127.0.0.1:0",
-          **mgr_kwargs: Any):
-    """Start a Manager with one listener, polled on a thread: (loop, port)."""
+          limits: Optional[cm.Limits] = None, **mgr_kwargs: Any):
+    """Start a Manager with one listener (with ``limits``), polled on a thread: (loop, port)."""
     mgr = cm.Manager(handler, **mgr_kwargs)
-    listener = mgr.listen(url)
+    listener = mgr.listen(url, limits=limits)
     loop = LoopThread(mgr).start()
     return loop, listener.local_addr[1]
 

@@ -9,9 +9,11 @@ import base64
 import os
 import socket
 import struct
-from typing import Any, List, Optional, Tuple
+import threading
+from typing import Any, Callable, List, Optional, Tuple
 
 from websockets.asyncio.client import connect as _aconnect
+from websockets.asyncio.server import serve as _aserve
 
 import cymongoose as cm
 from support.events import EventLog
@@ -207,3 +209,29 @@ class SyncClient:
             self._run(self.ws.close())
         finally:
             self.loop.close()
+
+
+class WebsocketsServer:
+    """A websockets (asyncio) server on its own thread and event loop.
+
+    ``kwargs`` go to ``websockets.asyncio.server.serve`` (compression,
+    max_size, subprotocols, ...).
+    """
+
+    def __init__(self, handler: Callable[[Any], Any], **kwargs: Any) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.server = self.loop.run_until_complete(self._start(handler, kwargs))
+        self.port = self.server.sockets[0].getsockname()[1]
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    async def _start(self, handler: Callable[[Any], Any], kwargs: Any) -> Any:
+        return await _aserve(handler, "127.0.0.1", 0, **kwargs)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+        self.server.close()
+        self.loop.run_until_complete(asyncio.wait_for(self.server.wait_closed(), 10))
+        self.loop.close()

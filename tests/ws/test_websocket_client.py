@@ -1,6 +1,5 @@
 """``Manager.ws_connect`` against our own server and against a websockets server."""
 
-import asyncio
 import base64
 import hashlib
 import re
@@ -10,13 +9,12 @@ import threading
 from typing import Any, Callable, List, Optional
 
 import pytest
-from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
 import cymongoose as cm
 from support.fixtures import made
 from support.loop import wait_until
-from support.ws import EchoServer, OP_CLOSE, OP_TEXT, frame
+from support.ws import EchoServer, OP_CLOSE, OP_TEXT, WebsocketsServer, frame
 
 
 class Recorder:
@@ -50,28 +48,6 @@ class Recorder:
     def of(self, kind: str) -> List[Any]:
         with self.lock:
             return [e for e in self.events if e[0] == kind]
-
-
-class WebsocketsServer:
-    """A websockets (asyncio) server on its own thread and event loop."""
-
-    def __init__(self, handler: Callable[[Any], Any]) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.server = self.loop.run_until_complete(self._start(handler))
-        self.port = self.server.sockets[0].getsockname()[1]
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    async def _start(self, handler: Callable[[Any], Any]) -> Any:
-        return await serve(handler, "127.0.0.1", 0)
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        assert not self.thread.is_alive()
-        self.server.close()
-        self.loop.run_until_complete(asyncio.wait_for(self.server.wait_closed(), 10))
-        self.loop.close()
 
 
 @pytest.fixture
