@@ -126,9 +126,9 @@ ffibuilder.set_source(
         ("_GNU_SOURCE", "1"),
     ],
     extra_compile_args=["-std=gnu99"] + compile_args,
-    libraries=tls_libraries,
+    # permessage-deflate (_csrc/deflate.c) needs zlib.
+    libraries=tls_libraries + ["z"],
     extra_link_args=link_args,
-    libraries=["z"],  # permessage-deflate (_csrc/deflate.c)
     # The C unit only #includes these, so tell setuptools to rebuild when they change.
     depends=sorted(glob.glob(os.path.join(CSRC_DIR, "*.c")))
     + [os.path.join(mongoose_dir, "mongoose.c"), os.path.join(mongoose_dir, "mongoose.h")]
