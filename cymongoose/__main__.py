@@ -27,10 +27,20 @@ HTTP_URL = "http://127.0.0.1:8000"
 MQTT_URL = "mqtt://127.0.0.1:1883"
 
 
+def _serve_file_arguments(serve: argparse.ArgumentParser) -> None:
+    serve.add_argument("--no-follow-symlinks", action="store_true",
+                       help="answer 404 for a symlink that leads out of DIR")
+    serve.add_argument("--dotfiles", action="store_true",
+                       help="serve hidden files and directories (names starting with '.')")
+    serve.add_argument("--cache-control", metavar="VALUE",
+                       help="Cache-Control header of every file (e.g. 'max-age=3600')")
+
+
 def _serve(args: argparse.Namespace) -> None:
     from . import _cli_serve
 
-    _cli_serve.run(args.directory, args.listen, args.cert, args.key, args.ws_echo)
+    _cli_serve.run(args.directory, args.listen, args.cert, args.key, args.ws_echo,
+                   **_cli_serve.file_options(args))
 
 
 def _mqtt_broker(args: argparse.Namespace) -> None:
@@ -88,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="PEM private key (EC P-256) of --cert")
     serve.add_argument("--ws-echo", metavar="PATH",
                        help="answer WebSocket connections on PATH (e.g. /ws) with an echo")
+    _serve_file_arguments(serve)
     serve.set_defaults(func=_serve, parser=serve)
 
     broker = sub.add_parser(
