@@ -1,7 +1,7 @@
 """Command line: ``python -m cymongoose COMMAND`` (also the ``cymongoose`` script).
 
 Commands:
-  serve [DIR]             static file server (listing, Range, MIME types),
+  serve [DIR]             static file server (listing, ranges, caching, MIME types),
                           HTTPS with --cert/--key, optional WebSocket echo
   mqtt-broker             a small MQTT broker
   wsgi MODULE:APP         serve a WSGI application (like gunicorn)
