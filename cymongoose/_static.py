@@ -11,6 +11,7 @@ from ._args import to_cstr
 from ._ffi import ffi, lib
 
 CacheControl = Union[None, str, Mapping[str, str]]
+_CACHE_CONTROL_MAX = 256  # static.c formats the header line in a fixed buffer
 
 #: Types Mongoose's own table lacks; the caller's ``mime_types`` come first
 #: and win (the first matching ``ext=type`` entry is used).
@@ -21,6 +22,7 @@ EXTRA_MIME_TYPES = ",".join((
     "md=text/markdown; charset=utf-8", "webm=video/webm", "ogg=audio/ogg",
     "map=application/json", "bin=application/octet-stream", "tar=application/x-tar",
 ))
+_EXTRA = EXTRA_MIME_TYPES.encode("ascii")
 
 
 def _cache_control(rule: CacheControl, uri: str) -> bytes:
@@ -34,25 +36,30 @@ def _cache_control(rule: CacheControl, uri: str) -> bytes:
     else:
         raise TypeError("cache_control must be a str, a mapping or None")
     raw = to_cstr(value, "cache_control")
-    if any(b < 0x20 for b in raw):
+    if any(b < 0x20 or b == 0x7F for b in raw):
         raise ValueError("cache_control must not contain control characters")
+    if len(raw) > _CACHE_CONTROL_MAX:
+        raise ValueError("cache_control is longer than %d bytes" % _CACHE_CONTROL_MAX)
     return raw
 
 
-def serve(c: Any, hm: Any, uri: str, file: Optional[str], fields: Mapping[str, str],
+def serve(c: Any, hm: Any, uri: str, file: Optional[bytes], fields: Mapping[str, str],
           cache_control: CacheControl, follow_symlinks: bool, dotfiles: bool) -> None:
-    """Answer the request ``hm`` on connection ``c`` from a directory or one ``file``."""
+    """Answer the request ``hm`` on connection ``c`` from a directory or one ``file``.
+
+    ``file`` is the C string of ``serve_file``'s path, ``None`` for ``serve_dir``.
+    """
     opts = ffi.new("struct mg_http_serve_opts *")
     keep: List[Any] = []
-    types = fields.get("mime_types", "")
-    merged = dict(fields, mime_types=(types + "," if types else "") + EXTRA_MIME_TYPES)
-    for field, value in merged.items():
+    for field, value in fields.items():
         raw = to_cstr(value, field)
+        if field == "mime_types":
+            raw = raw + b"," + _EXTRA if raw else _EXTRA
         if raw:
             cbuf = ffi.new("char[]", raw)
             keep.append(cbuf)  # alive until the C call returns
             setattr(opts, field, cbuf)
-    path = to_cstr(file, "path") if file is not None else ffi.NULL
+    path = file if file is not None else ffi.NULL
     flags = (0 if follow_symlinks else lib.CYM_STATIC_NO_SYMLINKS) | \
         (0 if dotfiles else lib.CYM_STATIC_NO_DOTFILES)
     lib.cym_serve(c, hm, opts, path, _cache_control(cache_control, uri), flags)

@@ -321,7 +321,7 @@ class Connection(NetConnectionMixin, MqttConnectionMixin, TlsConnectionMixin, Ws
                    mime_types: str = "", *, cache_control: CacheControl = None) -> None:
         """Serve one file, whatever the request's URI, as ``serve_dir`` serves files."""
         hm = valid_message(message)
-        serve(self._live(), hm._ptr(), message.uri, path,
+        serve(self._live(), hm._ptr(), message.uri, to_cstr(path, "path"),
               {"extra_headers": extra_headers, "mime_types": mime_types},
               cache_control, True, True)
 

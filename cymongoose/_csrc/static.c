@@ -181,7 +181,7 @@ static void cym_status_only(struct mg_connection *c, int status,
 static void cym_serve_file(struct mg_connection *c, struct mg_http_message *hm,
                            const char *path,
                            const struct mg_http_serve_opts *opts,
-                           const char *cache_control) {
+                           const char *cache_control, struct mg_str jail) {
   char etag[64], lm[40], tmp[MG_PATH_MAX], range[100], cc[300];
   struct mg_fs *fs = opts->fs ? opts->fs : &mg_fs_posix;
   struct mg_fd *fd = NULL;
@@ -209,7 +209,9 @@ static void cym_serve_file(struct mg_connection *c, struct mg_http_message *hm,
     mime = guess_content_type(mg_str(path), opts->mime_types);
     vary = 0;
   }
-  if (fd == NULL || fs->st(path, &size, &mtime) == 0) {
+  // The file opened (the .gz twin too) must resolve inside `jail`, if set.
+  if (fd == NULL || fs->st(path, &size, &mtime) == 0 ||
+      (jail.buf != NULL && !cym_inside(path, jail))) {
     mg_fs_close(fd);
     cym_status_only(c, 404, hdrs, "Not found\n");
     return;
@@ -328,7 +330,7 @@ void cym_serve(struct mg_connection *c, struct mg_http_message *hm,
   char path[MG_PATH_MAX];
   int dotfile = 0, kind;
   if (file != NULL) {
-    cym_serve_file(c, hm, file, opts, cache_control);
+    cym_serve_file(c, hm, file, opts, cache_control, mg_str_n(NULL, 0));
     return;
   }
   if (cym_bad_uri(hm->uri, &dotfile)) {
@@ -354,6 +356,9 @@ void cym_serve(struct mg_connection *c, struct mg_http_message *hm,
              mg_match(mg_str(path), mg_str(opts->ssi_pattern), NULL)) {
     mg_http_serve_ssi(c, opts->root_dir, path);
   } else {
-    cym_serve_file(c, hm, path, opts, cache_control);
+    cym_serve_file(c, hm, path, opts, cache_control,
+                   (flags & CYM_STATIC_NO_SYMLINKS)
+                       ? cym_root_of(hm, opts->root_dir)
+                       : mg_str_n(NULL, 0));
   }
 }

@@ -41,6 +41,9 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, str]:
         os.utime(path, (MTIME, MTIME))
     os.symlink(str(outside / "secret.txt"), str(root / "out-link.txt"))
     os.symlink(str(root / "a.txt"), str(root / "in-link.txt"))
+    (root / "lib.js").write_bytes(b"2;")  # its .gz twin leads out of the root
+    (outside / "lib.js.gz").write_bytes(gzip.compress(b"secret"))
+    os.symlink(str(outside / "lib.js.gz"), str(root / "lib.js.gz"))
     return {"root": str(root)}
 
 
@@ -293,6 +296,7 @@ def test_symlink_policy_stay_inside(tree: Dict[str, str], module_server: Callabl
         assert c.get("/in-link.txt").content == A_TXT
         assert c.get("/out-link.txt").status_code == 404
         assert c.get("/a.txt").content == A_TXT
+        assert c.get("/lib.js", headers={"Accept-Encoding": "gzip"}).status_code == 404
 
 
 @pytest.mark.parametrize("extra, out_link, env", [
@@ -310,3 +314,27 @@ def test_cli_symlink_and_dotfile_flags(tree: Dict[str, str], extra: List[str], o
         assert body == A_TXT
     finally:
         server.stop_cleanly()
+
+
+@pytest.mark.parametrize("value, error", [
+    ("max-age=1\r\nX-Evil: 1", ValueError), ("x" * 300, ValueError), (42, TypeError),
+])
+def test_bad_cache_control_raises(tree: Dict[str, str], value: object,
+                                  error: type) -> None:
+    failures: List[BaseException] = []
+
+    def handler(conn: cm.Connection, ev: int, hm: cm.HttpMessage) -> None:
+        if ev == cm.MG_EV_HTTP_MSG:
+            try:
+                conn.serve_dir(hm, tree["root"], cache_control=value)  # type: ignore
+            except Exception as exc:
+                failures.append(exc)
+                conn.reply(500, b"")
+
+    loop, port = serve(handler)
+    try:
+        assert httpx.get("http://127.0.0.1:%d/a.txt" % port, timeout=10).status_code == 500
+        assert len(failures) == 1 and isinstance(failures[0], error)
+    finally:
+        loop.stop()
+        loop.mgr.close()
