@@ -1,7 +1,7 @@
 """Command line: ``python -m cymongoose COMMAND`` (also the ``cymongoose`` script).
 
 Commands:
-  serve [DIR]             static file server (listing, Range, MIME types),
+  serve [DIR]             static file server (listing, ranges, caching, MIME types),
                           HTTPS with --cert/--key, optional WebSocket echo
   mqtt-broker             a small MQTT broker
   wsgi MODULE:APP         serve a WSGI application (like gunicorn)
@@ -33,11 +33,20 @@ HTTP_URL = "http://127.0.0.1:8000"
 MQTT_URL = "mqtt://127.0.0.1:1883"
 
 
+def _serve_file_arguments(serve: argparse.ArgumentParser) -> None:
+    serve.add_argument("--no-follow-symlinks", action="store_true",
+                       help="answer 404 for a symlink that leads out of DIR")
+    serve.add_argument("--dotfiles", action="store_true",
+                       help="serve hidden files and directories (names starting with '.')")
+    serve.add_argument("--cache-control", metavar="VALUE",
+                       help="Cache-Control header of every file (e.g. 'max-age=3600')")
+
+
 def _serve(args: argparse.Namespace) -> None:
     from . import _cli_serve
 
     _cli_serve.run(args.directory, args.listen, tls_options(args.listen, args, "https"),
-                   args.ws_echo, args)
+                   args.ws_echo, args, **_cli_serve.file_options(args))
 
 
 def _mqtt_broker(args: argparse.Namespace) -> None:
@@ -121,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--ws-echo", metavar="PATH",
                        help="answer WebSocket connections on PATH (e.g. /ws) with an echo")
     _process_options(serve, mount=False)
+    _serve_file_arguments(serve)
     serve.set_defaults(func=_serve, parser=serve)
 
     broker = sub.add_parser(

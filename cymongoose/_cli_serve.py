@@ -1,12 +1,8 @@
 """``cymongoose serve``: a static file server with an access log.
 
-Mongoose's ``mg_http_serve_dir`` does the serving (directory listing,
-``index.html``, ``Range``, ``ETag``, MIME types).  For a regular file the
-``Range`` header is first brought to a form Mongoose 7.23 answers as
-RFC 9110 says: a suffix range (``bytes=-N``, the last N bytes) and a range
-ending past the end of the file (clamped) would otherwise get the whole file
-or a 416, and several ranges, or an invalid one, are ignored (200 with the
-whole file) instead of getting one wrong range.  Each request is logged
+``Connection.serve_dir`` does the serving (directory listing, ``index.html``,
+ranges, conditional requests, MIME types; see docs/static-files.md).  Hidden
+files are not served unless ``--dotfiles``.  Each request is logged
 once on the ``cymongoose.access`` logger, at INFO level, as
 ``CLIENT - - "METHOD PATH PROTO" STATUS BYTES``: the status and byte count
 are read from the response head Mongoose has just queued.  ``BYTES`` is the
@@ -18,11 +14,9 @@ import os
 import re
 import socket
 import time
-from typing import Any, Callable, List, Optional
-from urllib.parse import unquote_to_bytes
+from typing import Any, Dict, List, Optional
 
 from . import constants as C
-from ._ffi import ffi, lib
 from ._cli_util import UsageError, banner, check_url, listen_url, short_ip
 from ._cli_workers import check_front
 from ._cli_workers import run as run_processes
@@ -37,49 +31,10 @@ from .messages import HttpMessage
 
 access_log = logging.getLogger("cymongoose.access")
 
-#: Types Mongoose 7.23 does not know (its table covers html, css, js, json,
-#: png, jpg, svg, txt, pdf, zip, mp4, ...); unknown extensions get text/plain.
-EXTRA_MIME_TYPES = ",".join((
-    "wasm=application/wasm", "woff2=font/woff2", "xml=application/xml",
-    "md=text/markdown; charset=utf-8", "webm=video/webm", "ogg=audio/ogg",
-    "map=application/json", "bin=application/octet-stream", "tar=application/x-tar",
-))
-
 _STATUS = re.compile(rb"^HTTP/\d\.\d (\d{3})")
 _LENGTH = re.compile(rb"\r\nContent-Length: *(\d+)", re.IGNORECASE)
 _HEAD_MAX = 16384  # response heads longer than this are logged with status "-"
 _UNSAFE = re.compile(r'["\\\x00-\x1f\x7f]')
-
-
-_ONE_RANGE = re.compile(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*\Z", re.IGNORECASE)
-
-
-def effective_range(value: str, size: int) -> Optional[str]:
-    """The ``Range`` value Mongoose should see for a file of ``size`` bytes.
-
-    ``None`` keeps ``value`` (Mongoose handles it right); ``""`` makes
-    Mongoose ignore the header.  Mongoose looks for ``bytes=`` only, so
-    other units are ignored anyway.
-    """
-    if "bytes" not in value.lower():
-        return None
-    found = _ONE_RANGE.match(value)
-    if found is None:  # several ranges, or not a range at all
-        return ""
-    first, last = found.group(1), found.group(2)
-    if not first:
-        if not last:
-            return ""
-        start = max(0, size - int(last))
-        if int(last) == 0 or size == 0:
-            return "bytes=%d-" % size  # unsatisfiable: Mongoose answers 416
-        return "bytes=%d-%d" % (start, size - 1)
-    start = min(int(first), size)
-    if last and int(last) < int(first):
-        return ""  # invalid: ignored, as RFC 9110 requires
-    if not last or int(last) >= size:
-        return "bytes=%d-" % start  # Mongoose ends an open range at the end
-    return None
 
 
 def _quote(text: str) -> str:
@@ -95,14 +50,19 @@ class StaticServer:
         root: directory served.
         ws_path: URI answered as a WebSocket echo endpoint, or ``None``.
         tls: ``TlsOpts`` started on each accepted connection, or ``None``.
+        cache_control, follow_symlinks, dotfiles: as for ``Connection.serve_dir``.
     """
 
     def __init__(self, root: str, ws_path: Optional[str], tls: Any,
-                 front: Optional[Front] = None) -> None:
+                 front: Optional[Front] = None, cache_control: Optional[str] = None,
+                 follow_symlinks: bool = True, dotfiles: bool = False) -> None:
         self.root = root
         self.ws_path = ws_path
         self.tls = tls
         self.front = front
+        self.cache_control = cache_control
+        self.follow_symlinks = follow_symlinks
+        self.dotfiles = dotfiles
         #: Set when the server stops: each response says ``Connection: close``
         #: and its connection closes once it is sent.
         self.draining = False
@@ -128,47 +88,13 @@ class StaticServer:
                 headers["Connection"] = "close"
             conn.reply(405, b"Method Not Allowed\n", headers)
         else:
-            self._with_range(msg, lambda: conn.serve_dir(msg, self.root, extra_headers=close,
-                                                         mime_types=EXTRA_MIME_TYPES))
+            conn.serve_dir(msg, self.root, extra_headers=close,
+                           cache_control=self.cache_control,
+                           follow_symlinks=self.follow_symlinks, dotfiles=self.dotfiles)
         if close:
             conn.drain()
         if access_log.isEnabledFor(logging.INFO):
             self._log(conn, msg, before)
-
-    def _file_size(self, msg: HttpMessage) -> Optional[int]:
-        """Size of the regular file Mongoose will serve for ``msg``, if any."""
-        rel = unquote_to_bytes(msg.uri.encode("utf-8", "surrogateescape")).lstrip(b"/")
-        # Mongoose's path is a C string: it ends at a NUL (realpath would
-        # raise on it on PyPy 3.9).
-        rel = rel.split(b"\0", 1)[0]
-        root = os.fsencode(self.root)
-        path = os.path.realpath(os.path.join(root, rel))
-        if not path.startswith(root + os.sep.encode()):
-            return None
-        encodings = msg.header("Accept-Encoding") or ""
-        candidates = [path + b".gz", path] if "gzip" in encodings else [path]
-        for candidate in candidates:  # Mongoose prefers a .gz twin when gzip is accepted
-            if os.path.isfile(candidate):
-                return os.path.getsize(candidate)
-        return None
-
-    def _with_range(self, msg: HttpMessage, serve: Callable[[], None]) -> None:
-        """Run ``serve()`` with the request's Range header rewritten for Mongoose."""
-        header = msg.header("Range")
-        size = self._file_size(msg) if header is not None else None
-        value = effective_range(header, size) if header is not None and size is not None \
-            else None
-        if value is None:
-            serve()
-            return
-        slot = lib.mg_http_get_header(msg._ptr(), b"Range")
-        saved = slot.buf, slot.len
-        raw = ffi.new("char[]", value.encode("ascii"))
-        slot.buf, slot.len = raw, len(value)
-        try:
-            serve()
-        finally:
-            slot.buf, slot.len = saved
 
     def _log(self, conn: Connection, msg: HttpMessage, before: int) -> None:
         head = conn.send_data(before + _HEAD_MAX)[before:]
@@ -195,11 +121,19 @@ class StaticServer:
                         status.group(1).decode() if status else "-", nbytes)
 
 
-def run(directory: str, url: str, tls: Any, ws_echo: Optional[str], opts: Any) -> None:
+def file_options(args: Any) -> Dict[str, Any]:
+    """The ``run`` keywords of the file-serving command line options."""
+    return {"cache_control": args.cache_control,
+            "follow_symlinks": not args.no_follow_symlinks, "dotfiles": args.dotfiles}
+
+
+def run(directory: str, url: str, tls: Any, ws_echo: Optional[str], opts: Any,
+        cache_control: Optional[str] = None, follow_symlinks: bool = True,
+        dotfiles: bool = False) -> None:
     """Serve ``directory`` on ``url`` until SIGINT or SIGTERM, in this
     process or in ``opts.workers`` processes (``_cli_workers.run``); ``tls``
     is a ``TlsOpts`` for ``https://`` (see ``_cli_tls.tls_options``) or
-    ``None``.
+    ``None``; the file options are as for ``Connection.serve_dir``.
 
     Raises ``UsageError`` for a bad URL, a missing directory, or when
     Mongoose cannot listen on ``url``.
@@ -216,7 +150,8 @@ def run(directory: str, url: str, tls: Any, ws_echo: Optional[str], opts: Any) -
     events = [C.MG_EV_HTTP_MSG, C.MG_EV_WS_MSG] + ([C.MG_EV_ACCEPT] if tls else [])
 
     def serve_one(sock: Optional[socket.socket], announce: bool) -> None:
-        server = StaticServer(root, ws_echo, tls, front)
+        server = StaticServer(root, ws_echo, tls, front, cache_control, follow_symlinks,
+                              dotfiles)
         mgr = Manager(handles(*events)(server))
         try:
             try:

@@ -10,6 +10,7 @@ from ._carry import carried
 from .errors import ClosedError, MongooseError
 from .messages import HttpMessage, valid_message
 from .net import NetConnectionMixin
+from ._static import CacheControl, serve
 from .mqtt import MqttConnectionMixin
 from .tls import TlsConnectionMixin
 from .ws import WsConnectionMixin
@@ -51,18 +52,6 @@ def header_block(headers: Optional[Mapping[Any, Any]]) -> bytes:
     if not any(k.lower() == "content-type" for k in headers):
         lines = "Content-Type: text/plain\r\n" + lines
     return lines.encode("utf-8")
-
-
-def _serve_opts(keep: List[Any], **fields: str) -> Any:
-    """A zeroed ``mg_http_serve_opts`` with the non-empty string fields set."""
-    opts = ffi.new("struct mg_http_serve_opts *")
-    for field, value in fields.items():
-        raw = to_cstr(value, field)
-        if raw:
-            cbuf = ffi.new("char[]", raw)
-            keep.append(cbuf)  # alive until the C call returns
-            setattr(opts, field, cbuf)
-    return opts
 
 
 class Connection(NetConnectionMixin, MqttConnectionMixin, TlsConnectionMixin, WsConnectionMixin):
@@ -318,28 +307,37 @@ class Connection(NetConnectionMixin, MqttConnectionMixin, TlsConnectionMixin, Ws
 
     @carried
     def serve_dir(self, message: HttpMessage, root_dir: str, extra_headers: str = "",
-                  mime_types: str = "", page404: str = "") -> None:
-        """Serve the request's URI from ``root_dir`` (index, listing, Range, ETag, 404).
+                  mime_types: str = "", page404: str = "", *,
+                  cache_control: CacheControl = None, follow_symlinks: bool = True,
+                  dotfiles: bool = True) -> None:
+        """Serve the request's URI from ``root_dir``; see docs/static-files.md.
 
+        Index files, directory listing, ``Range`` (one range; several get
+        the whole file), ``ETag``/``Last-Modified`` with ``If-*`` conditions,
+        a ``.gz`` twin with ``Vary: Accept-Encoding``, 404.
         ``extra_headers`` are complete ``"Name: value\\r\\n"`` lines and
-        ``mime_types`` reads ``"ext=type,ext2=type2"``.  Paths outside the
-        root (``..``) are refused by Mongoose.
+        ``mime_types`` reads ``"ext=type,ext2=type2"``.  ``cache_control`` is
+        one ``Cache-Control`` value, or a mapping of ``fnmatch`` patterns on
+        the request URI to values (first match wins).  A decoded control
+        character (``%00`` too) gets 400, ``..`` out of the root 400.
+        ``follow_symlinks=False`` answers 404 for a file whose real path
+        leaves the root; ``dotfiles=False`` answers 404 for any path segment
+        starting with ``.``.
         """
         hm = valid_message(message)
-        keep: List[Any] = []
-        opts = _serve_opts(keep, root_dir=root_dir, extra_headers=extra_headers,
-                           mime_types=mime_types, page404=page404)
-        lib.mg_http_serve_dir(self._live(), hm._ptr(), opts)
+        serve(self._live(), hm._ptr(), message.uri, None,
+              {"root_dir": root_dir, "extra_headers": extra_headers,
+               "mime_types": mime_types, "page404": page404},
+              cache_control, follow_symlinks, dotfiles)
 
     @carried
     def serve_file(self, message: HttpMessage, path: str, extra_headers: str = "",
-                   mime_types: str = "") -> None:
-        """Serve one file, whatever the request's URI (Range, ETag, MIME type)."""
+                   mime_types: str = "", *, cache_control: CacheControl = None) -> None:
+        """Serve one file, whatever the request's URI, as ``serve_dir`` serves files."""
         hm = valid_message(message)
-        p = to_cstr(path, "path")
-        keep: List[Any] = []
-        opts = _serve_opts(keep, extra_headers=extra_headers, mime_types=mime_types)
-        lib.mg_http_serve_file(self._live(), hm._ptr(), p, opts)
+        serve(self._live(), hm._ptr(), message.uri, to_cstr(path, "path"),
+              {"extra_headers": extra_headers, "mime_types": mime_types},
+              cache_control, True, True)
 
     # -- closing -------------------------------------------------------------
 
