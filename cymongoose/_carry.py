@@ -48,26 +48,23 @@ def _frozen(args: Tuple[Any, ...]) -> Tuple[Any, ...]:
 
 def carried(method: F) -> F:
     """Run ``method`` on the poll thread when called from another thread."""
-
-    @functools.wraps(method)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        mgr = self._mgr
-        if self._c is None or mgr is None or not elsewhere(mgr):
-            return method(self, *args, **kwargs)
-        mgr.call_soon_threadsafe(_run, method, self, _frozen(args), kwargs)
-        return None
-
-    return cast(F, wrapper)
+    return _carrier(method, wait=False)
 
 
 def carried_with_answer(method: F) -> F:
     """Like ``carried``, for a method whose result the caller needs."""
+    return _carrier(method, wait=True)
 
+
+def _carrier(method: F, wait: bool) -> F:
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         mgr = self._mgr
         if self._c is None or mgr is None or not elsewhere(mgr):
             return method(self, *args, **kwargs)
+        if not wait:
+            mgr.call_soon_threadsafe(_run, method, self, _frozen(args), kwargs)
+            return None
         answer = _Answer()
         mgr.call_soon_threadsafe(answer.run, method, self, _frozen(args), kwargs)
         return answer.wait(getattr(method, "__name__", "call"))
