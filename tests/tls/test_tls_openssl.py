@@ -267,9 +267,11 @@ def test_client_certificate_to_python_server(python_server: Any, chain: Chain) -
     assert Client(opts).run(server.port) == OK
     events = Client(cm.TlsOpts(ca=chain.root.ca, name="localhost")).run(server.port)
     assert [ev for ev, _ in events] == [cm.MG_EV_ERROR, cm.MG_EV_CLOSE]
-    # The server's alert ("certificate required") may come with a reset.
+    # The server's alert names the missing certificate ("certificate
+    # required") or, as OpenSSL also answers (seen under ASan's timing), is
+    # the generic "handshake failure"; either may come with a reset.
     assert events[0][1].startswith("TLS handshake failed: ")
-    assert "certificate" in events[0][1]
+    assert "certificate" in events[0][1] or "handshake failure" in events[0][1]
 
 
 def test_client_uses_system_trust_store(python_server: Any, chain: Chain,
