@@ -29,7 +29,9 @@ def test_chat_crosses_workers_through_mosquitto(mosquitto):
         port = proc.printed_port()
         by_worker = {}
         for _ in range(100):  # the kernel picks the worker: connect until two answered
-            ws = websocket.create_connection("ws://127.0.0.1:%d/chat" % port, timeout=10)
+            # Connections queue in the shared socket until a worker has joined
+            # the broker and adopted it: PyPy workers on a busy machine take a while.
+            ws = websocket.create_connection("ws://127.0.0.1:%d/chat" % port, timeout=60)
             clients.append(ws)
             pid = int(re.match(r"hello from worker (\d+)", ws.recv()).group(1))
             by_worker.setdefault(pid, ws)
