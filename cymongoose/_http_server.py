@@ -91,6 +91,8 @@ class HttpCore:
         self._listeners: List[Connection] = []
         self._inflight: Dict[Exchange, None] = {}
         self._draining = False
+        #: The connection whose MG_EV_HTTP_MSG is being handled, if any.
+        self._answering: Optional[Connection] = None
         self._server_name = "127.0.0.1"
         self._server_port = 0
 
@@ -265,7 +267,11 @@ class HttpCore:
         peer.ex = ex
         self._inflight[ex] = None
         ex.body_done = True
-        ex.on_body(hm.body_bytes, False)
+        self._answering = conn
+        try:
+            ex.on_body(hm.body_bytes, False)
+        finally:
+            self._answering = None
 
     def _on_close(self, conn: Connection) -> None:
         peer = conn.userdata
@@ -375,9 +381,11 @@ class HttpCore:
         self._end_exchange(ex, conn)
         if ex.close_after or self._draining or not ex.body_done:
             conn.drain()
-        elif conn.recv_len:
+        elif conn.recv_len and conn is not self._answering:
             # Pipelined requests wait in the buffer; Mongoose parses them on
-            # its next poll, which this makes immediate.
+            # its next poll, which this makes immediate.  (A response that
+            # ends inside MG_EV_HTTP_MSG needs no wakeup: Mongoose's parser
+            # goes on with the buffer once the handler returns.)
             self._mgr.wakeup(self._mgr.wakeup_id, b"")
 
     def _end_exchange(self, ex: Exchange, conn: Connection) -> None:
