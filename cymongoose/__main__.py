@@ -42,7 +42,8 @@ def _mqtt_broker(args: argparse.Namespace) -> None:
 def _wsgi(args: argparse.Namespace) -> None:
     from . import _cli_servers
 
-    _cli_servers.run_wsgi(_cli_servers.load_app(args.app, args.app_dir), args.listen, args.workers)
+    threads = 0 if args.inline else args.workers
+    _cli_servers.run_wsgi(_cli_servers.load_app(args.app, args.app_dir), args.listen, threads)
 
 
 def _asgi(args: argparse.Namespace) -> None:
@@ -119,8 +120,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--app-dir", default=".", metavar="DIR",
                        help="directory put first on sys.path to import MODULE "
                             "(default: the current one)")
+        if name == "wsgi":
+            _wsgi_options(p)
         p.set_defaults(func=func, parser=p)
     return parser
+
+
+def _wsgi_options(p: argparse.ArgumentParser) -> None:
+    """Options of the ``wsgi`` command alone."""
+    p.add_argument("--inline", action="store_true",
+                   help="run the application on the event-loop thread, without a thread "
+                        "pool (like bjoern or meinheld): fastest, but only for applications "
+                        "that never block")
 
 
 def main(argv: Optional[List[str]] = None) -> int:

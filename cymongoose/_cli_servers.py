@@ -73,7 +73,8 @@ def run_mqtt_broker(url: str) -> None:
 
 
 def run_wsgi(app: Any, url: str, workers: int) -> None:
-    """Serve a WSGI application on ``workers`` threads until SIGINT or SIGTERM.
+    """Serve a WSGI application on ``workers`` threads (0: inline on the
+    event-loop thread) until SIGINT or SIGTERM.
 
     Raises ``UsageError`` for a bad URL or when Mongoose cannot listen.
     """
@@ -86,7 +87,8 @@ def run_wsgi(app: Any, url: str, workers: int) -> None:
             listener = server.listen(url)
         except ListenError as exc:
             raise UsageError(str(exc)) from None
-        banner("WSGI server (%d worker threads)" % workers, listen_url(listener, "http"))
+        mode = "%d worker threads" % workers if workers else "inline"
+        banner("WSGI server (%s)" % mode, listen_url(listener, "http"))
         server.run()
     finally:
         server.close()

@@ -36,10 +36,22 @@ class FileWrapper:
 
 
 
+#: The entries every environ shares; ``build_environ`` copies it.
+_STATIC = {
+    "SCRIPT_NAME": "",
+    "wsgi.version": (1, 0),
+    "wsgi.multithread": True,
+    "wsgi.multiprocess": False,
+    "wsgi.run_once": False,
+    "wsgi.file_wrapper": FileWrapper,
+    "wsgi.input_terminated": True,
+}
+
+
 def build_environ(hm: Any, conn: Any, server_name: str, server_port: int,
-                  body: Optional[bytes] = None) -> Dict[str, Any]:
+                  body: Optional[bytes] = None, multithread: bool = True) -> Dict[str, Any]:
     """The environ of a request; ``wsgi.input`` reads ``body`` (by default
-    ``hm.body_bytes``).
+    ``hm.body_bytes``); ``wsgi.multithread`` is ``multithread``.
 
     ``hm`` needs ``method``, ``uri``, ``query``, ``proto``, ``header(name,
     default)`` and ``headers()``; ``conn`` needs ``is_tls`` and
@@ -50,33 +62,28 @@ def build_environ(hm: Any, conn: Any, server_name: str, server_port: int,
         body = hm.body_bytes
     uri, query = request_target(hm)
     ip, port = peer_of(conn)
-    environ = {
-        "REQUEST_METHOD": hm.method,
-        "SCRIPT_NAME": "",
-        "PATH_INFO": unquote_to_bytes(uri).decode("latin-1"),
-        "QUERY_STRING": wsgi_str(query),
-        "SERVER_NAME": server_name,
-        "SERVER_PORT": str(server_port),
-        "SERVER_PROTOCOL": hm.proto or "HTTP/1.1",
-        "REMOTE_ADDR": ip,
-        "REMOTE_HOST": ip,
-        "REMOTE_PORT": str(port),
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "https" if conn.is_tls else "http",
-        "wsgi.input": io.BytesIO(body),
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": True,
-        "wsgi.multiprocess": False,
-        "wsgi.run_once": False,
-        "wsgi.file_wrapper": FileWrapper,
-        "wsgi.input_terminated": True,
-    }
+    environ = _STATIC.copy()
+    environ["REQUEST_METHOD"] = hm.method
+    environ["PATH_INFO"] = (uri if "%" not in uri and uri.isascii()
+                            else unquote_to_bytes(uri).decode("latin-1"))
+    environ["QUERY_STRING"] = wsgi_str(query)
+    environ["SERVER_NAME"] = server_name
+    environ["SERVER_PORT"] = str(server_port)
+    environ["SERVER_PROTOCOL"] = hm.proto or "HTTP/1.1"
+    environ["REMOTE_ADDR"] = environ["REMOTE_HOST"] = ip
+    environ["REMOTE_PORT"] = str(port)
+    environ["wsgi.url_scheme"] = "https" if conn.is_tls else "http"
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["wsgi.errors"] = sys.stderr
+    if not multithread:
+        environ["wsgi.multithread"] = False
     for name, value in hm.headers():
         if "_" in name:
             continue
         key = name.upper().replace("-", "_")
-        value = wsgi_str(value)
-        if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if not value.isascii():
+            value = wsgi_str(value)
+        if key == "CONTENT_TYPE" or key == "CONTENT_LENGTH":
             environ[key] = value
             continue
         key = "HTTP_" + key
