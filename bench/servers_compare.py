@@ -26,7 +26,6 @@ around each load run, divided by the requests the load generator counted.
 
 import argparse
 import os
-import re
 import socket
 import statistics
 import subprocess
@@ -209,23 +208,13 @@ class Proc:
 
 
 def load_once(test: str, server: Proc, seconds: float, pin: bool) -> dict:
+    """One load run (wrk, or ws_load for the ``ws ...`` tests); ``server``
+    offers ``cpu()`` and ``label`` like ``_load.Server``."""
     if test.startswith("ws"):
         size = 16384 if test.endswith("16 KiB") else 32
-        cmd = _load.ws_command(os.path.join(BIN, "ws_load"), server.port, 50, seconds, pin)
-        cmd.append(str(size))
-        before = server.cpu()
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              universal_newlines=True, timeout=seconds + 60)
-        cpu = server.cpu() - before
-        m = re.search(r"RESULT msgs=(\d+) secs=([\d.]+) rate=([\d.]+) p50_us=([\d.]+) "
-                            r"p99_us=([\d.]+) errors=(\d+)", proc.stdout)
-        if proc.returncode != 0 or not m:
-            raise BenchError("%s: ws_load failed:\n%s" % (server.label, proc.stdout))
-        n = int(m.group(1))
-        return {"rate": float(m.group(3)), "p99": float(m.group(5)) / 1000,
-                "cpu_us": cpu / n * 1e6 if n else float("nan"), "errors": int(m.group(6))}
-    shim = type("S", (), {"cpu": server.cpu, "label": server.label})()
-    return _load.run_wrk(shim, server.port, 50, seconds, pin)  # type: ignore[arg-type]
+        return _load.run_ws(server, os.path.join(BIN, "ws_load"), server.port,  # type: ignore
+                            50, seconds, pin, size)
+    return _load.run_wrk(server, server.port, 50, seconds, pin)  # type: ignore[arg-type]
 
 
 def warm(test: str, server: Proc, seconds: float, pin: bool, max_runs: int = 8) -> int:
