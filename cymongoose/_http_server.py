@@ -144,6 +144,8 @@ class HttpCore:
         """MG_EV_HTTP_HDRS: take over bodies that are not buffered yet."""
         if conn.is_websocket:
             return
+        if hm.header("Content-Length") is None and hm.header("Transfer-Encoding") is None:
+            return  # no body: most requests
         peer = self._peer(conn)
         if peer.ex is not None or peer.body is not None:
             return
