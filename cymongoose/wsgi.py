@@ -4,9 +4,9 @@
 listening, running and stopping.  Mongoose runs on the thread that calls
 ``run()``; the application runs on a pool of ``workers`` threads, or with
 ``workers=0`` on that same thread (*inline*, as bjoern and meinheld run
-it): no thread hop per request, about twice the requests per CPU second,
-but an application that blocks (a database call, a sleep, a slow upload
-it reads itself) stops every other connection meanwhile.
+it): no thread hop per request (a third less CPU per request on CPython,
+half on PyPy), but an application that blocks (a database call, a sleep)
+stops every other connection meanwhile.
 
 * **Keep-alive and pipelining**: every request on a connection is answered,
   in order.
