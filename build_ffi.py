@@ -77,6 +77,10 @@ ffibuilder.set_source(
     define_macros=[
         ("MG_TLS", "MG_TLS_BUILTIN"),
         ("MG_ENABLE_IPV6", "1"),
+        # Header lines a request may have (Apache's LimitRequestFields);
+        # more get 431.  Mongoose's default, 30, refuses what browsers
+        # behind a few proxies send.  _cdef/00_mongoose.h repeats it.
+        ("MG_MAX_HTTP_HEADERS", "100"),
         ("_GNU_SOURCE", "1"),
     ],
     extra_compile_args=["-std=gnu99"] + compile_args,

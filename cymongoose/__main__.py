@@ -13,14 +13,15 @@ SIGTERM stops it cleanly with exit status 0.  Bad arguments (including a
 URL that cannot be listened on) print a short usage error on stderr and
 exit with status 2; ``asgi`` exits with 3 when the application's lifespan
 startup fails.  Logging (the access log of ``serve`` included) goes to
-stderr.
+stderr from a thread of its own, so a stderr nobody reads never stops the
+server (lines that do not fit its queue are dropped and counted).
 """
 
 import argparse
-import logging
 import sys
 from typing import List, Optional
 
+from . import _log_writer
 from ._cli_util import UsageError
 
 HTTP_URL = "http://127.0.0.1:8000"
@@ -36,7 +37,9 @@ def _serve(args: argparse.Namespace) -> None:
 def _mqtt_broker(args: argparse.Namespace) -> None:
     from . import _cli_servers
 
-    _cli_servers.run_mqtt_broker(args.listen)
+    from . import _cli_mqtt
+
+    _cli_servers.run_mqtt_broker(args.listen, _cli_mqtt.broker_factory(args))
 
 
 def _wsgi(args: argparse.Namespace) -> None:
@@ -93,12 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     broker = sub.add_parser(
         "mqtt-broker", help="run a small MQTT broker",
-        description="A small MQTT 3.1.1 broker (cymongoose.MqttBroker): QoS 0, 1 and 2, "
-                    "+ and # wildcards, retained messages, wills; clean sessions only, "
-                    "no authentication.")
+        description="An MQTT 3.1.1 broker that also accepts MQTT 5 clients "
+                    "(cymongoose.MqttBroker): QoS 0, 1 and 2, + and # wildcards, retained "
+                    "messages, wills, kept sessions, passwords, ACLs, limits, $SYS "
+                    "statistics and a bridge.")
     broker.add_argument("--listen", default=MQTT_URL, metavar="URL",
                         help="URL to listen on (default %s; port 0 picks a free port)"
                              % MQTT_URL)
+    from ._cli_mqtt import add_broker_options
+
+    add_broker_options(broker)
     broker.set_defaults(func=_mqtt_broker, parser=broker)
 
     for name, func, what, like, workers_help in (
@@ -143,8 +150,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _log_writer.configure(args.log_level)
     try:
         args.func(args)
     except UsageError as exc:

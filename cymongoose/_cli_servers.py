@@ -52,8 +52,8 @@ def load_app(spec: str, app_dir: str) -> Any:
     return obj
 
 
-def run_mqtt_broker(url: str) -> None:
-    """Run ``MqttBroker`` on ``url`` until SIGINT or SIGTERM.
+def run_mqtt_broker(url: str, make: Any = None) -> None:
+    """Run ``MqttBroker`` on ``url`` (or ``make(mgr, url)``'s broker) until SIGINT or SIGTERM.
 
     Raises ``UsageError`` for a bad URL or when Mongoose cannot listen.
     """
@@ -63,11 +63,14 @@ def run_mqtt_broker(url: str) -> None:
     mgr = Manager()
     try:
         try:
-            broker = MqttBroker(mgr, url)
+            broker = (make or MqttBroker)(mgr, url)
         except ListenError as exc:
             raise UsageError(str(exc)) from None
         banner("MQTT broker", listen_url(broker.listener, "mqtt"))
-        mgr.run()
+        try:
+            mgr.run()
+        finally:
+            broker.close()  # saves its persistence file
     finally:
         mgr.close()
 

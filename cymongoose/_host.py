@@ -29,6 +29,7 @@ class ManagerHost:
     _mgr: Any  # struct mg_mgr * inside it
     _inside: int  # >0 while C may be iterating connections (poll, dispatch)
     _poller: int  # ident of the thread inside poll(), 0 between polls
+    _loop_thread: int  # ident of the thread that last entered poll()
     _freed: bool
     _calling_c: ContextManager[None]  # the bracket around calls into C (manager.py)
 

@@ -14,7 +14,9 @@ MG_LL_DEBUG -> ``DEBUG`` and MG_LL_VERBOSE -> 5 (below ``DEBUG``).  A record's
 ``pathname``, ``lineno`` and ``funcName`` name the Mongoose source location;
 lines without Mongoose's prefix (hexdumps, a message's second line) continue
 the previous line of the same thread and share its level.  Hexdumps Mongoose
-writes while the level is 0 are dropped, never printed.  An exception
+writes while the level is 0 are dropped, never printed.  The ``"cymongoose"``
+logger carries a ``NullHandler``, so nothing reaches stderr unless the
+application (or the command line) configures logging.  An exception
 raised by a logging handler is printed to stderr; the event loop goes on.
 """
 
@@ -27,6 +29,10 @@ from . import _dispatch
 from ._ffi import ffi, lib
 
 logger = logging.getLogger("cymongoose")
+# A library prints nothing unless the application configures logging (the
+# CLI does): without a handler of ours, Python's last-resort handler would
+# write every warning to stderr.
+logger.addHandler(logging.NullHandler())
 
 VERBOSE = 5
 _LEVELS = {1: logging.ERROR, 2: logging.INFO, 3: logging.DEBUG, 4: VERBOSE}

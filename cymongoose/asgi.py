@@ -53,6 +53,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Optional, Set, cast
 
+from . import _log_writer
 from ._asgi_exchange import AsgiExchange, AsgiResponse, HttpCycle
 from ._asgi_lifespan import ASGIApp, Lifespan
 from ._asgi_websocket import WsSession
@@ -364,8 +365,9 @@ async def run_until_signal(server: ASGIServer, url: str,
 def serve(app: ASGIApp, url: str = "http://127.0.0.1:8000", **options: Any) -> None:
     """Serve ``app`` on ``url`` until SIGINT or SIGTERM (blocking).
 
-    ``options`` go to ``ASGIServer``.  When lifespan startup fails the
-    reason is logged and the process exits with status 3, as uvicorn does.
+    ``options`` go to ``ASGIServer``.  Logging goes to stderr unless the
+    application configured it.  When lifespan startup fails the reason is
+    logged and the process exits with status 3, as uvicorn does.
     """
     def announce(conn: Connection) -> None:
         host = url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0] or "127.0.0.1"
@@ -373,6 +375,7 @@ def serve(app: ASGIApp, url: str = "http://127.0.0.1:8000", **options: Any) -> N
         print("cymongoose ASGI server on http://%s:%d/" % (host, addr[1] if addr else 0))
         print("  Press Ctrl+C to stop", flush=True)
 
+    _log_writer.configure(logging.INFO)  # unless the application configured logging
     server = ASGIServer(app, **options)
     try:
         asyncio.run(run_until_signal(server, url, announce))

@@ -1,4 +1,4 @@
-"""A small MQTT 3.1.1 broker on top of ``Manager.mqtt_listen``.
+"""An MQTT broker (3.1.1, and MQTT 5 CONNECT) on top of ``Manager.mqtt_listen``.
 
 Start one in a few lines::
 
@@ -6,152 +6,123 @@ Start one in a few lines::
     broker = cymongoose.MqttBroker(mgr, "mqtt://0.0.0.0:1883")
     mgr.run()
 
-It accepts CONNECT (answering CONNACK), routes PUBLISH to every client whose
-subscription matches, with the ``+`` and ``#`` wildcards, delivering at the
-lower of the published and the subscribed QoS; answers SUBSCRIBE,
-UNSUBSCRIBE and PINGREQ; keeps retained messages (an empty retained payload
-clears the topic) and sends them to new subscriptions; publishes a client's
-last will when its connection ends without DISCONNECT.  The QoS 1 and 2
-acknowledgements (PUBACK, PUBREC, PUBREL, PUBCOMP) are sent by the MQTT
-parser in C, as is the keep-alive check (a client silent for 1.5 keep-alive
-periods is dropped).
+It routes PUBLISH to every client whose subscription matches (``+`` and
+``#`` wildcards), once per client at the highest QoS its matching
+subscriptions grant, capped by the published QoS; keeps retained messages
+and last wills; keeps the sessions of clients that ask for it
+(``clean_session=0``), queueing their QoS 1/2 messages while they are away
+and resending unacknowledged ones, in order, when they come back; delivers
+an incoming QoS 2 message once even when the client resends it.  Optional:
+passwords (a mosquitto password file or a callback), topic ACLs (a
+mosquitto ACL file or a callback), limits on connections, in-flight and
+queued messages and packet size, and ``$SYS/broker/...`` statistics.
 
-Limits, by design: MQTT 3.1.1 only (an MQTT 5 client gets CONNACK "unsupported
-protocol version"), every session is clean (nothing is kept for a client
-after it disconnects, so ``session present`` is always 0), no
-authentication, and messages in flight are not resent (delivery relies on the
-live TCP connection).  A client that breaks the protocol (a malformed
-packet, a wildcard in a PUBLISH topic, any packet before CONNECT) gets
-``MG_EV_ERROR`` and is disconnected; other clients are not affected.
+Each bad input gets the protocol's answer and a line on the
+``cymongoose.broker`` logger, and disturbs no other client: a malformed or
+oversize packet or a packet before CONNECT closes that connection; a wrong
+password gets CONNACK "bad user name or password" (or "not authorized" when
+no user name was given); a refused subscription gets SUBACK 0x80 (MQTT 5:
+0x87); a refused publish is dropped; a client id already connected takes
+the session over and the older connection is closed.
 """
 
-from typing import Dict, List, Optional, Set, Tuple
+import logging
+import time
+from typing import Dict, List, Optional, Tuple
 
+from . import _broker_store
 from . import constants as C
+from ._broker_auth import Acl, Authenticate, Guard
+from ._broker_bridge import Bridge
+from ._broker_packets import (Malformed, connack, parse_connect, parse_subscribe,
+                              parse_unsubscribe, suback, topic_matches, unsuback, valid_filter)
+from ._broker_session import Session
 from ._dispatch import handles
+from ._ffi import lib
 from .connection import Connection
-from .errors import ClosedError
 from .manager import Manager
 from .messages import MqttMessage
+from .timers import Timer
 
-_CONNECT, _PUBLISH, _SUBSCRIBE, _UNSUBSCRIBE, _PINGREQ, _DISCONNECT = 1, 3, 8, 10, 12, 14
+log = logging.getLogger("cymongoose.broker")
+
+_CONNECT, _PUBLISH, _PUBREL, _SUBSCRIBE, _UNSUBSCRIBE, _PINGREQ, _DISCONNECT = \
+    1, 3, 6, 8, 10, 12, 14
+_ACKS = frozenset((4, 5, 7))  # PUBACK, PUBREC, PUBCOMP: answers to our deliveries
 _TO_CLIENT_ONLY = frozenset((2, 9, 11, 13))  # CONNACK, SUBACK, UNSUBACK, PINGRESP
-_CONNACK_OK = b"\x20\x02\x00\x00"
-_CONNACK_BAD_VERSION = b"\x20\x02\x00\x01"
-_CONNACK_BAD_VERSION_V5 = b"\x20\x03\x00\x84\x00"  # MQTT 5 form, reason 0x84
-_CONNACK_BAD_ID = b"\x20\x02\x00\x02"
-_SUBACK_FAILURE = 0x80
+_ROUTE_CACHE_MAX = 10000  # topics whose subscriber list is remembered
+# CONNACK codes: (MQTT 3.1.1, MQTT 5)
+_BAD_ID, _UNAVAILABLE, _BAD_LOGIN, _NOT_AUTHORIZED = (2, 0x85), (3, 0x97), (4, 0x86), (5, 0x87)
 
-
-class _Malformed(Exception):
-    """A packet that breaks the MQTT 3.1.1 rules."""
-
-
-def topic_matches(topic_filter: str, topic: str) -> bool:
-    """Whether ``topic`` matches ``topic_filter`` (``+`` one level, ``#`` the rest).
-
-    As MQTT requires, a filter starting with a wildcard does not match
-    topics starting with ``$``.  ``"a/#"`` also matches ``"a"``.
-    """
-    if topic[:1] == "$" and topic_filter[:1] in ("+", "#"):
-        return False
-    want = topic_filter.split("/")
-    have = topic.split("/")
-    for i, part in enumerate(want):
-        if part == "#":
-            return True
-        if i >= len(have) or (part != "+" and part != have[i]):
-            return False
-    return len(want) == len(have)
-
-
-def valid_filter(topic_filter: str) -> bool:
-    """Whether ``topic_filter`` is a well-formed subscription filter."""
-    if not topic_filter or "\0" in topic_filter:
-        return False
-    levels = topic_filter.split("/")
-    for i, level in enumerate(levels):
-        if "#" in level and (level != "#" or i != len(levels) - 1):
-            return False
-        if "+" in level and level != "+":
-            return False
-    return True
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-class _Reader:
-    """Reads the fields of one packet; running short raises ``_Malformed``."""
-
-    __slots__ = ("buf", "pos")
-
-    def __init__(self, packet: bytes) -> None:
-        pos = 1
-        while packet[pos] & 0x80:  # remaining length, already checked by the C parser
-            pos += 1
-        self.buf = packet
-        self.pos = pos + 1
-
-    def more(self) -> bool:
-        return self.pos < len(self.buf)
-
-    def u8(self) -> int:
-        if self.pos >= len(self.buf):
-            raise _Malformed("packet too short")
-        self.pos += 1
-        return self.buf[self.pos - 1]
-
-    def u16(self) -> int:
-        return (self.u8() << 8) | self.u8()
-
-    def blob(self) -> bytes:
-        n = self.u16()
-        end = self.pos + n
-        if end > len(self.buf):
-            raise _Malformed("field runs past the packet")
-        data = self.buf[self.pos:end]
-        self.pos = end
-        return data
-
-    def text(self) -> str:
-        try:
-            return self.blob().decode("utf-8")
-        except UnicodeDecodeError:
-            raise _Malformed("string is not UTF-8") from None
-
-
-class _Session:
-    __slots__ = ("client_id", "subs", "will")
-
-    def __init__(self, client_id: str) -> None:
-        self.client_id = client_id
-        self.subs: Dict[str, int] = {}  # topic filter -> granted QoS
-        self.will: Optional[Tuple[str, bytes, int, bool]] = None
+Will = Tuple[str, bytes, int, bool]
+Route = Tuple[Session, int]
 
 
 class MqttBroker:
-    """A small MQTT 3.1.1 broker listening on ``url`` with ``mgr`` (see the module doc).
+    """An MQTT broker listening on ``url`` with ``mgr`` (see the module doc).
 
-    It runs inside ``mgr``'s polls, on a listener with its own handler, so
-    the Manager can serve other things too.  Raises ``RuntimeError`` when
-    Mongoose cannot listen on ``url``.
+    Keyword-only options:
+
+    * ``password_file``: a mosquitto password file (``mosquitto_passwd``);
+      or ``authenticate(client_id, username, password) -> bool``.
+    * ``allow_anonymous``: admit clients that send no user name; defaults to
+      True without passwords and False with them.
+    * ``acl_file``: a mosquitto ACL file; or ``acl(client_id, username,
+      topic, access) -> bool`` with access ``"read"``, ``"write"`` or
+      ``"subscribe"``.  A decision is remembered per topic until the
+      subscriptions change.
+    * ``max_connections`` (0: no limit): more clients get CONNACK "server
+      unavailable".
+    * ``max_inflight`` (20) and ``max_queued`` (1000): per client, the QoS
+      1/2 messages awaiting acknowledgement, and those queued behind them or
+      while the client is away; a message finding the queue full is dropped.
+    * ``max_packet_size`` (0: Mongoose's 3 MB receive limit): larger packets
+      close the connection.
+    * ``sys_interval`` (seconds, 0 turns it off): how often the
+      ``$SYS/broker/...`` statistics are published (retained).
+    * ``persistence_file``: kept sessions and retained messages are read
+      from this JSON file at start and written to it by ``close()``.
+
+    Raises ``RuntimeError`` (``ListenError``) when Mongoose cannot listen on
+    ``url``, ``ValueError`` for conflicting options or a bad file, and
+    ``OSError`` when a file cannot be read.
     """
 
-    def __init__(self, mgr: Manager, url: str = "mqtt://127.0.0.1:1883") -> None:
-        self._peers: Set[Connection] = set()  # every accepted connection
-        self._sessions: Dict[Connection, _Session] = {}  # those past a valid CONNECT
-        self._by_id: Dict[str, Connection] = {}
+    def __init__(self, mgr: Manager, url: str = "mqtt://127.0.0.1:1883", *,
+                 password_file: Optional[str] = None,
+                 authenticate: Optional[Authenticate] = None,
+                 allow_anonymous: Optional[bool] = None, acl_file: Optional[str] = None,
+                 acl: Optional[Acl] = None, max_connections: int = 0,
+                 max_inflight: int = 20, max_queued: int = 1000, max_packet_size: int = 0,
+                 sys_interval: float = 10, persistence_file: Optional[str] = None) -> None:
+        if max_inflight < 1 or max_queued < 0 or max_connections < 0 or max_packet_size < 0:
+            raise ValueError("limits must be positive (max_inflight at least 1)")
+        self._guard = Guard(password_file, authenticate, acl_file, acl, allow_anonymous)
+        self._peers: Dict[Connection, Optional[Will]] = {}  # accepted -> its will
+        self._conns: Dict[Connection, Session] = {}  # those past a valid CONNECT
+        self._persistence = persistence_file
+        # by client id, connected or kept; retained messages by topic
+        self._sessions: Dict[str, Session] = {}
         self._retained: Dict[str, Tuple[bytes, int]] = {}
+        if persistence_file is not None:
+            self._sessions, self._retained = _broker_store.load(
+                persistence_file, max_inflight, max_queued)
+        self._routes: Dict[str, List[Route]] = {}  # topic -> subscribers
+        self._bridges: List[Bridge] = []
+        self._mgr = mgr
         self._next_id = 0
+        self._max = (max_connections, max_inflight, max_queued)
+        self._received = 0
+        self._started = time.monotonic()
         #: The listening connection.
         self.listener = mgr.mqtt_listen(url, self._on_event)
+        c = self.listener._c
+        if max_packet_size:
+            lib.cym_mqtt_set_max_packet(c, max_packet_size)
+        self._sys: Optional[Timer] = None
+        if sys_interval > 0:
+            self._sys = mgr.timer_add(int(sys_interval * 1000), self._publish_sys,
+                                      repeat=True, run_now=True)
 
     @property
     def port(self) -> int:
@@ -162,48 +133,111 @@ class MqttBroker:
     @property
     def clients(self) -> Tuple[str, ...]:
         """Client ids of the connected clients."""
-        return tuple(s.client_id for s in self._sessions.values())
+        return tuple(s.client_id for s in self._conns.values())
+
+    @property
+    def sessions(self) -> Tuple[str, ...]:
+        """Client ids of every kept session, connected or not."""
+        return tuple(self._sessions)
 
     @property
     def retained(self) -> Dict[str, bytes]:
-        """A copy of the retained messages, by topic."""
-        return {topic: data for topic, (data, _) in self._retained.items()}
+        """A copy of the retained messages, by topic (``$SYS`` ones left out)."""
+        return {topic: data for topic, (data, _) in self._retained.items()
+                if not topic.startswith("$SYS/")}
+
+    @property
+    def stats(self) -> Dict[str, int]:
+        """Counters, as published under ``$SYS/broker/``."""
+        sessions = self._sessions.values()
+        return {
+            "clients/connected": len(self._conns),
+            "clients/total": len(self._sessions),
+            "messages/received": self._received,
+            "messages/sent": sum(s.sent for s in sessions),
+            "messages/dropped": sum(s.dropped for s in sessions),
+            "messages/inflight": sum(len(s.inflight) for s in sessions),
+            "messages/queued": sum(len(s.queue) for s in sessions),
+            "subscriptions/count": sum(len(s.subs) for s in sessions),
+            "retained messages/count": len(self._retained),
+            "uptime": int(time.monotonic() - self._started),
+        }
+
+    @property
+    def bridges(self) -> Tuple[Bridge, ...]:
+        """The bridges added by ``add_bridge``."""
+        return tuple(self._bridges)
+
+    def add_bridge(self, url: str, topics: List[str], *, name: str = "bridge",
+                   username: str = "", password: str = "", reconnect_min: float = 0.5,
+                   reconnect_max: float = 30.0, max_queued: int = 1000) -> Bridge:
+        """Bridge to the upstream broker at ``url`` (it must speak MQTT 5).
+
+        ``topics`` are mosquitto ``topic`` lines: ``PATTERN [in|out|both
+        [QOS [LOCAL_PREFIX REMOTE_PREFIX]]]``.  The bridge connects as
+        ``cymongoose-bridge-NAME`` with a kept session and reconnects with
+        backoff; messages for upstream wait in a queue of ``max_queued``
+        while it is away.  Raises ``ValueError`` for a bad topic line.
+        """
+        bridge = Bridge(self._mgr, url, topics, self._inject, name=name, username=username,
+                        password=password, reconnect_min=reconnect_min,
+                        reconnect_max=reconnect_max, max_queued=max_queued)
+        self._bridges.append(bridge)
+        return bridge
+
+    def _inject(self, topic: str, data: bytes, qos: int, retain: bool, origin: Bridge) -> None:
+        self._received += 1
+        self._publish(topic, data, qos, retain, origin)
 
     def close(self) -> None:
-        """Stop listening and disconnect every client (wills are published)."""
+        """Stop listening, disconnect every client (wills are published), save sessions."""
+        if self._sys is not None:
+            self._sys.cancel()
+        for bridge in self._bridges:
+            bridge.close()
         self.listener.close()
         for conn in list(self._peers):
             conn.close()
+        if self._persistence is not None:
+            _broker_store.save(self._persistence, self._sessions.values(), self._retained)
+
+    def _publish_sys(self) -> None:
+        for name, value in self.stats.items():
+            self._publish("$SYS/broker/" + name, str(value).encode(), 0, True)
 
     # -- events ----------------------------------------------------------------
 
-    @handles(C.MG_EV_ACCEPT, C.MG_EV_MQTT_CMD, C.MG_EV_CLOSE)
+    @handles(C.MG_EV_ACCEPT, C.MG_EV_MQTT_CMD, C.MG_EV_ERROR, C.MG_EV_CLOSE)
     def _on_event(self, conn: Connection, ev: int, msg: Optional[MqttMessage]) -> None:
-        if ev == C.MG_EV_ACCEPT:
-            self._peers.add(conn)
-            return
-        if ev == C.MG_EV_CLOSE:
-            self._peers.discard(conn)
-            self._gone(conn)
-            return
-        if msg is None:
-            return
-        try:
-            self._packet(conn, msg)
-        except _Malformed as exc:
-            conn.error("MQTT protocol error: %s" % exc)
+        if ev == C.MG_EV_MQTT_CMD and msg is not None:
+            try:
+                self._packet(conn, msg)
+            except Malformed as exc:
+                conn.error("MQTT protocol error: %s" % exc)  # logged on MG_EV_ERROR
+        elif ev == C.MG_EV_ACCEPT:
+            self._peers[conn] = None
+        elif ev == C.MG_EV_ERROR:
+            log.warning("client %s: %s", self._who(conn), msg)
+        elif ev == C.MG_EV_CLOSE:
+            self._gone(conn, self._peers.pop(conn, None))
+
+    def _who(self, conn: Connection) -> str:
+        session = self._conns.get(conn)
+        return repr(session.client_id) if session else "at %s" % (conn.remote_addr,)
 
     def _packet(self, conn: Connection, msg: MqttMessage) -> None:
         cmd = msg.cmd
-        session = self._sessions.get(conn)
-        if cmd == _CONNECT:
-            if session is not None:
-                raise _Malformed("second CONNECT")
+        session = self._conns.get(conn)
+        if session is None:
+            if cmd != _CONNECT:
+                raise Malformed("first packet must be CONNECT")
             self._connect(conn, msg.dgram)
-        elif session is None:
-            raise _Malformed("first packet must be CONNECT")
         elif cmd == _PUBLISH:
-            self._publish(msg.topic, msg.data, msg.qos, msg.retain)
+            self._incoming(conn, session, msg)
+        elif cmd in _ACKS:
+            session.acked(cmd, msg.id)
+        elif cmd == _PUBREL:
+            session.qos2_in.discard(msg.id)
         elif cmd == _SUBSCRIBE:
             self._subscribe(conn, session, msg.dgram)
         elif cmd == _UNSUBSCRIBE:
@@ -211,129 +245,167 @@ class MqttBroker:
         elif cmd == _PINGREQ:
             conn.mqtt_pong()
         elif cmd == _DISCONNECT:
-            session.will = None
+            dgram = msg.dgram
+            if not (lib.cym_mqtt_version(conn._c) == 5 and len(dgram) > 2 and dgram[2] == 4):
+                self._peers[conn] = None  # a normal DISCONNECT discards the will
             conn.close()
+        elif cmd == _CONNECT:
+            raise Malformed("second CONNECT")
         elif cmd in _TO_CLIENT_ONLY:
-            raise _Malformed("packet type %d is sent by servers only" % cmd)
+            raise Malformed("packet type %d is sent by servers only" % cmd)
+
+    def _answer(self, conn: Connection, v5: bool, code: Tuple[int, int], why: str) -> None:
+        log.warning("client at %s refused: %s", conn.remote_addr, why)
+        conn.send(connack(v5, False, code[1] if v5 else code[0]))
+        conn.drain()
 
     def _connect(self, conn: Connection, packet: bytes) -> None:
-        r = _Reader(packet)
-        name = r.blob()
-        level = r.u8()
-        if name != b"MQTT" or level != 4:
-            conn.send(_CONNACK_BAD_VERSION_V5 if level == 5 else _CONNACK_BAD_VERSION)
+        hello = parse_connect(packet)
+        v5 = hello.version == 5
+        if hello.version not in (4, 5):
+            # a v3.1 or unknown level: the 3.1.1 answer "unacceptable protocol version"
+            log.warning("client at %s refused: protocol level %d", conn.remote_addr,
+                        hello.version)
+            conn.send(connack(False, False, 1))
             conn.drain()
             return
-        flags = r.u8()
-        r.u16()  # keep-alive: enforced by the C parser
-        will_flag, will_qos, will_retain = flags & 0x04, (flags >> 3) & 3, flags & 0x20
-        if flags & 0x01 or will_qos == 3 or (not will_flag and (will_qos or will_retain)) \
-                or (flags & 0x40 and not flags & 0x80):
-            raise _Malformed("bad CONNECT flags 0x%02x" % flags)
-        client_id = r.text()
-        will = None
-        if will_flag:
-            will_topic = r.text()
-            if not will_topic or "+" in will_topic or "#" in will_topic:
-                raise _Malformed("bad will topic")
-            will = (will_topic, r.blob(), will_qos, bool(will_retain))
-        if flags & 0x80:
-            r.text()  # user name: no authentication here
-        if flags & 0x40:
-            r.blob()  # password
-        if r.more():
-            raise _Malformed("bytes after the CONNECT payload")
+        client_id = hello.client_id
         if not client_id:
-            if not flags & 0x02:  # a persistent session needs an id (MQTT-3.1.3-8)
-                conn.send(_CONNACK_BAD_ID)
-                conn.drain()
-                return
+            if not hello.clean and not v5:  # a kept session needs an id (MQTT-3.1.3-8)
+                return self._answer(conn, v5, _BAD_ID, "empty client id, clean_session=0")
             self._next_id += 1
             client_id = "cymongoose-%d" % self._next_id
-        previous = self._by_id.get(client_id)
-        if previous is not None:  # the same client again: the old connection goes
-            previous.close()
-        session = _Session(client_id)
-        session.will = will
-        self._sessions[conn] = session
-        self._by_id[client_id] = conn
-        conn.send(_CONNACK_OK)
+        max_connections, max_inflight, max_queued = self._max
+        old = self._sessions.get(client_id)
+        taking_over = old is not None and old.conn is not None
+        if max_connections and len(self._conns) >= max_connections and not taking_over:
+            return self._answer(conn, v5, _UNAVAILABLE, "max_connections reached")
+        if not self._guard.admits(client_id, hello.username, hello.password):
+            code = _NOT_AUTHORIZED if hello.username is None else _BAD_LOGIN
+            return self._answer(conn, v5, code, "bad credentials for client id %r (user %r)"
+                                % (client_id, hello.username))
+        if taking_over:
+            log.info("client %r: a new connection takes the session over", client_id)
+            previous = old.conn if old is not None else None
+            if previous is not None:
+                self._gone(previous, self._peers.get(previous))
+                self._peers[previous] = None
+                previous.close()
+            old = self._sessions.get(client_id)
+        if old is not None and (hello.clean or old.username != hello.username):
+            self._drop_session(old)
+            old = None
+        session = old or Session(client_id, max_inflight, max_queued)
+        session.username = hello.username
+        session.persistent = hello.expiry > 0 if v5 else not hello.clean
+        self._sessions[client_id] = session
+        self._conns[conn] = session
+        self._peers[conn] = hello.will
+        conn.send(connack(v5, old is not None, 0))
+        session.attach(conn)
 
-    def _publish(self, topic: str, data: bytes, qos: int, retain: bool) -> None:
+    def _drop_session(self, session: Session) -> None:
+        del self._sessions[session.client_id]
+        if session.subs:
+            self._routes.clear()
+
+    def _incoming(self, conn: Connection, session: Session, msg: MqttMessage) -> None:
+        qos = msg.qos
+        if qos == 2:
+            pid = msg.id
+            if pid in session.qos2_in:
+                return  # a resent QoS 2 message: delivered already
+            session.qos2_in.add(pid)
+        topic = msg.topic
         if not topic or "+" in topic or "#" in topic or "\0" in topic:
-            raise _Malformed("bad PUBLISH topic %r" % topic)
+            raise Malformed("bad PUBLISH topic %r" % topic)
+        guard = self._guard
+        if guard.acl is not None and \
+                not guard.allows(session.client_id, session.username, topic, "write"):
+            log.warning("client %r: publish to %r denied by the ACL", session.client_id, topic)
+            return
+        self._received += 1
+        self._publish(topic, msg.data, qos, msg.retain)
+
+    def _publish(self, topic: str, data: bytes, qos: int, retain: bool,
+                 origin: Optional[Bridge] = None) -> None:
         if retain:
             if data:
                 self._retained[topic] = (data, qos)
             else:
                 self._retained.pop(topic, None)
-        for conn, session in list(self._sessions.items()):
+        routes = self._routes.get(topic)
+        if routes is None:
+            routes = self._match(topic)
+        raw = topic.encode("utf-8")
+        for session, granted in routes:
+            session.deliver(raw, data, qos if qos < granted else granted, False)
+        for bridge in self._bridges:
+            if bridge is not origin:  # never back where it came from
+                bridge.forward(topic, data, qos, retain)
+
+    def _match(self, topic: str) -> List[Route]:
+        """Every session subscribed to ``topic`` with its highest granted QoS."""
+        guard = self._guard
+        routes = []
+        for session in self._sessions.values():
             granted = -1
             for topic_filter, sub_qos in session.subs.items():
                 if sub_qos > granted and topic_matches(topic_filter, topic):
                     granted = sub_qos
-            if granted >= 0:
-                self._deliver(conn, topic, data, min(qos, granted), False)
+            if granted >= 0 and (guard.acl is None or guard.allows(
+                    session.client_id, session.username, topic, "read")):
+                routes.append((session, granted))
+        if len(self._routes) >= _ROUTE_CACHE_MAX:
+            self._routes.clear()
+        self._routes[topic] = routes
+        return routes
 
-    @staticmethod
-    def _deliver(conn: Connection, topic: str, data: bytes, qos: int, retain: bool) -> None:
-        try:
-            conn.mqtt_pub(topic, data, qos, retain)
-        except ClosedError:
-            pass  # closed earlier in this poll; its CLOSE event is still to come
-
-    def _subscribe(self, conn: Connection, session: _Session, packet: bytes) -> None:
-        if packet[0] & 0x0F != 2:
-            raise _Malformed("bad SUBSCRIBE flags")
-        r = _Reader(packet)
-        pid = r.u16()
+    def _subscribe(self, conn: Connection, session: Session, packet: bytes) -> None:
+        v5 = lib.cym_mqtt_version(conn._c) == 5
+        pid, wanted = parse_subscribe(packet, v5)
         codes = bytearray()
         new: List[Tuple[str, int]] = []
-        while r.more():
-            topic_filter = r.text()
-            qos = r.u8()
-            if qos > 2:
-                raise _Malformed("bad requested QoS %d" % qos)
-            if valid_filter(topic_filter):
+        for topic_filter, qos in wanted:
+            if not valid_filter(topic_filter):
+                codes.append(0x8F if v5 else 0x80)
+            elif not self._guard.allows(session.client_id, session.username, topic_filter,
+                                        "subscribe"):
+                log.warning("client %r: subscription to %r denied by the ACL",
+                            session.client_id, topic_filter)
+                codes.append(0x87 if v5 else 0x80)
+            else:
                 session.subs[topic_filter] = qos
                 new.append((topic_filter, qos))
                 codes.append(qos)
-            else:
-                codes.append(_SUBACK_FAILURE)
-        if not codes:
-            raise _Malformed("SUBSCRIBE without topic filters")
-        conn.send(b"\x90" + _varint(2 + len(codes)) + pid.to_bytes(2, "big") + bytes(codes))
+        self._routes.clear()
+        conn.send(suback(v5, pid, bytes(codes)))
         for topic, (data, qos) in list(self._retained.items()):
             granted = max((q for f, q in new if topic_matches(f, topic)), default=-1)
-            if granted >= 0:
-                self._deliver(conn, topic, data, min(qos, granted), True)
+            if granted >= 0 and self._guard.allows(session.client_id, session.username,
+                                                   topic, "read"):
+                session.deliver(topic.encode("utf-8"), data, min(qos, granted), True)
 
-    def _unsubscribe(self, conn: Connection, session: _Session, packet: bytes) -> None:
-        if packet[0] & 0x0F != 2:
-            raise _Malformed("bad UNSUBSCRIBE flags")
-        r = _Reader(packet)
-        pid = r.u16()
-        count = 0
-        while r.more():
-            session.subs.pop(r.text(), None)
-            count += 1
-        if not count:
-            raise _Malformed("UNSUBSCRIBE without topic filters")
-        conn.send(b"\xb0\x02" + pid.to_bytes(2, "big"))
+    def _unsubscribe(self, conn: Connection, session: Session, packet: bytes) -> None:
+        v5 = lib.cym_mqtt_version(conn._c) == 5
+        pid, filters = parse_unsubscribe(packet, v5)
+        codes = bytes(0 if session.subs.pop(f, None) is not None else 0x11 for f in filters)
+        self._routes.clear()
+        conn.send(unsuback(v5, pid, codes))
 
-    def _gone(self, conn: Connection) -> None:
-        session = self._sessions.pop(conn, None)
+    def _gone(self, conn: Connection, will: Optional[Will]) -> None:
+        session = self._conns.pop(conn, None)
         if session is None:
             return
-        if self._by_id.get(session.client_id) is conn:
-            del self._by_id[session.client_id]
-        if session.will is not None:
-            topic, data, qos, retain = session.will
+        if will is not None:
+            topic, data, qos, retain = will
             self._publish(topic, data, qos, retain)
+        session.detach()
+        if not session.persistent:
+            self._drop_session(session)
 
     def __repr__(self) -> str:
-        return "<MqttBroker port=%d clients=%d>" % (self.port, len(self._sessions))
+        return "<MqttBroker port=%d clients=%d>" % (self.port, len(self._conns))
 
 
 __all__ = ["MqttBroker", "topic_matches", "valid_filter"]
-

@@ -6,6 +6,7 @@ from typing import Any, Callable, List, Mapping, Optional, Tuple
 
 from ._args import header_line, to_bytes, to_cstr, to_int
 from ._ffi import ffi, lib
+from ._carry import carried
 from .errors import ClosedError, MongooseError
 from .messages import HttpMessage, valid_message
 from .net import NetConnectionMixin
@@ -99,11 +100,14 @@ class Connection(NetConnectionMixin, MqttConnectionMixin, TlsConnectionMixin, Ws
         self._c = None
 
     def _live(self) -> Any:
-        """The C pointer, or ``RuntimeError`` once closed or closing."""
+        """The C pointer, or ``RuntimeError`` once closed or closing.
+
+        Methods that use it run on the poll thread: ``_carry`` takes them
+        there when another thread calls.
+        """
         c = self._c
         if c is None or self._closing:
             raise ClosedError(_CLOSED)
-        self._mgr._check_thread()
         return c
 
     def _flag(self, bit: int) -> bool:
@@ -231,20 +235,20 @@ class Connection(NetConnectionMixin, MqttConnectionMixin, TlsConnectionMixin, Ws
         """This connection's own handler, or ``None`` (the Manager's default applies)."""
         return self._handler
 
+    @carried
     def set_handler(self, handler: Optional[Handler]) -> None:
         """Set this connection's handler, effective from the next event.
 
         On a listener the handler is also inherited by connections accepted
         from now on; ``None`` makes future children use the default handler.
         """
-        if self._c is not None and self._mgr is not None:
-            self._mgr._check_thread()
         self._handler = handler
         if self._c is not None and self._mgr is not None:
             self._mgr._retarget(self)
 
     # -- sending -------------------------------------------------------------
 
+    @carried
     def send(self, data: Any) -> None:
         """Queue raw bytes (``str`` is UTF-8 encoded); on UDP, send one datagram.
 
@@ -268,15 +272,20 @@ class Connection(NetConnectionMixin, MqttConnectionMixin, TlsConnectionMixin, Ws
             # anything else takes the general path, which raises the errors.
             c = self._c
             if c is not None and not self._closing and -_INT_LIMIT <= status_code < _INT_LIMIT:
-                poller = self._mgr._poller  # another thread polling: the general path raises
-                if not poller or poller == _get_ident():
+                loop = self._mgr._loop_thread  # another thread polls: the general path carries
+                if not loop or loop == _get_ident():
                     lib.cym_reply_text(c, status_code, body, len(body))
                     return
+        self._reply(status_code, body, headers)
+
+    @carried
+    def _reply(self, status_code: int, body: Any, headers: Optional[Mapping[str, str]]) -> None:
         status = to_int(status_code, "status_code")
         block = header_block(headers)
         buf = to_bytes(body)
         lib.cym_reply(self._live(), status, block, len(block), buf, len(buf))
 
+    @carried
     def reply_json(self, data: Any, status_code: int = 200, headers: Optional[Mapping[str, str]] = None) -> None:
         """Reply with ``json.dumps(data)`` and ``Content-Type: application/json``.
 
@@ -287,23 +296,27 @@ class Connection(NetConnectionMixin, MqttConnectionMixin, TlsConnectionMixin, Ws
         merged["Content-Type"] = "application/json"
         self.reply(status_code, body, merged)
 
+    @carried
     def http_chunk(self, data: Any) -> None:
         """Write one chunk of a chunked response; empty data ends the response."""
         buf = to_bytes(data)
         lib.mg_http_write_chunk(self._live(), buf, len(buf))
 
+    @carried
     def http_sse(self, event_type: str, data: str) -> None:
         """Write one Server-Sent Event (``event:`` and ``data:`` lines) as a chunk."""
         et = to_cstr(event_type, "event_type")
         payload = b"event: " + et + b"\ndata: " + to_cstr(data, "data") + b"\n\n"
         lib.mg_http_write_chunk(self._live(), payload, len(payload))
 
+    @carried
     def http_basic_auth(self, username: str, password: str) -> None:
         """Append an ``Authorization: Basic`` header line to the send buffer."""
         u = to_cstr(username, "username")
         p = to_cstr(password, "password")
         lib.mg_http_bauth(self._live(), u, p)
 
+    @carried
     def serve_dir(self, message: HttpMessage, root_dir: str, extra_headers: str = "",
                   mime_types: str = "", page404: str = "") -> None:
         """Serve the request's URI from ``root_dir`` (index, listing, Range, ETag, 404).
@@ -318,6 +331,7 @@ class Connection(NetConnectionMixin, MqttConnectionMixin, TlsConnectionMixin, Ws
                            mime_types=mime_types, page404=page404)
         lib.mg_http_serve_dir(self._live(), hm._ptr(), opts)
 
+    @carried
     def serve_file(self, message: HttpMessage, path: str, extra_headers: str = "",
                    mime_types: str = "") -> None:
         """Serve one file, whatever the request's URI (Range, ETag, MIME type)."""
@@ -329,6 +343,7 @@ class Connection(NetConnectionMixin, MqttConnectionMixin, TlsConnectionMixin, Ws
 
     # -- closing -------------------------------------------------------------
 
+    @carried
     def close(self) -> None:
         """Close the connection; a no-op once closed.
 
@@ -346,7 +361,6 @@ class Connection(NetConnectionMixin, MqttConnectionMixin, TlsConnectionMixin, Ws
         c = self._c
         if c is None or self._closing:
             return
-        self._mgr._check_thread()
         self._closing = True
         mgr = self._mgr
         if mgr._inside:
@@ -355,13 +369,14 @@ class Connection(NetConnectionMixin, MqttConnectionMixin, TlsConnectionMixin, Ws
             with mgr._calling_c:
                 lib.cym_close_now(c)
 
+    @carried
     def drain(self) -> None:
         """Flush the send buffer, then close; a no-op once closed."""
         c = self._c
         if c is not None:
-            self._mgr._check_thread()
             lib.cym_set_flag(c, _F_DRAINING, 1)
 
+    @carried
     def error(self, message: str) -> None:
         """Fire ``MG_EV_ERROR`` with ``message`` now and close on the next poll."""
         msg = to_cstr(message, "message")

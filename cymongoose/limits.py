@@ -14,7 +14,7 @@ field                    default      when exceeded
 ``max_header_size``      32 KiB       431
 ``header_timeout``       30 s         408 (silent close when nothing arrived)
 ``idle_timeout``         5 s          a keep-alive connection is closed
-``max_connections``      1000         HTTP: 503 with ``Retry-After``; others:
+``max_connections``      ``None``     HTTP: 503 with ``Retry-After``; others:
                                       the connection is closed at once
 ``max_ws_message_size``  ``None``     WebSocket CLOSE 1009
 =======================  ===========  =========================================
@@ -33,6 +33,7 @@ from typing import Any, Optional, Tuple
 
 from . import _dispatch
 from ._ffi import ffi, lib
+from ._ratelog import PeerLogLimiter, peer_of_line
 from .errors import check as check_code
 
 _ATTACH_TEXTS = {int(lib.CYM_E_NO_SLOT): "Too many listeners with limits alive (at most 254)"}
@@ -119,7 +120,7 @@ class Limits:
                  max_header_size: Optional[int] = 32 * 1024,
                  header_timeout: Optional[float] = 30.0,
                  idle_timeout: Optional[float] = 5.0,
-                 max_connections: Optional[int] = 1000,
+                 max_connections: Optional[int] = None,
                  max_ws_message_size: Optional[int] = None) -> None:
         values = (
             _size(max_body_size, "max_body_size", 0),
@@ -210,11 +211,22 @@ def check(limits: Any) -> Optional[Limits]:
     return limits
 
 
+# Rejections are logged per peer at most _ratelog.BURST lines a window.
+_limiter = PeerLogLimiter()
+
+
 def _log_line(level: int, line: Any) -> None:
-    """A limit was hit (C, ``cym_lim_log``): one line for the logger."""
+    """A limit was hit (C, ``cym_lim_log``): one line for the logger, unless
+    its peer has used up its share of the log."""
     try:
         if logger.isEnabledFor(level):
-            logger.log(level, "%s", ffi.string(line).decode("utf-8", "backslashreplace"))
+            text = ffi.string(line).decode("utf-8", "backslashreplace")
+            suppressed = _limiter.admit(peer_of_line(text))
+            if suppressed is None:
+                return
+            if suppressed:
+                text += " (%d similar lines from this peer suppressed)" % suppressed
+            logger.log(level, "%s", text)
     except Exception as exc:  # a logging handler that raises: reported, loop goes on
         _dispatch.print_exception(exc)
 

@@ -49,12 +49,17 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
     receives exceptions raised by handlers; without it their tracebacks are
     printed.  A ``KeyboardInterrupt`` or ``SystemExit`` raised in a handler
     is not swallowed: the connection bookkeeping completes, then ``poll()``
-    re-raises it.  Every method except ``wakeup`` and
-    ``call_soon_threadsafe`` must be called from the thread that polls, or
-    while nobody polls: a ``Connection`` or ``Manager`` method called from
-    another thread during a ``poll()`` raises ``cymongoose.ThreadError``
-    (``Timer.cancel`` is also safe).  To act on the loop from another
-    thread, hand it a function with ``call_soon_threadsafe``.
+    re-raises it.
+
+    Threads: ``wakeup``, ``call_soon_threadsafe`` and ``Timer.cancel`` are
+    safe from any thread.  A ``Connection`` method that sends or changes
+    state (``send``, ``reply``, ``ws_send``, ``mqtt_pub``, ``close``, ...)
+    called from another thread than the polling one is carried to the poll
+    thread and runs there, in call order (docs/threading-and-asyncio.md
+    lists which methods wait for an answer).  The other ``Manager``
+    methods (``listen``, ``connect``, ``timer_add``, ...) and
+    ``recv_data``/``send_data`` raise ``cymongoose.ThreadError`` when
+    called from another thread while one is inside ``poll()``.
     """
 
     def __init__(self, handler: Optional[Handler] = None, enable_wakeup: bool = False,
@@ -66,6 +71,7 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
         self._lsn: Dict[int, Handler] = {}  # listener id -> handler its children inherit
         self._inside = 0  # >0 while C may be iterating connections (poll, dispatch)
         self._poller = 0  # ident of the thread inside poll(), 0 between polls
+        self._loop_thread = 0  # ident of the thread that last entered poll()
         self._freed = False
         self._poll_lock = threading.Lock()
         self._pending: Optional[BaseException] = None
@@ -80,8 +86,8 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
         cm.slot = self._slot
         cm.live = 1  # from now on C dispatches to the Manager in this slot
         _LIVE.add(self)
-        if enable_wakeup:
-            self._wakeup_init()
+        # Always: calls from other threads travel on it (_carry.py).
+        self._wakeup_init(public=bool(enable_wakeup))
 
     # -- dispatcher hooks (called by _dispatch._cym_dispatch) ----------------
 
@@ -191,7 +197,7 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
                 ms = to_int(timeout_ms, "timeout_ms")
             if self._timers is not None:  # None until the first timer_add
                 ms = self._timer_wait(ms)
-            self._poller = _get_ident()
+            self._poller = self._loop_thread = _get_ident()
             try:
                 with self._calling_c:
                     lib.mg_mgr_poll(self._mgr, ms)

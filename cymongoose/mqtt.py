@@ -25,6 +25,7 @@ properties, and a ``(key, value)`` pair of ``str`` for the user property
 
 from typing import TYPE_CHECKING, Any, Iterable, List, Optional, Tuple
 
+from ._carry import carried, carried_with_answer
 from ._args import to_bytes, to_cstr, to_int
 from ._ffi import ffi, lib
 from ._host import ConnectionHost, ManagerHost
@@ -146,6 +147,7 @@ class MqttConnectionMixin(ConnectionHost):
 
     __slots__ = ()
 
+    @carried_with_answer
     def mqtt_pub(self, topic: str, message: Any, qos: int = 0, retain: bool = False, *,
                  properties: Optional[Properties] = None) -> int:
         """Publish ``message`` (data-like) on ``topic``.
@@ -166,6 +168,7 @@ class MqttConnectionMixin(ConnectionHost):
         arr, n = self._v5_props(c, properties, keep)
         return int(lib.cym_mqtt_pub(c, t, len(t), buf, len(buf), q, 1 if retain else 0, arr, n))
 
+    @carried
     def mqtt_sub(self, topic: str, qos: int = 0, *,
                  properties: Optional[Properties] = None) -> None:
         """Subscribe to ``topic`` (wildcards allowed) at ``qos``; SUBACK follows."""
@@ -176,6 +179,7 @@ class MqttConnectionMixin(ConnectionHost):
         arr, n = self._v5_props(c, properties, keep)
         lib.cym_mqtt_sub(c, t, len(t), q, 0, arr, n)
 
+    @carried
     def mqtt_unsub(self, topic: str, *, properties: Optional[Properties] = None) -> None:
         """Unsubscribe from ``topic``; UNSUBACK follows."""
         t = _topic(topic)
@@ -184,14 +188,17 @@ class MqttConnectionMixin(ConnectionHost):
         arr, n = self._v5_props(c, properties, keep)
         lib.cym_mqtt_sub(c, t, len(t), 0, 1, arr, n)
 
+    @carried
     def mqtt_ping(self) -> None:
         """Send PINGREQ (clients with ``keepalive`` also ping by themselves)."""
         lib.mg_mqtt_ping(self._live())
 
+    @carried
     def mqtt_pong(self) -> None:
         """Send PINGRESP (a broker's answer to PINGREQ)."""
         lib.mg_mqtt_pong(self._live())
 
+    @carried
     def mqtt_disconnect(self) -> None:
         """Send DISCONNECT; the socket stays open until the broker or ``close()`` ends it."""
         lib.cym_mqtt_disconnect(self._live())

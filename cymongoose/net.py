@@ -3,6 +3,7 @@
 import weakref
 from typing import Any
 
+from ._carry import carried, carried_with_answer
 from ._args import to_cstr, to_int
 from ._ffi import ffi, lib
 from ._host import ConnectionHost, ManagerHost
@@ -29,6 +30,7 @@ class NetConnectionMixin(ConnectionHost):
         with self._mgr._calling_c:
             return fn(c, *args)
 
+    @carried
     def resolve(self, url: str) -> None:
         """Resolve ``url``'s host, then connect this connection there (C ``mg_resolve``).
 
@@ -53,10 +55,12 @@ class NetConnectionMixin(ConnectionHost):
             _E_STATE: "resolve() cannot run in the MG_EV_OPEN of a new client "
                       "connection: connect() resolves its URL right after"})
 
+    @carried
     def resolve_cancel(self) -> None:
         """Drop any DNS or mDNS lookup pending for this connection."""
         lib.mg_resolve_cancel(self._live())
 
+    @carried
     def sntp_request(self) -> None:
         """Send one SNTP request on an ``sntp_connect`` connection.
 
@@ -64,6 +68,7 @@ class NetConnectionMixin(ConnectionHost):
         """
         self._net_call(lib.mg_sntp_request)
 
+    @carried_with_answer
     def recv_consume(self, length: int = -1) -> int:
         """Remove the first ``length`` bytes (all if negative) of the receive buffer.
 

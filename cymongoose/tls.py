@@ -21,6 +21,7 @@ See ``docs/tls.md`` for a guide.
 import os
 from typing import Any, Optional, Tuple
 
+from ._carry import carried
 from . import _pem
 from ._ffi import lib
 from ._host import ConnectionHost
@@ -237,6 +238,7 @@ class TlsConnectionMixin(ConnectionHost):
 
     __slots__ = ()
 
+    @carried
     def tls_init(self, opts: TlsOpts) -> None:
         """Start TLS on this connection (Mongoose ``mg_tls_init``).
 
@@ -273,6 +275,7 @@ class TlsConnectionMixin(ConnectionHost):
         if rc:
             check(rc, _INIT_TEXTS)
 
+    @carried
     def tls_free(self) -> None:
         """Drop this connection's TLS state (Mongoose ``mg_tls_free``).
 

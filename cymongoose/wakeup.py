@@ -14,7 +14,7 @@ from typing import Any, Callable, Deque, Optional, Tuple
 from ._args import to_int
 from ._ffi import ffi, lib
 from ._host import ManagerHost
-from .errors import MongooseError, check
+from .errors import MANAGER_FREED as _FREED, MongooseError, check
 
 _ULONG_MAX = 2 ** (8 * ffi.sizeof("unsigned long")) - 1
 _E_NOMEM = int(lib.CYM_E_NOMEM)
@@ -28,19 +28,23 @@ class WakeupManagerMixin(ManagerHost):
     # No __slots__: Manager keeps a __dict__, where these attributes live.
 
     # The C queue (a cdata freed by ffi.gc once no thread can still be
-    # using it), or None when wakeup is disabled.
+    # using it); None only while the Manager is being made.
     _wake: Any = None
-    _wakeup_id = 0
+    _wakeup_id = 0  # the pipe's id when enable_wakeup=True, else 0
+    _doorbell_id = 0  # the pipe's id, which only interrupts the poll
     # Callables queued by call_soon_threadsafe; the deque's append and
     # popleft are atomic, so producers need no lock of their own.
     _calls: Optional[Deque[Tuple[Callable[..., Any], Tuple[Any, ...]]]] = None
 
-    def _wakeup_init(self) -> None:
-        w = lib.cym_wake_init(self._cm)
+    def _wakeup_init(self, public: bool) -> None:
+        # Without enable_wakeup the pipe still carries call_soon_threadsafe,
+        # hidden: it takes no connection id, and wakeup() stays disabled.
+        w = lib.cym_wake_init(self._cm, 0 if public else 1)
         if w == ffi.NULL:
             self.close()
             raise MongooseError("Failed to initialize wakeup support")
-        self._wakeup_id = int(lib.cym_wake_pipe_id(w))
+        self._doorbell_id = int(lib.cym_wake_pipe_id(w))
+        self._wakeup_id = self._doorbell_id if public else 0
         self._calls = deque()
         self._wake = ffi.gc(w, lib.cym_wake_free)
 
@@ -77,7 +81,7 @@ class WakeupManagerMixin(ManagerHost):
                             % type(data).__name__)
         self._check_open()
         w = self._wake  # a local reference keeps the C queue alive during the call
-        if w is None or cid == 0:
+        if w is None or cid == 0 or not self._wakeup_id:
             return False
         rc = lib.cym_wake_push(w, cid, data, len(data))
         if rc:
@@ -99,18 +103,18 @@ class WakeupManagerMixin(ManagerHost):
         by ``poll()``.  Calls not yet run when the Manager closes are
         dropped.
 
-        Raises ``RuntimeError("Manager has been freed")`` after ``close()``,
-        ``MongooseError`` when the Manager was made without
-        ``enable_wakeup=True``, and ``RuntimeError`` when the poll thread
-        cannot be signalled (the call stays queued for a later poll).
+        Works whether or not the Manager was made with ``enable_wakeup``.
+        Raises ``RuntimeError("Manager has been freed")`` after ``close()``
+        and ``RuntimeError`` when the poll thread cannot be signalled (the
+        call stays queued for a later poll).
         """
         self._check_open()
         calls = self._calls
         w = self._wake  # a local reference keeps the C queue alive during the call
         if calls is None or w is None:
-            raise MongooseError("call_soon_threadsafe() needs Manager(enable_wakeup=True)")
+            raise MongooseError(_FREED)
         calls.append((fn, args))
-        rc = lib.cym_wake_push(w, self._wakeup_id, ffi.NULL, 0)  # the doorbell only
+        rc = lib.cym_wake_push(w, self._doorbell_id, ffi.NULL, 0)  # the doorbell only
         if rc:
             check(rc, {_E_SIGNAL: _NO_SIGNAL})
 

@@ -21,6 +21,7 @@ fragmented message reports ``flags`` 0x81/0x82 like a single frame
 from threading import get_ident as _get_ident
 from typing import Any, Mapping, Optional
 
+from ._carry import carried
 from ._args import header_line, to_bytes, to_cstr, to_int
 from ._ffi import ffi, lib
 from ._host import ConnectionHost
@@ -82,6 +83,7 @@ class WsConnectionMixin(ConnectionHost):
         code = int(lib.cym_ws_peer_code(c))
         return code if code else None
 
+    @carried
     def ws_upgrade(self, message: Any, extra_headers: Optional[Mapping[str, str]] = None) -> None:
         """Answer the request ``message`` with ``101 Switching Protocols``.
 
@@ -111,6 +113,7 @@ class WsConnectionMixin(ConnectionHost):
             rc = lib.cym_ws_upgrade(c, hm._ptr(), lines if lines is not None else ffi.NULL)
         check(rc)
 
+    @carried
     def ws_send(self, data: Any, op: int = WEBSOCKET_OP_TEXT) -> None:
         """Queue one WebSocket frame (FIN set; masked on client connections).
 
@@ -151,6 +154,7 @@ class WsConnectionMixin(ConnectionHost):
                              % len(buf))
         _check(lib.cym_ws_send(self._live(), buf, len(buf), opcode))
 
+    @carried
     def ws_close(self, code: int = 1000, reason: str = "") -> None:
         """Start the WebSocket closing handshake with a status code.
 

@@ -55,6 +55,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
 
+from . import _log_writer
 from ._http_exchange import MAX_BODY_SIZE, Exchange
 from ._http_server import _WRITE_BIT, HttpCore, _set_events
 from ._signals import SignalStop, serve_until_signal
@@ -289,7 +290,9 @@ def serve(app: WSGIApp, url: str = "http://127.0.0.1:8000", workers: int = 4,
     """Serve ``app`` on ``url`` until SIGINT or SIGTERM (blocking).
 
     Prints where it listens, then runs a ``WSGIServer`` (see its docstring).
+    Logging goes to stderr unless the application configured it.
     """
+    _log_writer.configure(logging.INFO)  # unless the application configured logging
     server = WSGIServer(app, workers=workers, stream_timeout=stream_timeout)
     conn = server.listen(url)
     host = url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0] or "127.0.0.1"

@@ -4,8 +4,16 @@ from typing import Tuple
 
 import pytest
 
+from cymongoose import limits
+
 from support.fixtures import made
 from support.loop import LoopThread, serve
+
+
+@pytest.fixture(autouse=True)
+def fresh_log_limiter():
+    """Every test starts with no peer's log share used: all its clients are 127.0.0.1."""
+    limits._limiter.reset()
 
 
 @pytest.fixture

@@ -66,7 +66,7 @@ struct mg_http_header {
 
 struct mg_http_message {
   struct mg_str method, uri, query, proto;
-  struct mg_http_header headers[30];
+  struct mg_http_header headers[100];  /* MG_MAX_HTTP_HEADERS, build_ffi.py */
   struct mg_str body;
   struct mg_str head;
   struct mg_str message;

@@ -13,6 +13,10 @@ uint16_t cym_mqtt_pub(struct mg_connection *c, const char *topic,
 void cym_mqtt_sub(struct mg_connection *c, const char *topic, size_t topic_len,
                   int qos, int unsub, struct mg_mqtt_prop *props,
                   size_t nprops);
+bool cym_mqtt_publish(struct mg_connection *c, const char *topic,
+                      size_t topic_len, const char *msg, size_t msg_len,
+                      int flags, int id);
+void cym_mqtt_set_max_packet(struct mg_connection *lsn, size_t limit);
 void cym_mqtt_disconnect(struct mg_connection *c);
 int cym_mqtt_version(struct mg_connection *c);
 int cym_mqtt_prop_type(int id);

@@ -13,7 +13,13 @@
 /*   bits 24..31  a listener's limits slot, inherited by its children
  *                (limits.c); never touched by cym_set_state */
 #define CYM_LIM_MASK ((uintptr_t) 0xFF000000)
+/* Events that hand the application a peer's data.  (MQTT_CMD stays: Mongoose
+ * reports the packet that made it close, a refused CONNACK, after closing.) */
+#define CYM_DATA_EVENTS                                                   \
+  ((1u << MG_EV_READ) | (1u << MG_EV_HTTP_HDRS) | (1u << MG_EV_HTTP_MSG) | \
+   (1u << MG_EV_WS_MSG) | (1u << MG_EV_MQTT_MSG))
 int cym_limits_ev(struct mg_connection *c, int ev, void *ev_data);
+int cym_limits_last(struct mg_connection *c);
 
 struct cym_mgr {
   struct mg_mgr mgr;
@@ -61,9 +67,10 @@ static uintptr_t cym_arg(struct mg_connection *c, int ev, void *ev_data) {
   }
 }
 
-/* When a peer hangs up mid-body, Mongoose's close path hands out the request
- * cut short as if complete (it means this for bodies that end at close).
- * True when a Content-Length says more was due: the handler never sees it. */
+/* When a server hangs up mid-body, Mongoose's close path hands out the
+ * response cut short as if complete (it means this for bodies that end at
+ * close).  True when a Content-Length says more was due: the handler never
+ * sees it.  (Server connections parse nothing at close: vendor patch 0060.) */
 static bool cym_truncated(struct mg_connection *c, struct mg_http_message *hm) {
   struct mg_str *cl = mg_http_get_header(hm, "Content-Length");
   size_t want = 0;
@@ -79,6 +86,9 @@ void cym_ev(struct mg_connection *c, int ev, void *ev_data) {
                      ((uintptr_t) 1 << (ev < MG_EV_USER ? ev : MG_EV_USER));
   struct mg_connection *prev;
   if (m == NULL || !m->live) return;
+  /* Once the application closed the connection, or an error did, data
+   * still buffered must not reach it: only CLOSE (and ERROR) do. */
+  if (c->is_closing && ev < MG_EV_USER && ((1u << ev) & CYM_DATA_EVENTS)) return;
   if (((uintptr_t) c->fn_data & CYM_LIM_MASK) &&
       (ev != MG_EV_POLL || !cym_limits_idle_poll(m, c, *(uint64_t *) ev_data)) &&
       cym_limits_ev(c, ev, ev_data))
@@ -216,16 +226,31 @@ static char *cym_utoa(char *p, unsigned long v) {
  * stack buffer and queued with one mg_send: Mongoose's printf writes one
  * byte at a time through a function pointer, and cost ~2,400 instructions
  * per hello-world reply. */
+/* True when the header block names a Connection header (any case). */
+static int cym_has_connection(const char *headers, size_t len) {
+  size_t i;
+  for (i = 0; i + 11 <= len; i++) {
+    if ((i == 0 || headers[i - 1] == '\n') &&
+        mg_ncasecmp(headers + i, "Connection:", 11) == 0)
+      return 1;
+  }
+  return 0;
+}
+
 void cym_reply(struct mg_connection *c, int status, const char *headers,
                size_t headers_len, const char *body, size_t body_len) {
   char buf[CYM_REPLY_BUF], *p = buf;
   const char *reason = mg_http_status_code_str(status);
   size_t reason_len = strlen(reason);
+  /* The answer to a connection's last request says so (RFC 9112 9.6). */
+  const char *close = cym_limits_last(c) && !cym_has_connection(headers, headers_len)
+                          ? "Connection: close\r\n" : "";
+  size_t close_len = strlen(close);
   /* status line (<= 9 + 11 + 1 + reason + 2), Content-Length line (<= 38) */
-  size_t head_max = 23 + reason_len + headers_len + 38 + 4;
+  size_t head_max = 23 + reason_len + headers_len + close_len + 38 + 4;
   if (head_max > sizeof(buf)) {
-    mg_printf(c, "HTTP/1.1 %d %s\r\n%.*sContent-Length: %lu\r\n\r\n", status,
-              reason, (int) headers_len, headers, (unsigned long) body_len);
+    mg_printf(c, "HTTP/1.1 %d %s\r\n%.*s%sContent-Length: %lu\r\n\r\n", status,
+              reason, (int) headers_len, headers, close, (unsigned long) body_len);
     if (body_len > 0) mg_send(c, body, body_len);
     c->is_resp = 0;
     return;
@@ -237,6 +262,7 @@ void cym_reply(struct mg_connection *c, int status, const char *headers,
   memcpy(p, reason, reason_len), p += reason_len;
   *p++ = '\r', *p++ = '\n';
   if (headers_len > 0) memcpy(p, headers, headers_len), p += headers_len;
+  if (close_len > 0) memcpy(p, close, close_len), p += close_len;
   memcpy(p, "Content-Length: ", 16), p += 16;
   p = cym_utoa(p, (unsigned long) body_len);
   memcpy(p, "\r\n\r\n", 4), p += 4;

@@ -62,7 +62,13 @@ struct cym_lim_conn {
   uint8_t phase;
   uint8_t chunked;
   uint8_t shut;      /* LINGER: our side is shut down */
+  uint8_t last;      /* CYM_LAST_*: the connection ends after this request */
 };
+
+/* st->last: the request under way ends the connection ("Connection: close",
+ * or HTTP/1.0 without keep-alive), and then whether another one followed it.
+ * Nothing after such a request reaches the application (RFC 9112 9.6). */
+enum { CYM_LAST_NO = 0, CYM_LAST_THIS, CYM_LAST_AFTER };
 
 static struct cym_lim_conn *cym_lim_of(struct mg_connection *c) {
   return (struct cym_lim_conn *) (void *) c->data;
@@ -177,16 +183,56 @@ static int cym_lim_open(struct mg_connection *c, unsigned slot) {
   return 0;
 }
 
+/* True when the comma-separated list `v` holds `token` (any case). */
+static int cym_lim_has_token(struct mg_str v, const char *token) {
+  struct mg_str t = mg_str(token), item;
+  while (mg_span(v, &item, &v, ',')) {
+    while (item.len > 0 && (item.buf[0] == ' ' || item.buf[0] == '\t'))
+      item.buf++, item.len--;
+    while (item.len > 0 &&
+           (item.buf[item.len - 1] == ' ' || item.buf[item.len - 1] == '\t'))
+      item.len--;
+    if (mg_strcasecmp(item, t) == 0) return 1;
+  }
+  return 0;
+}
+
+/* Whether this request is the connection's last (RFC 9112 section 9.3). */
+static int cym_lim_is_last(struct mg_http_message *hm) {
+  struct mg_str *cc = mg_http_get_header(hm, "Connection");
+  if (cc != NULL && cym_lim_has_token(*cc, "close")) return 1;
+  if (mg_strcasecmp(hm->proto, mg_str("HTTP/1.0")) == 0)
+    return cc == NULL || !cym_lim_has_token(*cc, "keep-alive");
+  return 0;
+}
+
+/* Header lines of a complete head: Mongoose keeps the first
+ * MG_MAX_HTTP_HEADERS and would silently ignore the rest. */
+static size_t cym_lim_header_lines(const struct mg_http_message *hm) {
+  size_t i, n = 0;
+  for (i = 0; i < hm->head.len; i++) n += hm->head.buf[i] == '\n';
+  return n >= 2 ? n - 2 : 0; /* less the request line and the blank line */
+}
+
 /* MG_EV_HTTP_HDRS: the head is complete (and within max_header_size when
  * it came in one read); check the declared body. */
 static int cym_lim_head(struct mg_connection *c, struct cym_limits *l,
                         struct cym_lim_conn *st, struct mg_http_message *hm) {
   size_t start = (size_t) (hm->head.buf - (char *) c->recv.buf);
   struct mg_str *te = mg_http_get_header(hm, "Transfer-Encoding");
-  if (l->max_head != CYM_LIM_NONE && hm->head.len > (uint64_t) l->max_head) {
+  if (st->last != CYM_LAST_NO) {
+    /* A request after the last one: dropped unseen, and so is the rest
+     * (http_cb sees the buffer change and detaches). */
+    st->last = CYM_LAST_AFTER;
+    c->recv.len = 0;
+    return 1;
+  }
+  if ((l->max_head != CYM_LIM_NONE && hm->head.len > (uint64_t) l->max_head) ||
+      cym_lim_header_lines(hm) > MG_MAX_HTTP_HEADERS) {
     cym_lim_reject(c, 431, "HTTP request header too large (431)");
     return 1;
   }
+  st->last = (uint8_t) cym_lim_is_last(hm);
   st->phase = CYM_LP_BODY;
   st->deadline = 0;
   st->chunked = te != NULL;
@@ -206,6 +252,10 @@ static int cym_lim_head(struct mg_connection *c, struct cym_limits *l,
 /* MG_EV_READ, after http_cb has parsed what it could. */
 static int cym_lim_read(struct mg_connection *c, struct cym_limits *l,
                         struct cym_lim_conn *st, long n) {
+  if (st->last == CYM_LAST_AFTER || (st->last && c->is_draining)) {
+    c->recv.len = 0; /* input after the last request: read and dropped */
+    return 1;
+  }
   if (c->pfn != http_cb || c->is_resp) return 0; /* body taken over, busy */
   /* A head http_cb cannot parse: it empties the buffer and sets is_draining
    * (its only use of that flag) to close without a word.  With no request
@@ -249,6 +299,10 @@ static int cym_lim_poll(struct mg_connection *c, struct cym_limits *l,
                         struct cym_lim_conn *st, uint64_t now) {
   if (c->is_draining || c->is_closing) return 0;
   if (st->phase == CYM_LP_BODY && c->is_resp) st->phase = CYM_LP_RESP;
+  if (st->last && st->phase == CYM_LP_RESP && !c->is_resp) {
+    c->is_draining = 1; /* the last response is written: close once flushed */
+    return 0;
+  }
   if (st->phase == CYM_LP_RESP) {
     if (c->is_resp || c->send.len > 0 || c->pfn != http_cb) return 0;
     if (c->recv.len > 0) {
@@ -327,6 +381,16 @@ int cym_limits_ev(struct mg_connection *c, int ev, void *ev_data) {
     case MG_EV_HTTP_MSG: st->phase = CYM_LP_RESP; return 0;
     default: return 0;
   }
+}
+
+/* Whether the request being answered on c is its last: reply() then says
+ * "Connection: close" (core.c). */
+int cym_limits_last(struct mg_connection *c) {
+  unsigned slot = cym_lim_slot(c);
+  if (slot == 0 || slot == CYM_LIM_REFUSED || c->is_listening || c->is_websocket ||
+      !cym_lim[slot].http)
+    return 0;
+  return cym_lim_of(c)->last != CYM_LAST_NO;
 }
 
 /* ---- calls from Python and ws.c ------------------------------------------ */

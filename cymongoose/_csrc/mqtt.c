@@ -118,10 +118,29 @@ static bool cym_mqtt_react(struct mg_connection *c, struct cym_mqtt *st,
   }
 }
 
+/* Whole size of the packet starting the receive buffer once its fixed header
+ * is in; 0 while the header is incomplete or malformed (the parser says which). */
+static size_t cym_mqtt_announced(const struct mg_iobuf *io) {
+  size_t i, len = 0;
+  for (i = 1; i < io->len && i <= 4; i++) {
+    len |= (size_t) (io->buf[i] & 0x7F) << (7 * (i - 1));
+    if (!(io->buf[i] & 0x80)) return 1 + i + len;
+  }
+  return 0;
+}
+
 static void cym_mqtt_read(struct mg_connection *c, struct cym_mqtt *st) {
+  /* a listener's packet limit (cym_mqtt_set_max_packet) rides in pfn_data,
+   * which accepted connections inherit */
+  size_t limit = (size_t) (uintptr_t) c->pfn_data;
   while (!c->is_closing) {
     struct mg_mqtt_message mm;
-    int rc = mg_mqtt_parse(c->recv.buf, c->recv.len, c->is_mqtt5 ? 5 : 4, &mm);
+    int rc;
+    if (limit != 0 && cym_mqtt_announced(&c->recv) > limit) {
+      mg_error(c, "MQTT packet too large");
+      break;
+    }
+    rc = mg_mqtt_parse(c->recv.buf, c->recv.len, c->is_mqtt5 ? 5 : 4, &mm);
     if (rc == MQTT_INCOMPLETE) break;
     if (rc == MQTT_MALFORMED || !cym_mqtt_check(c, st, &mm)) {
       mg_error(c, "MQTT malformed packet");
@@ -218,6 +237,39 @@ void cym_mqtt_sub(struct mg_connection *c, const char *topic, size_t topic_len,
   } else {
     mg_mqtt_sub(c, &o);
   }
+}
+
+/* PUBLISH with a caller-chosen packet id and flags (DUP, QoS, RETAIN in the
+ * low nibble), for sessions that number and resend their own messages.  An
+ * MQTT 5 connection gets an empty property list. */
+bool cym_mqtt_publish(struct mg_connection *c, const char *topic,
+                      size_t topic_len, const char *msg, size_t msg_len,
+                      int flags, int id) {
+  uint8_t head[8], tail[3];
+  size_t n = 0, t = 0, len = 2 + topic_len + msg_len;
+  if (flags & 6) {
+    tail[t++] = (uint8_t) (id >> 8);
+    tail[t++] = (uint8_t) (id & 0xFF);
+  }
+  if (c->is_mqtt5) tail[t++] = 0;
+  len += t;
+  head[n++] = (uint8_t) ((MQTT_CMD_PUBLISH << 4) | (flags & 0x0F));
+  do {
+    head[n] = (uint8_t) (len & 0x7F);
+    len >>= 7;
+    if (len) head[n] |= 0x80;
+    n++;
+  } while (len);
+  head[n++] = (uint8_t) (topic_len >> 8);
+  head[n++] = (uint8_t) (topic_len & 0xFF);
+  return mg_send(c, head, n) && mg_send(c, topic, topic_len) &&
+         mg_send(c, tail, t) && (msg_len == 0 || mg_send(c, msg, msg_len));
+}
+
+/* Refuse packets larger than `limit` bytes (0: Mongoose's receive-buffer
+ * limit only) on the connections this MQTT listener accepts. */
+void cym_mqtt_set_max_packet(struct mg_connection *lsn, size_t limit) {
+  lsn->pfn_data = (void *) (uintptr_t) limit;
 }
 
 void cym_mqtt_disconnect(struct mg_connection *c) {

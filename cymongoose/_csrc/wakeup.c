@@ -87,12 +87,18 @@ static void cym_wufn(struct mg_connection *c, int ev, void *ev_data) {
   wufn(c, ev, ev_data);
 }
 
-struct cym_wake *cym_wake_init(struct cym_mgr *m) {
+/* hidden: the pipe takes no connection id (ids stay 1, 2, ... for the
+ * application's connections); it gets the largest id instead. */
+struct cym_wake *cym_wake_init(struct cym_mgr *m, int hidden) {
   struct cym_wake *w;
   struct mg_connection *c;
   if (!mg_wakeup_init(&m->mgr)) return NULL;
   for (c = m->mgr.conns; c != NULL && c->fn != wufn; c = c->next) (void) 0;
   if (c == NULL) return NULL;
+  if (hidden && c->id == m->mgr.nextid) {
+    m->mgr.nextid--;
+    c->id = (unsigned long) -1;
+  }
   w = (struct cym_wake *) calloc(1, sizeof(*w));
   if (w == NULL) return NULL;
   pthread_mutex_init(&w->lock, NULL);

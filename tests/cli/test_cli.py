@@ -3,6 +3,7 @@ and driven with real clients (httpx, websocket-client, paho-mqtt, ssl)."""
 
 import re
 import socket
+import subprocess
 import textwrap
 import uuid
 from pathlib import Path
@@ -14,7 +15,7 @@ import websocket
 
 from support.cli import Server, run_cli
 from support.loop import wait_until
-from support.mqtt import Paho, unique
+from support.mqtt import MOSQUITTO_PASSWD, Paho, unique
 from support.sockets import read_until
 
 A_TXT = b"0123456789abcdef"
@@ -338,6 +339,31 @@ def test_mqtt_broker_with_paho() -> None:
         sub.stop()
         pub.stop()
     server.stop_cleanly()
+
+
+def test_mqtt_broker_with_passwords_acl_and_persistence(tmp_path: Path) -> None:
+    passwords, acl, store = tmp_path / "pw", tmp_path / "acl", tmp_path / "store.json"
+    passwords.write_text("")
+    subprocess.run([MOSQUITTO_PASSWD, "-b", str(passwords), "alice", "pw"], check=True,
+                   timeout=10)
+    acl.write_text("user alice\ntopic readwrite kept/#\n")
+    server = Server("mqtt-broker", "--listen", "mqtt://127.0.0.1:0", "--password-file",
+                    str(passwords), "--acl-file", str(acl), "--persistence-file", str(store))
+    alice = Paho(server.port, username="alice", password="pw")
+    try:
+        alice.pub("kept/x", b"retained", qos=1, retain=True)
+    finally:
+        alice.stop()
+    server.stop_cleanly()
+    assert "kept/x" in store.read_text()
+    assert "refused" not in server.output
+
+
+def test_mqtt_broker_bad_bridge_topic_is_a_usage_error() -> None:
+    res = run_cli("mqtt-broker", "--listen", "mqtt://127.0.0.1:0", "--bridge",
+                  "mqtt://127.0.0.1:1", "--bridge-topic", "a/# sideways")
+    assert res.returncode == 2
+    assert "bridge topic" in res.stderr
 
 
 # -- wsgi and asgi -----------------------------------------------------------------

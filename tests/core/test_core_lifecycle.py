@@ -189,6 +189,12 @@ def test_unbound_http_message_and_pickling():
         pickle.dumps(cm.Connection())
 
 
+def test_unbound_mqtt_message_answers_every_accessor_empty():
+    mm = cm.MqttMessage()
+    assert (mm.topic, mm.data, mm.text, mm.id, mm.cmd, mm.qos, mm.ack, mm.retain,
+            mm.dgram, mm.properties()) == ("", b"", "", 0, 0, 0, 0, False, b"", [])
+
+
 # -- closed connections ---------------------------------------------------------
 
 def closed_calls(hm):

@@ -10,6 +10,7 @@ import pytest
 
 import cymongoose as cm
 from cymongoose._signals import SignalStop, serve_until_signal
+from support.loop import poll_until
 
 
 def test_call_soon_runs_in_order_on_the_poll_thread():
@@ -100,15 +101,24 @@ def test_call_soon_runs_like_a_handler():
         assert seen == [True]
 
 
-def test_call_soon_refused_on_a_closed_manager_or_without_wakeup():
+def test_call_soon_refused_on_a_closed_manager():
     mgr = cm.Manager(enable_wakeup=True)
     mgr.call_soon_threadsafe(print, "dropped")  # dropped by close()
     mgr.close()
     with pytest.raises(cm.MongooseError, match="freed"):
         mgr.call_soon_threadsafe(print)
+
+
+def test_call_soon_works_without_enable_wakeup_which_stays_off_for_wakeup():
+    ran = []
     with cm.Manager() as plain:
-        with pytest.raises(cm.MongooseError, match="enable_wakeup"):
-            plain.call_soon_threadsafe(print)
+        assert plain.wakeup_id == 0
+        first = plain.listen("tcp://127.0.0.1:0")
+        assert first.id == 1  # the hidden pipe takes no connection id
+        assert plain.wakeup(first.id, b"x") is False
+        threading.Thread(target=plain.call_soon_threadsafe, args=(ran.append, 1)).start()
+        poll_until(plain, lambda: ran)
+    assert ran == [1]
 
 
 def test_listen_error_is_a_mongoose_error_with_the_old_text():

@@ -118,7 +118,7 @@ def test_defaults_are_documented():
     assert lim.max_header_size == 32 * 1024
     assert lim.header_timeout == 30.0
     assert lim.idle_timeout == 5.0
-    assert lim.max_connections == 1000
+    assert lim.max_connections is None
     assert lim.max_ws_message_size is None
     assert cm.DEFAULT_LIMITS == lim
     assert hash(cm.DEFAULT_LIMITS) == hash(lim)
@@ -330,6 +330,20 @@ def test_no_idle_timeout_keeps_the_connection(server):
 
 
 # -- simultaneous connections: 503 ------------------------------------------------------
+
+def test_default_listener_has_no_connection_cap(server):
+    # 0.2.5 served past 1,000 clients; the default Limits refuse none.
+    srv = server(None, pass_limits=False)
+    held = [connect(srv.port) for _ in range(1100)]
+    try:
+        wait_until(lambda: srv.live() == 1100, timeout=30)
+        for s in held[::100] + held[-1:]:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(s) == (200, b"got 0")
+    finally:
+        for s in held:
+            s.close()
+
 
 def test_connection_limit_answers_503(server, caplog):
     caplog.set_level(logging.WARNING, logger="cymongoose")

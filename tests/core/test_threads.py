@@ -1,17 +1,22 @@
-"""Misuse across threads: methods called while another thread polls raise ``ThreadError``.
+"""Calls from other threads.
 
-Only ``Manager.wakeup`` and ``Timer.cancel`` are thread-safe.  Between
-polls any thread may use the Manager (handing it to another thread works).
+Connection methods that send or change state are carried to the poll thread
+(in order; the caller returns at once, or waits for a value).  Manager
+methods and buffer reads raise ``ThreadError`` while another thread polls.
+``Manager.wakeup``, ``call_soon_threadsafe`` and ``Timer.cancel`` are
+thread-safe.  Between polls any thread may use the Manager.
 """
 
 import threading
 
+import httpx
 import pytest
 
 import cymongoose as cm
+from cymongoose import _carry
 from support.http_raw import get_close, parse_response
 from support.loop import LoopThread, wait_until
-from support.sockets import connect
+from support.sockets import connect, read_until_closed
 
 
 class Blocker:
@@ -21,6 +26,7 @@ class Blocker:
         self.inside = threading.Event()
         self.release = threading.Event()
         self.conn = None
+        self.sock = None
 
     def __call__(self, conn, ev, data):
         if ev == cm.MG_EV_HTTP_MSG:
@@ -40,7 +46,8 @@ def blocked():
     port = listener.local_addr[1]
     loop = LoopThread(mgr).start()
     sock = connect(port)
-    sock.sendall(b"GET /block HTTP/1.1\r\nConnection: close\r\n\r\n")
+    blocker.sock = sock
+    sock.sendall(b"GET /block HTTP/1.1\r\nHost: t\r\n\r\n")
     assert blocker.inside.wait(10)
     yield mgr, blocker, listener, port
     blocker.release.set()
@@ -49,7 +56,8 @@ def blocked():
     mgr.close()
 
 
-CONNECTION_CALLS = {
+# Connection methods that send or change state: carried to the poll thread.
+CARRIED_CALLS = {
     "send": lambda c: c.send(b"x"),
     "reply": lambda c: c.reply(200, "x"),
     "reply bytes": lambda c: c.reply(200, b"x"),  # the inline fast path
@@ -60,8 +68,6 @@ CONNECTION_CALLS = {
     "drain": lambda c: c.drain(),
     "error": lambda c: c.error("x"),
     "set_handler": lambda c: c.set_handler(None),
-    "recv_data": lambda c: c.recv_data(),
-    "mqtt_pub": lambda c: c.mqtt_pub("t", "x"),
 }
 
 MANAGER_CALLS = {
@@ -75,14 +81,119 @@ MANAGER_CALLS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(CONNECTION_CALLS))
-def test_connection_method_from_another_thread_raises(blocked, name):
+@pytest.mark.parametrize("name", sorted(CARRIED_CALLS))
+def test_connection_method_from_another_thread_is_carried(blocked, name):
     mgr, blocker, listener, port = blocked
-    with pytest.raises(cm.ThreadError):
-        CONNECTION_CALLS[name](blocker.conn)
+    # The poll thread is inside a handler: the call only queues, and returns.
+    assert CARRIED_CALLS[name](blocker.conn) is None
     assert not blocker.conn.is_closing
     blocker.release.set()
     assert parse_response(get_close(port, "/after"))[2] == b"ok"
+
+
+def test_reading_buffers_from_another_thread_raises(blocked):
+    mgr, blocker, listener, port = blocked
+    with pytest.raises(cm.ThreadError):
+        blocker.conn.recv_data()
+    blocker.release.set()
+    assert parse_response(get_close(port, "/after"))[2] == b"ok"
+
+
+def test_carried_calls_run_in_order_after_the_handler(blocked):
+    mgr, blocker, listener, port = blocked
+    conn = blocker.conn
+    data = bytearray(b"first ")
+    conn.send(data)
+    data[:] = b"XXXXXX"  # the call copied what it was given
+    conn.send(b"second")
+    conn.drain()
+    blocker.release.set()
+    raw = read_until_closed(blocker.sock)
+    assert raw.endswith(b"ok" + b"first second"), raw
+
+
+def test_a_value_returning_call_waits_for_the_poll_thread(blocked, monkeypatch):
+    mgr, blocker, listener, port = blocked
+    monkeypatch.setattr(_carry, "ANSWER_TIMEOUT", 0.3)
+    with pytest.raises(cm.ThreadError, match="did not answer"):
+        blocker.conn.recv_consume(0)
+    blocker.release.set()
+    monkeypatch.setattr(_carry, "ANSWER_TIMEOUT", 10.0)
+    # Answered by the poll thread now: its exception travels back to the caller.
+    with pytest.raises(cm.MongooseError, match="protocol parser"):
+        blocker.conn.recv_consume(0)
+
+
+def test_sends_from_worker_threads_arrive_whole_and_in_order():
+    """0.2.5 code: a handler hands the connection to a worker thread that sends."""
+    errors = []
+    done = threading.Event()
+
+    def worker(conn):
+        for i in range(2000):
+            conn.send(b"%06d" % i)
+        conn.drain()
+        done.set()
+
+    def handler(conn, ev, data):
+        if ev == cm.MG_EV_ACCEPT:
+            threading.Thread(target=worker, args=(conn,), daemon=True).start()
+
+    mgr = cm.Manager(handler, error_handler=errors.append)
+    port = mgr.listen("tcp://127.0.0.1:0").local_addr[1]
+    loop = LoopThread(mgr).start()
+    try:
+        with connect(port) as sock:
+            raw = read_until_closed(sock, 30)
+        assert done.wait(10)
+        assert raw == b"".join(b"%06d" % i for i in range(2000))
+        assert errors == []
+    finally:
+        loop.stop()
+        mgr.close()
+
+
+def test_replies_from_a_thread_pool_are_served():
+    """0.2.5 code: HTTP requests answered by worker threads."""
+    pool = []
+
+    def handler(conn, ev, data):
+        if ev == cm.MG_EV_HTTP_MSG:
+            uri = data.uri
+            t = threading.Thread(target=lambda: conn.reply(200, "from a worker: " + uri))
+            pool.append(t)
+            t.start()
+
+    mgr = cm.Manager(handler)
+    port = mgr.listen("http://127.0.0.1:0").local_addr[1]
+    loop = LoopThread(mgr).start()
+    try:
+        with httpx.Client(base_url="http://127.0.0.1:%d" % port, timeout=10) as client:
+            for i in range(50):
+                assert client.get("/%d" % i).text == "from a worker: /%d" % i
+    finally:
+        for t in pool:
+            t.join(10)
+        loop.stop()
+        mgr.close()
+
+
+def test_an_error_in_a_carried_call_reaches_the_error_handler(server_factory):
+    errors = []
+    conns = []
+
+    def handler(conn, ev, data):
+        if ev == cm.MG_EV_HTTP_MSG:
+            conns.append(conn)
+            conn.reply(200, "ok")
+
+    loop, port = server_factory(handler, error_handler=errors.append)
+    with connect(port) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        wait_until(lambda: conns)
+        threading.Thread(target=lambda: conns[0].ws_send("x")).start()
+        wait_until(lambda: errors)
+    assert isinstance(errors[0], cm.MongooseError) and "not a WebSocket" in str(errors[0])
 
 
 @pytest.mark.parametrize("name", sorted(MANAGER_CALLS))

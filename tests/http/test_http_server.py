@@ -322,8 +322,9 @@ def wire_port(server_factory):
 
 def test_reply_wire_format(wire_port):
     raw = get_close(wire_port, "/plain")
+    # The answer to a Connection: close request says it closes (RFC 9112 9.6).
     assert raw.startswith(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
-                          b"Content-Length: 2\r\n")
+                          b"Connection: close\r\nContent-Length: 2\r\n")
     assert raw.endswith(b"\r\n\r\nhi")
 
 

@@ -185,18 +185,32 @@ def test_same_client_id_replaces_the_old_connection(broker):
         second.close()
 
 
-def test_mqtt5_client_is_refused_with_reason(broker):
-    result = []
-    c = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
-    c.on_connect = lambda client, userdata, flags, reason, props: result.append(reason)
-    c.connect("127.0.0.1", broker[0].port)
-    c.loop_start()
+def test_mqtt5_clients_are_served(broker, peer, client):
+    """paho and our client speak MQTT 5 to the broker, with our client's CONNECT properties."""
+    from cymongoose.mqtt import MQTT_PROP_SESSION_EXPIRY_INTERVAL, MQTT_PROP_USER_PROPERTY
+    p = peer(protocol=paho.MQTTv5, client_id="p5")
+    p.sub("v5/#", 1)
+    ours = client(client_id="ours5", version=5, properties=[
+        (MQTT_PROP_SESSION_EXPIRY_INTERVAL, 60), (MQTT_PROP_USER_PROPERTY, ("k", "v"))]
+    ).wait_open()
+    assert ours.connack_packet == b"\x20\x03\x00\x00\x00"
+    ours.sub("v5/#", 2)
+    ours.pub("v5/a", b"from ours", 1)
+    p.pub("v5/b", b"from paho", 2)
+    wait_until(lambda: len(p.messages) == 2 and len(ours.messages) == 2)
+    assert sorted(p.payloads()) == [b"from ours", b"from paho"]
+    assert sorted(m.data for m in ours.messages) == [b"from ours", b"from paho"]
+    assert broker[1].call(lambda: "ours5" in broker[0].sessions)
+
+
+def test_unknown_protocol_level_is_refused(broker):
+    sock = socket.create_connection(("127.0.0.1", broker[0].port), timeout=5)
     try:
-        wait_until(lambda: result)
-        assert result[0].is_failure and result[0].value == 0x84
+        sock.sendall(connect_packet("old", level=3))
+        assert recv_exact(sock, 4) == b"\x20\x02\x00\x01"
+        assert closed_by_peer(sock)
     finally:
-        c.disconnect()
-        c.loop_stop()
+        sock.close()
 
 
 BAD_PACKETS = {

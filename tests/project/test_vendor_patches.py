@@ -18,13 +18,25 @@ needs_sources = pytest.mark.skipif(
 
 def test_there_are_patches_with_descriptions():
     names = [os.path.basename(p) for p in mgpatch.patch_files()]
-    assert names == ["0001-dns-aaaa-fallback-once.patch", "0002-tls-ecdsa-der-integers.patch",
-                     "0003-half-closed-peer-gets-queued-output.patch",
-                     "0004-bad-http-framing-reported-once.patch"]
+    assert names[:4] == ["0001-dns-aaaa-fallback-once.patch", "0002-tls-ecdsa-der-integers.patch",
+                         "0003-half-closed-peer-gets-queued-output.patch",
+                         "0004-bad-http-framing-reported-once.patch"]
+    assert names == sorted(set(names)) and all(n[:4].isdigit() for n in names)
+    with open(os.path.join(VENDOR, "README.md")) as f:
+        readme = f.read()
     for path in mgpatch.patch_files():
         with open(path) as f:
             text = f.read()
         assert not text.startswith("---") and "\n--- a/mongoose.c\n+++ b/mongoose.c\n" in text
+        assert os.path.basename(path) in readme  # each one explained there
+
+
+def _added_lines(path):
+    with open(path) as f:
+        text = f.read()
+    body = text[text.index("\n--- a/mongoose.c\n"):]
+    return [line[1:] for line in body.splitlines(True)
+            if line.startswith("+") and not line.startswith("+++")]
 
 
 @needs_sources
@@ -35,7 +47,10 @@ def test_patches_apply_to_the_pinned_sources(tmp_path):
     with open(os.path.join(out, "mongoose.c"), encoding="latin-1") as f:
         patched = f.read()
     assert patched != original
-    assert patched.count("// cymongoose:") == 8
+    added = [line for p in mgpatch.patch_files() for line in _added_lines(p)]
+    for line in added:
+        assert line in patched
+    assert patched.count("// cymongoose:") == sum("// cymongoose:" in line for line in added)
     assert "d->ipv6 == false" in patched and "&c->mgr->dns6, true)" not in patched
     assert "neg1" not in patched and "Failed ECDSA sign" in patched
     assert "c->is_draining && c->is_full" in patched

@@ -129,10 +129,11 @@ class KeepAlive:
 
 
 def mongoose_conns(mgr: cm.Manager) -> int:
-    """Connections in Mongoose's own list (the C side); call on the poll thread."""
+    """Connections in Mongoose's own list (the C side), the Manager's wakeup
+    pipe aside; call on the poll thread."""
     c = mgr._mgr.conns
     n = 0
     while c != cm._ffi.ffi.NULL:
-        n += 1
+        n += c.id != mgr._doorbell_id
         c = c.next
     return n

@@ -33,29 +33,41 @@ class Mosquitto:
     those users get in (a password file made by ``mosquitto_passwd``).
     """
 
-    def __init__(self, workdir: str, users: Optional[Dict[str, str]] = None) -> None:
+    def __init__(self, workdir: str, users: Optional[Dict[str, str]] = None,
+                 persistence: bool = False) -> None:
         self.workdir = workdir
         self.users = users or {}
+        self.persistence = persistence
         self.port = 0
         self.proc: Optional[subprocess.Popen] = None
 
-    def start(self) -> "Mosquitto":
+    def restart(self) -> "Mosquitto":
+        """Stop (SIGTERM: with persistence it saves its sessions) and start on the same port."""
+        self.stop()
+        return self.start(self.port)
+
+    def start(self, port: int = 0) -> "Mosquitto":
         if not os.path.exists(MOSQUITTO):
             raise RuntimeError("mosquitto is not installed (Debian package 'mosquitto'; "
                                "`make system-deps` installs it)")
         for _ in range(3):  # another process may grab the port between probe and bind
-            self.port = free_port()
+            self.port = port or free_port()
             conf = os.path.join(self.workdir, "mosquitto.conf")
             with open(conf, "w") as f:
                 f.write("listener %d 127.0.0.1\n" % self.port)
                 f.write("allow_anonymous %s\n" % ("false" if self.users else "true"))
-                if self.users:
+                if self.users or self.persistence:
                     # run as ourselves: started by root, mosquitto would switch to the
                     # user "mosquitto", who cannot read a password file in our tmp dir
                     f.write("user %s\n" % pwd.getpwuid(os.geteuid()).pw_name)
+                if self.users:
                     f.write("password_file %s\n" % self._password_file())
-                f.write("persistence false\n")
-            log = open(os.path.join(self.workdir, "mosquitto.log"), "w")
+                if self.persistence:
+                    f.write("persistence true\npersistence_location %s/\n" % self.workdir)
+                    f.write("max_inflight_messages 20\nmax_queued_messages 100000\n")
+                else:
+                    f.write("persistence false\n")
+            log = open(os.path.join(self.workdir, "mosquitto.log"), "a")
             self.proc = subprocess.Popen([MOSQUITTO, "-c", conf], stdout=log,
                                          stderr=subprocess.STDOUT)
             log.close()
@@ -168,9 +180,13 @@ class Paho:
     """A paho-mqtt 2.x client with a network thread; records what it receives."""
 
     def __init__(self, port: int, protocol: int = paho.MQTTv311, client_id: str = "",
-                 keepalive: int = 60, will: Optional[Dict[str, Any]] = None) -> None:
+                 keepalive: int = 60, will: Optional[Dict[str, Any]] = None,
+                 clean_session: Optional[bool] = None, username: Optional[str] = None,
+                 password: Optional[str] = None) -> None:
         self.c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                             protocol=protocol)
+                             protocol=protocol, clean_session=clean_session)
+        if username is not None:
+            self.c.username_pw_set(username, password)
         self.messages: List[paho.MQTTMessage] = []
         self.connected = threading.Event()
         self.disconnected = threading.Event()

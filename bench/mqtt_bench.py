@@ -1,0 +1,264 @@
+"""MQTT brokers and clients compared in one run.
+
+    python3 bench/mqtt_bench.py                 # brokers, then clients
+    python3 bench/mqtt_bench.py --only clients
+    python3 bench/mqtt_bench.py --scale 0.3     # fewer messages: a quick look
+
+Brokers: our MqttBroker on CPython and on PyPy (``plain``, and with sessions,
+an ACL file, $SYS and a bridge switched on: ``features``, see
+``servers/mqtt_broker.py``), mosquitto, and amqtt (from ``bench/.venv-amqtt``,
+made with ``python3 -m venv bench/.venv-amqtt && bench/.venv-amqtt/bin/pip
+install amqtt`` when missing; its rows are left out when that fails).  The
+load generator is ``bin/mqtt_load`` (C, on the vendored Mongoose, built
+here from ``mqtt_load.c``): it runs on the same 2 cores.  For each scenario
+it prints deliveries/s and the p50/p99 latency from publish to delivery;
+this script adds the broker's CPU (utime + stime from ``/proc``) per
+delivery.
+
+Clients: QoS 0 and QoS 1 publishes to mosquitto, as fast as the client
+goes: ``Connection.mqtt_pub`` and ``MqttClient.publish`` against paho-mqtt's
+``publish`` (paho from the test virtualenv), timed until the last message
+has left (QoS 0) or been acknowledged (QoS 1).
+
+Interpreters: ``.venv-cpython`` and ``.venv-pypy`` of this checkout (``make
+install-cpython install-pypy``); override with ``--cpython``/``--pypy``.
+"""
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Dict, Optional
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+LOAD = os.path.join(HERE, "bin", "mqtt_load")
+AMQTT = os.path.join(HERE, ".venv-amqtt", "bin", "amqtt")
+TICK = os.sysconf("SC_CLK_TCK")
+
+# name, publishers, subscribers, messages per publisher, window per publisher
+SCENARIOS = [("1->1", 1, 1, 30000, 100), ("1->100", 1, 100, 600, 10),
+             ("100->1", 100, 1, 300, 5), ("1->50", 1, 50, 1200, 10),
+             ("50->1", 50, 1, 600, 5)]
+
+
+def free_port() -> int:
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def cpu_seconds(pid: int) -> float:
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def wait_port(port: int, proc: subprocess.Popen, timeout: float = 20) -> None:
+    import socket
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("broker on port %d did not start" % port)
+
+
+def build_load() -> None:
+    src = os.path.join(HERE, "mqtt_load.c")
+    if os.path.exists(LOAD) and os.path.getmtime(LOAD) > os.path.getmtime(src):
+        return
+    os.makedirs(os.path.dirname(LOAD), exist_ok=True)
+    subprocess.run(["gcc", "-O3", "-DMG_ENABLE_IPV6=1", "-I", os.path.join(ROOT, "vendor"),
+                    "-o", LOAD, src, os.path.join(ROOT, "vendor", "mongoose.c")], check=True)
+
+
+def start_broker(kind: str, port: int, workdir: str, python: Dict[str, str],
+                 upstream: int) -> subprocess.Popen:
+    log = open(os.path.join(workdir, "%s.log" % kind), "w")
+    if kind == "mosquitto":
+        conf = os.path.join(workdir, "mosquitto-%d.conf" % port)
+        with open(conf, "w") as f:
+            f.write("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                    "max_queued_messages 100000\n" % port)
+        cmd = [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", conf]
+    elif kind == "amqtt":
+        conf = os.path.join(workdir, "amqtt.yaml")
+        with open(conf, "w") as f:
+            f.write("listeners:\n  default:\n    type: tcp\n    bind: 127.0.0.1:%d\n"
+                    "plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n"
+                    "    allow_anonymous: true\n" % port)
+        cmd = [AMQTT, "-c", conf]
+    else:  # ours-<interp>-<variant>
+        _, interp, variant = kind.split("-")
+        cmd = [python[interp], os.path.join(HERE, "servers", "mqtt_broker.py"), str(port),
+               variant, str(upstream)]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+    wait_port(port, proc)
+    return proc
+
+
+def run_load(port: int, pubs: int, subs: int, qos: int, per_pub: int, window: int,
+             keep: bool) -> Optional[Dict[str, float]]:
+    out = subprocess.run([LOAD, "mqtt://127.0.0.1:%d" % port, str(pubs), str(subs), str(qos),
+                          str(per_pub), str(window), "1" if keep else "0"],
+                         capture_output=True, text=True, timeout=120).stdout
+    found = dict(re.findall(r"(\w+)=([\d.]+)", out))
+    return {k: float(v) for k, v in found.items()} if found else None
+
+
+def brokers(args: argparse.Namespace, python: Dict[str, str]) -> None:
+    build_load()
+    kinds = ["mosquitto"]
+    for interp in python:
+        kinds += ["ours-%s-plain" % interp, "ours-%s-features" % interp]
+    if os.path.exists(AMQTT):
+        kinds.append("amqtt")
+    if args.brokers:
+        kinds = [k for k in kinds if k in args.brokers.split(",")]
+    workdir = tempfile.mkdtemp(prefix="mqtt-bench-")
+    upstream_port = free_port()
+    upstream = start_broker("mosquitto", upstream_port, workdir, python, 0)
+    print("%-22s %-7s %3s %12s %9s %9s %13s" % ("broker", "load", "qos", "deliveries/s",
+                                               "p50 us", "p99 us", "CPU us/deliv"))
+    try:
+        for kind in kinds:
+            for name, pubs, subs, per_pub, window in SCENARIOS:
+                if kind == "amqtt" and subs * pubs * per_pub > 20000:
+                    per_pub = max(1, 20000 // (subs * pubs))  # amqtt is slow: keep runs short
+                for qos in (0, 1):
+                    port = free_port()
+                    proc = start_broker(kind, port, workdir, python, upstream_port)
+                    try:
+                        n = max(1, int(per_pub * args.scale))
+                        before = cpu_seconds(proc.pid)
+                        res = run_load(port, pubs, subs, qos, n, window,
+                                       keep=kind.endswith("features"))
+                        cpu = cpu_seconds(proc.pid) - before
+                    finally:
+                        proc.terminate()
+                        proc.wait(20)
+                    if not res or not res.get("deliveries"):
+                        print("%-22s %-7s %3d  (no result)" % (kind, name, qos))
+                        continue
+                    print("%-22s %-7s %3d %12.0f %9.0f %9.0f %13.2f%s" % (
+                        kind, name, qos, res["rate"], res["p50_us"], res["p99_us"],
+                        cpu * 1e6 / res["deliveries"],
+                        "  lost %d" % res["lost"] if res.get("lost") else ""), flush=True)
+    finally:
+        upstream.terminate()
+        upstream.wait(20)
+
+
+CLIENT = r'''
+import sys, time
+N, qos, kind, port = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+payload = b"x" * 16
+if kind == "paho":
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-paho")
+    c.max_queued_messages_set(0)
+    c.max_inflight_messages_set(20)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    while not c.is_connected():
+        time.sleep(0.01)
+    t = time.perf_counter()
+    infos = [c.publish("bench/c", payload, qos) for _ in range(N)]
+    infos[-1].wait_for_publish(60)
+    for i in infos:
+        i.wait_for_publish(60)
+    dt = time.perf_counter() - t
+    c.disconnect(); c.loop_stop()
+else:
+    import cymongoose as cm
+    mgr = cm.Manager()
+    if kind == "ours-conn":
+        acks, opened = [], []
+        def h(conn, ev, data):
+            if ev == cm.MG_EV_MQTT_OPEN:
+                opened.append(data)
+            elif ev == cm.MG_EV_MQTT_CMD and data.cmd == 4:
+                acks.append(1)
+        conn = mgr.mqtt_connect("mqtt://127.0.0.1:%d" % port, h, client_id="bench-ours")
+        while not opened:
+            mgr.poll(5)
+        t = time.perf_counter()
+        for _ in range(N):
+            conn.mqtt_pub("bench/c", payload, qos)
+            if qos == 0 and conn.send_len > 1 << 20:
+                mgr.poll(0)
+        while (qos and len(acks) < N) or conn.send_len:
+            mgr.poll(1)
+        dt = time.perf_counter() - t
+    else:
+        client = cm.MqttClient(mgr, "mqtt://127.0.0.1:%d" % port, client_id="bench-client",
+                               max_queued=N)
+        while not client.connected:
+            mgr.poll(5)
+        t = time.perf_counter()
+        for _ in range(N):
+            client.publish("bench/c", payload, qos)
+            if client.queued > 1000:
+                mgr.poll(0)
+        while client.queued or client.inflight or client.connection.send_len:
+            mgr.poll(1)
+        dt = time.perf_counter() - t
+        client.close()
+    mgr.close()
+print("rate=%.0f" % (N / dt))
+'''
+
+
+def clients(args: argparse.Namespace, python: Dict[str, str]) -> None:
+    workdir = tempfile.mkdtemp(prefix="mqtt-bench-")
+    port = free_port()
+    mosq = start_broker("mosquitto", port, workdir, python, 0)
+    script = os.path.join(workdir, "client.py")
+    with open(script, "w") as f:
+        f.write(CLIENT)
+    print("\n%-10s %-18s %3s %12s" % ("python", "client", "qos", "publishes/s"))
+    try:
+        for interp, exe in python.items():
+            for kind in ("paho", "ours-conn", "ours-client"):
+                for qos in (0, 1):
+                    n = max(100, int((50000 if qos == 0 else 20000) * args.scale))
+                    out = subprocess.run([exe, script, str(n), str(qos), kind, str(port)],
+                                         capture_output=True, text=True, timeout=300)
+                    found = re.search(r"rate=(\d+)", out.stdout)
+                    rate = found.group(1) if found else "failed: " + out.stderr[-200:]
+                    print("%-10s %-18s %3d %12s" % (interp, kind, qos, rate), flush=True)
+    finally:
+        mosq.terminate()
+        mosq.wait(20)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", choices=["brokers", "clients"])
+    p.add_argument("--scale", type=float, default=1.0, help="multiply message counts")
+    p.add_argument("--brokers", help="comma-separated subset, e.g. ours-cpython-plain,mosquitto")
+    p.add_argument("--cpython", default=os.path.join(ROOT, ".venv-cpython", "bin", "python"))
+    p.add_argument("--pypy", default=os.path.join(ROOT, ".venv-pypy", "bin", "python"))
+    args = p.parse_args()
+    python = {k: v for k, v in (("cpython", args.cpython), ("pypy", args.pypy))
+              if os.path.exists(v)}
+    print("# %s, %s" % (" ".join(sys.argv), time.strftime("%Y-%m-%d %H:%M")))
+    if args.only in (None, "brokers"):
+        brokers(args, python)
+    if args.only in (None, "clients"):
+        clients(args, python)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,241 @@
+"""The broker's reading and writing of MQTT packets (3.1.1 and 5).
+
+Our C parser has already checked each packet's fixed header and length; the
+fields Mongoose leaves unparsed (CONNECT payload, SUBSCRIBE and UNSUBSCRIBE
+filters, MQTT 5 properties) are read here.  A broken packet raises
+``Malformed``.
+"""
+
+from typing import List, NamedTuple, Optional, Tuple
+
+
+class Malformed(Exception):
+    """A packet that breaks the MQTT rules."""
+
+
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    """Whether ``topic`` matches ``topic_filter`` (``+`` one level, ``#`` the rest).
+
+    As MQTT requires, a filter starting with a wildcard does not match
+    topics starting with ``$``.  ``"a/#"`` also matches ``"a"``.
+    """
+    if topic[:1] == "$" and topic_filter[:1] in ("+", "#"):
+        return False
+    want = topic_filter.split("/")
+    have = topic.split("/")
+    for i, part in enumerate(want):
+        if part == "#":
+            return True
+        if i >= len(have) or (part != "+" and part != have[i]):
+            return False
+    return len(want) == len(have)
+
+
+def valid_filter(topic_filter: str) -> bool:
+    """Whether ``topic_filter`` is a well-formed subscription filter."""
+    if not topic_filter or "\0" in topic_filter:
+        return False
+    levels = topic_filter.split("/")
+    for i, level in enumerate(levels):
+        if "#" in level and (level != "#" or i != len(levels) - 1):
+            return False
+        if "+" in level and level != "+":
+            return False
+    return True
+
+
+def varint(n: int) -> bytes:
+    """MQTT's variable-length integer."""
+    out = bytearray()
+    while True:
+        n, digit = divmod(n, 128)
+        out.append(digit | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+class Reader:
+    """Reads the fields of one packet; running short raises ``Malformed``."""
+
+    __slots__ = ("buf", "pos")
+
+    def __init__(self, packet: bytes) -> None:
+        pos = 1
+        while packet[pos] & 0x80:  # remaining length, already checked by the C parser
+            pos += 1
+        self.buf = packet
+        self.pos = pos + 1
+
+    def more(self) -> bool:
+        return self.pos < len(self.buf)
+
+    def u8(self) -> int:
+        if self.pos >= len(self.buf):
+            raise Malformed("packet too short")
+        self.pos += 1
+        return self.buf[self.pos - 1]
+
+    def u16(self) -> int:
+        return (self.u8() << 8) | self.u8()
+
+    def take(self, n: int) -> bytes:
+        end = self.pos + n
+        if end > len(self.buf):
+            raise Malformed("field runs past the packet")
+        data = self.buf[self.pos:end]
+        self.pos = end
+        return data
+
+    def blob(self) -> bytes:
+        return self.take(self.u16())
+
+    def text(self) -> str:
+        try:
+            return self.blob().decode("utf-8")
+        except UnicodeDecodeError:
+            raise Malformed("string is not UTF-8") from None
+
+    def varint(self) -> int:
+        value = shift = 0
+        while True:
+            b = self.u8()
+            value |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return value
+            shift += 7
+            if shift > 21:
+                raise Malformed("variable integer too long")
+
+    def properties(self) -> bytes:
+        """An MQTT 5 property block, raw."""
+        return self.take(self.varint())
+
+
+_SESSION_EXPIRY = 0x11
+
+
+def session_expiry(props: bytes) -> int:
+    """The Session Expiry Interval in a CONNECT's raw MQTT 5 properties (0 if absent)."""
+    # Every CONNECT property has a fixed-size or length-prefixed value.
+    sizes = {0x11: 4, 0x21: 2, 0x27: 4, 0x22: 2, 0x19: 1, 0x17: 1}
+    i = 0
+    while i < len(props):
+        pid = props[i]
+        i += 1
+        if pid == _SESSION_EXPIRY and i + 4 <= len(props):
+            return int.from_bytes(props[i:i + 4], "big")
+        if pid in sizes:
+            i += sizes[pid]
+        elif pid == 0x26:  # user property: two strings
+            for _ in range(2):
+                i += 2 + int.from_bytes(props[i:i + 2], "big")
+        elif pid in (0x15, 0x16):  # authentication method / data
+            i += 2 + int.from_bytes(props[i:i + 2], "big")
+        else:
+            raise Malformed("unknown CONNECT property 0x%02x" % pid)
+    if i != len(props):
+        raise Malformed("CONNECT properties run past their length")
+    return 0
+
+
+class Connect(NamedTuple):
+    """What a CONNECT packet asks for."""
+
+    version: int  # 4 or 5; another level is refused before the rest is read
+    clean: bool
+    client_id: str
+    will: Optional[Tuple[str, bytes, int, bool]]
+    username: Optional[str]
+    password: Optional[bytes]
+    expiry: int  # MQTT 5 Session Expiry Interval; 0 for 3.1.1
+
+
+def parse_connect(packet: bytes) -> Connect:
+    """Read CONNECT; ``version`` outside 4 and 5 comes back with nothing else read."""
+    r = Reader(packet)
+    name = r.blob()
+    level = r.u8()
+    if name != b"MQTT" or level not in (4, 5):
+        return Connect(level if name == b"MQTT" else 0, True, "", None, None, None, 0)
+    flags = r.u8()
+    r.u16()  # keep-alive: enforced by the C parser
+    will_flag, will_qos, will_retain = flags & 0x04, (flags >> 3) & 3, flags & 0x20
+    if flags & 0x01 or will_qos == 3 or (not will_flag and (will_qos or will_retain)) \
+            or (level == 4 and flags & 0x40 and not flags & 0x80):
+        raise Malformed("bad CONNECT flags 0x%02x" % flags)
+    expiry = session_expiry(r.properties()) if level == 5 else 0
+    client_id = r.text()
+    will = None
+    if will_flag:
+        if level == 5:
+            r.properties()  # will properties: not kept
+        will_topic = r.text()
+        if not will_topic or "+" in will_topic or "#" in will_topic:
+            raise Malformed("bad will topic")
+        will = (will_topic, r.blob(), will_qos, bool(will_retain))
+    username = r.text() if flags & 0x80 else None
+    password = r.blob() if flags & 0x40 else None
+    if r.more():
+        raise Malformed("bytes after the CONNECT payload")
+    return Connect(level, bool(flags & 0x02), client_id, will, username, password, expiry)
+
+
+def _opening(packet: bytes, v5: bool, name: str) -> Tuple[Reader, int]:
+    """Check the flags of (UN)SUBSCRIBE, read its packet id and skip its properties."""
+    if packet[0] & 0x0F != 2:
+        raise Malformed("bad %s flags" % name)
+    r = Reader(packet)
+    pid = r.u16()
+    if v5:
+        r.properties()
+    return r, pid
+
+
+def parse_subscribe(packet: bytes, v5: bool) -> Tuple[int, List[Tuple[str, int]]]:
+    """Packet id and ``(filter, requested QoS)`` pairs of SUBSCRIBE."""
+    r, pid = _opening(packet, v5, "SUBSCRIBE")
+    wanted = []
+    while r.more():
+        topic_filter = r.text()
+        options = r.u8()
+        if options & 3 == 3 or options & (0xC0 if v5 else 0xFC):
+            raise Malformed("bad subscription options 0x%02x" % options)
+        wanted.append((topic_filter, options & 3))
+    if not wanted:
+        raise Malformed("SUBSCRIBE without topic filters")
+    return pid, wanted
+
+
+def parse_unsubscribe(packet: bytes, v5: bool) -> Tuple[int, List[str]]:
+    """Packet id and filters of UNSUBSCRIBE."""
+    r, pid = _opening(packet, v5, "UNSUBSCRIBE")
+    filters = []
+    while r.more():
+        filters.append(r.text())
+    if not filters:
+        raise Malformed("UNSUBSCRIBE without topic filters")
+    return pid, filters
+
+
+def connack(v5: bool, session_present: bool, code: int) -> bytes:
+    """CONNACK with ``code`` (a 3.1.1 return code or an MQTT 5 reason code)."""
+    flags = 1 if session_present and code == 0 else 0
+    if v5:
+        return bytes((0x20, 3, flags, code, 0))
+    return bytes((0x20, 2, flags, code))
+
+
+def suback(v5: bool, pid: int, codes: bytes) -> bytes:
+    body = pid.to_bytes(2, "big") + (b"\x00" if v5 else b"") + codes
+    return b"\x90" + varint(len(body)) + body
+
+
+def unsuback(v5: bool, pid: int, codes: bytes) -> bytes:
+    if not v5:
+        return b"\xb0\x02" + pid.to_bytes(2, "big")
+    body = pid.to_bytes(2, "big") + b"\x00" + codes
+    return b"\xb0" + varint(len(body)) + body
+
+
+def pubrel(pid: int) -> bytes:
+    return b"\x62\x02" + pid.to_bytes(2, "big")

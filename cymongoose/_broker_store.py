@@ -1,0 +1,66 @@
+"""``MqttBroker``'s persistence file: kept sessions and retained messages as JSON.
+
+Written by ``MqttBroker.close()`` (atomically: a temporary file replaces
+the old one) and read when a broker starts with the same file, so a
+restarted broker resumes its clients' sessions, as mosquitto does with
+``persistence true``.  Messages in flight are saved first, in order, then
+the queue; they are resent with DUP when their client comes back.
+"""
+
+import base64
+import json
+import os
+from collections import OrderedDict, deque
+from typing import Dict, Iterable, Tuple
+
+from ._broker_session import Session
+from ._mqtt_session import decode_message, encode_message
+
+
+def save(path: str, sessions: Iterable[Session], retained: Dict[str, Tuple[bytes, int]]) -> None:
+    """Write the persistent sessions and the retained messages to ``path``."""
+    state = {
+        "sessions": [{
+            "client_id": s.client_id, "username": s.username, "subs": s.subs,
+            "inflight": [[pid, encode_message(m), rel] for pid, (m, rel) in s.inflight.items()],
+            "queue": [encode_message(m) for m in s.queue], "qos2_in": sorted(s.qos2_in),
+            "next_pid": s.next_pid,
+        } for s in sessions if s.persistent],
+        "retained": {t: [base64.b64encode(d).decode(), q] for t, (d, q) in retained.items()
+                     if not t.startswith("$SYS/")},
+    }
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(state, f)
+    os.replace(tmp, path)
+
+
+def load(path: str, max_inflight: int, max_queued: int
+         ) -> Tuple[Dict[str, Session], Dict[str, Tuple[bytes, int]]]:
+    """Sessions by client id and retained messages from ``path`` (empty when it is missing).
+
+    Raises ``ValueError`` for a file that is not one of ours.
+    """
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            state = json.load(f)
+    except FileNotFoundError:
+        return {}, {}
+    try:
+        sessions = {}
+        for item in state["sessions"]:
+            s = Session(str(item["client_id"]), max_inflight, max_queued)
+            s.username = item["username"]
+            s.persistent = True
+            s.subs = {str(k): int(v) for k, v in item["subs"].items()}
+            s.inflight = OrderedDict((int(pid), [decode_message(m), bool(rel)])
+                                     for pid, m, rel in item["inflight"])
+            s.queue = deque(decode_message(m) for m in item["queue"])
+            s.qos2_in = set(int(p) for p in item["qos2_in"])
+            s.next_pid = int(item["next_pid"])
+            sessions[s.client_id] = s
+        retained = {str(t): (base64.b64decode(d), int(q))
+                    for t, (d, q) in state["retained"].items()}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError("%s is not an MqttBroker persistence file: %r" % (path, exc)) from None
+    return sessions, retained

@@ -1,0 +1,166 @@
+"""HTTP/1.1 request framing exactly as RFC 9112 section 6 says, tested on the
+whole server (a Manager handler, the WSGI server and the ASGI server) with raw
+sockets: what a proxy in front of us frames as one request is one request here.
+"""
+
+import re
+import socket
+import threading
+from typing import Any, Callable, Iterator, List, Tuple
+
+import pytest
+
+import cymongoose as cm
+from support.http_raw import raw_request
+from support.servers import AsgiThread, WsgiThread, count_responses, raw_exchange
+from support.sockets import connect, read_until_closed
+
+Seen = List[Tuple[str, str, bytes]]
+
+
+def _manager(server_factory: Any, seen: Seen) -> int:
+    def handler(conn: Any, ev: int, hm: Any) -> None:
+        if ev == cm.MG_EV_HTTP_MSG:
+            seen.append((hm.method, hm.uri, hm.body_bytes))
+            conn.reply(200, "ok")
+
+    return int(server_factory(handler)[1])
+
+
+def _wsgi_app(seen: Seen) -> Callable[..., Any]:
+    def app(environ: Any, start_response: Any) -> List[bytes]:
+        seen.append((environ["REQUEST_METHOD"], environ["PATH_INFO"],
+                     environ["wsgi.input"].read()))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    return app
+
+
+def _asgi_app(seen: Seen) -> Any:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # disconnected: the request never completed
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        seen.append((scope["method"], scope["path"], body))
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    return app
+
+
+@pytest.fixture(params=["manager", "wsgi", "asgi"])
+def server(request: Any, server_factory: Any) -> Iterator[Tuple[int, Seen]]:
+    """(port, what the application saw) for each kind of server."""
+    seen: Seen = []
+    if request.param == "manager":
+        yield _manager(server_factory, seen), seen
+        return
+    thread = (WsgiThread(_wsgi_app(seen)) if request.param == "wsgi"
+              else AsgiThread(_asgi_app(seen), lifespan="off"))
+    try:
+        yield thread.port, seen
+    finally:
+        thread.stop()
+
+
+def _responses(port: int, data: bytes, count: int) -> bytes:
+    return raw_exchange(port, data, lambda got: count_responses(got) >= count
+                        and got.endswith(b"ok"))
+
+
+def _statuses(raw: bytes) -> List[int]:
+    return [int(code) for code in re.findall(rb"HTTP/1\.[01] (\d{3}) ", raw)]
+
+
+def test_request_without_length_has_no_body_and_the_next_one_is_intact(server):
+    # RFC 9112 6.3: neither Content-Length nor Transfer-Encoding means a
+    # zero-length body, whatever the method.
+    port, seen = server
+    for method in (b"POST", b"PUT", b"DELETE"):
+        seen.clear()
+        raw = _responses(port, method + b" /a HTTP/1.1\r\nHost: t\r\n\r\n"
+                         b"GET /b HTTP/1.1\r\nHost: t\r\n\r\n", 2)
+        assert _statuses(raw) == [200, 200]
+        assert seen == [(method.decode(), "/a", b""), ("GET", "/b", b"")]
+
+
+@pytest.mark.parametrize("first", [
+    b"GET /a HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    b"GET /a HTTP/1.1\r\nHost: t\r\nConnection: foo, Close\r\n\r\n",
+    b"GET /a HTTP/1.0\r\n\r\n",
+    b"POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+], ids=["close", "close-in-a-list", "http10", "close-after-body"])
+def test_nothing_after_the_last_request_reaches_the_application(server, first):
+    port, seen = server
+    raw = raw_request(port, first + b"GET /b HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert _statuses(raw) == [200]  # one answer, then the server closed
+    assert b"\r\nConnection: close\r\n" in raw  # and the answer said so
+    assert [s[1] for s in seen] == ["/a"]
+
+
+def test_http10_keep_alive_goes_on(server):
+    port, seen = server
+    raw = _responses(port, b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+                     b"GET /b HTTP/1.1\r\nHost: t\r\n\r\n", 2)
+    assert _statuses(raw) == [200, 200]
+    assert [s[1] for s in seen] == ["/a", "/b"]
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+    b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxx",
+    b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1, 2\r\n\r\nxx",
+    b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n"
+    b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked"
+    b"\r\n\r\n0\r\n\r\n",
+    b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    b"GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n",
+], ids=["duplicate-cl", "conflicting-cl", "cl-list", "cl-then-te", "te-then-cl",
+        "unknown-coding", "duplicate-te", "te-in-http10"])
+def test_ambiguous_framing_is_rejected_unseen(server, request_bytes):
+    port, seen = server
+    raw = raw_request(port, request_bytes)
+    assert _statuses(raw) == [400]
+    assert b"Connection: close" in raw
+    assert seen == []
+
+
+def test_one_header_line_too_many_gets_431_unseen(server):
+    port, seen = server
+    lines = b"".join(b"X-%d: v\r\n" % i for i in range(101))  # MG_MAX_HTTP_HEADERS + 1
+    raw = raw_request(port, b"GET / HTTP/1.1\r\nHost: t\r\n" + lines + b"\r\n")
+    assert _statuses(raw) == [431]
+    assert seen == []
+
+
+def test_a_body_cut_short_by_the_peer_never_reaches_the_handler(server_factory):
+    events: List[int] = []
+    closed = threading.Event()
+
+    def handler(conn: Any, ev: int, hm: Any) -> None:
+        if ev in (cm.MG_EV_HTTP_MSG, cm.MG_EV_CLOSE):
+            events.append(ev)
+        if ev == cm.MG_EV_CLOSE:
+            closed.set()
+
+    _, port = server_factory(handler)
+    sock = connect(port)
+    sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+    sock.shutdown(socket.SHUT_WR)
+    read_until_closed(sock, 5)
+    sock.close()
+    assert closed.wait(10)
+    assert cm.MG_EV_HTTP_MSG not in events

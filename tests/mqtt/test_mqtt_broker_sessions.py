@@ -1,0 +1,179 @@
+"""MqttBroker sessions: kept subscriptions, offline queueing, resending, exactly-once QoS 2."""
+
+import socket
+
+import pytest
+
+import cymongoose as cm
+from support.fixtures import made
+from support.loop import LoopThread, wait_until
+from support.mqtt import Paho, connect_packet, mqtt_string, packet, recv_exact
+
+
+@pytest.fixture
+def broker():
+    mgr = cm.Manager()
+    b = cm.MqttBroker(mgr, "mqtt://127.0.0.1:0", max_queued=5)
+    loop = LoopThread(mgr).start()
+    yield b, loop
+    loop.stop()
+    mgr.close()
+
+
+@pytest.fixture
+def peer(broker):
+    yield from made(lambda **kwargs: Paho(broker[0].port, **kwargs), Paho.stop)
+
+
+def raw(port, client_id, clean=False):
+    """A socket that sent CONNECT; returns (socket, session-present flag)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(connect_packet(client_id, flags=0x02 if clean else 0x00))
+    ack = recv_exact(sock, 4)
+    assert ack[0] == 0x20 and ack[3] == 0, ack
+    return sock, ack[2]
+
+
+def read_publish(sock):
+    """(flags, topic, packet id, payload) of the next packet, which must be PUBLISH."""
+    head = recv_exact(sock, 2)
+    assert head[0] >> 4 == 3, head
+    n, shift, b = 0, 0, head[1]
+    while True:
+        n |= (b & 0x7F) << shift
+        if not b & 0x80:
+            break
+        shift += 7
+        b = recv_exact(sock, 1)[0]
+    body = recv_exact(sock, n)
+    tlen = int.from_bytes(body[:2], "big")
+    topic, rest = body[2:2 + tlen].decode(), body[2 + tlen:]
+    pid = 0
+    if head[0] & 0x06:
+        pid, rest = int.from_bytes(rest[:2], "big"), rest[2:]
+    return head[0] & 0x0F, topic, pid, rest
+
+
+def test_paho_persistent_session_gets_messages_queued_while_away(broker, peer):
+    b, loop = broker
+    sub = peer(client_id="keeper", clean_session=False)
+    sub.sub("q/#", 1)
+    sub.stop()  # DISCONNECT: the session stays
+    wait_until(lambda: loop.call(lambda: b.clients) == ())
+    assert loop.call(lambda: b.sessions) == ("keeper",)
+    pub = peer(client_id="pub")
+    for i in range(3):
+        pub.pub("q/%d" % i, b"m%d" % i, 1)
+    pub.pub("q/zero", b"dropped: QoS 0 is not queued", 0)
+    back = peer(client_id="keeper", clean_session=False)  # no new SUBSCRIBE
+    wait_until(lambda: len(back.messages) == 3)
+    assert [(m.topic, m.payload, m.qos) for m in back.messages] == [
+        ("q/0", b"m0", 1), ("q/1", b"m1", 1), ("q/2", b"m2", 1)]
+
+
+def test_a_clean_session_forgets_the_kept_one(broker, peer):
+    b, loop = broker
+    sub = peer(client_id="forget", clean_session=False)
+    sub.sub("f/#", 1)
+    sub.stop()
+    peer(client_id="pub").pub("f/1", b"x", 1)
+    sock, present = raw(b.port, "forget", clean=True)
+    try:
+        assert present == 0
+        assert loop.call(lambda: b.stats["messages/queued"]) == 0
+    finally:
+        sock.close()
+
+
+def test_unacknowledged_messages_are_resent_with_dup_in_order(broker, peer):
+    b, loop = broker
+    sock, present = raw(b.port, "slow")
+    assert present == 0
+    sock.sendall(packet(0x82, b"\x00\x01" + mqtt_string("r/#") + b"\x02"))
+    assert recv_exact(sock, 5) == b"\x90\x03\x00\x01\x02"
+    pub = peer(client_id="pub")
+    pub.pub("r/1", b"one", 1)
+    pub.pub("r/2", b"two", 2)
+    first = [read_publish(sock) for _ in range(2)]
+    assert [(f & 0x08, t, p) for f, t, _, p in first] == [(0, "r/1", b"one"), (0, "r/2", b"two")]
+    sock.close()  # gone without acknowledging either
+    wait_until(lambda: loop.call(lambda: b.clients) == ("pub",))
+    sock, present = raw(b.port, "slow")
+    try:
+        assert present == 1
+        again = [read_publish(sock) for _ in range(2)]
+        # same ids, DUP set, same order
+        assert [(f, t, i, p) for f, t, i, p in again] == [
+            (0x08 | 0x02, "r/1", first[0][2], b"one"), (0x08 | 0x04, "r/2", first[1][2], b"two")]
+        sock.sendall(b"\x40\x02" + first[0][2].to_bytes(2, "big"))  # PUBACK
+        sock.sendall(b"\x50\x02" + first[1][2].to_bytes(2, "big"))  # PUBREC
+        assert recv_exact(sock, 4) == b"\x62\x02" + first[1][2].to_bytes(2, "big")
+        sock.sendall(b"\x70\x02" + first[1][2].to_bytes(2, "big"))  # PUBCOMP
+        wait_until(lambda: loop.call(lambda: b.stats["messages/inflight"]) == 0)
+    finally:
+        sock.close()
+
+
+def test_a_full_queue_drops_the_newest(broker, peer):
+    b, loop = broker
+    sub = peer(client_id="away", clean_session=False)
+    sub.sub("d/#", 1)
+    sub.stop()
+    pub = peer(client_id="pub")
+    for i in range(8):
+        pub.pub("d/%d" % i, b"%d" % i, 1)
+    stats = loop.call(lambda: b.stats)
+    assert stats["messages/queued"] == 5 and stats["messages/dropped"] == 3
+    back = peer(client_id="away", clean_session=False)
+    wait_until(lambda: len(back.messages) == 5)
+    assert back.payloads() == [b"0", b"1", b"2", b"3", b"4"]
+
+
+def test_resent_qos2_publish_is_delivered_once(broker, peer):
+    b, loop = broker
+    watcher = peer(client_id="watch")
+    watcher.sub("x2", 2)
+    sock, _ = raw(b.port, "sender")
+    try:
+        publish = mqtt_string("x2") + b"\x00\x07" + b"once"
+        sock.sendall(packet(0x34, publish))
+        assert recv_exact(sock, 4) == b"\x50\x02\x00\x07"  # PUBREC
+        sock.close()  # gone before PUBREL: it resends with DUP on its kept session
+        sock, present = raw(b.port, "sender")
+        assert present == 1
+        sock.sendall(packet(0x3C, publish))
+        assert recv_exact(sock, 4) == b"\x50\x02\x00\x07"
+        sock.sendall(b"\x62\x02\x00\x07")  # PUBREL
+        assert recv_exact(sock, 4) == b"\x70\x02\x00\x07"  # PUBCOMP
+        sock.sendall(packet(0x34, mqtt_string("x2") + b"\x00\x07" + b"next"))  # id reused
+        assert recv_exact(sock, 4) == b"\x50\x02\x00\x07"
+        wait_until(lambda: len(watcher.messages) == 2)
+        assert watcher.payloads() == [b"once", b"next"]
+    finally:
+        sock.close()
+
+
+def test_a_second_connection_takes_the_session_over(broker, peer):
+    b, loop = broker
+    first = peer(client_id="twin", clean_session=False)
+    first.sub("t/#", 1)
+    second = peer(client_id="twin", clean_session=False)  # session present: subs kept
+    assert first.disconnected.wait(5)
+    first.c.loop_stop()  # paho would reconnect (after 1 s) and take the session back
+    peer(client_id="pub").pub("t/x", b"to the newer one", 1)
+    wait_until(lambda: second.messages)
+    assert second.payloads() == [b"to the newer one"]
+    assert sorted(loop.call(lambda: b.clients)) == ["pub", "twin"]
+
+
+def test_overlapping_subscriptions_deliver_once_at_the_highest_qos(peer):
+    a = peer(client_id="over")
+    a.sub("o/#", 0)
+    a.sub("o/+", 2)
+    a.sub("o/x", 1)
+    peer(client_id="pub").pub("o/x", b"m", 2)
+    wait_until(lambda: a.messages)
+    b2 = peer(client_id="marker")
+    b2.pub("o/y", b"end", 0)
+    wait_until(lambda: len(a.messages) == 2)
+    assert [(m.payload, m.qos) for m in a.messages] == [(b"m", 2), (b"end", 0)]
