@@ -94,8 +94,9 @@ autobahn: install-cpython install-pypy
 	$(CPY_VENV)/bin/python bench/autobahn/run.py --client --server-python $(CPY_VENV)/bin/python --out build/autobahn-client-cpython
 	$(CPY_VENV)/bin/python bench/autobahn/run.py --client --server-python $(PYPY_VENV)/bin/python --out build/autobahn-client-pypy
 
-# Pure C vs the Cython package 0.2.5 vs ours on CPython and PyPy (bench/README.md);
-# about 10 minutes. BENCH_ARGS=--quick for a short run.
+# Pure C vs the Cython package 0.2.5 vs ours on CPython and PyPy, then our WSGI/ASGI/WS
+# servers vs uvicorn, granian, gunicorn, waitress, picows, websockets (bench/README.md);
+# about 25 minutes. BENCH_ARGS=--quick for a short run.
 BENCH_ARGS ?=
 bench: system-deps
 	$(PYTHON) bench/run.py $(BENCH_ARGS)

@@ -133,15 +133,17 @@ def run_wrk(server: Server, port: int, conns: int, seconds: float, pin: bool = T
             "cpu_us": cpu / n * 1e6 if n else float("nan"), "errors": errors}
 
 
-def ws_command(ws_load: str, port: int, conns: int, seconds: float, pin: bool = True) -> List[str]:
-    return pinned(LOAD_CORE, [ws_load, "ws://127.0.0.1:%d/" % port, str(conns),
-                              "%g" % seconds], pin)
+def ws_command(ws_load: str, port: int, conns: int, seconds: float, pin: bool = True,
+               size: int = 32) -> List[str]:
+    argv = [ws_load, "ws://127.0.0.1:%d/" % port, str(conns), "%g" % seconds]
+    return pinned(LOAD_CORE, argv + ([str(size)] if size != 32 else []), pin)
 
 
 def run_ws(server: Server, ws_load: str, port: int, conns: int, seconds: float,
-           pin: bool = True) -> dict:
-    """One WebSocket echo run: msg/s, p50/p99 (ms), CPU µs per message."""
-    cmd = ws_command(ws_load, port, conns, seconds, pin)
+           pin: bool = True, size: int = 32) -> dict:
+    """One WebSocket echo run of ``size``-byte messages: msg/s, p50/p99 (ms),
+    CPU µs per message."""
+    cmd = ws_command(ws_load, port, conns, seconds, pin, size)
     before = server.cpu()
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           universal_newlines=True, timeout=seconds + 60)

@@ -33,6 +33,7 @@ def commands() -> Dict[str, Tuple[List[str], Dict[str, str]]]:
     ours = dict(os.environ, PYTHONPATH=ROOT)
     theirs = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     hello = os.path.join(SERVERS, "hello.py")
+    wsgi = os.path.join(SERVERS, "wsgi_ours.py")
     cpy = os.path.join(BENCH, ".venv-cpython", "bin", "python")
     pypy = os.path.join(BENCH, ".venv-pypy", "bin", "python")
     cython = os.path.join(BENCH, ".venv-cython", "bin", "python")
@@ -43,6 +44,11 @@ def commands() -> Dict[str, Tuple[List[str], Dict[str, str]]]:
         "cpy-declared": ([cpy, hello, "declared"], ours),
         "pypy-plain": ([pypy, hello, "plain"], ours),
         "pypy-declared": ([pypy, hello, "declared"], ours),
+        # The raw WSGI app on our WSGI server: inline (workers=0) and 8 threads.
+        "cpy-wsgi-inline": ([cpy, wsgi, "raw", "0"], ours),
+        "cpy-wsgi-threads": ([cpy, wsgi, "raw", "8"], ours),
+        "pypy-wsgi-inline": ([pypy, wsgi, "raw", "0"], ours),
+        "pypy-wsgi-threads": ([pypy, wsgi, "raw", "8"], ours),
     }
 
 

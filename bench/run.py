@@ -36,6 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _load  # noqa: E402
 import _report  # noqa: E402
 import _setup  # noqa: E402
+import servers_compare  # noqa: E402
 from _load import BenchError, Server  # noqa: E402
 from _setup import BENCH, BIN, ROOT  # noqa: E402
 
@@ -62,7 +63,8 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     p.add_argument("--pypy", help="PyPy to build and run ours (default: bench/.venv-pypy)")
     p.add_argument("--no-pypy", action="store_true", help="skip PyPy")
     p.add_argument("--no-cython", action="store_true", help="skip the Cython package")
-    p.add_argument("--only", default="http,ws,idle", help="sections to run (default http,ws,idle)")
+    p.add_argument("--only", default="http,ws,idle,servers",
+                   help="sections to run (default http,ws,idle,servers)")
     p.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
     p.add_argument("--tree", default=ROOT,
                    help="checkout whose cymongoose is measured (default: this one)")
@@ -335,8 +337,16 @@ def main(argv: List[str]) -> int:
     if "idle" in args.only:
         run_idle(impls, args, idle, servers, log_path)
 
+    compared: List[str] = []
+    if "servers" in args.only and "cpy" in impls:
+        servers_compare.fill(args)
+        pypy = impls["pypy"].python if "pypy" in impls else None
+        compared, _ = servers_compare.run(args, impls["cpy"].python, pypy, log_path)
     section = _report.render(header_lines(args, impls, stamp, load_before), runs, idle,
                              command_lines(argv, args, c_cmds, impls, servers))
+    if compared:
+        section += "\n### Servers people deploy (bench/servers_compare.py)\n\n" \
+            + "\n".join(compared) + "\n"
     print(section)
     with open(os.path.join(OUT, "run-%s.json" % name), "w") as f:
         json.dump({"runs": {"%s|%s" % k: v for k, v in runs.items()},

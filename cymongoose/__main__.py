@@ -169,8 +169,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="directory put first on sys.path to import MODULE "
                             "(default: the current one)")
         add_tls_options(p, "https")
+        if name == "wsgi":
+            _wsgi_options(p)
         p.set_defaults(func=func, parser=p)
     return parser
+
+
+def _wsgi_options(p: argparse.ArgumentParser) -> None:
+    """Options of the ``wsgi`` command alone."""
+    p.add_argument("--inline", action="store_true",
+                   help="run the application on the event-loop thread, without a thread "
+                        "pool (like bjoern or meinheld): fastest, but only for applications "
+                        "that never block")
 
 
 def main(argv: Optional[List[str]] = None) -> int:

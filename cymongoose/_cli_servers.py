@@ -83,9 +83,10 @@ def run_mqtt_broker(url: str, make: Any = None, tls: Any = None) -> None:
 
 
 def run_wsgi(app: Any, url: str, opts: argparse.Namespace) -> None:
-    """Serve a WSGI application on ``opts.threads`` threads until SIGINT or
-    SIGTERM, in this process or in ``opts.workers`` processes
-    (``_cli_workers.run``).
+    """Serve a WSGI application on ``opts.threads`` threads (none with
+    ``opts.inline``: the application then runs on the event-loop thread)
+    until SIGINT or SIGTERM, in this process or in ``opts.workers``
+    processes (``_cli_workers.run``).
 
     Raises ``UsageError`` for a bad URL or when Mongoose cannot listen.
     """
@@ -95,9 +96,10 @@ def run_wsgi(app: Any, url: str, opts: argparse.Namespace) -> None:
     scheme = "https" if tls else "http"
     check_url(url, (scheme,))
     check_front(opts)
+    threads = 0 if getattr(opts, "inline", False) else opts.threads
 
     def serve_one(sock: Optional[socket.socket], announce: bool) -> None:
-        server = WSGIServer(app, workers=opts.threads, graceful_timeout=opts.graceful_timeout,
+        server = WSGIServer(app, workers=threads, graceful_timeout=opts.graceful_timeout,
                             forwarded_allow_ips=opts.forwarded_allow_ips,
                             root_path=opts.root_path)
         try:
@@ -106,8 +108,8 @@ def run_wsgi(app: Any, url: str, opts: argparse.Namespace) -> None:
             except ListenError as exc:
                 raise UsageError(str(exc)) from None
             if announce:
-                banner("WSGI server (%d worker threads)" % opts.threads,
-                       listen_url(listener, scheme))
+                mode = "%d worker threads" % threads if threads else "inline"
+                banner("WSGI server (%s)" % mode, listen_url(listener, scheme))
             notify_ready()
             server.run()
         finally:

@@ -101,6 +101,8 @@ class HttpCore:
         self._listeners: List[Connection] = []
         self._inflight: Dict[Exchange, None] = {}
         self._draining = False
+        #: The connection whose MG_EV_HTTP_MSG is being handled, if any.
+        self._answering: Optional[Connection] = None
         self._server_name = "127.0.0.1"
         self._server_port = 0
 
@@ -159,6 +161,8 @@ class HttpCore:
         """MG_EV_HTTP_HDRS: take over bodies that are not buffered yet."""
         if conn.is_websocket:
             return
+        if hm.header("Content-Length") is None and hm.header("Transfer-Encoding") is None:
+            return  # no body: most requests
         peer = self._peer(conn)
         if peer.ex is not None or peer.body is not None:
             return
@@ -282,7 +286,11 @@ class HttpCore:
         peer.ex = ex
         self._inflight[ex] = None
         ex.body_done = True
-        ex.on_body(hm.body_bytes, False)
+        self._answering = conn
+        try:
+            ex.on_body(hm.body_bytes, False)
+        finally:
+            self._answering = None
 
     def _on_close(self, conn: Connection) -> None:
         peer = conn.userdata
@@ -394,9 +402,11 @@ class HttpCore:
         self._end_exchange(ex, conn)
         if ex.close_after or self._draining or not ex.body_done:
             conn.drain()
-        elif conn.recv_len:
+        elif conn.recv_len and conn is not self._answering:
             # Pipelined requests wait in the buffer; Mongoose parses them on
-            # its next poll, which this makes immediate.
+            # its next poll, which this makes immediate.  (A response that
+            # ends inside MG_EV_HTTP_MSG needs no wakeup: Mongoose's parser
+            # goes on with the buffer once the handler returns.)
             self._mgr.wakeup(self._mgr.wakeup_id, b"")
 
     def _end_exchange(self, ex: Exchange, conn: Connection) -> None:

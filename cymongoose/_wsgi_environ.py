@@ -2,11 +2,15 @@
 
 import io
 import sys
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 from urllib.parse import unquote_to_bytes
 
+from ._ffi import ffi, lib
 from ._http_request import peer_of, request_target, wsgi_str
 from .forwarded import Front
+from .messages import HttpMessage
+
+_HM_HEAD = ffi.offsetof("struct mg_http_message", "head")
 
 
 class FileWrapper:
@@ -37,10 +41,23 @@ class FileWrapper:
 
 
 
+#: The entries every environ shares; ``build_environ`` copies it.
+_STATIC: Dict[str, Any] = {
+    "SCRIPT_NAME": "",
+    "wsgi.version": (1, 0),
+    "wsgi.multithread": True,
+    "wsgi.multiprocess": False,
+    "wsgi.run_once": False,
+    "wsgi.file_wrapper": FileWrapper,
+    "wsgi.input_terminated": True,
+}
+
+
 def build_environ(hm: Any, conn: Any, server_name: str, server_port: int,
-                  body: Optional[bytes] = None, front: Optional[Front] = None) -> Dict[str, Any]:
+                  body: Optional[bytes] = None, multithread: bool = True,
+                  front: Optional[Front] = None) -> Dict[str, Any]:
     """The environ of a request; ``wsgi.input`` reads ``body`` (by default
-    ``hm.body_bytes``).
+    ``hm.body_bytes``); ``wsgi.multithread`` is ``multithread``.
 
     ``hm`` needs ``method``, ``uri``, ``query``, ``proto``, ``header(name,
     default)`` and ``headers()``; ``conn`` needs ``is_tls`` and
@@ -50,35 +67,42 @@ def build_environ(hm: Any, conn: Any, server_name: str, server_port: int,
     """
     if body is None:
         body = hm.body_bytes
-    uri, query = request_target(hm)
+    fields = _head_fields(hm)
+    if fields is not None:
+        # One C call: every field already as PEP 3333 wants it (latin-1).
+        method, uri, query, proto = fields[0], fields[1], fields[2], fields[3]
+        if "?" in uri:  # Mongoose may leave ?query in uri
+            uri, _, rest = uri.partition("?")
+            query = query or rest
+        path = uri if "%" not in uri else unquote_to_bytes(uri.encode("latin-1")).decode("latin-1")
+        headers: Any = zip(fields[4::2], fields[5::2])
+    else:
+        method, proto = hm.method, hm.proto
+        uri, query = request_target(hm)
+        path = (uri if "%" not in uri and uri.isascii()
+                else unquote_to_bytes(uri).decode("latin-1"))
+        query = wsgi_str(query)
+        headers = [(name, wsgi_str(value)) for name, value in hm.headers()]
     ip, port = peer_of(conn)
-    environ = {
-        "REQUEST_METHOD": hm.method,
-        "SCRIPT_NAME": "",
-        "PATH_INFO": unquote_to_bytes(uri).decode("latin-1"),
-        "QUERY_STRING": wsgi_str(query),
-        "SERVER_NAME": server_name,
-        "SERVER_PORT": str(server_port),
-        "SERVER_PROTOCOL": hm.proto or "HTTP/1.1",
-        "REMOTE_ADDR": ip,
-        "REMOTE_HOST": ip,
-        "REMOTE_PORT": str(port),
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "https" if conn.is_tls else "http",
-        "wsgi.input": io.BytesIO(body),
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": True,
-        "wsgi.multiprocess": False,
-        "wsgi.run_once": False,
-        "wsgi.file_wrapper": FileWrapper,
-        "wsgi.input_terminated": True,
-    }
-    for name, value in hm.headers():
+    environ = _STATIC.copy()
+    environ["REQUEST_METHOD"] = method
+    environ["PATH_INFO"] = path
+    environ["QUERY_STRING"] = query
+    environ["SERVER_NAME"] = server_name
+    environ["SERVER_PORT"] = str(server_port)
+    environ["SERVER_PROTOCOL"] = proto or "HTTP/1.1"
+    environ["REMOTE_ADDR"] = environ["REMOTE_HOST"] = ip
+    environ["REMOTE_PORT"] = str(port)
+    environ["wsgi.url_scheme"] = "https" if conn.is_tls else "http"
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["wsgi.errors"] = sys.stderr
+    if not multithread:
+        environ["wsgi.multithread"] = False
+    for name, value in headers:
         if "_" in name:
             continue
         key = name.upper().replace("-", "_")
-        value = wsgi_str(value)
-        if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if key == "CONTENT_TYPE" or key == "CONTENT_LENGTH":
             environ[key] = value
             continue
         key = "HTTP_" + key
@@ -87,3 +111,23 @@ def build_environ(hm: Any, conn: Any, server_name: str, server_port: int,
     if front is not None:
         front.apply_environ(environ)
     return environ
+
+
+def _head_fields(hm: Any) -> Optional[List[str]]:
+    """Method, uri, query, proto, then header names and values alternating,
+    decoded as latin-1; None when the head must be read field by field."""
+    if not isinstance(hm, HttpMessage):
+        return None
+    addr = int(hm._addr)
+    p = hm._ptr()
+    if p is None:
+        return None
+    # Every field is a piece of the head (uri and query may overlap): twice
+    # its length always has room, and a small buffer is cheap to allocate.
+    room = 2 * lib.cym_str_len(addr + _HM_HEAD) + 16
+    buf = ffi.new("char[]", room)
+    n = lib.cym_wsgi_head(p, buf, room)
+    if n < 0:
+        return None
+    fields: List[str] = ffi.unpack(buf, n).decode("latin-1").split("\0")
+    return fields

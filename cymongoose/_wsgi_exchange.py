@@ -1,9 +1,16 @@
 """One WSGI request: its exchange, ``start_response`` and the run of the
 application that produces the response.
 
-``run_exchange(app, ex)`` runs on whichever thread serves the application
-(a worker of the pool); it only talks to the poll thread through the
-exchange's outbox, so it does not care which thread that is.
+Two ways to run the application:
+
+* ``run_exchange(app, ex)`` on a worker thread of the pool.  It talks to
+  the poll thread only through the exchange's outbox and waits there while
+  the client is behind (flow control).
+* ``run_inline(app, ex)`` on the poll thread itself, for an
+  ``InlineExchange``: the response goes straight into Mongoose's send
+  buffer.  A streamed body is pulled from the application only while that
+  buffer has room; the rest is pulled on ``MG_EV_WRITE`` (``resume``), so
+  the poll thread never waits for a client.
 """
 
 import io
@@ -11,9 +18,10 @@ import logging
 import tempfile
 import threading
 import time
-from typing import Any, Callable, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Tuple
 
-from ._http_exchange import END, LOW_WATER, RAW, ClientDisconnected, Exchange
+from ._http_exchange import (ABORT, END, FLUSH, LOW_WATER, NOW, RAW, STREAM_BATCH_SIZE,
+                             ClientDisconnected, Exchange)
 from ._http_server import HttpCore
 from ._http_writers import error_response, frame_response
 from ._access_log import access_record
@@ -39,13 +47,17 @@ class WsgiExchange(Exchange):
     __slots__ = ("environ", "spool", "cond", "timeout", "submit")
 
     def __init__(self, server: HttpCore, conn: Connection, hm: HttpMessage, timeout: float,
-                 submit: Callable[["WsgiExchange"], None]) -> None:
-        super().__init__(server, conn, hm.method, hm.proto, hm.header("Connection"))
-        self.cond = threading.Condition(self.lock)
+                 submit: Callable[["WsgiExchange"], None], multithread: bool = True) -> None:
         # At MG_EV_HTTP_HDRS the body is not read yet: on_body delivers it.
-        self.environ = build_environ(hm, conn, server._server_name, server._server_port, b"",
-                                     server.front)
-        self.access = access_record(hm, self.environ["REMOTE_ADDR"])
+        # The head is read once, into the environ.
+        environ = self.environ = build_environ(hm, conn, server._server_name,
+                                               server._server_port, b"", multithread,
+                                               server.front)
+        super().__init__(server, conn, environ["REQUEST_METHOD"], environ["SERVER_PROTOCOL"],
+                         environ.get("HTTP_CONNECTION"))
+        self.access = access_record(hm, environ["REMOTE_ADDR"])
+        # Made by the first producer that has to wait: most never do.
+        self.cond: Optional[threading.Condition] = None
         self.spool: Any = None
         self.timeout = timeout
         self.submit = submit
@@ -76,15 +88,21 @@ class WsgiExchange(Exchange):
             spool.close()
 
     def wake(self) -> None:
-        with self.cond:
-            self.cond.notify_all()
+        cond = self.cond
+        if cond is not None:
+            with cond:
+                cond.notify_all()
 
     def send(self, op: int, data: bytes = b"") -> None:
         """Queue response bytes; waits while the client is behind (worker thread)."""
         if not self.push(op, data):
             return
         timeout = self.timeout
-        with self.cond:
+        with self.lock:
+            if self.cond is None:
+                self.cond = threading.Condition(self.lock)
+        cond = self.cond
+        with cond:
             before = self.progress
             deadline = time.monotonic() + timeout
             while self.queued >= LOW_WATER and not self.dead:
@@ -95,16 +113,66 @@ class WsgiExchange(Exchange):
                     deadline = now + timeout
                 if now >= deadline:
                     raise Stalled()
-                self.cond.wait(deadline - now)
+                cond.wait(deadline - now)
         if self.dead:
             raise ClientDisconnected("client disconnected")
 
 
+class InlineExchange(WsgiExchange):
+    """An exchange whose application runs on the poll thread: ``send``
+    writes into Mongoose's send buffer at once, without the outbox."""
+
+    __slots__ = ("response", "last_progress")
+
+    def __init__(self, server: HttpCore, conn: Connection, hm: HttpMessage, timeout: float,
+                 submit: Callable[["WsgiExchange"], None]) -> None:
+        super().__init__(server, conn, hm, timeout, submit, multithread=False)
+        self.response: Optional["WsgiResponse"] = None  # while a body is pulled on MG_EV_WRITE
+        self.last_progress = 0.0
+
+    def send(self, op: int, data: bytes = b"") -> None:
+        if self.dead or self.ended:
+            raise ClientDisconnected("client disconnected")
+        self.server._apply(self, self.conn, op, data)
+
+    def abort(self, flush: bool = False) -> None:
+        if not (self.dead or self.ended):
+            self.server._apply(self, self.conn, ABORT, FLUSH if flush else NOW)
+
+    def has_room(self) -> bool:
+        """Mongoose's send buffer can take more of the body now."""
+        c = self.conn._c
+        return c is not None and c.send.len < STREAM_BATCH_SIZE
+
+    def on_disconnect(self) -> None:
+        super().on_disconnect()
+        response = self.response
+        if response is not None:
+            self.response = None
+            response.close()
+            self._close_spool()
+
+    def resume(self) -> bool:
+        """MG_EV_WRITE: pull more of the body; True once the response is over."""
+        response = self.response
+        if response is None:
+            return True
+        self.last_progress = time.monotonic()
+        if not _pump(self, response):
+            return False
+        self.response = None
+        return True
+
+    def _close_spool(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+
 
 class WsgiResponse:
-    """``start_response``, ``write`` and the framing of one response (worker thread)."""
+    """``start_response``, ``write`` and the framing of one response."""
 
-    __slots__ = ("ex", "status", "headers", "head_sent", "op", "length", "sent")
+    __slots__ = ("ex", "status", "headers", "head_sent", "op", "length", "sent", "result",
+                 "pieces", "total")
 
     def __init__(self, ex: WsgiExchange) -> None:
         self.ex = ex
@@ -114,6 +182,9 @@ class WsgiResponse:
         self.op = RAW
         self.length: Optional[int] = None  # Content-Length the body must match
         self.sent = 0
+        self.result: Any = None
+        self.pieces: Optional[Iterator[Any]] = None  # what is left of the body
+        self.total: Optional[int] = None
 
     def start_response(self, status: str, headers: List[Tuple[str, str]],
                        exc_info: Any = None) -> Callable[[bytes], None]:
@@ -128,16 +199,14 @@ class WsgiResponse:
         if not isinstance(status, str) or len(status) < 4 or not status[:3].isdigit() \
                 or status[3] != " ":
             raise ValueError("invalid WSGI status %r" % (status,))
-        checked = []
         for name, value in headers:
             if not isinstance(name, str) or not isinstance(value, str):
                 raise TypeError("WSGI header names and values must be str")
             for part in (name, value):
                 if "\r" in part or "\n" in part or "\0" in part:
                     raise ValueError("header contains CR, LF or NUL: %r" % (part,))
-            checked.append((name, value))
         self.status = status
-        self.headers = checked
+        self.headers = list(headers)
         return self.write
 
     def write(self, data: bytes) -> None:
@@ -147,18 +216,18 @@ class WsgiResponse:
         if data:
             self._send(data, None)
 
-    def _head(self, total: Optional[int]) -> None:
-        """Send the head; ``total`` is the body length when already known."""
+    def _frame(self, total: Optional[int]) -> bytes:
+        """The head; ``total`` is the body length when already known."""
         status = self.status
         assert status is not None
         head, self.op, self.length = frame_response(
             self.ex, int(status[:3]), "HTTP/1.1 " + status, self.headers, total)
         self.head_sent = True
-        self.ex.send(RAW, head)
+        return head
 
     def _send(self, data: bytes, total: Optional[int]) -> None:
         if not self.head_sent:
-            self._head(total)
+            self.ex.send(RAW, self._frame(total))
         if self.op < 0:
             return
         if self.length is not None:
@@ -170,76 +239,160 @@ class WsgiResponse:
         self.sent += len(data)
         self.ex.send(self.op, data)
 
-    def run(self, app: Callable[..., Any]) -> None:
-        """Call the application and send everything it produces."""
-        ex = self.ex
-        result = app(ex.environ, self.start_response)
-        try:
-            if self.status is None:
-                # PEP 3333 lets an application call start_response as late
-                # as its first piece of output.
-                it = iter(result)
-                first = next(it, None)
-                if self.status is None:
-                    raise AssertionError("the application did not call start_response")
-                pieces: Iterable[Any] = it if first is None else _chain(first, it)
-            else:
-                pieces = result
-            total = None
-            if isinstance(result, (list, tuple)) and len(result) == 1:
-                total = len(result[0])
-            for data in pieces:
-                if data:
-                    if isinstance(data, str):
-                        data = data.encode("latin-1")
-                    self._send(data, total)
+    def start(self, app: Callable[..., Any]) -> bool:
+        """Call the application; True when the whole response is sent.
+
+        A one-piece body (a list or tuple of one item, the common case) goes
+        out with its head as one write; otherwise ``pump`` sends the body.
+        """
+        result = self.result = app(self.ex.environ, self.start_response)
+        if self.status is not None and type(result) in (list, tuple) and len(result) == 1:
+            data = result[0]
+            if isinstance(data, str):
+                data = data.encode("latin-1")
             if not self.head_sent:
-                self._head(0 if total is None else total)
-            if self.length is not None and self.sent < self.length:
-                ex.abort(flush=True)  # short body: only closing can end it
-                return
-            ex.send(max(self.op, 0) | END)
-        finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
+                return self._whole(data)
+        it = iter(result)
+        if self.status is None:
+            # PEP 3333 lets an application call start_response as late as
+            # its first piece of output.
+            first = next(it, None)
+            if self.status is None:
+                raise AssertionError("the application did not call start_response")
+            if first is not None:
+                it = _chain(first, it)
+        self.pieces = it
+        if isinstance(result, (list, tuple)) and len(result) == 1:
+            self.total = len(result[0])
+        return False
+
+    def _whole(self, data: bytes) -> bool:
+        head = self._frame(len(data))
+        if self.op < 0:
+            data = b""
+        elif self.length is not None and len(data) != self.length:
+            self.pieces = iter((data,))  # a mismatched Content-Length: the general path
+            self.ex.send(RAW, head)
+            return False
+        self.sent = len(data)
+        self.ex.send(END, head + data)
+        return True
+
+    def pump(self, room: Optional[Callable[[], bool]] = None) -> bool:
+        """Send body pieces until the body ends (True) or ``room()`` says
+        the client is behind (False: call again later)."""
+        pieces = self.pieces
+        assert pieces is not None
+        total = self.total
+        for data in pieces:
+            if data:
+                if isinstance(data, str):
+                    data = data.encode("latin-1")
+                self._send(data, total)
+                if room is not None and not room():
+                    return False
+        ex = self.ex
+        if not self.head_sent:
+            ex.send(RAW, self._frame(0 if total is None else total))
+        if self.length is not None and self.sent < self.length:
+            ex.abort(flush=True)  # short body: only closing can end it
+            return True
+        ex.send(max(self.op, 0) | END)
+        return True
+
+    def close(self) -> None:
+        """Call the result's ``close()`` (PEP 3333), once."""
+        result, self.result = self.result, None
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
 
 
-def _chain(first: Any, rest: Any) -> Any:
+def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
     yield first
     yield from rest
 
 
-
-def run_exchange(app: Callable[..., Any], ex: WsgiExchange) -> None:
-    """Run ``app`` for ``ex`` and send its response.
+def _failed(ex: WsgiExchange, response: WsgiResponse, exc: BaseException) -> None:
+    """Answer what the application or the client did wrong.
 
     An exception of the application is logged and answered ``500`` when no
     byte of the response was sent; otherwise the connection is closed so
     the client sees a truncated response.  A client that reads nothing for
     ``ex.timeout`` seconds gets its response aborted.
     """
-    response = WsgiResponse(ex)
-    try:
-        response.run(app)
-    except (ClientDisconnected, Stalled) as exc:
+    if isinstance(exc, (ClientDisconnected, Stalled)):
         if isinstance(exc, Stalled):
             log.warning("%s %s: client read nothing for %.1fs, response aborted",
                         ex.method, ex.environ.get("PATH_INFO"), ex.timeout)
         ex.abort()
-    except Exception:
-        log.exception("Error handling request %s %s", ex.method,
-                      ex.environ.get("PATH_INFO"))
-        if ex.dead:
-            return
-        if response.head_sent:
-            ex.abort(flush=True)  # the client sees a truncated response
-            return
+        return
+    log.error("Error handling request %s %s", ex.method, ex.environ.get("PATH_INFO"),
+              exc_info=exc)
+    if ex.dead:
+        return
+    if response.head_sent:
+        ex.abort(flush=True)  # the client sees a truncated response
+        return
+    try:
+        ex.send(END, error_response(500))
+    except (ClientDisconnected, Stalled):
+        ex.abort()
+
+
+def run_exchange(app: Callable[..., Any], ex: WsgiExchange) -> None:
+    """Run ``app`` for ``ex`` and send its response (a worker thread)."""
+    response = WsgiResponse(ex)
+    try:
         try:
-            ex.send(END, error_response(500))
-        except (ClientDisconnected, Stalled):
-            ex.abort()
+            if not response.start(app):
+                response.pump()
+        finally:
+            response.close()
+    except Exception as exc:
+        _failed(ex, response, exc)
     finally:
         # Not environ["wsgi.input"], which middleware may have replaced.
         if ex.spool is not None:
             ex.spool.close()
+
+
+def run_inline(app: Callable[..., Any], ex: InlineExchange) -> bool:
+    """Run ``app`` for ``ex`` on the poll thread; False when the body is
+    still being produced (``ex.resume`` continues it on ``MG_EV_WRITE``)."""
+    response = WsgiResponse(ex)
+    try:
+        done = response.start(app)
+    except Exception as exc:
+        _settle(ex, response, exc)
+        return True
+    if done:
+        _settle(ex, response, None)
+        return True
+    if _pump(ex, response):
+        return True
+    ex.response = response
+    ex.last_progress = time.monotonic()
+    return False
+
+
+def _pump(ex: InlineExchange, response: WsgiResponse) -> bool:
+    try:
+        if not response.pump(ex.has_room):
+            return False
+    except Exception as exc:
+        _settle(ex, response, exc)
+        return True
+    _settle(ex, response, None)
+    return True
+
+
+def _settle(ex: InlineExchange, response: WsgiResponse, exc: Optional[BaseException]) -> None:
+    """The inline response is over: close the result, report ``exc``, free the body."""
+    try:
+        response.close()
+    except Exception as close_exc:
+        exc = exc or close_exc
+    if exc is not None:
+        _failed(ex, response, exc)
+    ex._close_spool()

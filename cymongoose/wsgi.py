@@ -2,7 +2,11 @@
 
 ``serve(app)`` is the one-call form; ``WSGIServer`` gives control over
 listening, running and stopping.  Mongoose runs on the thread that calls
-``run()``; the application runs on a pool of ``workers`` threads.
+``run()``; the application runs on a pool of ``workers`` threads, or with
+``workers=0`` on that same thread (*inline*, as bjoern and meinheld run
+it): no thread hop per request (a third less CPU per request on CPython,
+half on PyPy), but an application that blocks (a database call, a sleep)
+stops every other connection meanwhile.
 
 * **Keep-alive and pipelining**: every request on a connection is answered,
   in order.
@@ -13,6 +17,8 @@ listening, running and stopping.  Mongoose runs on the thread that calls
   is sent with a ``Content-Length``, as gunicorn does.  A producer faster
   than its client waits (flow control); a response that makes no progress
   for ``stream_timeout`` seconds is aborted and its connection closed.
+  Inline, the poll thread never waits: it pulls the next piece of a
+  streamed body only when Mongoose's send buffer has room.
 * **The status line is the application's**: ``"HTTP/1.1 " + status``.
 * **Request bodies** are read by the server before the application runs,
   into memory and past 1 MiB into a temporary file, as waitress does, so a
@@ -45,16 +51,17 @@ listening, running and stopping.  Mongoose runs on the thread that calls
 """
 
 import logging
+import queue
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 from . import _log_writer
 from ._http_exchange import MAX_BODY_SIZE, Exchange
-from ._http_server import HttpCore
+from ._http_server import _WRITE_BIT, HttpCore, _set_events
 from ._signals import SignalStop, serve_until_signal
 from ._wsgi_environ import FileWrapper
-from ._wsgi_exchange import WsgiExchange, run_exchange
+from ._wsgi_exchange import InlineExchange, WsgiExchange, run_exchange, run_inline
 from .forwarded import DEFAULT_ALLOW, front_of
 from .connection import Connection
 from .messages import HttpMessage
@@ -76,11 +83,12 @@ _GRACEFUL_TIMEOUT = 30.0
 
 class WSGIServer:
     """A WSGI server: Mongoose on the thread that calls ``run()``, the
-    application on ``workers`` threads.
+    application on ``workers`` threads (or on that thread with ``workers=0``).
 
     Args:
         app: the WSGI application.
-        workers: size of the thread pool that runs it.
+        workers: size of the thread pool that runs it; 0 runs it inline on
+            the poll thread (for applications that never block).
         error_handler: called with exceptions of the event loop itself
             (never with application errors, which are logged).
         stream_timeout: seconds a response may make no progress because the
@@ -101,13 +109,13 @@ class WSGIServer:
                  graceful_timeout: float = _GRACEFUL_TIMEOUT,
                  forwarded_allow_ips: Union[str, Sequence[str], None] = DEFAULT_ALLOW,
                  root_path: str = "") -> None:
-        if workers < 1:
-            raise ValueError("workers must be at least 1")
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+            raise ValueError("workers must be an int >= 0 (0: run the app inline)")
         self._app = app
         self._workers = workers
         self._stream_timeout = stream_timeout
         self._graceful_timeout = graceful_timeout
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cymongoose-wsgi")
+        self._pool = _Pool(app, workers) if workers else None
         self._core = _Core(self, error_handler, max_body_size)
         self._core.front = front_of(forwarded_allow_ips, root_path)
         self._stop = SignalStop(required=False)
@@ -172,8 +180,59 @@ class WSGIServer:
     def close(self) -> None:
         """Stop at once: drop queued requests, close every connection and the
         Manager.  Responses still being produced are cut off."""
-        self._pool.shutdown(wait=False)
+        if self._pool is not None:
+            self._pool.shutdown()
         self._core.close()
+
+
+class _Pool:
+    """The worker threads: each takes the next exchange from one queue.
+
+    Cheaper per request than ``concurrent.futures`` (no ``Future``, no
+    condition variable per task).  The threads start with the first request
+    and are daemons, so an application stuck in a call cannot keep the
+    process alive after ``close()``.
+    """
+
+    def __init__(self, app: WSGIApp, size: int) -> None:
+        self._app = app
+        self._size = size
+        self._queue: "queue.SimpleQueue[Optional[WsgiExchange]]" = queue.SimpleQueue()
+        self._threads: List[threading.Thread] = []
+        self._closed = False
+
+    def submit(self, ex: WsgiExchange) -> None:
+        """Queue ``ex``; raises ``RuntimeError`` after ``shutdown``."""
+        if self._closed:
+            raise RuntimeError("the pool is shut down")
+        if not self._threads:
+            for i in range(self._size):
+                t = threading.Thread(target=self._work, name="cymongoose-wsgi-%d" % i,
+                                     daemon=True)
+                t.start()
+                self._threads.append(t)
+        self._queue.put(ex)
+
+    def _work(self) -> None:
+        get, app = self._queue.get, self._app
+        while True:
+            ex = get()
+            if ex is None:
+                return
+            run_exchange(app, ex)
+
+    def shutdown(self) -> None:
+        """Let each thread finish its request and exit; queued ones are dropped."""
+        self._closed = True
+        while True:
+            try:
+                ex = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if ex is not None:
+                ex.mark_dead()
+        for _ in self._threads:
+            self._queue.put(None)
 
 
 class _Core(HttpCore):
@@ -184,16 +243,63 @@ class _Core(HttpCore):
     def __init__(self, server: WSGIServer, error_handler: Any, max_body_size: int) -> None:
         super().__init__(error_handler, max_body_size)
         self._server = server
+        self._inline = server._pool is None
+        #: Inline exchanges whose body waits for room in the send buffer.
+        self._pumping: Dict[InlineExchange, None] = {}
+        self._stall_timer: Any = None
 
     def start_exchange(self, conn: Connection, hm: HttpMessage) -> Exchange:
+        if self._inline:
+            return InlineExchange(self, conn, hm, self._server._stream_timeout, self._run_inline)
         return WsgiExchange(self, conn, hm, self._server._stream_timeout, self._submit)
 
     def _submit(self, ex: WsgiExchange) -> None:
-        server = self._server
+        pool = self._server._pool
+        assert pool is not None
         try:
-            server._pool.submit(run_exchange, server._app, ex)
+            pool.submit(ex)
         except RuntimeError:  # the pool is shut down: the server is closing
             ex.mark_dead()
+
+    def _run_inline(self, ex: WsgiExchange) -> None:
+        assert isinstance(ex, InlineExchange)
+        if not run_inline(self._server._app, ex):
+            self._wait_for_room(ex)
+
+    def _wait_for_room(self, ex: InlineExchange) -> None:
+        """The client is behind: continue ``ex`` on MG_EV_WRITE, and watch
+        that it makes progress within ``stream_timeout``."""
+        self._pumping[ex] = None
+        _set_events(ex.conn, _WRITE_BIT, True)
+        if self._stall_timer is None:
+            period = max(10, min(1000, int(self._server._stream_timeout * 250)))
+            self._stall_timer = self._mgr.timer_add(period, self._check_stalled, repeat=True)
+
+    def flush(self, ex: Exchange) -> None:
+        if not isinstance(ex, InlineExchange):
+            super().flush(ex)
+            return
+        if ex.dead or ex.ended:
+            self._pumping.pop(ex, None)
+        elif ex.resume():
+            self._pumping.pop(ex, None)
+            if not ex.ended:
+                _set_events(ex.conn, _WRITE_BIT, False)
+
+    def _check_stalled(self) -> None:
+        if not self._pumping:
+            return
+        timeout = self._server._stream_timeout
+        now = time.monotonic()
+        for ex in list(self._pumping):
+            if ex.dead or ex.ended:
+                self._pumping.pop(ex, None)
+            elif now - ex.last_progress >= timeout:
+                self._pumping.pop(ex, None)
+                log.warning("%s %s: client read nothing for %.1fs, response aborted",
+                            ex.method, ex.environ.get("PATH_INFO"), timeout)
+                ex.on_disconnect()  # closes the application's iterable
+                ex.abort()
 
 
 def serve(app: WSGIApp, url: str = "http://127.0.0.1:8000", workers: int = 4,
@@ -210,6 +316,6 @@ def serve(app: WSGIApp, url: str = "http://127.0.0.1:8000", workers: int = 4,
     addr = conn.local_addr
     port = addr[1] if addr else 0
     print("cymongoose WSGI server on http://%s:%d/" % (host, port))
-    print("  Workers: %d" % workers)
+    print("  Workers: %s" % (workers or "inline"))
     print("  Press Ctrl+C to stop", flush=True)
     server.run()

@@ -455,6 +455,16 @@ def test_app_dir_option_and_threads(kind: str, app_dir: str, tmp_path_factory:
     server.stop_cleanly()
 
 
+def test_wsgi_inline_runs_the_app_on_the_event_loop_thread(app_dir: str) -> None:
+    server = Server("wsgi", "--inline", "cli_wsgi_app:app", "--listen", "http://127.0.0.1:0",
+                    cwd=app_dir)
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        assert client.get("/hello").text == "wsgi GET /hello "
+        assert client.post("/form", content=b"a=1").text == "wsgi POST /form a=1"
+    server.stop_cleanly()
+    assert "WSGI server (inline)" in server.output
+
+
 def test_asgi_lifespan_startup_failure_exits_3(tmp_path: Path) -> None:
     (tmp_path / "cli_bad_life.py").write_text(textwrap.dedent('''
         async def app(scope, receive, send):

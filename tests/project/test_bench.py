@@ -70,6 +70,40 @@ def test_hello_server_replies_ok_with_this_package(variant: str) -> None:
     assert proc.returncode == 0  # SIGTERM stops the loop and closes the Manager
 
 
+@pytest.mark.parametrize("app", ["raw", "flask"])
+@pytest.mark.parametrize("threads", ["0", "2"])
+def test_wsgi_server_replies_ok_inline_and_on_threads(app: str, threads: str) -> None:
+    pytest.importorskip("flask")
+    port = _load.free_port()
+    proc = start("wsgi_ours.py", app, threads, str(port))
+    try:
+        info = json.loads(read_line(proc, "READY"))
+        assert info["file"] == os.path.dirname(cymongoose.__file__)
+        with httpx.Client() as client:
+            for _ in range(3):
+                r = client.get("http://127.0.0.1:%d/" % port)
+                assert (r.status_code, r.text) == (200, "ok")
+                assert r.headers["content-type"].startswith("text/plain")
+    finally:
+        stop(proc)
+    assert proc.returncode == 0
+
+
+def test_server_goals_compare_medians_with_the_named_peer() -> None:
+    import servers_compare
+
+    runs = {
+        ("raw WSGI", "ours CPython, inline"): [run(30.0, 1.0, 20.0), run(34.0, 1.0, 20.0)],
+        ("raw WSGI", "granian"): [run(50.0, 2.0, 16.0)],
+        ("raw WSGI", "gunicorn gthread"): [run(8.0, 0.5, 80.0)],
+    }
+    lines = servers_compare.goals(runs)
+    assert "| raw WSGI, CPython inline, x granian | >= 0.6 | 0.64 | 0.80 | 0.50 | yes |" in lines
+    assert "| raw WSGI, CPython inline, x gunicorn | >= 4.0 | 4.00 | 4.00 | 2.00 | **no** |" \
+        in lines  # p99 worse than the peer's
+    assert "| Flask, CPython inline, x gunicorn | >= 2.5 | - | - | - | not measured |" in lines
+
+
 def test_idle_server_measures_its_connections() -> None:
     port = _load.free_port()
     proc = start("idle.py", "declared", str(port), "5", "50")

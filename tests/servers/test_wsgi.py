@@ -454,7 +454,8 @@ def test_client_disconnect_mid_stream_closes_the_iterable(start):
     assert srv.server._core.in_flight == 0
 
 
-def test_stalled_client_is_cut_off_after_stream_timeout(start):
+@pytest.mark.parametrize("workers", [4, 0], ids=["pool", "inline"])
+def test_stalled_client_is_cut_off_after_stream_timeout(start, workers):
     closed = threading.Event()
 
     def app(environ, start_response):
@@ -468,7 +469,7 @@ def test_stalled_client_is_cut_off_after_stream_timeout(start):
                 closed.set()
         return gen()
 
-    srv = start(app, stream_timeout=0.3)
+    srv = start(app, stream_timeout=0.3, workers=workers)
     with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -513,8 +514,9 @@ def test_stop_finishes_in_flight_requests_and_refuses_new_ones():
 
 
 def test_server_api_errors():
-    with pytest.raises(ValueError):
-        WSGIServer(lambda e, s: [], workers=0)
+    for bad in (-1, 1.5, True, "4"):
+        with pytest.raises(ValueError):
+            WSGIServer(lambda e, s: [], workers=bad)
     srv = WSGIServer(lambda e, s: [])
     try:
         srv.listen("http://127.0.0.1:0")
@@ -561,3 +563,112 @@ def test_file_wrapper_iterates_blocks_and_closes(start):
     r = httpx.get(srv.url, timeout=10)
     assert r.text == "text ü " * 1000
     assert Source.closed_by_server
+
+
+# -- inline mode (workers=0): the app runs on the poll thread ----------------
+
+
+def test_inline_serves_keep_alive_pipelining_errors_and_files(start):
+    threads = []
+
+    def app(environ, start_response):
+        threads.append(threading.current_thread())
+        path = environ["PATH_INFO"]
+        if path == "/fail":
+            raise RuntimeError("inline app failed")
+        if path == "/file":
+            start_response("200 OK", [("Content-Type", "application/x-test")])
+            return environ["wsgi.file_wrapper"](io.BytesIO(b"0123456789" * 5000), 4096)
+        if path == "/late":  # start_response as late as the first piece
+            def gen():
+                start_response("200 OK", [])
+                yield b"late"
+            return gen()
+        body = ("%s %s" % (path, environ["wsgi.multithread"])).encode()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [body]
+
+    srv = start(app, workers=0)
+    with httpx.Client(base_url=srv.url, timeout=10) as c:
+        r = c.get("/a")
+        assert (r.status_code, r.text, r.headers["content-length"]) == (200, "/a False", "8")
+        assert c.get("/fail").status_code == 500
+        assert c.get("/b").text == "/b False"  # same connection, still serving
+        r = c.get("/file")
+        assert r.content == b"0123456789" * 5000
+        assert r.headers["transfer-encoding"] == "chunked"
+        assert c.get("/late").text == "late"
+    data = raw_exchange(srv.port, b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n"
+                        b"GET /2 HTTP/1.1\r\nHost: x\r\n\r\n"
+                        b"GET /3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                        lambda b: count_responses(b) == 3 and b.endswith(b"/3 False"))
+    assert [data.find(b"/%d False" % i) > 0 for i in (1, 2, 3)] == [True] * 3
+    assert data.find(b"/1 False") < data.find(b"/2 False") < data.find(b"/3 False")
+    assert set(threads) == {srv.thread}
+
+
+def test_inline_streaming_waits_for_the_client_without_blocking_the_loop(start):
+    piece = b"z" * 65536
+    count = 512  # 32 MiB: far more than the socket buffers hold
+    produced = [0]
+    closed = threading.Event()
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/small":
+            start_response("200 OK", [])
+            return [b"small"]
+        start_response("200 OK", [("Content-Length", str(len(piece) * count))])
+
+        def gen():
+            try:
+                for _ in range(count):
+                    produced[0] += 1
+                    yield piece
+            finally:
+                closed.set()
+        return gen()
+
+    srv = start(app, workers=0, stream_timeout=30)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        wait_until(lambda: produced[0] > 0)
+        # The big response waits for this client; others are served meanwhile.
+        assert httpx.get(srv.url + "/small", timeout=10).text == "small"
+        assert produced[0] < count
+        assert not closed.is_set()
+        size = len(piece) * count
+        received = bytearray()
+        while True:
+            end = received.find(b"\r\n\r\n")
+            if end >= 0 and len(received) - end - 4 >= size:
+                break
+            got = s.recv(1 << 20)
+            if not got:
+                break
+            received += got
+    head, _, body = bytes(received).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    assert len(body) == size and body.count(b"z") == size
+    wait_until(closed.is_set)
+
+
+def test_inline_client_gone_mid_stream_closes_the_iterable(start):
+    closed = threading.Event()
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+
+        def gen():
+            try:
+                while True:
+                    yield b"w" * 65536
+            finally:
+                closed.set()
+        return gen()
+
+    srv = start(app, workers=0)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.recv(1024)
+    wait_until(closed.is_set)
+    wait_until(lambda: srv.server._core.in_flight == 0)
