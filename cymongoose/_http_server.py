@@ -24,7 +24,8 @@ thread pool, an asyncio loop) and talks to this side through exchanges
   in-flight exchanges finish; their connections close when they do.  A
   request still arriving on a kept-alive connection is answered with
   ``Connection: close`` (so a worker replaced under load refuses nothing);
-  connections idle ``IDLE_LINGER`` seconds later are closed.
+  connections idle ``IDLE_LINGER`` seconds later close once their send
+  buffer is empty.
 """
 
 import logging
@@ -430,8 +431,9 @@ class HttpCore:
         """Refuse new clients (poll thread or between polls); in-flight
         exchanges finish.  A request still arriving on a kept-alive
         connection is answered with ``Connection: close``; connections idle
-        ``IDLE_LINGER`` seconds later are closed, so a client whose next
-        request was already under way sees no reset."""
+        ``IDLE_LINGER`` seconds later close once what they were sent has
+        left, so a client whose next request was already under way sees no
+        reset and a slow reader gets its whole response."""
         self._draining = True
         for lsn in self._listeners:
             if lsn._c is not None:
@@ -448,7 +450,9 @@ class HttpCore:
                 continue
             peer = conn.userdata
             if not isinstance(peer, _Peer) or peer.ex is None:
-                conn.close()
+                # Drain, not close: the last response of a finished
+                # exchange may still sit in the send buffer.
+                conn.drain()
 
     def shutdown_exchange(self, ex: Exchange) -> None:
         """An exchange in flight at shutdown (WebSocket sessions are told to close)."""
