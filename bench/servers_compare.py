@@ -63,8 +63,9 @@ def peers_venv() -> str:
 
 
 def ensure_frameworks(python: str, pypy: bool) -> bool:
-    """Flask (and FastAPI on CPython) in one of our venvs; False if it fails."""
-    packages = ["flask"] if pypy else ["flask", "fastapi"]
+    """Flask (and FastAPI and uvloop, which our ASGI server then uses as
+    uvicorn does, on CPython) in one of our venvs; False if it fails."""
+    packages = ["flask"] if pypy else ["flask", "fastapi", "uvloop"]
     check = ", ".join(packages)
     try:
         _setup.ensure_venv(os.path.basename(os.path.dirname(os.path.dirname(python))),
@@ -117,9 +118,11 @@ def specs(cpy: str, pypy: Optional[str], peers: str, only: List[str]) -> List[Sp
             for name, py in mine:
                 if app == "fastapi" and name == "PyPy":
                     continue
-                ours(test, "ours %s" % name, [py, "-m", "cymongoose", "asgi", "asgi_apps:" + app,
+                ours(test, "ours %s" % name, [py, "-m", "cymongoose", "--log-level", "WARNING",
+                                              "asgi", "asgi_apps:" + app,
                                               "--listen", "http://127.0.0.1:PORT"],
-                     "python -m cymongoose asgi")
+                     "python -m cymongoose --log-level WARNING asgi (no access log, "
+                     "uvloop when installed)")
             out.append((test, "uvicorn", [pb + "uvicorn", "--loop", "uvloop", "--http",
                                           "httptools", "--no-access-log", "--log-level",
                                           "warning", "--host", "127.0.0.1", "--port", "PORT",
@@ -135,7 +138,7 @@ def specs(cpy: str, pypy: Optional[str], peers: str, only: List[str]) -> List[Sp
             ours("ws", "ours %s, Manager @handles" % name,
                  [py, "ws_echo.py", "declared", "PORT"], "servers/ws_echo.py declared")
             ours("ws", "ours %s, ASGI" % name,
-                 [py, "-m", "cymongoose", "asgi", "asgi_apps:ws_echo", "--listen",
+                 [py, "-m", "cymongoose", "--log-level", "WARNING", "asgi", "asgi_apps:ws_echo", "--listen",
                   "http://127.0.0.1:PORT"], "python -m cymongoose asgi")
         for peer in ("picows", "websockets"):
             out.append(("ws", peer, [peers, "ws_peers.py", peer, "PORT"], "uvloop"))

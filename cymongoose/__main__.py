@@ -171,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
         add_tls_options(p, "https")
         if name == "wsgi":
             _wsgi_options(p)
+        else:
+            p.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
+                           help="event loop: uvloop when installed (auto, the default), "
+                                "or the one named")
         p.set_defaults(func=func, parser=p)
     return parser
 

@@ -1,12 +1,13 @@
-"""ASGI exchanges: the receive side shared by the poll thread and the event
-loop (``AsgiExchange``), the ``http.response.*`` messages of one response
-(``AsgiResponse``) and one HTTP request (``HttpCycle``).
+"""ASGI exchanges: the receive side (``AsgiExchange``), the
+``http.response.*`` messages of one response (``AsgiResponse``) and one
+HTTP request (``HttpCycle``).
 
-The poll thread hands messages to the loop with ``deliver`` (through
-``loop.call_soon_threadsafe``); the loop sends through the exchange's
-outbox (``_http_exchange``).  When the application reads more slowly than
-the client sends, the poll thread stops reading from the client until the
-application catches up.
+Mongoose is polled on the event loop's own thread (``_loop_poller``), so
+handlers hand messages to the application directly (``deliver``); the
+application sends through the exchange's outbox (``_http_exchange``),
+which the next poll moves into Mongoose.  When the application reads more
+slowly than the client sends, the server stops reading from the client
+until the application catches up.
 """
 
 import asyncio
@@ -24,7 +25,9 @@ from .messages import HttpMessage
 
 class AsgiExchange(Exchange):
     """What the application of one request or WebSocket sees: its scope and
-    the receive side, shared by the poll thread and the event loop."""
+    the receive side.  Everything runs on the event loop's thread: the
+    ``deliver`` side from Mongoose's handlers during a poll, the rest from
+    the application's tasks."""
 
     __slots__ = ("scope", "loop", "inbox", "event", "unread", "fut", "disconnected",
                  "task")
@@ -35,33 +38,31 @@ class AsgiExchange(Exchange):
         self.scope = scope
         self.loop = loop
         self.inbox: Deque[Tuple[Dict[str, Any], int]] = deque()  # (message, bytes)
-        # Made on the loop thread: before Python 3.10 an Event binds to the
-        # current thread's loop when created.
+        # Made when first awaited: before Python 3.10 an Event binds to the
+        # loop current at its creation.
         self.event: Optional[asyncio.Event] = None
         self.unread = 0          # bytes delivered to the loop, not yet received
         self.fut: Optional["asyncio.Future[None]"] = None
         self.disconnected = False
         self.task: Optional["asyncio.Task[None]"] = None
 
-    # -- poll thread -----------------------------------------------------------
+    # -- Mongoose's side (handlers, during a poll) --------------------------------
 
     def deliver(self, message: Dict[str, Any], size: int) -> None:
         """Queue a message for ``receive()``; stop reading when too much waits."""
         if size:
-            with self.lock:
-                self.unread += size
-                over = self.unread >= STREAM_THRESHOLD
-            if over:
+            self.unread += size
+            if self.unread >= STREAM_THRESHOLD:
                 self.server.pause(self.conn, True)
-        self.loop.call_soon_threadsafe(self._put, message, size)
+        self._put(message, size)
 
     def on_disconnect(self) -> None:
-        self.loop.call_soon_threadsafe(self._lost)
+        self._lost()
 
     def wake(self) -> None:
-        self.loop.call_soon_threadsafe(self._wake)
+        self._wake()
 
-    # -- event loop --------------------------------------------------------------
+    # -- the application's side ----------------------------------------------------
 
     def _put(self, message: Dict[str, Any], size: int) -> None:
         self.inbox.append((message, size))
@@ -80,22 +81,18 @@ class AsgiExchange(Exchange):
             fut.set_result(None)
 
     def _received(self, size: int) -> None:
-        with self.lock:
-            before = self.unread
-            self.unread -= size
-            resume = before >= LOW_WATER > self.unread
-        if resume:
+        before = self.unread
+        self.unread -= size
+        if before >= LOW_WATER > self.unread:
             try:
                 self.server.call_soon(self._resume_if_drained)
             except RuntimeError:
                 pass  # the server is closed: nothing to resume
 
     def _resume_if_drained(self) -> None:
-        """The application caught up: read from the client again (poll thread)."""
-        with self.lock:
-            drained = self.unread < LOW_WATER
+        """The application caught up: read from the client again (in a poll)."""
         peer = self.conn.userdata
-        if drained and peer is not None and peer.ex is self:
+        if self.unread < LOW_WATER and peer is not None and peer.ex is self:
             self.server.pause(self.conn, False)
 
     async def _next(self) -> Optional[Dict[str, Any]]:

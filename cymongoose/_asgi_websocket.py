@@ -1,7 +1,7 @@
 """One ASGI WebSocket session, from the upgrade request to the close.
 
 The upgrade waits for the application: ``websocket.accept`` performs the
-handshake on the poll thread (with its subprotocol and headers),
+handshake in the next poll (with its subprotocol and headers),
 ``websocket.close`` before accepting rejects it with ``403``, and
 ``websocket.http.response.*`` sends any other response.
 """
@@ -39,7 +39,7 @@ class WsSession(AsgiExchange):
     def on_disconnect(self) -> None:
         peer = self.conn.userdata
         code = peer.ws_close if peer is not None and peer.ws_close else None
-        self.loop.call_soon_threadsafe(self._closed, code)
+        self._closed(code)
 
     def _closed(self, code: Any) -> None:
         if self.close_code is None:
@@ -105,7 +105,7 @@ class WsSession(AsgiExchange):
             raise RuntimeError("unexpected ASGI message %r in a websocket scope" % (kind,))
 
 
-    # -- poll thread -------------------------------------------------------------
+    # -- Mongoose's side (during a poll) -------------------------------------------------------------
 
     def _accept(self, conn: Connection, headers: Dict[str, str]) -> None:
         """Complete the upgrade: ``ws_upgrade`` with a request holding the
@@ -144,4 +144,4 @@ class WsSession(AsgiExchange):
         if self.conn.is_websocket:
             self.conn.ws_send(struct.pack("!H", 1012), WS_CLOSE)
             self.conn.drain()
-            self.loop.call_soon_threadsafe(self._closed, (1012, ""))
+            self._closed((1012, ""))

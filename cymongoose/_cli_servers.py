@@ -9,7 +9,7 @@ import re
 import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from ._cli_util import UsageError, banner, check_url, listen_url
 from ._cli_workers import check_front
@@ -132,14 +132,55 @@ def run_asgi(app: Any, url: str, opts: argparse.Namespace) -> None:
     check_url(url, ("https",) if getattr(opts, "tls", None) else ("http",))
     check_front(opts)
 
+    kind = getattr(opts, "loop", "auto")
+    new_loop = event_loop_factory(kind)
+
     def serve_one(sock: Optional[socket.socket], announce: bool) -> None:
         try:
-            asyncio.run(_serve_asgi(app, url, opts, sock, announce))
+            run_on_new_loop(new_loop, _serve_asgi(app, url, opts, sock, announce))
         except LifespanError as exc:
             log.error("%s", exc)
             raise SystemExit(STARTUP_FAILED) from None
 
     run_processes(serve_one, url, opts.workers, opts.fd, opts.graceful_timeout, "ASGI server")
+
+
+def event_loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """What makes the ASGI server's loop: uvloop's for ``"uvloop"`` (and for
+    ``"auto"`` when uvloop is installed), else asyncio's.  Raises
+    ``UsageError`` for ``"uvloop"`` without uvloop installed."""
+    if kind in ("auto", "uvloop"):
+        try:
+            import uvloop  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:
+            if kind == "uvloop":
+                raise UsageError("--loop uvloop: uvloop is not installed "
+                                 "(pip install uvloop)") from None
+        else:
+            factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+            return factory
+    return asyncio.new_event_loop
+
+
+def run_on_new_loop(new_loop: Callable[[], asyncio.AbstractEventLoop], main: Any) -> None:
+    """``asyncio.run(main)`` on a loop from ``new_loop`` (asyncio.Runner's
+    ``loop_factory`` is Python 3.11 and later)."""
+    loop = new_loop()
+    try:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(main)
+    finally:
+        try:
+            tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
 
 
 async def _serve_asgi(app: Any, url: str, opts: argparse.Namespace,

@@ -2,8 +2,9 @@
 
 ``serve(app)`` is the one-call form; ``ASGIServer`` runs inside an asyncio
 program (``await server.start(url)`` ... ``await server.stop()``).  Mongoose
-runs on a poll thread; the application runs on the asyncio loop that
-called ``start``.  Supported: the ``http`` scope, the ``websocket`` scope
+and the application share one thread: the asyncio loop that called
+``start`` polls Mongoose whenever its epoll descriptor is ready
+(``loop.add_reader``), so a request costs no thread hop and no wakeup.  Supported: the ``http`` scope, the ``websocket`` scope
 (with the ``websocket.http.response`` extension) and ``lifespan``.
 
 * **Keep-alive and pipelining**: every request on a connection is answered,
@@ -51,7 +52,6 @@ called ``start``.  Supported: the ``http`` scope, the ``websocket`` scope
 import asyncio
 import logging
 import struct
-import threading
 import time
 from typing import Any, Callable, Dict, Optional, Sequence, Set, Union, cast
 
@@ -62,6 +62,7 @@ from ._asgi_websocket import WsSession
 from ._http_exchange import END, MAX_BODY_SIZE, WS, WS_CLOSE, ClientDisconnected, Exchange
 from ._http_server import HttpCore
 from ._http_writers import error_response
+from ._loop_poller import LoopPoller
 from ._signals import SignalStop
 from .connection import Connection
 from .errors import LifespanError
@@ -73,6 +74,8 @@ __all__ = ["ASGIApp", "ASGIServer", "ClientDisconnected", "serve"]
 log = logging.getLogger("cymongoose.asgi")
 
 _GRACEFUL_TIMEOUT = 30.0
+#: Seconds between checks, at shutdown, that every connection has closed.
+_DRAIN_CHECK = 0.01
 
 
 def _is_disconnect(exc: BaseException) -> bool:
@@ -82,7 +85,7 @@ def _is_disconnect(exc: BaseException) -> bool:
 
 
 class _Core(HttpCore):
-    """The poll-thread side of an ASGIServer: starts exchanges on the loop."""
+    """Mongoose's side of an ASGIServer: starts exchanges as tasks."""
 
     log = log
 
@@ -92,7 +95,7 @@ class _Core(HttpCore):
 
     def start_exchange(self, conn: Connection, hm: HttpMessage) -> Exchange:
         ex = HttpCycle(self, conn, hm, self._asgi._loop)
-        ex.loop.call_soon_threadsafe(self._asgi._spawn, ex)
+        self._asgi._spawn(ex)
         return ex
 
     def start_websocket(self, conn: Connection, hm: HttpMessage) -> Optional[Exchange]:
@@ -100,7 +103,7 @@ class _Core(HttpCore):
         if key is None or not hasattr(conn, "ws_upgrade"):
             return None
         ex = WsSession(self, conn, hm, key, self._asgi._loop)
-        ex.loop.call_soon_threadsafe(self._asgi._spawn, ex)
+        self._asgi._spawn(ex)
         return ex
 
     def on_ws_message(self, conn: Connection, msg: Any) -> None:
@@ -148,9 +151,8 @@ class ASGIServer:
         self._lifespan: Optional[Lifespan] = None
         self._loop: Any = None
         self._core: Optional[_Core] = None
-        self._thread: Optional[threading.Thread] = None
+        self._poller: Optional[LoopPoller] = None
         self._tasks: "Set[asyncio.Task[None]]" = set()
-        self._deadline: Optional[float] = None
 
     @property
     def manager(self) -> Any:
@@ -189,21 +191,9 @@ class ASGIServer:
             await self._shutdown_lifespan()
             raise
         self._core = server
-        self._deadline = None
-        self._thread = threading.Thread(target=self._poll, name="cymongoose-asgi-poll",
-                                        daemon=True)
-        self._thread.start()
+        poller = self._poller = LoopPoller(server.manager, self._loop)
+        server.call_soon = poller.call_soon
         return conn
-
-    def _poll(self) -> None:
-        server = self._core
-        assert server is not None
-        mgr = server.manager
-        while True:
-            deadline = self._deadline
-            if deadline is not None and (not server.busy or time.monotonic() >= deadline):
-                return
-            mgr.poll(100 if deadline is None else 20)
 
     def _spawn(self, ex: AsgiExchange) -> None:
         if isinstance(ex, WsSession):
@@ -304,18 +294,11 @@ class ASGIServer:
         if server is None:
             await self._shutdown_lifespan()
             return
-        begun = self._loop.create_future()
-
-        def shut() -> None:
-            server.begin_shutdown()
-            self._loop.call_soon_threadsafe(begun.set_result, None)
-
+        poller = self._poller
+        assert poller is not None
         deadline = time.monotonic() + self._graceful_timeout
-        try:
-            server.call_soon(shut)
-            await asyncio.wait_for(begun, self._graceful_timeout)
-        except (RuntimeError, asyncio.TimeoutError):
-            pass
+        server.begin_shutdown()
+        poller.soon()
         tasks = list(self._tasks)
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=max(0.0, deadline - time.monotonic()))
@@ -323,16 +306,14 @@ class ASGIServer:
                 task.cancel()
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
-        self._deadline = max(deadline, time.monotonic() + 1.0)
-        try:
-            server.call_soon(lambda: None)  # wake the poll thread to see the deadline
-        except RuntimeError:
-            pass
-        thread = self._thread
-        if thread is not None:
-            await self._loop.run_in_executor(None, thread.join, self._graceful_timeout + 5)
+        # Responses of finished tasks may still be leaving: the poller runs
+        # until every client connection has closed, or the deadline.
+        deadline = max(deadline, time.monotonic() + 1.0)
+        while server.busy and time.monotonic() < deadline:
+            await asyncio.sleep(_DRAIN_CHECK)
+        poller.close()
+        self._poller = None
         server.close()
-        self._thread = None
         await self._shutdown_lifespan()
 
     async def _shutdown_lifespan(self) -> None:

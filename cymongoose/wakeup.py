@@ -118,6 +118,15 @@ class WakeupManagerMixin(ManagerHost):
         if rc:
             check(rc, {_E_SIGNAL: _NO_SIGNAL})
 
+    def _queue_call(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Queue ``fn(*args)`` like ``call_soon_threadsafe`` but without the
+        doorbell: for callers on the poll thread that make sure a poll
+        follows (``_loop_poller``)."""
+        calls = self._calls
+        if calls is None:
+            raise MongooseError(_FREED)
+        calls.append((fn, args))
+
     def _run_calls(self) -> None:
         """Run the queued calls (poll thread, inside ``poll()``'s C bracket)."""
         calls = self._calls

@@ -412,6 +412,8 @@ ASGI_APP = textwrap.dedent('''
             # Two blocking calls on the default executor at the same time.
             await asyncio.gather(asyncio.to_thread(both.wait), asyncio.to_thread(both.wait))
         text = "asgi %s %s %s" % (scope["method"], scope["path"], body.decode())
+        if scope["path"] == "/loop":
+            text = type(asyncio.get_running_loop()).__module__.split(".")[0]
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/plain")]})
         await send({"type": "http.response.body", "body": text.encode()})
@@ -452,6 +454,25 @@ def test_app_dir_option_and_threads(kind: str, app_dir: str, tmp_path_factory:
         assert [r.status_code for r in results] == [200, 200]
     else:
         assert httpx.get(server.url + "/pair", timeout=15).text == "asgi GET /pair "
+    server.stop_cleanly()
+
+
+@pytest.mark.parametrize("loop", ["auto", "asyncio", "uvloop"])
+def test_asgi_loop_option(loop: str, app_dir: str) -> None:
+    try:
+        import uvloop  # noqa: F401
+        have_uvloop = True
+    except ImportError:  # not built for PyPy
+        have_uvloop = False
+    args = ("asgi", "--loop", loop, "cli_asgi_app:app", "--listen", "http://127.0.0.1:0")
+    if loop == "uvloop" and not have_uvloop:
+        result = run_cli(*args, cwd=app_dir)
+        assert result.returncode == 2
+        assert "uvloop is not installed" in result.stderr
+        return
+    server = Server(*args, cwd=app_dir)
+    expected = "uvloop" if loop == "uvloop" or (loop == "auto" and have_uvloop) else "asyncio"
+    assert httpx.get(server.url + "/loop", timeout=10).text == expected
     server.stop_cleanly()
 
 
