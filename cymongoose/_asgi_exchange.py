@@ -15,7 +15,7 @@ from collections import deque
 from typing import Any, Deque, Dict, Optional, Tuple
 
 from ._access_log import access_record
-from ._asgi_scope import build_http_scope, header_pairs
+from ._asgi_scope import header_pairs, http_scope
 from ._http_exchange import END, LOW_WATER, RAW, STREAM_THRESHOLD, ClientDisconnected, Exchange
 from ._http_server import HttpCore
 from ._http_writers import frame_response, status_line
@@ -32,9 +32,11 @@ class AsgiExchange(Exchange):
     __slots__ = ("scope", "loop", "inbox", "event", "unread", "fut", "disconnected",
                  "task")
 
-    def __init__(self, server: HttpCore, conn: Connection, hm: HttpMessage,
-                 scope: Dict[str, Any], loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(server, conn, hm.method, hm.proto, hm.header("Connection"))
+    def __init__(self, server: HttpCore, conn: Connection, scope: Dict[str, Any],
+                 connection: Optional[bytes], loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(server, conn, scope.get("method", "GET"),
+                         "HTTP/" + scope["http_version"],
+                         connection.decode("latin-1") if connection is not None else None)
         self.scope = scope
         self.loop = loop
         self.inbox: Deque[Tuple[Dict[str, Any], int]] = deque()  # (message, bytes)
@@ -165,6 +167,11 @@ class AsgiResponse:
             head, self.op, self.length = frame_response(
                 ex, status, line, headers, None if more else len(body))
             self.head_sent = True
+            if not more and (self.op < 0 or (self.op == RAW and self.length == len(body))):
+                # The whole response in one message: one write.
+                self.complete = True
+                await ex._push(END, head + body if self.op == RAW else head)
+                return
             await ex._push(RAW, head)
         if self.op >= 0 and body:
             if self.length is not None and self.sent + len(body) > self.length:
@@ -186,9 +193,9 @@ class HttpCycle(AsgiExchange):
 
     def __init__(self, server: HttpCore, conn: Connection, hm: HttpMessage,
                  loop: asyncio.AbstractEventLoop) -> None:
-        scope = build_http_scope(hm, conn, server._server_name, server._server_port,
-                                 server.front)
-        super().__init__(server, conn, hm, scope, loop)
+        scope, connection = http_scope(hm, conn, server._server_name, server._server_port,
+                                       server.front)
+        super().__init__(server, conn, scope, connection, loop)
         self.response = AsgiResponse(self)
         self.access = access_record(hm, scope["client"][0])
 

@@ -1,56 +1,93 @@
 """The ASGI ``http`` and ``websocket`` scopes of a request, and header
 conversion for ``send``."""
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import unquote
 
-from ._http_request import peer_of, request_target
+from ._http_request import head_blob, peer_of, request_target
 from .forwarded import Front
 
 _ASGI = {"version": "3.0", "spec_version": "2.4"}
+#: Headers a trusted proxy sets (``forwarded.Front``).
+_PROXY_HEADERS = frozenset((b"forwarded", b"x-forwarded-for", b"x-forwarded-proto",
+                            b"x-forwarded-host"))
 
 
 def _scope_common(hm: Any, conn: Any, server_name: str, server_port: int,
-                  scheme: str) -> Dict[str, Any]:
-    uri, query = request_target(hm)
-    client = list(peer_of(conn))
-    proto = hm.proto or "HTTP/1.1"
-    return {
+                  scheme: str) -> Tuple[Dict[str, Any], Optional[bytes], bool]:
+    """The scope entries HTTP and WebSocket share, the ``Connection`` header
+    and whether any proxy header came."""
+    blob = head_blob(hm)
+    if blob is not None:
+        # One C copy of the head: every field as the raw bytes ASGI wants.
+        fields = blob.split(b"\0")
+        method = fields[0].decode("latin-1")
+        raw_uri, query, proto = fields[1], fields[2], fields[3]
+        if b"?" in raw_uri:  # Mongoose may leave ?query in uri
+            raw_uri, _, rest = raw_uri.partition(b"?")
+            query = query or rest
+        uri = raw_uri.decode("utf-8", "surrogateescape")
+        version = proto.decode("latin-1").split("/", 1)[-1] if proto else "1.1"
+        headers = [[name.lower(), value] for name, value in zip(fields[4::2], fields[5::2])]
+    else:
+        method = hm.method
+        uri, text_query = request_target(hm)
+        raw_uri = uri.encode("utf-8", "surrogateescape")
+        query = text_query.encode("utf-8", "surrogateescape")
+        version = (hm.proto or "HTTP/1.1").split("/", 1)[-1]
+        headers = [[name.lower().encode("utf-8", "surrogateescape"),
+                    value.encode("utf-8", "surrogateescape")] for name, value in hm.headers()]
+    connection = None
+    proxied = False
+    for name, value in headers:
+        if name == b"connection":
+            connection = value
+        elif name in _PROXY_HEADERS:
+            proxied = True
+    scope = {
+        "type": scheme,
         "asgi": dict(_ASGI),
-        "http_version": proto.split("/", 1)[-1],
+        "http_version": version,
+        "method": method,
         "scheme": scheme + ("s" if conn.is_tls else ""),
-        "path": unquote(uri),
-        "raw_path": uri.encode("utf-8", "surrogateescape"),
-        "query_string": query.encode("utf-8", "surrogateescape"),
+        "path": unquote(uri) if "%" in uri else uri,
+        "raw_path": raw_uri,
+        "query_string": query,
         "root_path": "",
-        "headers": [[name.lower().encode("utf-8", "surrogateescape"),
-                     value.encode("utf-8", "surrogateescape")] for name, value in hm.headers()],
-        "client": client,
+        "headers": headers,
+        "client": list(peer_of(conn)),
         "server": [server_name, server_port],
     }
+    return scope, connection, proxied
+
+
+def http_scope(hm: Any, conn: Any, server_name: str, server_port: int,
+               front: Optional[Front] = None) -> Tuple[Dict[str, Any], Optional[bytes]]:
+    """The ``http`` scope of a request and its ``Connection`` header (``hm``,
+    ``conn`` and ``front`` as for ``cymongoose._wsgi_environ.build_environ``;
+    the body is not read)."""
+    scope, connection, proxied = _scope_common(hm, conn, server_name, server_port, "http")
+    if front is not None and (proxied or front.root_path):
+        front.apply_scope(scope)
+    return scope, connection
 
 
 def build_http_scope(hm: Any, conn: Any, server_name: str, server_port: int,
                      front: Optional[Front] = None) -> Dict[str, Any]:
-    """The ``http`` scope of a request (``hm``, ``conn`` and ``front`` as for
-    ``cymongoose._wsgi_environ.build_environ``; the body is not read)."""
-    scope = _scope_common(hm, conn, server_name, server_port, "http")
-    scope["type"] = "http"
-    scope["method"] = hm.method
-    if front is not None:
-        front.apply_scope(scope)
-    return scope
+    """The ``http`` scope of a request (``http_scope`` without the header)."""
+    return http_scope(hm, conn, server_name, server_port, front)[0]
 
 
 def build_ws_scope(hm: Any, conn: Any, server_name: str, server_port: int,
                    front: Optional[Front] = None) -> Dict[str, Any]:
     """The ``websocket`` scope of an upgrade request."""
-    scope = _scope_common(hm, conn, server_name, server_port, "ws")
+    scope, _, proxied = _scope_common(hm, conn, server_name, server_port, "ws")
     scope["type"] = "websocket"
+    del scope["method"]
     offered = hm.header("Sec-WebSocket-Protocol", "") or ""
     scope["subprotocols"] = [p.strip() for p in offered.split(",") if p.strip()]
     scope["extensions"] = {"websocket.http.response": {}}
-    if front is not None:
+    if front is not None and (proxied or front.root_path):
         front.apply_scope(scope)
     return scope
 

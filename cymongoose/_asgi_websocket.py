@@ -28,7 +28,10 @@ class WsSession(AsgiExchange):
     def __init__(self, server: HttpCore, conn: Connection, hm: HttpMessage, key: str,
                  loop: asyncio.AbstractEventLoop) -> None:
         scope = build_ws_scope(hm, conn, server._server_name, server._server_port, server.front)
-        super().__init__(server, conn, hm, scope, loop)
+        connection = hm.header("Connection")
+        super().__init__(server, conn, scope,
+                         connection.encode("utf-8", "surrogateescape") if connection is not None
+                         else None, loop)
         self.key = key
         self.state = "connecting"  # then "accepted", "closed" (we sent CLOSE) or "denied"
         self.close_code: Optional[Any] = None

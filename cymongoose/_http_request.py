@@ -1,6 +1,11 @@
 """Request helpers shared by the WSGI environ and the ASGI scope."""
 
-from typing import Any, Tuple
+from typing import Any, Optional, Tuple
+
+from ._ffi import ffi, lib
+from .messages import HttpMessage
+
+_HM_HEAD = ffi.offsetof("struct mg_http_message", "head")
 
 
 def server_name_of(url: str) -> str:
@@ -38,3 +43,23 @@ def peer_of(conn: Any) -> Tuple[str, int]:
     remote = conn.remote_addr
     return (remote[0], remote[1]) if remote else ("127.0.0.1", 0)
 
+
+
+def head_blob(hm: Any) -> Optional[bytes]:
+    """Method, uri, query, proto, then header names and values alternating,
+    separated by NUL bytes, from one C copy of the head; None when the head
+    must be read field by field (a duck-typed ``hm``, a field holding NUL)."""
+    if not isinstance(hm, HttpMessage):
+        return None
+    p = hm._ptr()
+    if p is None:
+        return None
+    # Every field is a piece of the head (uri and query may overlap): twice
+    # its length always has room, and a small buffer is cheap to allocate.
+    room = 2 * lib.cym_str_len(int(hm._addr) + _HM_HEAD) + 16
+    buf = ffi.new("char[]", room)
+    n = lib.cym_http_head(p, buf, room)
+    if n < 0:
+        return None
+    blob: bytes = ffi.unpack(buf, n)
+    return blob

@@ -5,12 +5,8 @@ import sys
 from typing import Any, Dict, List, Optional
 from urllib.parse import unquote_to_bytes
 
-from ._ffi import ffi, lib
-from ._http_request import peer_of, request_target, wsgi_str
+from ._http_request import head_blob, peer_of, request_target, wsgi_str
 from .forwarded import Front
-from .messages import HttpMessage
-
-_HM_HEAD = ffi.offsetof("struct mg_http_message", "head")
 
 
 class FileWrapper:
@@ -114,20 +110,8 @@ def build_environ(hm: Any, conn: Any, server_name: str, server_port: int,
 
 
 def _head_fields(hm: Any) -> Optional[List[str]]:
-    """Method, uri, query, proto, then header names and values alternating,
-    decoded as latin-1; None when the head must be read field by field."""
-    if not isinstance(hm, HttpMessage):
+    """The head's fields decoded as latin-1 (``head_blob``), or None."""
+    blob = head_blob(hm)
+    if blob is None:
         return None
-    addr = int(hm._addr)
-    p = hm._ptr()
-    if p is None:
-        return None
-    # Every field is a piece of the head (uri and query may overlap): twice
-    # its length always has room, and a small buffer is cheap to allocate.
-    room = 2 * lib.cym_str_len(addr + _HM_HEAD) + 16
-    buf = ffi.new("char[]", room)
-    n = lib.cym_wsgi_head(p, buf, room)
-    if n < 0:
-        return None
-    fields: List[str] = ffi.unpack(buf, n).decode("latin-1").split("\0")
-    return fields
+    return blob.decode("latin-1").split("\0")

@@ -53,7 +53,7 @@ import asyncio
 import logging
 import struct
 import time
-from typing import Any, Callable, Dict, Optional, Sequence, Set, Union, cast
+from typing import Any, Callable, Dict, Optional, Sequence, Union, cast
 
 from . import _log_writer
 from ._asgi_exchange import AsgiExchange, AsgiResponse, HttpCycle
@@ -152,7 +152,9 @@ class ASGIServer:
         self._loop: Any = None
         self._core: Optional[_Core] = None
         self._poller: Optional[LoopPoller] = None
-        self._tasks: "Set[asyncio.Task[None]]" = set()
+        #: Exchanges whose application task still runs (a dict: ordered, and
+        #: cheaper per request than a done callback).
+        self._running: Dict[AsgiExchange, None] = {}
 
     @property
     def manager(self) -> Any:
@@ -200,10 +202,8 @@ class ASGIServer:
             coro = self._run_ws(ex)
         else:
             coro = self._run_http(cast(HttpCycle, ex))
-        task = self._loop.create_task(coro)
-        ex.task = task
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        ex.task = self._loop.create_task(coro)
+        self._running[ex] = None
 
     def _scope(self, ex: AsgiExchange) -> Dict[str, Any]:
         scope = ex.scope
@@ -212,6 +212,12 @@ class ASGIServer:
         return scope
 
     async def _run_http(self, ex: HttpCycle) -> None:
+        try:
+            await self._serve_http(ex)
+        finally:
+            self._running.pop(ex, None)
+
+    async def _serve_http(self, ex: HttpCycle) -> None:
         response = ex.response
         try:
             await self._app(self._scope(ex), ex.receive, ex.send)
@@ -252,6 +258,12 @@ class ASGIServer:
             pass
 
     async def _run_ws(self, ex: WsSession) -> None:
+        try:
+            await self._serve_ws(ex)
+        finally:
+            self._running.pop(ex, None)
+
+    async def _serve_ws(self, ex: WsSession) -> None:
         try:
             await self._app(self._scope(ex), ex.receive, ex.send)
         except asyncio.CancelledError:
@@ -299,7 +311,7 @@ class ASGIServer:
         deadline = time.monotonic() + self._graceful_timeout
         server.begin_shutdown()
         poller.soon()
-        tasks = list(self._tasks)
+        tasks = [ex.task for ex in self._running if ex.task is not None]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=max(0.0, deadline - time.monotonic()))
             for task in pending:

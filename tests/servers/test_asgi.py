@@ -280,7 +280,7 @@ def test_client_disconnect_mid_stream(framework):
         return framework.shared.closed.is_set()
     wait_until(generator_closed)
     server = framework.server
-    wait_until(lambda: not server._tasks)
+    wait_until(lambda: not server._running)
     wait_until(lambda: len(server.manager.connections) == 1)  # only the listener
 
 
@@ -468,7 +468,7 @@ def test_streaming_chunked_then_http_disconnect(start):
     gate.set()
     wait_until(lambda: len(outcome) == 2)
     assert outcome == ["http.disconnect", True]
-    wait_until(lambda: not srv.server._tasks)
+    wait_until(lambda: not srv.server._running)
 
 
 def test_app_errors_give_500_and_are_logged(start, caplog):
