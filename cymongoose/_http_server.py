@@ -95,6 +95,8 @@ class HttpCore:
     def __init__(self, error_handler: Optional[Callable[[BaseException], Any]],
                  max_body_size: int) -> None:
         self._mgr = Manager(handles(*self._EVENTS)(self._on_event), True, error_handler)
+        # Bodiless requests skip MG_EV_HTTP_HDRS: _on_head has nothing to do.
+        lib.cym_mgr_hdrs_bodies_only(self._mgr._cm, 1)
         self._max_body = max_body_size
         #: Run ``fn(*args)`` on the poll thread soon (thread-safe); raises
         #: ``RuntimeError`` once the Manager is closed.

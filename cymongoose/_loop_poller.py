@@ -5,9 +5,9 @@ sockets is ready the loop calls ``Manager.poll(0)``, so handlers run on the
 loop's thread and a request costs no thread hop and no wakeup.  Work that
 no descriptor announces is polled for on purpose:
 
-* ``call_soon``: producers on the loop (an ASGI application's ``send``)
-  queue their calls in the Manager and ask for one poll, in which the calls
-  run first and their bytes then leave; many calls share that poll.
+* ``call_soon``: what producers on the loop (an ASGI application's
+  ``send``) hand to Mongoose runs at once, between polls, and asks for one
+  poll, which sends the bytes; many responses share that poll.
 * After each poll, a connection left to close or TLS bytes already
   buffered ask for another one at once (``cym_loop_pending``).
 * A tick every ``TICK`` seconds (sooner for a Python timer due earlier)
@@ -67,11 +67,21 @@ class LoopPoller:
             self._loop.call_soon(self.poll)
 
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn(*args)`` at the start of the next poll, which this asks for.
+        """Run ``fn(*args)`` as if in a poll, and ask for the poll that sends
+        what it wrote.
 
-        Loop thread only.  Raises ``RuntimeError`` once the Manager is closed.
+        Loop thread only.  Between polls (an application's ``send``) the
+        call runs at once, inside the Manager's C bracket; from a handler
+        it is queued and runs at the end of the current poll.  Raises
+        ``RuntimeError`` once the Manager is closed.
         """
-        self._mgr._queue_call(fn, *args)
+        mgr = self._mgr
+        if mgr._inside:
+            mgr._queue_call(fn, *args)
+        else:
+            mgr._check_open()
+            with mgr._calling_c:
+                fn(*args)
         self.soon()
 
     def _tick(self) -> None:

@@ -25,6 +25,9 @@ unsigned cym_ws_flags(uintptr_t wm);
 
 struct cym_mgr *cym_mgr_new(void);
 void cym_mgr_free(struct cym_mgr *m);
+/* 1: MG_EV_HTTP_HDRS reaches Python only for requests that announce a
+ * body (the WSGI/ASGI server core, which takes bodies over there). */
+void cym_mgr_hdrs_bodies_only(struct cym_mgr *m, int on);
 
 enum cym_kind {
   CYM_LISTEN, CYM_CONNECT, CYM_HTTP_LISTEN, CYM_HTTP_CONNECT, CYM_WS_CONNECT,

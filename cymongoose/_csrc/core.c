@@ -28,6 +28,7 @@ struct cym_mgr {
   unsigned slot;
   uint64_t lim_tick; /* limits.c: the `now` of the poll that checks timers */
   uint64_t lim_next; /* limits.c: when the next poll does */
+  int hdrs_bodies_only; /* MG_EV_HTTP_HDRS only for requests with a body */
 };
 
 static int cym_limits_idle_poll(struct cym_mgr *m, struct mg_connection *c,
@@ -80,6 +81,15 @@ static bool cym_truncated(struct mg_connection *c, struct mg_http_message *hm) {
   return true;
 }
 
+/* True when a request announces a body (a Transfer-Encoding, or a
+ * Content-Length other than 0). */
+static bool cym_has_body(struct mg_http_message *hm) {
+  struct mg_str *cl;
+  if (mg_http_get_header(hm, "Transfer-Encoding") != NULL) return true;
+  cl = mg_http_get_header(hm, "Content-Length");
+  return cl != NULL && !(cl->len == 1 && cl->buf[0] == '0');
+}
+
 void cym_ev(struct mg_connection *c, int ev, void *ev_data) {
   struct cym_mgr *m = (struct cym_mgr *) c->mgr->userdata;
   uintptr_t wanted = (uintptr_t) c->fn_data &
@@ -94,6 +104,11 @@ void cym_ev(struct mg_connection *c, int ev, void *ev_data) {
       cym_limits_ev(c, ev, ev_data))
     return;
   if (ev == MG_EV_HTTP_MSG && c->is_closing && cym_truncated(c, ev_data)) return;
+  /* The servers take over bodies at HDRS; the head of a bodiless request
+   * (most of them) need not cross twice. */
+  if (ev == MG_EV_HTTP_HDRS && m->hdrs_bodies_only &&
+      !cym_has_body((struct mg_http_message *) ev_data))
+    return;
   /* ws.c drops a message it could not inflate (data.buf NULL) */
   if (ev == MG_EV_WS_MSG && ((struct mg_ws_message *) ev_data)->data.buf == NULL) return;
   if (!wanted) {
@@ -125,6 +140,8 @@ struct cym_mgr *cym_mgr_new(void) {
 
 /* Closes every connection (their CLOSE events still reach Python), then
  * detaches Python and frees the wrapper. */
+void cym_mgr_hdrs_bodies_only(struct cym_mgr *m, int on) { m->hdrs_bodies_only = on; }
+
 void cym_mgr_free(struct cym_mgr *m) {
   mg_mgr_free(&m->mgr);
   m->mgr.userdata = NULL;
