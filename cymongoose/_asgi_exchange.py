@@ -133,10 +133,9 @@ class AsgiExchange(Exchange):
 class AsgiResponse:
     """The ``http.response.*`` messages of one response (event loop)."""
 
-    __slots__ = ("ex", "start", "head_sent", "op", "length", "sent", "complete")
+    __slots__ = ("start", "head_sent", "op", "length", "sent", "complete")
 
-    def __init__(self, ex: AsgiExchange) -> None:
-        self.ex = ex
+    def __init__(self) -> None:
         self.start: Optional[Any] = None
         self.head_sent = False
         self.op = RAW
@@ -144,9 +143,11 @@ class AsgiResponse:
         self.sent = 0
         self.complete = False
 
-    async def send(self, message: Any, kind: str) -> None:
-        """``kind`` is ``"start"`` or ``"body"``."""
-        ex = self.ex
+    async def send(self, ex: AsgiExchange, message: Any, kind: str) -> None:
+        """Send a message of ``ex``'s response; ``kind`` is ``"start"`` or
+        ``"body"``.  (The exchange is passed in, not kept: an exchange and
+        its response referring to each other would make a reference cycle
+        per request, left for the garbage collector.)"""
         if self.complete:
             raise RuntimeError("the response is already complete")
         if kind == "start":
@@ -196,7 +197,7 @@ class HttpCycle(AsgiExchange):
         scope, connection = http_scope(hm, conn, server._server_name, server._server_port,
                                        server.front)
         super().__init__(server, conn, scope, connection, loop)
-        self.response = AsgiResponse(self)
+        self.response = AsgiResponse()
         self.access = access_record(hm, scope["client"][0])
 
     def on_body(self, data: bytes, more: bool) -> None:
@@ -216,9 +217,9 @@ class HttpCycle(AsgiExchange):
         """ASGI ``send`` for ``http.response.start`` and ``http.response.body``."""
         kind = message["type"]
         if kind == "http.response.start":
-            await self.response.send(message, "start")
+            await self.response.send(self, message, "start")
         elif kind == "http.response.body":
-            await self.response.send(message, "body")
+            await self.response.send(self, message, "body")
         else:
             raise RuntimeError("unexpected ASGI message %r in an http scope" % (kind,))
 

@@ -28,15 +28,15 @@ def _scope_common(hm: Any, conn: Any, server_name: str, server_port: int,
             query = query or rest
         uri = raw_uri.decode("utf-8", "surrogateescape")
         version = proto.decode("latin-1").split("/", 1)[-1] if proto else "1.1"
-        headers = [[name.lower(), value] for name, value in zip(fields[4::2], fields[5::2])]
+        headers = [(name.lower(), value) for name, value in zip(fields[4::2], fields[5::2])]
     else:
         method = hm.method
         uri, text_query = request_target(hm)
         raw_uri = uri.encode("utf-8", "surrogateescape")
         query = text_query.encode("utf-8", "surrogateescape")
         version = (hm.proto or "HTTP/1.1").split("/", 1)[-1]
-        headers = [[name.lower().encode("utf-8", "surrogateescape"),
-                    value.encode("utf-8", "surrogateescape")] for name, value in hm.headers()]
+        headers = [(name.lower().encode("utf-8", "surrogateescape"),
+                    value.encode("utf-8", "surrogateescape")) for name, value in hm.headers()]
     connection = None
     proxied = False
     for name, value in headers:

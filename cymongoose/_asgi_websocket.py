@@ -83,10 +83,10 @@ class WsSession(AsgiExchange):
             if self.state == "connecting":
                 self.state = "denied"
                 self.close_after = True
-                self.response = AsgiResponse(self)
-                await self.response.send({"status": 403, "headers": [
+                self.response = AsgiResponse()
+                await self.response.send(self, {"status": 403, "headers": [
                     (b"content-type", b"text/plain")]}, "start")
-                await self.response.send({"body": b""}, "body")
+                await self.response.send(self, {"body": b""}, "body")
             elif self.state == "accepted":
                 self.state = "closed"
                 code = int(message.get("code") or 1000)
@@ -100,10 +100,10 @@ class WsSession(AsgiExchange):
             if self.state == "connecting":
                 self.state = "denied"
                 self.close_after = True
-                self.response = AsgiResponse(self)
+                self.response = AsgiResponse()
             if self.state != "denied" or self.response is None:
                 raise RuntimeError("%s after the WebSocket was accepted" % kind)
-            await self.response.send(message, "start" if kind.endswith("start") else "body")
+            await self.response.send(self, message, "start" if kind.endswith("start") else "body")
         else:
             raise RuntimeError("unexpected ASGI message %r in a websocket scope" % (kind,))
 

@@ -277,7 +277,7 @@ class ASGIServer:
                 raise
             if ex.state == "connecting":
                 ex.state = "denied"
-                await self._fail(ex, AsgiResponse(ex))
+                await self._fail(ex, AsgiResponse())
             elif ex.state == "denied":
                 await self._fail(ex, ex.response)
             else:
@@ -287,10 +287,10 @@ class ASGIServer:
             # Returning without accepting rejects the upgrade, as uvicorn does.
             ex.state = "denied"
             ex.close_after = True
-            ex.response = AsgiResponse(ex)
+            ex.response = AsgiResponse()
             try:
-                await ex.response.send({"status": 403, "headers": []}, "start")
-                await ex.response.send({"body": b""}, "body")
+                await ex.response.send(ex, {"status": 403, "headers": []}, "start")
+                await ex.response.send(ex, {"body": b""}, "body")
             except ClientDisconnected:
                 pass
         elif ex.state == "accepted" and not ex.disconnected:

@@ -357,7 +357,7 @@ def test_build_http_scope_accepts_duck_typed_objects():
     scope = _build_http_scope(Hm(), Conn(), "srv", 81)
     assert scope["path"] == "/x/y" and scope["raw_path"] == b"/x%2Fy"
     assert scope["query_string"] == b"a=%41" and scope["http_version"] == "1.0"
-    assert scope["headers"] == [[b"content-type", b"text/plain"]]
+    assert scope["headers"] == [(b"content-type", b"text/plain")]
     assert scope["client"] == ["127.0.0.1", 0] and scope["server"] == ["srv", 81]
 
 
