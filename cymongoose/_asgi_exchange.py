@@ -171,7 +171,9 @@ class AsgiResponse:
             if not more and (self.op < 0 or (self.op == RAW and self.length == len(body))):
                 # The whole response in one message: one write.
                 self.complete = True
-                await ex._push(END, head + body if self.op == RAW else head)
+                data = head + body if self.op == RAW else head
+                if not ex.server.send_whole(ex, data):
+                    await ex._push(END, data)
                 return
             await ex._push(RAW, head)
         if self.op >= 0 and body:

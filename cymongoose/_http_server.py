@@ -456,6 +456,11 @@ class HttpCore:
                 # exchange may still sit in the send buffer.
                 conn.drain()
 
+    def send_whole(self, ex: Exchange, data: bytes) -> bool:
+        """Hand the rest of ``ex``'s response to Mongoose at once, if this
+        server can (producers on the poll thread); False: push it instead."""
+        return False
+
     def shutdown_exchange(self, ex: Exchange) -> None:
         """An exchange in flight at shutdown (WebSocket sessions are told to close)."""
 

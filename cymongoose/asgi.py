@@ -92,6 +92,24 @@ class _Core(HttpCore):
     def __init__(self, asgi: "ASGIServer", error_handler: Any, max_body_size: int) -> None:
         super().__init__(error_handler, max_body_size)
         self._asgi = asgi
+        self.poller: Optional[LoopPoller] = None
+
+    def send_whole(self, ex: Exchange, data: bytes) -> bool:
+        """The rest of ``ex``'s response, with nothing queued before it,
+        straight into Mongoose's send buffer (one C call); the next poll
+        sends it.  False when it must go through the outbox instead (inside
+        a poll, or with a flush pending)."""
+        mgr = self._mgr
+        poller = self.poller
+        if mgr._inside or ex.scheduled or ex.dead or poller is None:
+            return False
+        conn = ex.conn
+        if conn._c is None or conn.is_closing:
+            return False
+        with mgr._calling_c:
+            self._apply(ex, conn, END, data)
+        poller.soon()
+        return True
 
     def start_exchange(self, conn: Connection, hm: HttpMessage) -> Exchange:
         ex = HttpCycle(self, conn, hm, self._asgi._loop)
@@ -193,7 +211,7 @@ class ASGIServer:
             await self._shutdown_lifespan()
             raise
         self._core = server
-        poller = self._poller = LoopPoller(server.manager, self._loop)
+        poller = self._poller = server.poller = LoopPoller(server.manager, self._loop)
         server.call_soon = poller.call_soon
         return conn
 
