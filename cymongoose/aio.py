@@ -1,11 +1,18 @@
-"""``AsyncManager``: a Manager polled on its own thread, for asyncio programs.
+"""``AsyncManager``: a Manager for asyncio programs.
 
-The Manager runs in a daemon thread; the asyncio loop stays free because the
-GIL is released during the C poll.  Methods called from the asyncio side
-(``listen``, ``connect``, ``timer_add``, ...) are carried to the poll thread
-with ``Manager.call_soon_threadsafe``, which interrupts the poll, and wait
-for their result there.  Handlers and timer callbacks run on the poll
-thread and hand results to asyncio with :meth:`AsyncManager.schedule`.
+By default the Manager runs in a daemon thread; the asyncio loop stays free
+because the GIL is released during the C poll.  Methods called from the
+asyncio side (``listen``, ``connect``, ``timer_add``, ...) are carried to
+the poll thread with ``Manager.call_soon_threadsafe``, which interrupts the
+poll, and wait for their result there.  Handlers and timer callbacks run on
+the poll thread and hand results to asyncio with
+:meth:`AsyncManager.schedule`.
+
+With ``on_loop=True`` there is no thread: the asyncio loop itself polls the
+Manager whenever one of its sockets is ready (``_loop_poller``, as the ASGI
+server does), so handlers run on the loop's thread, may touch asyncio
+objects directly, and must not block.  Each event then costs no thread
+hand-off and no wakeup.
 """
 
 import asyncio
@@ -19,6 +26,7 @@ from .connection import Connection, Handler
 from .errors import MongooseError
 from .limits import Limits
 from .manager import Manager
+from ._loop_poller import LoopPoller
 from .timers import Timer
 
 _NOT_STARTED = "AsyncManager is not started"
@@ -37,14 +45,19 @@ class AsyncManager:
     the poll thread, leaving stops it and closes the Manager.  Wakeup is
     always enabled.  ``poll_interval`` is the poll timeout in milliseconds
     (at most 200 is used); ``shutdown_timeout`` bounds, in seconds, how long
-    leaving waits for a poll thread stuck in a handler.
+    leaving waits for a poll thread stuck in a handler.  ``on_loop=True``
+    polls from the asyncio loop instead of a thread (module docstring);
+    ``poll_interval`` and ``shutdown_timeout`` then do not apply.
     """
 
     _MAX_POLL_MS = 200
 
     def __init__(self, handler: Optional[Handler] = None, poll_interval: int = 100,
                  error_handler: Optional[Callable[[BaseException], Any]] = None,
-                 shutdown_timeout: float = 30) -> None:
+                 shutdown_timeout: float = 30, *, on_loop: bool = False) -> None:
+        self._on_loop = bool(on_loop)
+        self._poller: Optional[LoopPoller] = None
+        self._loop_ident = 0  # the loop's thread, with on_loop
         self._handler = handler
         self._poll_interval = poll_interval
         self._error_handler = error_handler
@@ -61,6 +74,10 @@ class AsyncManager:
         self._manager = Manager(self._handler, enable_wakeup=True,
                                 error_handler=self._error_handler)
         self._stop.clear()
+        if self._on_loop:
+            self._loop_ident = threading.get_ident()
+            self._poller = LoopPoller(self._manager, self._loop)
+            return self
         self._thread = threading.Thread(target=self._poll_loop, args=(self._manager,),
                                         name="cymongoose-poll", daemon=True)
         self._thread.start()
@@ -79,6 +96,15 @@ class AsyncManager:
         with its Manager left open.
         """
         self._stop.set()
+        poller = self._poller
+        if poller is not None:
+            poller.close()
+            self._poller = None
+            if self._manager is not None:
+                self._manager.close()
+            self._manager = None
+            self._loop = None
+            return
         self._wake()
         thread = self._thread
         loop = asyncio.get_running_loop()
@@ -124,6 +150,8 @@ class AsyncManager:
     @property
     def running(self) -> bool:
         """True while the poll thread runs and no stop was requested."""
+        if self._poller is not None:
+            return not self._stop.is_set()
         thread = self._thread
         return thread is not None and thread.is_alive() and not self._stop.is_set()
 
@@ -146,7 +174,14 @@ class AsyncManager:
         manager = self.manager
         thread = self._thread
         call = getattr(manager, method)
-        if thread is None or thread is threading.current_thread() or not thread.is_alive():
+        if self._poller is not None:
+            # The loop's thread polls: from it, call at once (between
+            # polls); from another thread, carry the call as below.
+            if self._loop_ident == threading.get_ident():
+                result = call(*args, **kwargs)
+                self._poller.soon()
+                return result
+        elif thread is None or thread is threading.current_thread() or not thread.is_alive():
             return call(*args, **kwargs)
         future: "concurrent.futures.Future[Any]" = concurrent.futures.Future()
 
@@ -162,8 +197,9 @@ class AsyncManager:
             try:
                 return future.result(_CHECK_INTERVAL)
             except concurrent.futures.TimeoutError:
-                # The poll thread ended (stop requested) before running it.
-                if not thread.is_alive() and future.cancel():
+                # Polling ended (stop requested) before running it.
+                polling = self._poller is not None or (thread is not None and thread.is_alive())
+                if not polling and future.cancel():
                     return call(*args, **kwargs)
 
     # -- delegated methods ---------------------------------------------------

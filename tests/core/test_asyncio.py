@@ -213,3 +213,56 @@ def test_blocked_handler_is_abandoned_after_shutdown_timeout():
         am._manager.close()
 
     run(main())
+
+
+# -- on_loop=True: polled from the asyncio loop, no thread ---------------------------------
+
+def test_on_loop_handlers_run_on_the_loop_thread_and_touch_asyncio_directly():
+    threads = set()
+    seen = []
+
+    async def main():
+        got = asyncio.Event()
+
+        @cm.handles(cm.MG_EV_HTTP_MSG)
+        def handler(conn, ev, hm):
+            threads.add(threading.get_ident())
+            seen.append(hm.uri)
+            got.set()  # an asyncio object, touched from the handler itself
+            conn.reply(200, b"hello " + hm.uri.encode())
+
+        fired = asyncio.Event()
+        async with AsyncManager(handler, on_loop=True) as am:
+            assert am.running and am._thread is None
+            port = am.listen("http://127.0.0.1:0").local_addr[1]
+            am.timer_add(10, fired.set)
+            async with httpx.AsyncClient() as client:
+                replies = await asyncio.gather(*[
+                    client.get("http://127.0.0.1:%d/r%d" % (port, i), timeout=10)
+                    for i in range(20)])
+            await asyncio.wait_for(got.wait(), 10)
+            await asyncio.wait_for(fired.wait(), 10)
+            # From another thread the call is carried to the loop's thread.
+            loop = asyncio.get_running_loop()
+            other = await loop.run_in_executor(None, am.listen, "http://127.0.0.1:0")
+            assert other.local_addr[1] > 0
+            manager = am.manager
+        assert [r.text for r in replies] == ["hello /r%d" % i for i in range(20)]
+        assert threads == {threading.get_ident()}
+        assert not am.running and am._manager is None
+        with pytest.raises(RuntimeError):
+            manager.poll(0)  # closed on exit
+        assert port_refuses(port)
+
+    run(main())
+
+
+def test_on_loop_enter_exit_cycles_repeat():
+    async def main():
+        am = AsyncManager(on_loop=True)
+        for _ in range(3):
+            async with am:
+                port = am.listen("http://127.0.0.1:0").local_addr[1]
+            assert port_refuses(port)
+
+    run(main())
