@@ -46,7 +46,7 @@ and the application share one thread: the asyncio loop that called
   sends WebSocket clients close code
   1012, lets requests in flight finish for up to ``graceful_timeout``
   seconds, cancels what is left, then runs lifespan shutdown.
-* TLS is not offered: put a TLS-terminating proxy in front.
+* HTTPS: ``start(url, tls=TlsOpts(...))`` with an ``https://`` URL.
 """
 
 import asyncio

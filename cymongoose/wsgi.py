@@ -46,8 +46,8 @@ stops every other connection meanwhile.
   re-raises that exception.  The server adds ``Date`` and, when it matters,
   ``Connection``; hop-by-hop headers from the application are dropped
   because the server frames the body itself.
-* WebSocket upgrades reach the application as ordinary requests.  TLS is not
-  offered: put a TLS-terminating proxy in front.
+* WebSocket upgrades reach the application as ordinary requests.
+* HTTPS: ``listen(url, tls=TlsOpts(...))`` with an ``https://`` URL.
 """
 
 import logging
