@@ -1,4 +1,4 @@
-# cymongoose: `make serve` runs the demo, `make test` runs everything (CI runs it).
+# cymongoose: `make serve` runs the dashboard, `make test` runs everything (CI runs it).
 # Both set up what they need on a fresh Debian/Ubuntu machine.
 
 PYTHON ?= python3
@@ -6,28 +6,41 @@ PYPY ?= pypy3
 CPY_VENV := .venv-cpython
 PYPY_VENV := .venv-pypy
 PORT ?= 8000
+# 1884: Debian's mosquitto package starts a broker on 1883.
+MQTT_PORT ?= 1884
 PYTEST_ARGS ?=
 # python3-venv, python3-dev and gcc: a fresh Debian has none of them, and the
 # CPython venv and our C extension need all three.
-APT_PACKAGES := python3-venv python3-dev gcc libssl-dev zlib1g-dev pypy3 pypy3-dev pypy3-venv mosquitto wrk curl
+# `make serve` needs only the first line; the tests need the rest too
+# (chromium and chromium-driver: the dashboard's browser tests).
+SERVE_APT_PACKAGES := python3-venv python3-dev gcc libssl-dev zlib1g-dev
+APT_PACKAGES := $(SERVE_APT_PACKAGES) pypy3 pypy3-dev pypy3-venv mosquitto wrk curl \
+  chromium chromium-driver
 
-.PHONY: serve test test-cpython test-pypy test-asan test-builtin-tls system-deps install-cpython install-pypy clean sdist
+.PHONY: serve test test-cpython test-pypy test-asan test-builtin-tls system-deps serve-deps apt-install install-cpython install-pypy install-serve clean sdist
 
-# Debian packages the build and the tests need (a compiler, venvs, PyPy, the mosquitto broker, wrk, curl).
+# Debian packages the build and the tests need (a compiler, venvs, PyPy, the
+# mosquitto broker, wrk, curl, chromium); serve-deps: what `make serve` needs.
 system-deps:
-	@missing=""; for p in $(APT_PACKAGES); do \
+	@$(MAKE) --no-print-directory apt-install PACKAGES="$(APT_PACKAGES)"
+serve-deps:
+	@$(MAKE) --no-print-directory apt-install PACKAGES="$(SERVE_APT_PACKAGES)"
+apt-install:
+	@missing=""; for p in $(PACKAGES); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
+	  echo "== apt-get install$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-$(CPY_VENV)/bin/python: | system-deps
+$(CPY_VENV)/bin/python: | serve-deps
+	@echo "== making $(CPY_VENV)"
 	$(PYTHON) -m venv $(CPY_VENV)
 	$(CPY_VENV)/bin/pip install -q --upgrade pip
 
 $(PYPY_VENV)/bin/python: | system-deps
+	@echo "== making $(PYPY_VENV)"
 	$(PYPY) -m venv $(PYPY_VENV)
 	$(PYPY_VENV)/bin/pip install -q --upgrade pip
 
@@ -35,14 +48,22 @@ $(PYPY_VENV)/bin/python: | system-deps
 # The venv's python: it has pip, which a fresh Debian's python3 lacks.
 vendor/mongoose.c:
 	$(MAKE) $(CPY_VENV)/bin/python
+	@echo "== fetching the pinned Mongoose sources"
 	$(CPY_VENV)/bin/python vendor/fetch.py
 
 # Install the package (not editable: tests run against what users get).
 install-cpython: $(CPY_VENV)/bin/python vendor/mongoose.c
+	@echo "== building and installing cymongoose with the test tools (CPython)"
 	$(CPY_VENV)/bin/pip install -q ".[test,frameworks]"
 
 install-pypy: $(PYPY_VENV)/bin/python vendor/mongoose.c
+	@echo "== building and installing cymongoose with the test tools (PyPy)"
 	$(PYPY_VENV)/bin/pip install -q ".[test,frameworks-pypy]"
+
+# The package alone: the dashboard needs nothing else.
+install-serve: $(CPY_VENV)/bin/python vendor/mongoose.c
+	@echo "== building and installing cymongoose (CPython)"
+	$(CPY_VENV)/bin/pip install -q .
 
 test-cpython: system-deps install-cpython
 	@echo "== CPython: $$($(CPY_VENV)/bin/python -VV | head -1)"
@@ -71,8 +92,11 @@ test-builtin-tls: install-cpython
 	cd tests && CYM_TLS=builtin PYTHONPATH=$(CURDIR)/$(BUILTIN_TLS_DIR) \
 	  ../$(CPY_VENV)/bin/python -m pytest -p no:cacheprovider $(PYTEST_ARGS) tls cli
 
-serve: install-cpython
-	$(CPY_VENV)/bin/python examples/demo_server.py --listen http://127.0.0.1:$(PORT)
+# The device dashboard (examples/dashboard); settings and uploads go to build/dashboard.
+serve: install-serve
+	@echo "== starting the dashboard"
+	$(CPY_VENV)/bin/python examples/dashboard --listen http://127.0.0.1:$(PORT) \
+	  --mqtt mqtt://127.0.0.1:$(MQTT_PORT)
 
 sdist:
 	$(PYTHON) vendor/fetch.py >/dev/null
@@ -110,7 +134,7 @@ bench: system-deps
 # Other programs the tests run (curl deadlocks with libasan preloaded) get
 # wrappers in build/asan/bin that drop LD_PRELOAD.
 ASAN_DIR := build/asan
-ASAN_TOOLS := curl wrk mosquitto openssl
+ASAN_TOOLS := curl wrk mosquitto openssl chromium chromedriver
 ASAN_ENV := LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) \
   ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:suppressions=$(CURDIR)/tests/ubsan.supp
