@@ -16,7 +16,8 @@ from typing import Any, Deque, Dict, Optional, Tuple
 
 from ._access_log import access_record
 from ._asgi_scope import header_pairs, http_scope
-from ._http_exchange import END, LOW_WATER, RAW, STREAM_THRESHOLD, ClientDisconnected, Exchange
+from ._http_exchange import (END, LOW_WATER, NO_LOCK, RAW, STREAM_THRESHOLD, ClientDisconnected,
+                             Exchange)
 from ._http_server import HttpCore
 from ._http_writers import frame_response, status_line
 from .connection import Connection
@@ -36,7 +37,8 @@ class AsgiExchange(Exchange):
                  connection: Optional[bytes], loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(server, conn, scope.get("method", "GET"),
                          "HTTP/" + scope["http_version"],
-                         connection.decode("latin-1") if connection is not None else None)
+                         connection.decode("latin-1") if connection is not None else None,
+                         NO_LOCK)
         self.scope = scope
         self.loop = loop
         self.inbox: Deque[Tuple[Dict[str, Any], int]] = deque()  # (message, bytes)

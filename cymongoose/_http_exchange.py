@@ -23,7 +23,7 @@ from .connection import Connection
 if TYPE_CHECKING:
     from ._http_server import HttpCore
 
-__all__ = ["RAW", "CHUNK", "END", "ABORT", "CALL", "WS", "WS_CLOSE", "FLUSH", "NOW",
+__all__ = ["RAW", "CHUNK", "END", "ABORT", "CALL", "WS", "WS_CLOSE", "FLUSH", "NOW", "NO_LOCK",
            "STREAM_THRESHOLD", "LOW_WATER", "STREAM_BATCH_SIZE", "MAX_BODY_SIZE",
            "ClientDisconnected", "Exchange"]
 
@@ -49,6 +49,22 @@ NOW = "now"
 Op = Tuple[int, Any]
 
 
+class _NoLock:
+    """The lock of an exchange that one thread alone touches (the ASGI
+    server, inline WSGI): nothing to allocate or acquire per request."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> bool:
+        return True
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+NO_LOCK: Any = _NoLock()
+
+
 class ClientDisconnected(ConnectionError):
     """Sending failed: the client went away (or the server closed) first."""
 
@@ -68,10 +84,11 @@ class Exchange:
                  "method", "http10", "access", "__weakref__")
 
     def __init__(self, server: "HttpCore", conn: Connection, method: str, proto: str,
-                 connection_header: Optional[str]) -> None:
+                 connection_header: Optional[str], lock: Any = None) -> None:
         self.server = server
         self.conn = conn
-        self.lock = threading.Lock()
+        #: ``NO_LOCK`` when one thread alone touches the exchange.
+        self.lock: Any = threading.Lock() if lock is None else lock
         self.outbox: Deque[Op] = deque()
         self.queued = 0           # bytes in the outbox
         self.scheduled = False    # a flush is pending or waits for MG_EV_WRITE

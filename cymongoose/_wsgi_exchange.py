@@ -20,7 +20,7 @@ import threading
 import time
 from typing import Any, Callable, Iterator, List, Optional, Tuple
 
-from ._http_exchange import (ABORT, END, FLUSH, LOW_WATER, NOW, RAW, STREAM_BATCH_SIZE,
+from ._http_exchange import (ABORT, END, FLUSH, LOW_WATER, NO_LOCK, NOW, RAW, STREAM_BATCH_SIZE,
                              ClientDisconnected, Exchange)
 from ._http_server import HttpCore
 from ._http_writers import error_response, frame_response
@@ -54,7 +54,7 @@ class WsgiExchange(Exchange):
                                                server._server_port, b"", multithread,
                                                server.front)
         super().__init__(server, conn, environ["REQUEST_METHOD"], environ["SERVER_PROTOCOL"],
-                         environ.get("HTTP_CONNECTION"))
+                         environ.get("HTTP_CONNECTION"), None if multithread else NO_LOCK)
         self.access = access_record(hm, environ["REMOTE_ADDR"])
         # Made by the first producer that has to wait: most never do.
         self.cond: Optional[threading.Condition] = None
