@@ -319,7 +319,7 @@ def main() -> None:
     with open(os.path.join(tmp, "hello.py"), "w") as f:
         f.write(ASGI_APP)
     rows: List[Tuple[str, object]] = [("asyncio (%s)" % version(sys.executable),
-                                       [sys.executable, "-c", ASYNCIO])]
+                                       ("asyncio", [sys.executable, "-c", ASYNCIO]))]
     want = [x for x in a.only.split(",") if x]
 
     def wanted(name: str) -> bool:
@@ -346,7 +346,10 @@ def main() -> None:
     for name, spec in rows:
         runs = []
         for _ in range(a.repeat):
-            if isinstance(spec, tuple):
+            if isinstance(spec, tuple) and spec[0] == "asyncio":
+                srv = Server(spec[1], "/")
+                runs.append(storm(srv, a.n, False, 0))
+            elif isinstance(spec, tuple):
                 port = free_port()
                 srv = Server([spec[1], "-m", "uvicorn", "--port", str(port), "--log-level",
                               "warning", "--no-access-log", "hello:app"], tmp, port)
