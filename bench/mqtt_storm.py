@@ -28,6 +28,9 @@ import tempfile
 import time
 from typing import Dict, List
 
+from mqtt_bench import cpu_seconds, free_port, wait_port
+from storm import version
+
 BENCH = os.path.dirname(os.path.abspath(__file__))
 CONNACK_OK = b"\x20\x02\x00\x00"
 
@@ -40,31 +43,6 @@ def connect_packet(client_id: bytes) -> bytes:
     return bytes([0x10, len(body)]) + body
 
 
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_port(port: int) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("port %d never opened" % port)
-
-
-def proc_cpu(pid: int) -> float:
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def rss_kib(pid: int) -> int:
     with open("/proc/%d/status" % pid) as f:
         return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
@@ -72,7 +50,7 @@ def rss_kib(pid: int) -> int:
 
 def storm(port: int, n: int, pid: int) -> Dict[str, float]:
     time.sleep(1)
-    cpu0, rss0 = proc_cpu(pid), rss_kib(pid)
+    cpu0, rss0 = cpu_seconds(pid), rss_kib(pid)
     ep = select.epoll()
     socks: Dict[int, socket.socket] = {}
     got: Dict[int, bytes] = {}
@@ -109,7 +87,7 @@ def storm(port: int, n: int, pid: int) -> Dict[str, float]:
                         failed += 1
     took = time.monotonic() - start
     row = {"connacks": done, "failed": failed, "seconds": took,
-           "cpu": proc_cpu(pid) - cpu0, "bytes_per_client": (rss_kib(pid) - rss0) * 1024.0 / max(done, 1)}
+           "cpu": cpu_seconds(pid) - cpu0, "bytes_per_client": (rss_kib(pid) - rss0) * 1024.0 / max(done, 1)}
     for s in socks.values():
         s.close()
     ep.close()
@@ -126,14 +104,8 @@ def start(kind: str, python: str, port: int, tmp: str) -> subprocess.Popen:
     else:
         cmd = [python, os.path.join(BENCH, "servers", "mqtt_broker.py"), str(port), "plain"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp)
-    wait_port(port)
+    wait_port(port, proc)
     return proc
-
-
-def version(python: str) -> str:
-    return subprocess.run([python, "-c", "import platform; print(platform.python_implementation(),"
-                           " platform.python_version())"], capture_output=True,
-                          text=True, cwd="/").stdout.strip()
 
 
 def fmt(runs: List[Dict[str, float]], key: str, f: str) -> str:

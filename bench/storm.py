@@ -47,11 +47,12 @@ import tempfile
 import time
 from typing import Dict, List, Optional, Tuple
 
+from mqtt_bench import cpu_seconds, free_port, wait_port
+
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 BIN = os.path.join(BENCH, "bin")
-sys.path.insert(0, BENCH)
-sys.path.insert(0, os.path.join(ROOT, "vendor"))
+sys.path.insert(0, os.path.join(ROOT, "vendor"))  # mgpatch
 
 PER_SOURCE = 25000
 DEADLINE = 60.0
@@ -136,7 +137,7 @@ class Server:
                 raise RuntimeError("%s did not start: %r" % (argv[0], line))
             self.port = int(line.split()[1])
         else:
-            wait_port(port)
+            wait_port(port, self.proc)
 
     def accepted(self, timeout: float) -> Optional[int]:
         """The next count the server prints (None when none came in time);
@@ -166,9 +167,7 @@ class Server:
         return line.decode()
 
     def cpu(self) -> float:
-        with open("/proc/%d/stat" % self.proc.pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.proc.pid)
 
     def rss_kib(self) -> int:
         with open("/proc/%d/status" % self.proc.pid) as f:
@@ -190,25 +189,6 @@ class Server:
         except (OSError, subprocess.TimeoutExpired):
             self.proc.kill()
             self.proc.wait()
-
-
-def wait_port(port: int) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("port %d never opened" % port)
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def connect_all(port: int, n: int) -> List[socket.socket]:
@@ -329,7 +309,7 @@ def main() -> None:
         uv = uvicorn_python()
         if uv:
             rows.append(("uvicorn (%s)" % version(uv), ("uvicorn", uv)))
-    if wanted("c-"):
+    if wanted("c-unpatched") or wanted("c-patched"):
         exes = build_c()
         for name in ("unpatched", "patched"):
             rows.append(("c-%s" % name, [exes[name], str(a.n), str(a.polls)]))
