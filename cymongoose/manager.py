@@ -461,11 +461,13 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
         """Listen for MQTT clients; the application (or ``MqttBroker``) implements the broker.
 
         Accepted connections run the MQTT parser of ``cymongoose.mqtt``.
-        Raises ``ListenError("Failed to listen for MQTT on '<url>'")`` on
+        The listen backlog is ``DEFAULT_BACKLOG``, as for ``listen``.  Raises ``ListenError("Failed to listen for MQTT on '<url>'")`` on
         failure.
         """
         return self._open(0, url, handler, "Failed to listen for MQTT on '%s'",
-                          lib.cym_mqtt_listen, ListenError)
+                          lambda cm, raw, state: lib.cym_mqtt_listen(cm, raw, state,
+                                                                     DEFAULT_BACKLOG),
+                          ListenError)
 
     def sntp_connect(self, url: str, handler: Optional[Handler] = None) -> Connection:
         """Ask an SNTP server for the time; ``MG_EV_SNTP_TIME`` delivers it."""

@@ -5,7 +5,7 @@ struct mg_connection *cym_mqtt_connect(struct cym_mgr *m, const char *url,
                                        const struct mg_mqtt_opts *opts,
                                        uintptr_t state);
 struct mg_connection *cym_mqtt_listen(struct cym_mgr *m, const char *url,
-                                      uintptr_t state);
+                                      uintptr_t state, int backlog);
 uint16_t cym_mqtt_pub(struct mg_connection *c, const char *topic,
                       size_t topic_len, const char *msg, size_t msg_len,
                       int qos, int retain, struct mg_mqtt_prop *props,

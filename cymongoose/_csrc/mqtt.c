@@ -201,9 +201,14 @@ struct mg_connection *cym_mqtt_connect(struct cym_mgr *m, const char *url,
   return c;
 }
 
+/* backlog: the kernel's accept queue (vendor patch 0010); Mongoose's 128
+ * overflows under a reconnect storm and clients back off for seconds. */
 struct mg_connection *cym_mqtt_listen(struct cym_mgr *m, const char *url,
-                                      uintptr_t state) {
-  struct mg_connection *c = mg_listen(&m->mgr, url, cym_ev, (void *) state);
+                                      uintptr_t state, int backlog) {
+  struct mg_connection *c;
+  cym_lsn_backlog = backlog;
+  c = mg_listen(&m->mgr, url, cym_ev, (void *) state);
+  cym_lsn_backlog = 0;
   if (c != NULL) c->pfn = cym_mqtt_cb, c->pfn_data = NULL;
   return c;
 }
