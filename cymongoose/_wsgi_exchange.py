@@ -199,12 +199,14 @@ class WsgiResponse:
         if not isinstance(status, str) or len(status) < 4 or not status[:3].isdigit() \
                 or status[3] != " ":
             raise ValueError("invalid WSGI status %r" % (status,))
-        for name, value in headers:
-            if not isinstance(name, str) or not isinstance(value, str):
-                raise TypeError("WSGI header names and values must be str")
-            for part in (name, value):
-                if "\r" in part or "\n" in part or "\0" in part:
-                    raise ValueError("header contains CR, LF or NUL: %r" % (part,))
+        # One scan of all names and values for CR, LF and NUL (cheaper than
+        # three tests per string); only a hit looks at each string again.
+        try:
+            joined = "".join([name + value for name, value in headers])
+        except (TypeError, ValueError):
+            joined = None
+        if joined is None or "\r" in joined or "\n" in joined or "\0" in joined:
+            _check_headers(headers)
         self.status = status
         self.headers = list(headers)
         return self.write
@@ -306,6 +308,21 @@ class WsgiResponse:
         close = getattr(result, "close", None)
         if close is not None:
             close()
+
+
+def _check_headers(headers: List[Tuple[str, str]]) -> None:
+    """Raise for the first header that is not a pair of str without CR, LF or NUL."""
+    for header in headers:
+        try:
+            name, value = header
+        except (TypeError, ValueError):
+            raise TypeError("a WSGI header must be a (name, value) pair: %r" % (header,)) \
+                from None
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise TypeError("WSGI header names and values must be str")
+        for part in (name, value):
+            if "\r" in part or "\n" in part or "\0" in part:
+                raise ValueError("header contains CR, LF or NUL: %r" % (part,))
 
 
 def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
