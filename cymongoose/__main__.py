@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="Python logging level, on stderr (default INFO; WARNING "
                              "hides the access log); goes before COMMAND")
+    parser.add_argument("--no-access-log", action="store_true",
+                        help="no access log lines (logger cymongoose.access), whatever "
+                             "--log-level says; goes before COMMAND")
     parser.add_argument("--backlog", type=positive, default=None, metavar="N",
                         help="listen backlog of every listener (default 1024); goes "
                              "before COMMAND")
@@ -197,6 +200,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _log_writer.configure(args.log_level)
+    if args.no_access_log:
+        # Servers check the level once per request and then skip the line.
+        logging.getLogger("cymongoose.access").setLevel(logging.WARNING)
     _limits_for_a_server(args.backlog)
     try:
         args.func(args)

@@ -476,6 +476,19 @@ def test_asgi_loop_option(loop: str, app_dir: str) -> None:
     server.stop_cleanly()
 
 
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_no_access_log_option(kind: str, app_dir: str) -> None:
+    args = (kind, "cli_%s_app:app" % kind, "--listen", "http://127.0.0.1:0")
+    logged = Server(*args, cwd=app_dir)
+    assert httpx.get(logged.url + "/seen", timeout=10).status_code == 200
+    logged.wait_for(r'cymongoose\.access: .*"GET /seen HTTP/1\.1" 200')
+    logged.stop_cleanly()
+    quiet = Server("--no-access-log", *args, cwd=app_dir)
+    assert httpx.get(quiet.url + "/unseen", timeout=10).status_code == 200
+    quiet.stop_cleanly()  # the log writer has written everything by the exit
+    assert "cymongoose.access" not in quiet.output and "/unseen" not in quiet.output
+
+
 def test_wsgi_inline_runs_the_app_on_the_event_loop_thread(app_dir: str) -> None:
     server = Server("wsgi", "--inline", "cli_wsgi_app:app", "--listen", "http://127.0.0.1:0",
                     cwd=app_dir)
