@@ -72,12 +72,6 @@ def http_scope(hm: Any, conn: Any, server_name: str, server_port: int,
     return scope, connection
 
 
-def build_http_scope(hm: Any, conn: Any, server_name: str, server_port: int,
-                     front: Optional[Front] = None) -> Dict[str, Any]:
-    """The ``http`` scope of a request (``http_scope`` without the header)."""
-    return http_scope(hm, conn, server_name, server_port, front)[0]
-
-
 def build_ws_scope(hm: Any, conn: Any, server_name: str, server_port: int,
                    front: Optional[Front] = None) -> Dict[str, Any]:
     """The ``websocket`` scope of an upgrade request."""

@@ -161,11 +161,10 @@ class HttpCore:
         return peer
 
     def _on_head(self, conn: Connection, hm: HttpMessage) -> None:
-        """MG_EV_HTTP_HDRS: take over bodies that are not buffered yet."""
+        """MG_EV_HTTP_HDRS: take over bodies that are not buffered yet.  Only
+        requests that announce a body get here (``cym_mgr_hdrs_bodies_only``)."""
         if conn.is_websocket:
             return
-        if hm.header("Content-Length") is None and hm.header("Transfer-Encoding") is None:
-            return  # no body: most requests
         peer = self._peer(conn)
         if peer.ex is not None or peer.body is not None:
             return

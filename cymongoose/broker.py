@@ -47,6 +47,10 @@ from .tls import TlsOpts, tls_on_accept
 
 log = logging.getLogger("cymongoose.broker")
 
+# Public here: the filter rules the broker applies, for applications that
+# route messages among their own clients (a page's subscriptions, say).
+topic_matches.__module__ = valid_filter.__module__ = __name__
+
 _CONNECT, _PUBLISH, _PUBREL, _SUBSCRIBE, _UNSUBSCRIBE, _PINGREQ, _DISCONNECT = \
     1, 3, 6, 8, 10, 12, 14
 _ACKS = frozenset((4, 5, 7))  # PUBACK, PUBREC, PUBCOMP: answers to our deliveries

@@ -138,10 +138,10 @@ struct cym_mgr *cym_mgr_new(void) {
   return m;
 }
 
-/* Closes every connection (their CLOSE events still reach Python), then
- * detaches Python and frees the wrapper. */
 void cym_mgr_hdrs_bodies_only(struct cym_mgr *m, int on) { m->hdrs_bodies_only = on; }
 
+/* Closes every connection (their CLOSE events still reach Python), then
+ * detaches Python and frees the wrapper. */
 void cym_mgr_free(struct cym_mgr *m) {
   mg_mgr_free(&m->mgr);
   m->mgr.userdata = NULL;

@@ -11,6 +11,7 @@ import tempfile
 from typing import Any, Dict, Optional, Set
 
 import cymongoose as cm
+from cymongoose.broker import topic_matches, valid_filter
 from auth import Auth, cookie_token
 from metrics import Rates, rss_bytes
 from settings_store import SettingsError, SettingsStore
@@ -25,26 +26,6 @@ MAX_FILTERS = 16
 MAX_TOPICS = 200
 _JSON = {"Content-Type": "application/json"}
 _GZIPPED = (".html", ".js", ".css", ".svg")
-
-
-def topic_matches(pattern: str, topic: str) -> bool:
-    """MQTT filter matching with ``+`` and ``#``."""
-    p_parts, t_parts = pattern.split("/"), topic.split("/")
-    for i, p in enumerate(p_parts):
-        if p == "#":
-            return not (i == 0 and topic.startswith("$"))
-        if i >= len(t_parts) or (p != "+" and p != t_parts[i]):
-            return False
-        if p == "+" and i == 0 and topic.startswith("$"):
-            return False
-    return len(p_parts) == len(t_parts)
-
-
-def valid_filter(pattern: str) -> bool:
-    parts = pattern.split("/")
-    return (0 < len(pattern) <= 256 and "\0" not in pattern
-            and all(p == "#" and i == len(parts) - 1 or "#" not in p for i, p in enumerate(parts))
-            and all(p == "+" or "+" not in p for p in parts))
 
 
 def prepare_static(src: str) -> str:
@@ -321,7 +302,7 @@ class Dashboard:
             conn.ws_send(json.dumps({"type": "published", "topic": topic}))
         elif kind == "subscribe":
             pattern = request.get("filter")
-            if not isinstance(pattern, str) or not valid_filter(pattern):
+            if not isinstance(pattern, str) or len(pattern) > 256 or not valid_filter(pattern):
                 conn.ws_send(json.dumps({"type": "error", "error": "bad filter"}))
             elif len(filters) >= MAX_FILTERS:
                 conn.ws_send(json.dumps({"type": "error", "error": "too many filters"}))

@@ -2,6 +2,7 @@
 limit, validation, upload limits and static assets."""
 
 import hashlib
+import json
 import os
 
 import httpx
@@ -114,3 +115,19 @@ def test_static_assets_have_etag_and_gzip(dashboard):
         page = c.get("/")
         assert page.status_code == 200 and "<title>" in page.text
         assert c.get("/.hidden").status_code == 404
+
+
+def test_server_sent_events_fallback_streams_values(dashboard):
+    d = dashboard()
+    with httpx.Client(base_url=d.url, timeout=10) as c:
+        log_in(c)
+        with c.stream("GET", "/api/events") as r:
+            assert r.status_code == 200
+            assert r.headers["Content-Type"] == "text/event-stream"
+            seen = []
+            for line in r.iter_lines():
+                if line.startswith("data: "):
+                    seen.append(json.loads(line[6:]))
+                    if len(seen) == 2:
+                        break
+    assert all(m["type"] == "metrics" and m["device"] == "bench-1" for m in seen)

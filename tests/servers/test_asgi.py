@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 import cymongoose
-from cymongoose._asgi_scope import build_http_scope as _build_http_scope
+from cymongoose._asgi_scope import http_scope
 from cymongoose.asgi import ASGIServer, ClientDisconnected
 from support.loop import wait_until
 from support.servers import (AsgiThread, check_form_and_10mib_upload, count_responses, raw_exchange,
@@ -340,7 +340,7 @@ def test_scope_contents(start):
     assert seen["client"][0] == "127.0.0.1" and seen["client"][1] > 0
 
 
-def test_build_http_scope_accepts_duck_typed_objects():
+def test_http_scope_accepts_duck_typed_objects():
     class Hm:
         method, uri, query, proto = "POST", "/x%2Fy", "a=%41", "HTTP/1.0"
 
@@ -354,7 +354,8 @@ def test_build_http_scope_accepts_duck_typed_objects():
         is_tls = False
         remote_addr = None
 
-    scope = _build_http_scope(Hm(), Conn(), "srv", 81)
+    scope, connection = http_scope(Hm(), Conn(), "srv", 81)
+    assert connection is None
     assert scope["path"] == "/x/y" and scope["raw_path"] == b"/x%2Fy"
     assert scope["query_string"] == b"a=%41" and scope["http_version"] == "1.0"
     assert scope["headers"] == [(b"content-type", b"text/plain")]
