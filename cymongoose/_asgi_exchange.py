@@ -166,9 +166,8 @@ class AsgiResponse:
             raise ClientDisconnected("client disconnected")
         if not self.head_sent:
             status, headers = self.start
-            line = status_line(status)
             head, self.op, self.length = frame_response(
-                ex, status, line, headers, None if more else len(body))
+                ex, status, status_line(status), headers, None if more else len(body))
             self.head_sent = True
             if not more and (self.op < 0 or (self.op == RAW and self.length == len(body))):
                 # The whole response in one message: one write.
@@ -198,7 +197,7 @@ class HttpCycle(AsgiExchange):
 
     def __init__(self, server: HttpCore, conn: Connection, hm: HttpMessage,
                  loop: asyncio.AbstractEventLoop) -> None:
-        scope, connection = http_scope(hm, conn, server._server_name, server._server_port,
+        scope, connection = http_scope(hm, conn.userdata, server._server_name, server._server_port,
                                        server.front)
         super().__init__(server, conn, scope, connection, loop)
         self.response = AsgiResponse()

@@ -27,7 +27,7 @@ class WsSession(AsgiExchange):
 
     def __init__(self, server: HttpCore, conn: Connection, hm: HttpMessage, key: str,
                  loop: asyncio.AbstractEventLoop) -> None:
-        scope = build_ws_scope(hm, conn, server._server_name, server._server_port, server.front)
+        scope = build_ws_scope(hm, conn.userdata, server._server_name, server._server_port, server.front)
         connection = hm.header("Connection")
         super().__init__(server, conn, scope,
                          connection.encode("utf-8", "surrogateescape") if connection is not None
@@ -73,7 +73,8 @@ class WsSession(AsgiExchange):
         elif kind == "websocket.accept":
             if self.state != "connecting":
                 raise RuntimeError("websocket.accept while the WebSocket is %s" % self.state)
-            headers = dict(header_pairs(message.get("headers")))
+            headers = {name.decode("latin-1"): value.decode("latin-1")
+                       for name, value in header_pairs(message.get("headers"))}
             sub = message.get("subprotocol")
             if sub:
                 headers["Sec-WebSocket-Protocol"] = sub

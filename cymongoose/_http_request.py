@@ -1,11 +1,15 @@
 """Request helpers shared by the WSGI environ and the ASGI scope."""
 
+import threading
 from typing import Any, Optional, Tuple
 
 from ._ffi import ffi, lib
 from .messages import HttpMessage
 
-_HM_HEAD = ffi.offsetof("struct mg_http_message", "head")
+#: Bytes of the per-thread buffer ``head_blob`` copies into (a larger head
+#: gets a buffer of its own).
+_SCRATCH_SIZE = 16384
+_scratch = threading.local()
 
 
 def server_name_of(url: str) -> str:
@@ -45,21 +49,26 @@ def peer_of(conn: Any) -> Tuple[str, int]:
 
 
 
-def head_blob(hm: Any) -> Optional[bytes]:
+def head_blob(hm: Any, lower_names: bool = False) -> Optional[bytes]:
     """Method, uri, query, proto, then header names and values alternating,
-    separated by NUL bytes, from one C copy of the head; None when the head
-    must be read field by field (a duck-typed ``hm``, a field holding NUL)."""
+    separated by NUL bytes, from one C copy of the head (names lowercased
+    with ``lower_names``); None when the head must be read field by field
+    (a duck-typed ``hm``, a field holding NUL)."""
     if not isinstance(hm, HttpMessage):
         return None
-    p = hm._ptr()
-    if p is None:
+    addr = hm._addr
+    if not addr:
         return None
-    # Every field is a piece of the head (uri and query may overlap): twice
-    # its length always has room, and a small buffer is cheap to allocate.
-    room = 2 * lib.cym_str_len(int(hm._addr) + _HM_HEAD) + 16
-    buf = ffi.new("char[]", room)
-    n = lib.cym_http_head(p, buf, room)
+    # A buffer per thread, reused: allocating one per request costs more
+    # than the copy (most of all on PyPy).
+    buf = getattr(_scratch, "buf", None)
+    if buf is None:
+        buf = _scratch.buf = ffi.new("char[]", _SCRATCH_SIZE)
+    n = lib.cym_http_head(addr, buf, len(buf), lower_names)
+    if n > len(buf):
+        buf = ffi.new("char[]", n)  # a rare huge head: not kept
+        n = lib.cym_http_head(addr, buf, n, lower_names)
     if n < 0:
         return None
-    blob: bytes = ffi.unpack(buf, n)
+    blob: bytes = ffi.unpack(buf, n - 1)
     return blob

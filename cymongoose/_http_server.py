@@ -55,12 +55,16 @@ _WRITE_BIT = 1 << C.MG_EV_WRITE
 
 
 class _Peer:
-    """Per-connection state, kept in ``Connection.userdata``."""
+    """Per-connection state, kept in ``Connection.userdata``.  It stands in
+    for the connection where a request's scope or environ is built: its
+    ``is_tls`` and ``remote_addr`` are read once per connection."""
 
-    __slots__ = ("conn", "ex", "body", "paused", "ws_close")
+    __slots__ = ("conn", "ex", "body", "paused", "ws_close", "is_tls", "remote_addr")
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self.is_tls = conn.is_tls
+        self.remote_addr = conn.remote_addr
         self.ex: Optional[Exchange] = None
         self.body: Optional[BodyReader] = None  # while streaming a request body
         self.paused = False
@@ -272,8 +276,7 @@ class HttpCore:
     def _on_message(self, conn: Connection, hm: HttpMessage) -> None:
         """MG_EV_HTTP_MSG: a complete request."""
         peer = self._peer(conn)
-        upgrade = hm.header("Upgrade")
-        if upgrade is not None and upgrade.lower() == "websocket":
+        if lib.cym_http_wants_ws(hm._addr):
             if self._draining:
                 self._error_reply(conn, 503)
                 return

@@ -34,21 +34,38 @@ def status_text(code: int) -> str:
     return text
 
 
-def status_line(code: int) -> str:
-    """``"HTTP/1.1 <code> <reason>"``."""
-    return "HTTP/1.1 %d %s" % (code, status_text(code))
+_status_lines: Dict[int, bytes] = {}
 
 
-_date_cache: List[Any] = [0, ""]
+def status_line(code: int) -> bytes:
+    """``b"HTTP/1.1 <code> <reason>"``."""
+    line = _status_lines.get(code)
+    if line is None:
+        line = ("HTTP/1.1 %d %s" % (code, status_text(code))).encode("latin-1")
+        if 100 <= code < 1000:
+            _status_lines[code] = line
+    return line
+
+
+_date_cache: List[Any] = [0, "", b""]
 
 
 def http_date() -> str:
     """The ``Date`` header value for now, formatted once per second."""
     now = int(time.time())
     if _date_cache[0] != now:
-        _date_cache[:] = [now, email.utils.formatdate(now, usegmt=True)]
-    date: str = _date_cache[1]
-    return date
+        date = email.utils.formatdate(now, usegmt=True)
+        _date_cache[:] = [now, date, ("Date: " + date).encode("latin-1")]
+    text: str = _date_cache[1]
+    return text
+
+
+def _date_line() -> bytes:
+    """``b"Date: ..."`` for now (the same cache as ``http_date``)."""
+    if _date_cache[0] != int(time.time()):
+        http_date()
+    line: bytes = _date_cache[2]
+    return line
 
 
 def error_response(status: int, close: bool = False) -> bytes:
@@ -62,15 +79,19 @@ def error_response(status: int, close: bool = False) -> bytes:
                                        body)).encode("latin-1")
 
 
-_HOP_BY_HOP = frozenset(("transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"))
+_HOP_BY_HOP = frozenset((b"transfer-encoding", b"te", b"trailer", b"upgrade",
+                         b"proxy-connection"))
+#: Names ``frame_response`` looks at: hop-by-hop ones and the framing ones.
+_SPECIAL = _HOP_BY_HOP | {b"content-length", b"connection", b"date"}
 
 
-def frame_response(ex: "Exchange", code: int, line: str,
-                   headers: Iterable[Tuple[str, str]],
+def frame_response(ex: "Exchange", code: int, line: bytes,
+                   headers: Iterable[Tuple[bytes, bytes]],
                    total: Optional[int]) -> Tuple[bytes, int, Optional[int]]:
     """The head of a response and how its body is framed.
 
-    ``line`` is the status line; ``total`` is the body length when the
+    ``line`` is the status line; ``headers`` are the application's, as
+    checked bytes (no CR, LF or NUL); ``total`` is the body length when the
     producer already knows it.  Returns the head bytes, the outbox
     operation for body pieces (-1: the response has no body) and the length
     the body must have, if any.  Framing: the application's
@@ -86,37 +107,39 @@ def frame_response(ex: "Exchange", code: int, line: str,
     has_date = app_connection = False
     for name, value in headers:
         low = name.lower()
-        if low in _HOP_BY_HOP:
-            continue
-        if low == "content-length":
-            try:
-                length = int(value)
-            except ValueError:
-                raise ValueError("invalid Content-Length %r" % (value,)) from None
-        elif low == "connection":
-            app_connection = True
-            if "close" in value.lower():
-                ex.close_after = True
-        elif low == "date":
-            has_date = True
-        lines.append("%s: %s" % (name, value))
+        if low in _SPECIAL:
+            if low in _HOP_BY_HOP:
+                continue
+            if low == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    raise ValueError("invalid Content-Length %r" % (value,)) from None
+            elif low == b"connection":
+                app_connection = True
+                if b"close" in value.lower():
+                    ex.close_after = True
+            else:
+                has_date = True
+        lines.append(name + b": " + value)
     if not has_date:
-        lines.append("Date: " + http_date())
+        lines.append(_date_line())
     op = RAW
     if no_body:
         op = -1
     elif length is None:
         if total is not None:
             length = total
-            lines.append("Content-Length: %d" % total)
+            lines.append(b"Content-Length: %d" % total)
         elif not ex.http10:
             op = CHUNK
-            lines.append("Transfer-Encoding: chunked")
+            lines.append(b"Transfer-Encoding: chunked")
         else:
             ex.close_after = True  # the body ends when the connection does
     if not app_connection:
         if ex.close_after:
-            lines.append("Connection: close")
+            lines.append(b"Connection: close")
         elif ex.http10:
-            lines.append("Connection: keep-alive")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), op, length
+            lines.append(b"Connection: keep-alive")
+    lines.append(b"\r\n")
+    return b"\r\n".join(lines), op, length

@@ -50,7 +50,7 @@ class WsgiExchange(Exchange):
                  submit: Callable[["WsgiExchange"], None], multithread: bool = True) -> None:
         # At MG_EV_HTTP_HDRS the body is not read yet: on_body delivers it.
         # The head is read once, into the environ.
-        environ = self.environ = build_environ(hm, conn, server._server_name,
+        environ = self.environ = build_environ(hm, conn.userdata, server._server_name,
                                                server._server_port, b"", multithread,
                                                server.front)
         super().__init__(server, conn, environ["REQUEST_METHOD"], environ["SERVER_PROTOCOL"],
@@ -223,7 +223,9 @@ class WsgiResponse:
         status = self.status
         assert status is not None
         head, self.op, self.length = frame_response(
-            self.ex, int(status[:3]), "HTTP/1.1 " + status, self.headers, total)
+            self.ex, int(status[:3]), ("HTTP/1.1 " + status).encode("latin-1"),
+            [(name.encode("latin-1"), value.encode("latin-1")) for name, value in self.headers],
+            total)
         self.head_sent = True
         return head
 

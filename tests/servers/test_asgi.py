@@ -492,6 +492,34 @@ def test_app_errors_give_500_and_are_logged(start, caplog):
     assert "asgi app exploded" in caplog.text and "Traceback" in caplog.text
 
 
+def test_bad_response_headers_give_500_and_nothing_of_them_leaks(start, caplog):
+    bad = {
+        "/crlf": [(b"x-a", b"1\r\nSet-Cookie: stolen=1")],
+        "/lf-name": [(b"x-a\nx-b", b"1")],
+        "/nul": [(b"x-a", b"a\0b")],
+        "/str": [("x-a", "1")],
+        "/length": [(b"content-length", b"two")],
+    }
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        headers = bad.get(scope["path"], [(bytearray(b"x-ok"), memoryview(b"yes"))])
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    srv = start(app)
+    with httpx.Client(base_url=srv.url, timeout=10) as c:
+        for path in bad:
+            r = c.get(path)
+            assert (r.status_code, r.text) == (500, "Internal Server Error"), path
+            assert "x-a" not in r.headers and "set-cookie" not in r.headers
+        r = c.get("/")  # bytes-like names and values are taken as bytes
+        assert (r.status_code, r.headers["x-ok"], r.text) == (200, "yes", "ok")
+    assert "CR, LF or NUL" in caplog.text and "must be bytes" in caplog.text
+    assert "invalid Content-Length" in caplog.text
+
+
 def test_lifespan_startup_failure_stops_start():
     async def failed(scope, receive, send):
         assert scope["type"] == "lifespan"
