@@ -135,37 +135,40 @@ class AsgiExchange(Exchange):
 class AsgiResponse:
     """The ``http.response.*`` messages of one response (event loop)."""
 
-    __slots__ = ("start", "head_sent", "op", "length", "sent", "complete")
+    __slots__ = ("start_msg", "head_sent", "op", "length", "sent", "complete")
 
     def __init__(self) -> None:
-        self.start: Optional[Any] = None
+        self.start_msg: Optional[Any] = None
         self.head_sent = False
         self.op = RAW
         self.length: Optional[int] = None
         self.sent = 0
         self.complete = False
 
-    async def send(self, ex: AsgiExchange, message: Any, kind: str) -> None:
-        """Send a message of ``ex``'s response; ``kind`` is ``"start"`` or
-        ``"body"``.  (The exchange is passed in, not kept: an exchange and
-        its response referring to each other would make a reference cycle
-        per request, left for the garbage collector.)"""
+    def start(self, message: Any) -> None:
+        """``http.response.start``: kept until the first body message (the
+        headers are checked now: ``TypeError``/``ValueError``)."""
         if self.complete:
             raise RuntimeError("the response is already complete")
-        if kind == "start":
-            if self.start is not None:
-                raise RuntimeError("the response has already started")
-            status = int(message["status"])
-            self.start = (status, header_pairs(message.get("headers")))
-            return
-        if self.start is None:
+        if self.start_msg is not None:
+            raise RuntimeError("the response has already started")
+        self.start_msg = (int(message["status"]), header_pairs(message.get("headers")))
+
+    async def body(self, ex: AsgiExchange, message: Any) -> None:
+        """``http.response.body`` of ``ex``'s response.  (The exchange is
+        passed in, not kept: an exchange and its response referring to each
+        other would make a reference cycle per request, left for the garbage
+        collector.)"""
+        if self.complete:
+            raise RuntimeError("the response is already complete")
+        if self.start_msg is None:
             raise RuntimeError("response body sent before the response start")
         body = bytes(message.get("body", b""))
         more = bool(message.get("more_body", False))
         if ex.dead:
             raise ClientDisconnected("client disconnected")
         if not self.head_sent:
-            status, headers = self.start
+            status, headers = self.start_msg
             head, self.op, self.length = frame_response(
                 ex, status, status_line(status), headers, None if more else len(body))
             self.head_sent = True
@@ -219,10 +222,10 @@ class HttpCycle(AsgiExchange):
     async def send(self, message: Dict[str, Any]) -> None:
         """ASGI ``send`` for ``http.response.start`` and ``http.response.body``."""
         kind = message["type"]
-        if kind == "http.response.start":
-            await self.response.send(self, message, "start")
-        elif kind == "http.response.body":
-            await self.response.send(self, message, "body")
+        if kind == "http.response.body":
+            await self.response.body(self, message)
+        elif kind == "http.response.start":
+            self.response.start(message)
         else:
             raise RuntimeError("unexpected ASGI message %r in an http scope" % (kind,))
 

@@ -85,9 +85,9 @@ class WsSession(AsgiExchange):
                 self.state = "denied"
                 self.close_after = True
                 self.response = AsgiResponse()
-                await self.response.send(self, {"status": 403, "headers": [
-                    (b"content-type", b"text/plain")]}, "start")
-                await self.response.send(self, {"body": b""}, "body")
+                self.response.start({"status": 403, "headers": [
+                    (b"content-type", b"text/plain")]})
+                await self.response.body(self, {"body": b""})
             elif self.state == "accepted":
                 self.state = "closed"
                 code = int(message.get("code") or 1000)
@@ -104,7 +104,10 @@ class WsSession(AsgiExchange):
                 self.response = AsgiResponse()
             if self.state != "denied" or self.response is None:
                 raise RuntimeError("%s after the WebSocket was accepted" % kind)
-            await self.response.send(self, message, "start" if kind.endswith("start") else "body")
+            if kind.endswith("start"):
+                self.response.start(message)
+            else:
+                await self.response.body(self, message)
         else:
             raise RuntimeError("unexpected ASGI message %r in a websocket scope" % (kind,))
 

@@ -93,12 +93,10 @@ class HttpCore:
     #: Trusted proxies and the mount prefix, applied to every request; None
     #: when nothing is trusted and nothing mounted.
     front: Optional[Front] = None
-    _EVENTS = (C.MG_EV_HTTP_HDRS, C.MG_EV_HTTP_MSG, C.MG_EV_CLOSE, C.MG_EV_WS_MSG,
-               C.MG_EV_WS_CTL)
 
     def __init__(self, error_handler: Optional[Callable[[BaseException], Any]],
                  max_body_size: int) -> None:
-        self._mgr = Manager(handles(*self._EVENTS)(self._on_event), True, error_handler)
+        self._mgr = Manager(self._on_event, True, error_handler)
         # Bodiless requests skip MG_EV_HTTP_HDRS: _on_head has nothing to do.
         lib.cym_mgr_hdrs_bodies_only(self._mgr._cm, 1)
         self._max_body = max_body_size
@@ -121,7 +119,7 @@ class HttpCore:
     def _listen(self, url: str, tls: Any = None, fd: Optional[int] = None) -> Connection:
         handler = None
         if tls is not None:  # TLS on each accepted connection
-            handler = tls_on_accept(handles(*self._EVENTS)(self._on_event), tls)
+            handler = tls_on_accept(self._on_event, tls)
         if fd is None:
             conn = self._mgr.listen(url, handler, http=True)
         else:
@@ -140,6 +138,9 @@ class HttpCore:
 
     # -- events ---------------------------------------------------------------
 
+    # Declared on the function, so the bound method carries it with no
+    # wrapper call per event.
+    @handles(C.MG_EV_HTTP_HDRS, C.MG_EV_HTTP_MSG, C.MG_EV_CLOSE, C.MG_EV_WS_MSG, C.MG_EV_WS_CTL)
     def _on_event(self, conn: Connection, ev: int, data: Any) -> None:
         if ev == C.MG_EV_HTTP_MSG:
             self._on_message(conn, data)
@@ -402,9 +403,10 @@ class HttpCore:
             return False
         return True
 
-    def _finish(self, ex: Exchange, conn: Connection) -> None:
-        """The response is complete: keep the connection alive or close it."""
-        self._end_exchange(ex, conn)
+    def _finish(self, ex: Exchange, conn: Connection, idle: bool = False) -> None:
+        """The response is complete: keep the connection alive or close it.
+        ``idle``: nothing of ``ex`` was ever queued or waited for room."""
+        self._end_exchange(ex, conn, idle)
         if ex.close_after or self._draining or not ex.body_done:
             conn.drain()
         elif conn.recv_len and conn is not self._answering:
@@ -414,20 +416,34 @@ class HttpCore:
             # goes on with the buffer once the handler returns.)
             self._mgr.wakeup(self._mgr.wakeup_id, b"")
 
-    def _end_exchange(self, ex: Exchange, conn: Connection) -> None:
+    def _end_exchange(self, ex: Exchange, conn: Connection, idle: bool = False) -> None:
         ex.ended = True
         record = ex.access
         if record is not None:
             ex.access = None
             record.done()
-        _set_events(conn, _WRITE_BIT, False)
         peer = conn.userdata
         if peer is not None:
             self._forget(peer, ex)
+        if idle:
+            return  # no outbox to clear, no MG_EV_WRITE asked for
+        _set_events(conn, _WRITE_BIT, False)
         with ex.lock:
             ex.outbox.clear()
             ex.queued = 0
             ex.scheduled = False
+
+    def write_whole(self, ex: Exchange, conn: Connection, data: bytes) -> None:
+        """The whole rest of ``ex``'s response, when nothing of it was
+        queued: into Mongoose's send buffer and done (poll thread, or
+        between polls inside the Manager's C bracket)."""
+        peer = conn.userdata
+        if peer is not None and peer.paused:
+            self.pause(conn, False)  # as in _apply
+        lib.cym_adapters_write(conn._c, data, len(data), END)
+        if ex.access is not None:
+            ex.access.wrote(data)
+        self._finish(ex, conn, True)
 
     # -- shutdown ---------------------------------------------------------------
 

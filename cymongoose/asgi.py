@@ -104,10 +104,10 @@ class _Core(HttpCore):
         if mgr._inside or ex.scheduled or ex.dead or poller is None:
             return False
         conn = ex.conn
-        if conn._c is None or conn.is_closing:
+        if conn._c is None or conn._closing:
             return False
         with mgr._calling_c:
-            self._apply(ex, conn, END, data)
+            self.write_whole(ex, conn, data)
         poller.soon()
         return True
 
@@ -230,12 +230,6 @@ class ASGIServer:
         return scope
 
     async def _run_http(self, ex: HttpCycle) -> None:
-        try:
-            await self._serve_http(ex)
-        finally:
-            self._running.pop(ex, None)
-
-    async def _serve_http(self, ex: HttpCycle) -> None:
         response = ex.response
         try:
             await self._app(self._scope(ex), ex.receive, ex.send)
@@ -252,15 +246,17 @@ class ASGIServer:
                 ex.abort()
                 raise
             await self._fail(ex, response)
-            return
-        if not response.complete:
-            if response.start is None:
-                log.error("ASGI application returned without starting a response (%s %s)",
-                          ex.method, ex.scope["path"])
-            else:
-                log.error("ASGI application returned without completing the response (%s %s)",
-                          ex.method, ex.scope["path"])
-            await self._fail(ex, response)
+        else:
+            if not response.complete:
+                if response.start_msg is None:
+                    log.error("ASGI application returned without starting a response (%s %s)",
+                              ex.method, ex.scope["path"])
+                else:
+                    log.error("ASGI application returned without completing the response "
+                              "(%s %s)", ex.method, ex.scope["path"])
+                await self._fail(ex, response)
+        finally:
+            self._running.pop(ex, None)
 
     async def _fail(self, ex: AsgiExchange, response: Optional[AsgiResponse]) -> None:
         """500 when nothing was sent yet, else close the connection."""
@@ -307,8 +303,8 @@ class ASGIServer:
             ex.close_after = True
             ex.response = AsgiResponse()
             try:
-                await ex.response.send(ex, {"status": 403, "headers": []}, "start")
-                await ex.response.send(ex, {"body": b""}, "body")
+                ex.response.start({"status": 403, "headers": []})
+                await ex.response.body(ex, {"body": b""})
             except ClientDisconnected:
                 pass
         elif ex.state == "accepted" and not ex.disconnected:
