@@ -15,11 +15,11 @@ from collections import deque
 from typing import Any, Deque, Dict, Optional, Tuple
 
 from ._access_log import access_record
-from ._asgi_scope import header_pairs, http_scope
+from ._asgi_scope import http_scope
 from ._http_exchange import (END, LOW_WATER, NO_LOCK, RAW, STREAM_THRESHOLD, ClientDisconnected,
                              Exchange)
 from ._http_server import HttpCore
-from ._http_writers import frame_response, status_line
+from ._http_writers import flat_headers, frame_response, status_line
 from .connection import Connection
 from .messages import HttpMessage
 
@@ -146,13 +146,15 @@ class AsgiResponse:
         self.complete = False
 
     def start(self, message: Any) -> None:
-        """``http.response.start``: kept until the first body message (the
-        headers are checked now: ``TypeError``/``ValueError``)."""
+        """``http.response.start``: kept until the first body message.
+        Headers that are not bytes raise ``TypeError`` now; CR, LF or NUL
+        in them raise ``ValueError`` when the head is framed, before
+        anything is sent."""
         if self.complete:
             raise RuntimeError("the response is already complete")
         if self.start_msg is not None:
             raise RuntimeError("the response has already started")
-        self.start_msg = (int(message["status"]), header_pairs(message.get("headers")))
+        self.start_msg = (int(message["status"]), flat_headers(message.get("headers")))
 
     async def body(self, ex: AsgiExchange, message: Any) -> None:
         """``http.response.body`` of ``ex``'s response.  (The exchange is
@@ -163,23 +165,25 @@ class AsgiResponse:
             raise RuntimeError("the response is already complete")
         if self.start_msg is None:
             raise RuntimeError("response body sent before the response start")
-        body = bytes(message.get("body", b""))
+        body = message.get("body", b"")
+        if type(body) is not bytes:
+            body = bytes(body)
         more = bool(message.get("more_body", False))
         if ex.dead:
             raise ClientDisconnected("client disconnected")
         if not self.head_sent:
-            status, headers = self.start_msg
-            head, self.op, self.length = frame_response(
-                ex, status, status_line(status), headers, None if more else len(body))
+            status, (flat, npairs) = self.start_msg
+            framed = frame_response(ex, status, status_line(status), flat, npairs,
+                                    None if more else len(body), None if more else body)
+            self.op, self.length = framed.op, framed.length
             self.head_sent = True
-            if not more and (self.op < 0 or (self.op == RAW and self.length == len(body))):
+            if framed.whole:
                 # The whole response in one message: one write.
                 self.complete = True
-                data = head + body if self.op == RAW else head
-                if not ex.server.send_whole(ex, data):
-                    await ex._push(END, data)
+                if not ex.server.send_whole(ex, framed):
+                    await ex._push(END, framed.data())
                 return
-            await ex._push(RAW, head)
+            await ex._push(RAW, framed.data())
         if self.op >= 0 and body:
             if self.length is not None and self.sent + len(body) > self.length:
                 raise RuntimeError("response body longer than its Content-Length")

@@ -433,16 +433,17 @@ class HttpCore:
             ex.queued = 0
             ex.scheduled = False
 
-    def write_whole(self, ex: Exchange, conn: Connection, data: bytes) -> None:
-        """The whole rest of ``ex``'s response, when nothing of it was
-        queued: into Mongoose's send buffer and done (poll thread, or
-        between polls inside the Manager's C bracket)."""
+    def write_whole(self, ex: Exchange, conn: Connection, data: Any, size: int) -> None:
+        """The whole rest of ``ex``'s response (``size`` bytes at ``data``,
+        bytes or a C buffer), when nothing of it was queued: into
+        Mongoose's send buffer and done (poll thread, or between polls
+        inside the Manager's C bracket)."""
         peer = conn.userdata
         if peer is not None and peer.paused:
             self.pause(conn, False)  # as in _apply
-        lib.cym_adapters_write(conn._c, data, len(data), END)
+        lib.cym_adapters_write(conn._c, data, size, END)
         if ex.access is not None:
-            ex.access.wrote(data)
+            ex.access.wrote(data if isinstance(data, bytes) else ffi.unpack(data, size))
         self._finish(ex, conn, True)
 
     # -- shutdown ---------------------------------------------------------------
@@ -474,7 +475,7 @@ class HttpCore:
                 # exchange may still sit in the send buffer.
                 conn.drain()
 
-    def send_whole(self, ex: Exchange, data: bytes) -> bool:
+    def send_whole(self, ex: Exchange, framed: Any) -> bool:
         """Hand the rest of ``ex``'s response to Mongoose at once, if this
         server can (producers on the poll thread); False: push it instead."""
         return False

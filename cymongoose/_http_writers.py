@@ -6,8 +6,9 @@ The reason phrases come from Mongoose's own table (the one
 """
 
 import email.utils
+import threading
 import time
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from ._ffi import ffi, lib
 
@@ -60,14 +61,6 @@ def http_date() -> str:
     return text
 
 
-def _date_line() -> bytes:
-    """``b"Date: ..."`` for now (the same cache as ``http_date``)."""
-    if _date_cache[0] != int(time.time()):
-        http_date()
-    line: bytes = _date_cache[2]
-    return line
-
-
 def error_response(status: int, close: bool = False) -> bytes:
     """A complete plain-text response whose body is the reason phrase
     (``500 Internal Server Error``, ``413``, ``503``...); with ``close`` it
@@ -79,67 +72,109 @@ def error_response(status: int, close: bool = False) -> bytes:
                                        body)).encode("latin-1")
 
 
-_HOP_BY_HOP = frozenset((b"transfer-encoding", b"te", b"trailer", b"upgrade",
-                         b"proxy-connection"))
-#: Names ``frame_response`` looks at: hop-by-hop ones and the framing ones.
-_SPECIAL = _HOP_BY_HOP | {b"content-length", b"connection", b"date"}
+_NO_BODY = int(lib.CYM_FR_NO_BODY)
+_HTTP10 = int(lib.CYM_FR_HTTP10)
+_CLOSE = int(lib.CYM_FR_CLOSE)
+_EROOM = int(lib.CYM_FR_EROOM)
+_ELENGTH = int(lib.CYM_FR_ELENGTH)
+#: Bytes of the per-thread buffer responses are framed in (a larger one is
+#: made for a larger response and not kept).
+_SCRATCH_SIZE = 16384
+_scratch = threading.local()
 
 
-def frame_response(ex: "Exchange", code: int, line: bytes,
-                   headers: Iterable[Tuple[bytes, bytes]],
-                   total: Optional[int]) -> Tuple[bytes, int, Optional[int]]:
-    """The head of a response and how its body is framed.
+class Framed:
+    """A framed response head (``frame_response``)."""
 
-    ``line`` is the status line; ``headers`` are the application's, as
-    checked bytes (no CR, LF or NUL); ``total`` is the body length when the
-    producer already knows it.  Returns the head bytes, the outbox
-    operation for body pieces (-1: the response has no body) and the length
-    the body must have, if any.  Framing: the application's
-    ``Content-Length``, else ``total``, else chunked (HTTP/1.1 clients) or
-    the end of the connection (HTTP/1.0).  Hop-by-hop headers of the
-    application are dropped (the server frames the body), ``Date`` is
-    added, and ``Connection`` says what happens next.  Raises
-    ``ValueError`` for a ``Content-Length`` that is not a number.
+    __slots__ = ("buf", "size", "op", "length", "whole")
+
+    def __init__(self, buf: Any, size: int, op: int, length: Optional[int],
+                 whole: bool) -> None:
+        #: The head, and the body after it when ``whole``: ``buf[0:size]``.
+        #: ``buf`` is the thread's scratch buffer: use it before framing
+        #: the next response.
+        self.buf = buf
+        self.size = size
+        #: Outbox operation for body pieces (-1: the response has no body).
+        self.op = op
+        #: The length the body must have, if any.
+        self.length = length
+        #: The body given to ``frame_response`` follows the head: the
+        #: response is complete.
+        self.whole = whole
+
+    def data(self) -> bytes:
+        """A copy of ``buf[0:size]``."""
+        data: bytes = ffi.unpack(self.buf, self.size)
+        return data
+
+
+def flat_headers(pairs: Any) -> Tuple[bytes, int]:
+    """Header (name, value) pairs of bytes-like objects as one NUL-joined
+    run and their count, for ``frame_response``.  ``TypeError`` for a name
+    or value that is not bytes-like."""
+    if not isinstance(pairs, (list, tuple)):
+        pairs = list(pairs or ())
+    try:
+        flat = b"\0".join([part for pair in pairs for part in pair])
+    except TypeError:
+        raise TypeError("header names and values must be bytes, not %r" % (
+            [type(part).__name__ for pair in pairs for part in pair],)) from None
+    return flat, len(pairs)
+
+
+def frame_response(ex: "Exchange", code: int, line: bytes, flat: bytes, npairs: int,
+                   total: Optional[int], body: Optional[bytes] = None) -> Framed:
+    """The head of a response and how its body is framed, in one C call
+    (``cym_http_frame``).
+
+    ``line`` is the status line; ``flat`` and ``npairs`` are the
+    application's headers (``flat_headers``); ``total`` is the body length
+    when the producer already knows it.  With ``body``, a response whose
+    head frames exactly that body gets it copied after the head
+    (``Framed.whole``).  Framing: the application's ``Content-Length``, else
+    ``total``, else chunked (HTTP/1.1 clients) or the end of the connection
+    (HTTP/1.0).  Hop-by-hop headers of the application are dropped (the
+    server frames the body), ``Date`` is added, and ``Connection`` says what
+    happens next (``ex.close_after`` is set when the connection closes).
+    Raises ``ValueError`` for CR or LF in a header, an empty name, a pair
+    that is not two items, or a ``Content-Length`` that is not a number.
     """
-    no_body = ex.method == "HEAD" or code < 200 or code in (204, 304)
-    lines = [line]
-    length = None
-    has_date = app_connection = False
-    for name, value in headers:
-        low = name.lower()
-        if low in _SPECIAL:
-            if low in _HOP_BY_HOP:
-                continue
-            if low == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    raise ValueError("invalid Content-Length %r" % (value,)) from None
-            elif low == b"connection":
-                app_connection = True
-                if b"close" in value.lower():
-                    ex.close_after = True
-            else:
-                has_date = True
-        lines.append(name + b": " + value)
-    if not has_date:
-        lines.append(_date_line())
-    op = RAW
-    if no_body:
-        op = -1
-    elif length is None:
-        if total is not None:
-            length = total
-            lines.append(b"Content-Length: %d" % total)
-        elif not ex.http10:
-            op = CHUNK
-            lines.append(b"Transfer-Encoding: chunked")
-        else:
-            ex.close_after = True  # the body ends when the connection does
-    if not app_connection:
-        if ex.close_after:
-            lines.append(b"Connection: close")
-        elif ex.http10:
-            lines.append(b"Connection: keep-alive")
-    lines.append(b"\r\n")
-    return b"\r\n".join(lines), op, length
+    flags = 0
+    if ex.method == "HEAD" or code < 200 or code == 204 or code == 304:
+        flags = _NO_BODY
+    if ex.http10:
+        flags |= _HTTP10
+    if ex.close_after:
+        flags |= _CLOSE
+    buf = getattr(_scratch, "buf", None)
+    if buf is None:
+        buf = _scratch.buf = ffi.new("char[]", _SCRATCH_SIZE)
+        _scratch.res = ffi.new("struct cym_http_framing *")
+    res = _scratch.res
+    if _date_cache[0] != int(time.time()):
+        http_date()
+    date = _date_cache[2]
+    if total is None:
+        total = -1
+    if body is None:
+        body, blen = ffi.NULL, 0
+    else:
+        blen = len(body)
+    n = lib.cym_http_frame(line, len(line), flat, len(flat), npairs, date, len(date), total,
+                           body, blen, flags, buf, _SCRATCH_SIZE, res)
+    if n == _EROOM:
+        room = res.need
+        buf = ffi.new("char[]", room)
+        n = lib.cym_http_frame(line, len(line), flat, len(flat), npairs, date, len(date), total,
+                               body, blen, flags, buf, room, res)
+    if n < 0:
+        if n == _ELENGTH:
+            raise ValueError("invalid Content-Length in the response headers")
+        raise ValueError("invalid response header: CR, LF or NUL in a name or value, "
+                         "an empty name, or a pair that is not two items")
+    if res.close:
+        ex.close_after = True
+    op = res.op
+    return Framed(buf, n, CHUNK if op == 1 else op, res.length if res.length >= 0 else None,
+                  bool(res.whole))

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator, List, Optional, Tuple
 from ._http_exchange import (ABORT, END, FLUSH, LOW_WATER, NO_LOCK, NOW, RAW, STREAM_BATCH_SIZE,
                              ClientDisconnected, Exchange)
 from ._http_server import HttpCore
-from ._http_writers import error_response, frame_response
+from ._http_writers import Framed, error_response, frame_response
 from ._access_log import access_record
 from ._wsgi_environ import build_environ
 from .connection import Connection
@@ -218,20 +218,22 @@ class WsgiResponse:
         if data:
             self._send(data, None)
 
-    def _frame(self, total: Optional[int]) -> bytes:
-        """The head; ``total`` is the body length when already known."""
+    def _frame(self, total: Optional[int], body: Optional[bytes] = None) -> Framed:
+        """The head (``frame_response``); ``total`` is the body length when
+        already known, ``body`` the whole body when there is one piece."""
         status = self.status
         assert status is not None
-        head, self.op, self.length = frame_response(
-            self.ex, int(status[:3]), ("HTTP/1.1 " + status).encode("latin-1"),
-            [(name.encode("latin-1"), value.encode("latin-1")) for name, value in self.headers],
-            total)
+        headers = self.headers
+        flat = "\0".join([part for pair in headers for part in pair]).encode("latin-1")
+        framed = frame_response(self.ex, int(status[:3]), ("HTTP/1.1 " + status).encode("latin-1"),
+                                flat, len(headers), total, body)
+        self.op, self.length = framed.op, framed.length
         self.head_sent = True
-        return head
+        return framed
 
     def _send(self, data: bytes, total: Optional[int]) -> None:
         if not self.head_sent:
-            self.ex.send(RAW, self._frame(total))
+            self.ex.send(RAW, self._frame(total).data())
         if self.op < 0:
             return
         if self.length is not None:
@@ -271,15 +273,13 @@ class WsgiResponse:
         return False
 
     def _whole(self, data: bytes) -> bool:
-        head = self._frame(len(data))
-        if self.op < 0:
-            data = b""
-        elif self.length is not None and len(data) != self.length:
+        framed = self._frame(len(data), data)
+        if not framed.whole:
             self.pieces = iter((data,))  # a mismatched Content-Length: the general path
-            self.ex.send(RAW, head)
+            self.ex.send(RAW, framed.data())
             return False
-        self.sent = len(data)
-        self.ex.send(END, head + data)
+        self.sent = len(data) if framed.op >= 0 else 0
+        self.ex.send(END, framed.data())
         return True
 
     def pump(self, room: Optional[Callable[[], bool]] = None) -> bool:
@@ -297,7 +297,7 @@ class WsgiResponse:
                     return False
         ex = self.ex
         if not self.head_sent:
-            ex.send(RAW, self._frame(0 if total is None else total))
+            ex.send(RAW, self._frame(0 if total is None else total).data())
         if self.length is not None and self.sent < self.length:
             ex.abort(flush=True)  # short body: only closing can end it
             return True

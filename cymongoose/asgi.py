@@ -61,7 +61,7 @@ from ._asgi_lifespan import ASGIApp, Lifespan
 from ._asgi_websocket import WsSession
 from ._http_exchange import END, MAX_BODY_SIZE, WS, WS_CLOSE, ClientDisconnected, Exchange
 from ._http_server import HttpCore
-from ._http_writers import error_response
+from ._http_writers import Framed, error_response
 from ._loop_poller import LoopPoller
 from ._signals import SignalStop
 from .connection import Connection
@@ -94,11 +94,11 @@ class _Core(HttpCore):
         self._asgi = asgi
         self.poller: Optional[LoopPoller] = None
 
-    def send_whole(self, ex: Exchange, data: bytes) -> bool:
-        """The rest of ``ex``'s response, with nothing queued before it,
-        straight into Mongoose's send buffer (one C call); the next poll
-        sends it.  False when it must go through the outbox instead (inside
-        a poll, or with a flush pending)."""
+    def send_whole(self, ex: Exchange, framed: Framed) -> bool:
+        """A whole response (head and body, framed), with nothing queued
+        before it, straight into Mongoose's send buffer (one C call); the
+        next poll sends it.  False when it must go through the outbox
+        instead (inside a poll, or with a flush pending)."""
         mgr = self._mgr
         poller = self.poller
         if mgr._inside or ex.scheduled or ex.dead or poller is None:
@@ -107,7 +107,7 @@ class _Core(HttpCore):
         if conn._c is None or conn._closing:
             return False
         with mgr._calling_c:
-            self.write_whole(ex, conn, data)
+            self.write_whole(ex, conn, framed.buf, framed.size)
         poller.soon()
         return True
 

@@ -5,3 +5,155 @@
 const char *cym_http_status_text(int code) {
   return mg_http_status_code_str(code);
 }
+
+/* cym_http_frame: the head of a response (and with it a whole body), for
+ * the WSGI and ASGI servers.  Python passes the application's headers as
+ * one NUL-joined run of names and values; checking, filtering and framing
+ * them here costs one C call instead of a Python loop over the headers.
+ * The rules are the ones _http_writers.frame_response documents. */
+
+#define CYM_FR_NO_BODY 1 /* HEAD request, 1xx, 204, 304: the body is not sent */
+#define CYM_FR_HTTP10 2  /* the client spoke HTTP/1.0 */
+#define CYM_FR_CLOSE 4   /* the connection closes after this response */
+
+#define CYM_FR_EHEADER -1 /* CR or LF in a field, an empty name, a count that is off */
+#define CYM_FR_ELENGTH -2 /* a Content-Length that is not a number */
+#define CYM_FR_EROOM -3   /* out is too small: res->need says how large */
+
+struct cym_http_framing {
+  long need;   /* bytes the head (and body) take */
+  long length; /* the body length the head declares, -1 for none */
+  int op;      /* -1 no body, 0 raw, 1 chunked */
+  int close;   /* the connection closes after the response */
+  int whole;   /* the body was copied after the head */
+};
+
+static void cym_fr_put(char *out, size_t room, size_t *pos, const char *s, size_t n) {
+  if (*pos + n <= room) memcpy(out + *pos, s, n);
+  *pos += n;
+}
+
+/* Is s (n bytes) the lowercase literal lit, ignoring ASCII case? */
+static int cym_fr_is(const char *s, size_t n, const char *lit) {
+  size_t i;
+  if (strlen(lit) != n) return 0;
+  for (i = 0; i < n; i++) {
+    char ch = s[i];
+    if (ch >= 'A' && ch <= 'Z') ch = (char) (ch + 32);
+    if (ch != lit[i]) return 0;
+  }
+  return 1;
+}
+
+static int cym_fr_has_close(const char *s, size_t n) {
+  size_t i;
+  for (i = 0; i + 5 <= n; i++) {
+    if (cym_fr_is(s + i, 5, "close")) return 1;
+  }
+  return 0;
+}
+
+/* A decimal length between optional spaces and tabs; -1 when not one. */
+static long cym_fr_length(const char *s, size_t n) {
+  size_t i = 0;
+  long v = 0;
+  int digits = 0;
+  while (i < n && (s[i] == ' ' || s[i] == '\t')) i++;
+  if (i < n && s[i] == '+') i++;
+  for (; i < n && s[i] >= '0' && s[i] <= '9'; i++, digits++) {
+    if (v > (LONG_MAX - 9) / 10) return -1;
+    v = v * 10 + (s[i] - '0');
+  }
+  while (i < n && (s[i] == ' ' || s[i] == '\t')) i++;
+  return digits > 0 && i == n ? v : -1;
+}
+
+static int cym_fr_hop_by_hop(const char *s, size_t n) {
+  return cym_fr_is(s, n, "transfer-encoding") || cym_fr_is(s, n, "te") ||
+         cym_fr_is(s, n, "trailer") || cym_fr_is(s, n, "upgrade") ||
+         cym_fr_is(s, n, "proxy-connection");
+}
+
+/* Frames line (the status line), the npairs headers in hdrs, date (a
+ * whole "Date: ..." line, added unless the application sent one) and the
+ * framing headers into out.  total is the body length when already known
+ * (-1 otherwise).  With body non-NULL and a head that frames exactly
+ * blen raw bytes, the body is copied after the head (res->whole).
+ * Returns the bytes written, or a CYM_FR_E* code. */
+long cym_http_frame(const char *line, size_t line_len, const char *hdrs, size_t hlen,
+                    size_t npairs, const char *date, size_t date_len, long total,
+                    const char *body, size_t blen, int flags, char *out, size_t room,
+                    struct cym_http_framing *res) {
+  size_t pos = 0, at = 0, fields = 0, i;
+  const char *name = NULL;
+  size_t name_len = 0;
+  long length = -1;
+  int has_date = 0, app_connection = 0, close = (flags & CYM_FR_CLOSE) != 0;
+  char num[32];
+
+  cym_fr_put(out, room, &pos, line, line_len);
+  cym_fr_put(out, room, &pos, "\r\n", 2);
+  while (npairs > 0 && at <= hlen) {
+    const char *s = hdrs + at, *end = memchr(s, 0, hlen - at);
+    size_t n = end != NULL ? (size_t) (end - s) : hlen - at;
+    if (memchr(s, '\r', n) != NULL || memchr(s, '\n', n) != NULL) return CYM_FR_EHEADER;
+    if (fields % 2 == 0) {
+      if (n == 0) return CYM_FR_EHEADER;
+      name = s;
+      name_len = n;
+    } else if (!cym_fr_hop_by_hop(name, name_len)) {
+      if (cym_fr_is(name, name_len, "content-length")) {
+        if ((length = cym_fr_length(s, n)) < 0) return CYM_FR_ELENGTH;
+      } else if (cym_fr_is(name, name_len, "connection")) {
+        app_connection = 1;
+        if (cym_fr_has_close(s, n)) close = 1;
+      } else if (cym_fr_is(name, name_len, "date")) {
+        has_date = 1;
+      }
+      cym_fr_put(out, room, &pos, name, name_len);
+      cym_fr_put(out, room, &pos, ": ", 2);
+      cym_fr_put(out, room, &pos, s, n);
+      cym_fr_put(out, room, &pos, "\r\n", 2);
+    }
+    fields++;
+    if (end == NULL) break;
+    at += n + 1;
+  }
+  if (fields != 2 * npairs) return CYM_FR_EHEADER;
+  if (!has_date) {
+    cym_fr_put(out, room, &pos, date, date_len);
+    cym_fr_put(out, room, &pos, "\r\n", 2);
+  }
+  res->op = 0;
+  if (flags & CYM_FR_NO_BODY) {
+    res->op = -1;
+  } else if (length < 0) {
+    if (total >= 0) {
+      length = total;
+      i = (size_t) snprintf(num, sizeof(num), "Content-Length: %ld\r\n", total);
+      cym_fr_put(out, room, &pos, num, i);
+    } else if (!(flags & CYM_FR_HTTP10)) {
+      res->op = 1;
+      cym_fr_put(out, room, &pos, "Transfer-Encoding: chunked\r\n", 28);
+    } else {
+      close = 1; /* the body ends when the connection does */
+    }
+  }
+  if (!app_connection) {
+    if (close) {
+      cym_fr_put(out, room, &pos, "Connection: close\r\n", 19);
+    } else if (flags & CYM_FR_HTTP10) {
+      cym_fr_put(out, room, &pos, "Connection: keep-alive\r\n", 24);
+    }
+  }
+  cym_fr_put(out, room, &pos, "\r\n", 2);
+  res->whole = 0;
+  if (body != NULL && (res->op < 0 || (res->op == 0 && length == (long) blen))) {
+    res->whole = 1;
+    if (res->op == 0) cym_fr_put(out, room, &pos, body, blen);
+  }
+  res->need = (long) pos;
+  res->length = length;
+  res->close = close;
+  return pos > room ? CYM_FR_EROOM : (long) pos;
+}
