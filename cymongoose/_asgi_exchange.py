@@ -58,7 +58,9 @@ class AsgiExchange(Exchange):
             self.unread += size
             if self.unread >= STREAM_THRESHOLD:
                 self.server.pause(self.conn, True)
-        self._put(message, size)
+        self.inbox.append((message, size))
+        if self.event is not None:
+            self.event.set()
 
     def on_disconnect(self) -> None:
         self._lost()
@@ -67,11 +69,6 @@ class AsgiExchange(Exchange):
         self._wake()
 
     # -- the application's side ----------------------------------------------------
-
-    def _put(self, message: Dict[str, Any], size: int) -> None:
-        self.inbox.append((message, size))
-        if self.event is not None:
-            self.event.set()
 
     def _lost(self) -> None:
         self.disconnected = True

@@ -4,7 +4,7 @@ conversion for ``send``."""
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import unquote
 
-from ._http_request import head_blob, peer_of, request_target
+from ._http_request import head_blob, request_target
 from .forwarded import Front
 
 _ASGI = {"version": "3.0", "spec_version": "2.4"}
@@ -62,9 +62,10 @@ def _scope_common(hm: Any, conn: Any, server_name: str, server_port: int,
                     value.encode("utf-8", "surrogateescape")) for name, value in hm.headers()]
         connection = _first(headers, b"connection")
         proxied = any(name in _PROXY_HEADERS for name, _ in headers)
+    remote = conn.remote_addr
     scope = {
         "type": scheme,
-        "asgi": dict(_ASGI),
+        "asgi": _ASGI.copy(),
         "http_version": version,
         "method": method,
         "scheme": scheme + ("s" if conn.is_tls else ""),
@@ -73,7 +74,7 @@ def _scope_common(hm: Any, conn: Any, server_name: str, server_port: int,
         "query_string": query,
         "root_path": "",
         "headers": headers,
-        "client": list(peer_of(conn)),
+        "client": [remote[0], remote[1]] if remote else ["127.0.0.1", 0],
         "server": [server_name, server_port],
     }
     return scope, connection, proxied

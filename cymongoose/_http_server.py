@@ -276,7 +276,9 @@ class HttpCore:
 
     def _on_message(self, conn: Connection, hm: HttpMessage) -> None:
         """MG_EV_HTTP_MSG: a complete request."""
-        peer = self._peer(conn)
+        peer = conn.userdata
+        if peer is None:
+            peer = conn.userdata = _Peer(conn)
         if lib.cym_http_wants_ws(hm._addr):
             if self._draining:
                 self._error_reply(conn, 503)
