@@ -80,7 +80,7 @@ class Exchange:
     """
 
     __slots__ = ("server", "conn", "lock", "outbox", "queued", "scheduled", "waiting",
-                 "dead", "progress", "keep_alive", "close_after", "body_done", "ended",
+                 "dead", "progress", "keep_alive", "close_after", "body_done", "ended", "writing",
                  "method", "http10", "access", "__weakref__")
 
     def __init__(self, server: "HttpCore", conn: Connection, method: str, proto: str,
@@ -105,6 +105,7 @@ class Exchange:
         self.close_after = not self.keep_alive
         self.body_done = False
         self.ended = False
+        self.writing = False      # Mongoose is asked for MG_EV_WRITE on its behalf
         self.access: Optional[AccessRecord] = None  # set by subclasses when logging
 
     # -- producer side (any thread) -------------------------------------------

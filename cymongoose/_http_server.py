@@ -373,7 +373,13 @@ class HttpCore:
                 ex.wake()
             if not self._apply(ex, conn, op, data):
                 return
-        _set_events(conn, _WRITE_BIT, blocked)
+        self.watch_write(ex, blocked)
+
+    def watch_write(self, ex: Exchange, on: bool) -> None:
+        """Ask Mongoose for MG_EV_WRITE on ``ex``'s connection, or stop."""
+        if ex.writing != on:
+            ex.writing = on
+            _set_events(ex.conn, _WRITE_BIT, on)
 
     def _apply(self, ex: Exchange, conn: Connection, op: int, data: Any) -> bool:
         """Carry out one outbox item; False when the exchange is over."""
@@ -405,10 +411,9 @@ class HttpCore:
             return False
         return True
 
-    def _finish(self, ex: Exchange, conn: Connection, idle: bool = False) -> None:
-        """The response is complete: keep the connection alive or close it.
-        ``idle``: nothing of ``ex`` was ever queued or waited for room."""
-        self._end_exchange(ex, conn, idle)
+    def _finish(self, ex: Exchange, conn: Connection) -> None:
+        """The response is complete: keep the connection alive or close it."""
+        self._end_exchange(ex, conn)
         if ex.close_after or self._draining or not ex.body_done:
             conn.drain()
         elif conn.recv_len and conn is not self._answering:
@@ -418,7 +423,7 @@ class HttpCore:
             # goes on with the buffer once the handler returns.)
             self._mgr.wakeup(self._mgr.wakeup_id, b"")
 
-    def _end_exchange(self, ex: Exchange, conn: Connection, idle: bool = False) -> None:
+    def _end_exchange(self, ex: Exchange, conn: Connection) -> None:
         ex.ended = True
         record = ex.access
         if record is not None:
@@ -427,13 +432,14 @@ class HttpCore:
         peer = conn.userdata
         if peer is not None:
             self._forget(peer, ex)
-        if idle:
-            return  # no outbox to clear, no MG_EV_WRITE asked for
-        _set_events(conn, _WRITE_BIT, False)
-        with ex.lock:
-            ex.outbox.clear()
-            ex.queued = 0
-            ex.scheduled = False
+        if ex.writing:
+            ex.writing = False
+            _set_events(conn, _WRITE_BIT, False)
+        if ex.scheduled or ex.outbox:
+            with ex.lock:
+                ex.outbox.clear()
+                ex.queued = 0
+                ex.scheduled = False
 
     def write_whole(self, ex: Exchange, conn: Connection, data: Any, size: int) -> None:
         """The whole rest of ``ex``'s response (``size`` bytes at ``data``,
@@ -446,7 +452,7 @@ class HttpCore:
         lib.cym_adapters_write(conn._c, data, size, END)
         if ex.access is not None:
             ex.access.wrote(data if isinstance(data, bytes) else ffi.unpack(data, size))
-        self._finish(ex, conn, True)
+        self._finish(ex, conn)
 
     # -- shutdown ---------------------------------------------------------------
 

@@ -37,6 +37,9 @@ class FileWrapper:
 
 
 
+#: The environ keys of the headers a trusted proxy sets (``forwarded.Front``).
+_PROXY_KEYS = frozenset(("HTTP_FORWARDED", "HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO",
+                         "HTTP_X_FORWARDED_HOST"))
 #: The entries every environ shares; ``build_environ`` copies it.
 _STATIC: Dict[str, Any] = {
     "SCRIPT_NAME": "",
@@ -104,7 +107,8 @@ def build_environ(hm: Any, conn: Any, server_name: str, server_port: int,
         key = "HTTP_" + key
         old = environ.get(key)
         environ[key] = value if old is None else old + ", " + value
-    if front is not None:
+    # Most requests carry no proxy header: then only a root path changes anything.
+    if front is not None and (front.root_path or not _PROXY_KEYS.isdisjoint(environ)):
         front.apply_environ(environ)
     return environ
 

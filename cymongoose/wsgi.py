@@ -58,7 +58,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 from . import _log_writer
 from ._http_exchange import MAX_BODY_SIZE, Exchange
-from ._http_server import _WRITE_BIT, HttpCore, _set_events
+from ._http_server import HttpCore
 from ._signals import SignalStop, serve_until_signal
 from ._wsgi_environ import FileWrapper
 from ._wsgi_exchange import InlineExchange, WsgiExchange, run_exchange, run_inline
@@ -270,7 +270,7 @@ class _Core(HttpCore):
         """The client is behind: continue ``ex`` on MG_EV_WRITE, and watch
         that it makes progress within ``stream_timeout``."""
         self._pumping[ex] = None
-        _set_events(ex.conn, _WRITE_BIT, True)
+        self.watch_write(ex, True)
         if self._stall_timer is None:
             period = max(10, min(1000, int(self._server._stream_timeout * 250)))
             self._stall_timer = self._mgr.timer_add(period, self._check_stalled, repeat=True)
@@ -284,7 +284,7 @@ class _Core(HttpCore):
         elif ex.resume():
             self._pumping.pop(ex, None)
             if not ex.ended:
-                _set_events(ex.conn, _WRITE_BIT, False)
+                self.watch_write(ex, False)
 
     def _check_stalled(self) -> None:
         if not self._pumping:
