@@ -7,7 +7,8 @@ waitress, websockets and picows, in one run.
     python3 bench/run.py --only servers         # the same, as a section of run.py
 
 Apps (bench/servers/wsgi_apps.py, asgi_apps.py): raw WSGI, Flask, raw ASGI,
-FastAPI, all answering ``GET /`` with ``ok``; WebSocket echo of 32-byte and
+FastAPI (an ``async def`` endpoint, and a plain ``def`` one that runs in
+anyio's thread pool), all answering ``GET /`` with ``ok``; WebSocket echo of 32-byte and
 16 KiB messages (bench/servers/ws_echo.py on our Manager, the ASGI
 ``ws_echo`` app on our ASGI server, ws_peers.py for websockets and picows).
 Every server runs pinned to core 0 as one process with one worker; the load
@@ -114,9 +115,10 @@ def specs(cpy: str, pypy: Optional[str], peers: str, only: List[str]) -> List[Sp
             out.append((test, "waitress", [pb + "waitress-serve", "--listen=127.0.0.1:PORT",
                                            "wsgi_apps:" + app], "defaults (4 threads)"))
     if "asgi" in only:
-        for app, test in (("raw", "raw ASGI"), ("fastapi", "FastAPI")):
+        for app, test in (("raw", "raw ASGI"), ("fastapi", "FastAPI"),
+                          ("fastapi_sync", "FastAPI, def endpoint")):
             for name, py in mine:
-                if app == "fastapi" and name == "PyPy":
+                if app.startswith("fastapi") and name == "PyPy":
                     continue
                 ours(test, "ours %s" % name, [py, "-m", "cymongoose", "--log-level", "WARNING",
                                               "asgi", "asgi_apps:" + app,
@@ -257,7 +259,8 @@ def run(args: argparse.Namespace, cpy: str, pypy: Optional[str], log_path: str
         procs: List[Tuple[str, Proc]] = []
         try:
             for _, label, argv, opts in group:
-                if test in ("Flask", "FastAPI") and argv[0] in frameworks \
+                if test in ("Flask", "FastAPI", "FastAPI, def endpoint") \
+                        and argv[0] in frameworks \
                         and not frameworks[argv[0]]:
                     continue
                 mine = argv[0] in (cpy, pypy)
