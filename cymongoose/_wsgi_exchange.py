@@ -93,6 +93,10 @@ class WsgiExchange(Exchange):
             with cond:
                 cond.notify_all()
 
+    def send_whole(self, framed: Framed) -> None:
+        """Send a whole response (head and body) and end it."""
+        self.send(END, framed.data())
+
     def send(self, op: int, data: bytes = b"") -> None:
         """Queue response bytes; waits while the client is behind (worker thread)."""
         if not self.push(op, data):
@@ -135,6 +139,11 @@ class InlineExchange(WsgiExchange):
             raise ClientDisconnected("client disconnected")
         self.server._apply(self, self.conn, op, data)
 
+    def send_whole(self, framed: Framed) -> None:
+        if self.dead or self.ended:
+            raise ClientDisconnected("client disconnected")
+        self.server.write_whole(self, self.conn, framed.buf, framed.size)
+
     def abort(self, flush: bool = False) -> None:
         if not (self.dead or self.ended):
             self.server._apply(self, self.conn, ABORT, FLUSH if flush else NOW)
@@ -171,13 +180,14 @@ class InlineExchange(WsgiExchange):
 class WsgiResponse:
     """``start_response``, ``write`` and the framing of one response."""
 
-    __slots__ = ("ex", "status", "headers", "head_sent", "op", "length", "sent", "result",
-                 "pieces", "total")
+    __slots__ = ("ex", "status", "headers", "flat", "head_sent", "op", "length", "sent",
+                 "result", "pieces", "total")
 
     def __init__(self, ex: WsgiExchange) -> None:
         self.ex = ex
         self.status: Optional[str] = None
         self.headers: List[Tuple[str, str]] = []
+        self.flat: Optional[str] = None  # the headers NUL-joined
         self.head_sent = False
         self.op = RAW
         self.length: Optional[int] = None  # Content-Length the body must match
@@ -199,16 +209,21 @@ class WsgiResponse:
         if not isinstance(status, str) or len(status) < 4 or not status[:3].isdigit() \
                 or status[3] != " ":
             raise ValueError("invalid WSGI status %r" % (status,))
-        # One scan of all names and values for CR, LF and NUL (cheaper than
-        # three tests per string); only a hit looks at each string again.
+        if type(headers) is not list:
+            headers = list(headers)
+        # The names and values NUL-joined, as frame_response takes them: one
+        # scan of that run for CR and LF, and a NUL of their own shows in
+        # the count; only a hit looks at each string again.
         try:
-            joined = "".join([name + value for name, value in headers])
+            flat = "\0".join([part for name, value in headers for part in (name, value)])
         except (TypeError, ValueError):
-            joined = None
-        if joined is None or "\r" in joined or "\n" in joined or "\0" in joined:
+            flat = None
+        if flat is None or "\r" in flat or "\n" in flat \
+                or flat.count("\0") != max(0, 2 * len(headers) - 1):
             _check_headers(headers)
         self.status = status
-        self.headers = list(headers)
+        self.headers = headers
+        self.flat = flat
         return self.write
 
     def write(self, data: bytes) -> None:
@@ -223,10 +238,9 @@ class WsgiResponse:
         already known, ``body`` the whole body when there is one piece."""
         status = self.status
         assert status is not None
-        headers = self.headers
-        flat = "\0".join([part for pair in headers for part in pair]).encode("latin-1")
+        assert self.flat is not None
         framed = frame_response(self.ex, int(status[:3]), ("HTTP/1.1 " + status).encode("latin-1"),
-                                flat, len(headers), total, body)
+                                self.flat.encode("latin-1"), len(self.headers), total, body)
         self.op, self.length = framed.op, framed.length
         self.head_sent = True
         return framed
@@ -279,7 +293,7 @@ class WsgiResponse:
             self.ex.send(RAW, framed.data())
             return False
         self.sent = len(data) if framed.op >= 0 else 0
-        self.ex.send(END, framed.data())
+        self.ex.send_whole(framed)
         return True
 
     def pump(self, room: Optional[Callable[[], bool]] = None) -> bool:
