@@ -59,12 +59,15 @@ class _Peer:
     for the connection where a request's scope or environ is built: its
     ``is_tls`` and ``remote_addr`` are read once per connection."""
 
-    __slots__ = ("conn", "ex", "body", "paused", "ws_close", "is_tls", "remote_addr")
+    __slots__ = ("conn", "ex", "body", "paused", "ws_close", "is_tls", "remote_addr",
+                 "environ_base")
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.is_tls = conn.is_tls
         self.remote_addr = conn.remote_addr
+        #: The WSGI server's ``connection_environ`` of this connection.
+        self.environ_base: Optional[Dict[str, Any]] = None
         self.ex: Optional[Exchange] = None
         self.body: Optional[BodyReader] = None  # while streaming a request body
         self.paused = False

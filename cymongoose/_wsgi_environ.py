@@ -52,9 +52,27 @@ _STATIC: Dict[str, Any] = {
 }
 
 
+def connection_environ(conn: Any, server_name: str, server_port: int,
+                       multithread: bool = True) -> Dict[str, Any]:
+    """The environ entries every request on ``conn`` shares (``conn`` needs
+    ``is_tls`` and ``remote_addr``): servers build it once per connection
+    and pass it to ``build_environ`` as ``base``."""
+    ip, port = peer_of(conn)
+    environ = _STATIC.copy()
+    environ["SERVER_NAME"] = server_name
+    environ["SERVER_PORT"] = str(server_port)
+    environ["REMOTE_ADDR"] = environ["REMOTE_HOST"] = ip
+    environ["REMOTE_PORT"] = str(port)
+    environ["wsgi.url_scheme"] = "https" if conn.is_tls else "http"
+    if not multithread:
+        environ["wsgi.multithread"] = False
+    return environ
+
+
 def build_environ(hm: Any, conn: Any, server_name: str, server_port: int,
                   body: Optional[bytes] = None, multithread: bool = True,
-                  front: Optional[Front] = None) -> Dict[str, Any]:
+                  front: Optional[Front] = None,
+                  base: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """The environ of a request; ``wsgi.input`` reads ``body`` (by default
     ``hm.body_bytes``); ``wsgi.multithread`` is ``multithread``.
 
@@ -63,9 +81,10 @@ def build_environ(hm: Any, conn: Any, server_name: str, server_port: int,
     ``remote_addr``.  ``front`` applies trusted proxy headers and the
     mount prefix (``forwarded.Front``).  Strings carry the raw bytes as latin-1; headers whose
     names contain ``_`` are dropped, so ``X_User`` cannot pose as ``X-User``.
+    With ``base`` (``connection_environ``, which then stands for ``conn``,
+    ``server_name``, ``server_port`` and ``multithread``) the caller sets
+    ``wsgi.input`` itself.
     """
-    if body is None:
-        body = hm.body_bytes
     fields = _head_fields(hm)
     if fields is not None:
         # One C call: every field already as PEP 3333 wants it (latin-1).
@@ -82,21 +101,16 @@ def build_environ(hm: Any, conn: Any, server_name: str, server_port: int,
                 else unquote_to_bytes(uri).decode("latin-1"))
         query = wsgi_str(query)
         headers = [(name, wsgi_str(value)) for name, value in hm.headers()]
-    ip, port = peer_of(conn)
-    environ = _STATIC.copy()
+    if base is None:
+        environ = connection_environ(conn, server_name, server_port, multithread)
+        environ["wsgi.input"] = io.BytesIO(hm.body_bytes if body is None else body)
+    else:
+        environ = base.copy()
     environ["REQUEST_METHOD"] = method
     environ["PATH_INFO"] = path
     environ["QUERY_STRING"] = query
-    environ["SERVER_NAME"] = server_name
-    environ["SERVER_PORT"] = str(server_port)
     environ["SERVER_PROTOCOL"] = proto or "HTTP/1.1"
-    environ["REMOTE_ADDR"] = environ["REMOTE_HOST"] = ip
-    environ["REMOTE_PORT"] = str(port)
-    environ["wsgi.url_scheme"] = "https" if conn.is_tls else "http"
-    environ["wsgi.input"] = io.BytesIO(body)
     environ["wsgi.errors"] = sys.stderr
-    if not multithread:
-        environ["wsgi.multithread"] = False
     for name, value in headers:
         if "_" in name:
             continue

@@ -25,7 +25,7 @@ from ._http_exchange import (ABORT, END, FLUSH, LOW_WATER, NO_LOCK, NOW, RAW, ST
 from ._http_server import HttpCore
 from ._http_writers import Framed, error_response, frame_response
 from ._access_log import access_record
-from ._wsgi_environ import build_environ
+from ._wsgi_environ import build_environ, connection_environ
 from .connection import Connection
 from .messages import HttpMessage
 
@@ -50,9 +50,14 @@ class WsgiExchange(Exchange):
                  submit: Callable[["WsgiExchange"], None], multithread: bool = True) -> None:
         # At MG_EV_HTTP_HDRS the body is not read yet: on_body delivers it.
         # The head is read once, into the environ.
-        environ = self.environ = build_environ(hm, conn.userdata, server._server_name,
-                                               server._server_port, b"", multithread,
-                                               server.front)
+        peer = conn.userdata
+        base = peer.environ_base
+        if base is None:
+            base = peer.environ_base = connection_environ(
+                peer, server._server_name, server._server_port, multithread)
+        environ = self.environ = build_environ(hm, peer, server._server_name,
+                                               server._server_port, None, multithread,
+                                               server.front, base)
         super().__init__(server, conn, environ["REQUEST_METHOD"], environ["SERVER_PROTOCOL"],
                          environ.get("HTTP_CONNECTION"), None if multithread else NO_LOCK)
         self.access = access_record(hm, environ["REMOTE_ADDR"])
