@@ -311,6 +311,16 @@ class WsgiResponse:
             if data:
                 if isinstance(data, str):
                     data = data.encode("latin-1")
+                if not self.head_sent and total is None:
+                    # A first piece as long as the declared Content-Length
+                    # (a framework's usual response) is the whole response:
+                    # one write, and nothing more is pulled.
+                    framed = self._frame(None, data)
+                    if framed.whole:
+                        self.sent = len(data) if framed.op >= 0 else 0
+                        self.ex.send_whole(framed)
+                        return True
+                    self.ex.send(RAW, framed.data())
                 self._send(data, total)
                 if room is not None and not room():
                     return False

@@ -388,6 +388,51 @@ def test_write_callable_and_close_is_called(start):
     assert closed.is_set()
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_iterable_bodies_follow_their_content_length(start, workers):
+    pulled = []
+    closed = []
+
+    class Body:
+        """Pieces after the declared length are never pulled or sent."""
+
+        def __init__(self, pieces):
+            self.pieces = pieces
+
+        def __iter__(self):
+            for piece in self.pieces:
+                pulled.append(piece)
+                yield piece
+
+        def close(self):
+            closed.append(True)
+
+    def app(environ, start_response):
+        path = environ["PATH_INFO"]
+        if path == "/exact":
+            start_response("200 OK", [("Content-Length", "5")])
+            return Body([b"hello", b"EXTRA"])
+        if path == "/short-first":
+            start_response("200 OK", [("Content-Length", "11")])
+            return Body([b"hello", b" world", b"EXTRA"])
+        start_response("200 OK", [])  # no length: chunked
+        return Body([b"a", b"b"])
+
+    srv = start(app, workers=workers)
+    with httpx.Client(base_url=srv.url, timeout=10) as c:
+        r = c.get("/exact")
+        assert (r.text, r.headers["content-length"]) == ("hello", "5")
+        assert pulled == [b"hello"]
+        r = c.get("/short-first")
+        assert r.text == "hello world" and b"EXTRA" not in r.content
+        r = c.get("/chunked")
+        assert (r.text, r.headers["transfer-encoding"]) == ("ab", "chunked")
+        r = c.head("/exact")
+        assert r.headers["content-length"] == "5" and r.content == b""
+        assert c.get("/exact").text == "hello"  # the connection is still in step
+    assert len(closed) == 5
+
+
 def test_request_body_limit_gives_413(start):
     calls = []
 
