@@ -77,6 +77,10 @@ _HTTP10 = int(lib.CYM_FR_HTTP10)
 _CLOSE = int(lib.CYM_FR_CLOSE)
 _EROOM = int(lib.CYM_FR_EROOM)
 _ELENGTH = int(lib.CYM_FR_ELENGTH)
+_SIZE_BITS = int(lib.CYM_FR_SIZE_BITS)
+_SIZE_MASK = (1 << _SIZE_BITS) - 1
+_CLOSE_BIT = _SIZE_BITS + 2
+_WHOLE_BIT = _SIZE_BITS + 3
 #: Bytes of the per-thread buffer responses are framed in (a larger one is
 #: made for a larger response and not kept).
 _SCRATCH_SIZE = 16384
@@ -173,8 +177,11 @@ def frame_response(ex: "Exchange", code: int, line: bytes, flat: bytes, npairs: 
             raise ValueError("invalid Content-Length in the response headers")
         raise ValueError("invalid response header: CR, LF or NUL in a name or value, "
                          "an empty name, or a pair that is not two items")
-    if res.close:
+    if n >> _CLOSE_BIT & 1:
         ex.close_after = True
-    op = res.op
-    return Framed(buf, n, CHUNK if op == 1 else op, res.length if res.length >= 0 else None,
-                  bool(res.whole))
+    op = (n >> _SIZE_BITS & 3) - 1
+    if n >> _WHOLE_BIT & 1:
+        return Framed(buf, n & _SIZE_MASK, op, None, True)
+    length = res.length
+    return Framed(buf, n & _SIZE_MASK, CHUNK if op == 1 else op, length if length >= 0 else None,
+                  False)

@@ -19,6 +19,7 @@ const char *cym_http_status_text(int code) {
 #define CYM_FR_EHEADER -1 /* CR or LF in a field, an empty name, a count that is off */
 #define CYM_FR_ELENGTH -2 /* a Content-Length that is not a number */
 #define CYM_FR_EROOM -3   /* out is too small: res->need says how large */
+#define CYM_FR_SIZE_BITS 40
 
 struct cym_http_framing {
   long need;   /* bytes the head (and body) take */
@@ -79,7 +80,9 @@ static int cym_fr_hop_by_hop(const char *s, size_t n) {
  * framing headers into out.  total is the body length when already known
  * (-1 otherwise).  With body non-NULL and a head that frames exactly
  * blen raw bytes, the body is copied after the head (res->whole).
- * Returns the bytes written, or a CYM_FR_E* code. */
+ * Returns the bytes written (the low CYM_FR_SIZE_BITS bits), res->op + 1
+ * (2 bits), res->close and res->whole (a bit each) above them; or a
+ * CYM_FR_E* code. */
 long cym_http_frame(const char *line, size_t line_len, const char *hdrs, size_t hlen,
                     size_t npairs, const char *date, size_t date_len, long total,
                     const char *body, size_t blen, int flags, char *out, size_t room,
@@ -155,5 +158,9 @@ long cym_http_frame(const char *line, size_t line_len, const char *hdrs, size_t 
   res->need = (long) pos;
   res->length = length;
   res->close = close;
-  return pos > room ? CYM_FR_EROOM : (long) pos;
+  if (pos > room) return CYM_FR_EROOM;
+  /* The outcome packed into the result: one integer costs cffi less than
+   * reading the fields of res. */
+  return (long) pos | ((long) (res->op + 1) << CYM_FR_SIZE_BITS) |
+         ((long) close << (CYM_FR_SIZE_BITS + 2)) | ((long) res->whole << (CYM_FR_SIZE_BITS + 3));
 }
