@@ -499,6 +499,8 @@ def test_bad_response_headers_give_500_and_nothing_of_them_leaks(start, caplog):
         "/nul": [(b"x-a", b"a\0b")],
         "/str": [("x-a", "1")],
         "/length": [(b"content-length", b"two")],
+        "/empty-name": [(b"", b"x")],
+        "/three": [(b"x-a", b"1", b"2")],
     }
 
     async def app(scope, receive, send):
@@ -518,6 +520,27 @@ def test_bad_response_headers_give_500_and_nothing_of_them_leaks(start, caplog):
         assert (r.status_code, r.headers["x-ok"], r.text) == (200, "yes", "ok")
     assert "CR, LF or NUL" in caplog.text and "must be bytes" in caplog.text
     assert "invalid Content-Length" in caplog.text
+
+
+def test_large_heads_and_bodies_sent_whole(start):
+    """Heads and whole responses larger than the framing buffer (16 KiB)."""
+    big = b"v" * 40000
+    body = bytes(range(256)) * 1024
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        headers = [(b"x-big", big)] if scope["path"] == "/head" else []
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    srv = start(app)
+    with httpx.Client(base_url=srv.url, timeout=10) as c:
+        for path in ("/head", "/body", "/head"):
+            r = c.get(path)
+            assert r.status_code == 200 and r.content == body
+            assert r.headers.get("x-big", "") == (big.decode() if path == "/head" else "")
+            assert r.headers["content-length"] == str(len(body))
 
 
 def test_lifespan_startup_failure_stops_start():
