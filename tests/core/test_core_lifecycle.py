@@ -17,7 +17,7 @@ import pytest
 import cymongoose as cm
 from support.http_raw import get_close, parse_response, raw_request
 from support.loop import InThread, poll_until, wait_until
-from support.sockets import read_until_closed
+from support.sockets import read_until, read_until_closed
 
 CLOSED = "Connection has been closed"
 FREED = "Manager has been freed"
@@ -108,7 +108,15 @@ def test_keyboard_interrupt_in_handler_leaves_bookkeeping_intact():
     mgr = cm.Manager(handler)
     lsn = mgr.listen("http://127.0.0.1:0")
     port = lsn.local_addr[1]
-    job = InThread(lambda: get_close(port, "/"))
+
+    def get_then_close():
+        # Keep-alive, so the client's close (after the whole response) makes
+        # the CLOSE event of a later poll than the request's.
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            return read_until(s, lambda got: got.endswith(b"answered"))
+
+    job = InThread(get_then_close)
     interrupts = []
     deadline = time.monotonic() + 10
     while not (job.done and len(interrupts) == 2):
