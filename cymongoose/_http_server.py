@@ -447,8 +447,8 @@ class HttpCore:
     def write_whole(self, ex: Exchange, conn: Connection, data: Any, size: int) -> None:
         """The whole rest of ``ex``'s response (``size`` bytes at ``data``,
         bytes or a C buffer), when nothing of it was queued: into
-        Mongoose's send buffer and done (poll thread, or between polls
-        inside the Manager's C bracket)."""
+        Mongoose's send buffer and done (poll thread, or between polls on
+        the thread that polls; none of the C calls here fires an event)."""
         peer = conn.userdata
         if peer is not None and peer.paused:
             self.pause(conn, False)  # as in _apply

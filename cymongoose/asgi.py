@@ -106,8 +106,9 @@ class _Core(HttpCore):
         conn = ex.conn
         if conn._c is None or conn._closing:
             return False
-        with mgr._calling_c:
-            self.write_whole(ex, conn, framed.buf, framed.size)
+        # No bracket (_calling_c): nothing write_whole calls into C fires an
+        # event.
+        self.write_whole(ex, conn, framed.buf, framed.size)
         poller.soon()
         return True
 
