@@ -12,7 +12,7 @@ until the application catches up.
 
 import asyncio
 from collections import deque
-from typing import Any, Deque, Dict, Optional, Tuple
+from typing import Any, Awaitable, Deque, Dict, Optional, Tuple
 
 from ._access_log import access_record
 from ._asgi_scope import http_scope
@@ -153,11 +153,13 @@ class AsgiResponse:
             raise RuntimeError("the response has already started")
         self.start_msg = (int(message["status"]), flat_headers(message.get("headers")))
 
-    async def body(self, ex: AsgiExchange, message: Any) -> None:
-        """``http.response.body`` of ``ex``'s response.  (The exchange is
-        passed in, not kept: an exchange and its response referring to each
-        other would make a reference cycle per request, left for the garbage
-        collector.)"""
+    def body(self, ex: AsgiExchange, message: Any) -> Optional[Awaitable[None]]:
+        """``http.response.body`` of ``ex``'s response: None when it is done
+        (a whole response, written at once), else what the caller awaits
+        (the pieces going through the outbox, with flow control).  Misuse
+        raises at once.  (The exchange is passed in, not kept: an exchange
+        and its response referring to each other would make a reference
+        cycle per request, left for the garbage collector.)"""
         if self.complete:
             raise RuntimeError("the response is already complete")
         if self.start_msg is None:
@@ -168,6 +170,7 @@ class AsgiResponse:
         more = bool(message.get("more_body", False))
         if ex.dead:
             raise ClientDisconnected("client disconnected")
+        head = None
         if not self.head_sent:
             status, (flat, npairs) = self.start_msg
             framed = frame_response(ex, status, status_line(status), flat, npairs,
@@ -177,20 +180,31 @@ class AsgiResponse:
             if framed.whole:
                 # The whole response in one message: one write.
                 self.complete = True
-                if not ex.server.send_whole(ex, framed):
-                    await ex._push(END, framed.data())
-                return
-            await ex._push(RAW, framed.data())
-        if self.op >= 0 and body:
-            if self.length is not None and self.sent + len(body) > self.length:
+                if ex.server.send_whole(ex, framed):
+                    return None
+                return ex._push(END, framed.data())
+            head = framed.data()
+        if self.op >= 0 and self.length is not None:
+            if body and self.sent + len(body) > self.length:
+                self.head_sent = head is None  # nothing sent yet: a clean 500
                 raise RuntimeError("response body longer than its Content-Length")
-            self.sent += len(body)
-            if more:
-                await ex._push(self.op, body)
-        if not more:
-            if self.length is not None and self.sent < self.length and self.op >= 0:
+            if not more and self.sent + len(body) < self.length:
+                self.head_sent = head is None
                 raise RuntimeError("response body shorter than its Content-Length")
+        if self.op >= 0:
+            self.sent += len(body)
+        if not more:
             self.complete = True
+        return self._pieces(ex, head, body, more)
+
+    async def _pieces(self, ex: AsgiExchange, head: Optional[bytes], body: bytes,
+                      more: bool) -> None:
+        if head is not None:
+            await ex._push(RAW, head)
+        if more:
+            if self.op >= 0 and body:
+                await ex._push(self.op, body)
+        else:
             await ex._push(max(self.op, 0) | END, body if self.op >= 0 else b"")
 
 
@@ -224,7 +238,9 @@ class HttpCycle(AsgiExchange):
         """ASGI ``send`` for ``http.response.start`` and ``http.response.body``."""
         kind = message["type"]
         if kind == "http.response.body":
-            await self.response.body(self, message)
+            pending = self.response.body(self, message)
+            if pending is not None:
+                await pending
         elif kind == "http.response.start":
             self.response.start(message)
         else:

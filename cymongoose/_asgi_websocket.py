@@ -87,7 +87,9 @@ class WsSession(AsgiExchange):
                 self.response = AsgiResponse()
                 self.response.start({"status": 403, "headers": [
                     (b"content-type", b"text/plain")]})
-                await self.response.body(self, {"body": b""})
+                pending = self.response.body(self, {"body": b""})
+                if pending is not None:
+                    await pending
             elif self.state == "accepted":
                 self.state = "closed"
                 code = int(message.get("code") or 1000)
@@ -107,7 +109,9 @@ class WsSession(AsgiExchange):
             if kind.endswith("start"):
                 self.response.start(message)
             else:
-                await self.response.body(self, message)
+                pending = self.response.body(self, message)
+                if pending is not None:
+                    await pending
         else:
             raise RuntimeError("unexpected ASGI message %r in a websocket scope" % (kind,))
 

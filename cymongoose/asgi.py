@@ -305,7 +305,9 @@ class ASGIServer:
             ex.response = AsgiResponse()
             try:
                 ex.response.start({"status": 403, "headers": []})
-                await ex.response.body(ex, {"body": b""})
+                pending = ex.response.body(ex, {"body": b""})
+                if pending is not None:
+                    await pending
             except ClientDisconnected:
                 pass
         elif ex.state == "accepted" and not ex.disconnected:

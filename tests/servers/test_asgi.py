@@ -522,6 +522,36 @@ def test_bad_response_headers_give_500_and_nothing_of_them_leaks(start, caplog):
     assert "invalid Content-Length" in caplog.text
 
 
+def test_bodies_that_break_their_content_length(start, caplog):
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        path = scope["path"]
+        length = {"/long": b"2", "/short": b"10", "/stream-long": b"3"}.get(path, b"2")
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", length)]})
+        if path == "/stream-long":
+            await send({"type": "http.response.body", "body": b"ab", "more_body": True})
+            await send({"type": "http.response.body", "body": b"cd"})
+        elif path in ("/long", "/short"):
+            await send({"type": "http.response.body", "body": b"hello"})
+        else:
+            await send({"type": "http.response.body", "body": b"ok"})
+
+    srv = start(app)
+    with httpx.Client(base_url=srv.url, timeout=10) as c:
+        # Nothing was sent yet: a clean 500.
+        assert c.get("/long").status_code == 500
+        assert c.get("/short").status_code == 500
+        # The head and a piece already left: the client sees it cut short.
+        with pytest.raises(httpx.HTTPError):
+            c.get("/stream-long")
+    with httpx.Client(base_url=srv.url, timeout=10) as c:
+        assert c.get("/").text == "ok"
+    assert "longer than its Content-Length" in caplog.text
+    assert "shorter than its Content-Length" in caplog.text
+
+
 def test_large_heads_and_bodies_sent_whole(start):
     """Heads and whole responses larger than the framing buffer (16 KiB)."""
     big = b"v" * 40000
