@@ -89,7 +89,8 @@ class Exchange:
         self.conn = conn
         #: ``NO_LOCK`` when one thread alone touches the exchange.
         self.lock: Any = threading.Lock() if lock is None else lock
-        self.outbox: Deque[Op] = deque()
+        #: Made by the first push: a response written whole never needs one.
+        self.outbox: Optional[Deque[Op]] = None
         self.queued = 0           # bytes in the outbox
         self.scheduled = False    # a flush is pending or waits for MG_EV_WRITE
         self.waiting = False      # the producer waits for the outbox to drain
@@ -119,6 +120,8 @@ class Exchange:
         with self.lock:
             if self.dead:
                 raise ClientDisconnected("client disconnected")
+            if self.outbox is None:
+                self.outbox = deque()
             self.outbox.append((op, data))
             self.queued += size
             ring = not self.scheduled
@@ -143,6 +146,8 @@ class Exchange:
         with self.lock:
             if self.dead:
                 return
+            if self.outbox is None:
+                self.outbox = deque()
             self.outbox.append((ABORT, FLUSH if flush else NOW))
             ring = not self.scheduled
             self.scheduled = True
@@ -158,7 +163,7 @@ class Exchange:
             if self.dead:
                 return
             self.dead = True
-            self.outbox.clear()
+            self.outbox = None
             self.queued = 0
             self.waiting = False
         self.wake()

@@ -440,7 +440,7 @@ class HttpCore:
             _set_events(conn, _WRITE_BIT, False)
         if ex.scheduled or ex.outbox:
             with ex.lock:
-                ex.outbox.clear()
+                ex.outbox = None
                 ex.queued = 0
                 ex.scheduled = False
 
