@@ -31,6 +31,7 @@ struct cym_mgr {
   int hdrs_bodies_only; /* MG_EV_HTTP_HDRS only for requests with a body */
   struct cym_conn_index index; /* conn_index.c */
   int iobuf_sweep;             /* conn_iobufs.c: this poll frees idle buffers */
+  size_t iobuf_freed;          /* bytes it freed */
   uint64_t iobuf_next;         /* when the next such poll is due */
 };
 
@@ -100,7 +101,7 @@ void cym_ev(struct mg_connection *c, int ev, void *ev_data) {
   struct mg_connection *prev;
   if (m == NULL) return;
   if (ev == MG_EV_POLL) {
-    if (m->iobuf_sweep) cym_iobufs_sweep(c);
+    if (m->iobuf_sweep) cym_iobufs_sweep(c, &m->iobuf_freed);
   } else if (ev == MG_EV_READ || ev == MG_EV_WRITE) {
     cym_iobufs_touch(c);
   } else if (ev == MG_EV_OPEN) {
@@ -160,7 +161,11 @@ void cym_mgr_poll(struct cym_mgr *m, int ms) {
     m->iobuf_next = now + CYM_IOBUF_IDLE_MS;
   }
   mg_mgr_poll(&m->mgr, ms);
-  m->iobuf_sweep = 0;
+  if (m->iobuf_sweep) {
+    m->iobuf_sweep = 0;
+    cym_iobufs_trim(m->iobuf_freed);
+    m->iobuf_freed = 0;
+  }
 }
 
 void cym_mgr_hdrs_bodies_only(struct cym_mgr *m, int on) { m->hdrs_bodies_only = on; }
