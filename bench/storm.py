@@ -25,7 +25,7 @@ server has accepted all of them: C and ours print their accept count after
 every poll, asyncio every 50 ms; uvicorn's count is its socket descriptors in
 /proc.  Then C and ours time POLLS polls with a zero timeout (wall and
 process CPU per poll) and report RSS; RSS growth over the N connections gives
-bytes per idle connection.  Server CPU during the storm comes from
+bytes per idle connection (ours also after a gc.collect(): "B/conn gc").  Server CPU during the storm comes from
 /proc/PID/stat.
 
 The process raises its descriptor limit to the hard limit and the servers
@@ -58,7 +58,7 @@ PER_SOURCE = 25000
 DEADLINE = 60.0
 
 OURS = r"""
-import select, sys, time, cymongoose as cm
+import gc, select, sys, time, cymongoose as cm
 n = 0
 def h(c, ev, d):
     global n
@@ -87,8 +87,10 @@ while not select.select([sys.stdin], [], [], 0)[0]:
         t0, c0 = time.perf_counter_ns(), time.process_time_ns()
         for _ in range(polls):
             mgr.poll(0)
-        sys.stdout.write("RESULT %d %d %d\n" % ((time.perf_counter_ns() - t0) // polls,
-                         (time.process_time_ns() - c0) // polls, rss()))
+        r1 = rss()
+        gc.collect()  # what is left once the garbage of the storm is gone
+        sys.stdout.write("RESULT %d %d %d %d\n" % ((time.perf_counter_ns() - t0) // polls,
+                         (time.process_time_ns() - c0) // polls, r1, rss()))
         sys.stdout.flush()
 """
 
@@ -129,7 +131,7 @@ class Server:
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, bufsize=0, cwd=cwd)
         self.port = port
-        self.result: Optional[Tuple[int, int, int]] = None
+        self.result: Optional[Tuple[int, ...]] = None
         self.buf = b""
         if port is None:
             line = self.line(20.0)
@@ -231,8 +233,10 @@ def storm(server: Server, n: int, counted_by_fd: bool, polls: int) -> Dict[str, 
             while server.result is None and time.monotonic() < deadline:
                 server.accepted(1.0)
         if server.result is not None:
-            wall, cpu_poll, rss1 = server.result
+            wall, cpu_poll, rss1 = server.result[:3]
             row.update(poll_wall_us=wall / 1e3, poll_cpu_us=cpu_poll / 1e3)
+            if len(server.result) > 3:  # ours: RSS again after gc.collect()
+                row["bytes_per_conn_gc"] = (server.result[3] - rss0) * 1024.0 / max(count, 1)
         else:
             time.sleep(0.5)
             rss1 = server.rss_kib()
@@ -321,8 +325,9 @@ def main() -> None:
     rows = [r for r in rows if wanted(r[0])]
     print("%d simultaneous connects, descriptor limit %d, %d runs, %s"
           % (a.n, hard, a.repeat, " ".join(os.uname()[2:3])))
-    print("%-30s %9s %15s %9s %11s %17s %17s" % (
-        "server", "accepted", "seconds", "cpu s", "B/conn", "poll wall us", "poll cpu us"))
+    print("%-30s %9s %15s %9s %11s %11s %17s %17s" % (
+        "server", "accepted", "seconds", "cpu s", "B/conn", "B/conn gc", "poll wall us",
+        "poll cpu us"))
     for name, spec in rows:
         runs = []
         for _ in range(a.repeat):
@@ -338,9 +343,10 @@ def main() -> None:
                 srv = Server(spec, "/")
                 runs.append(storm(srv, a.n, False, a.polls))
             srv.stop()
-        print("%-30s %9s %15s %9s %11s %17s %17s" % (
+        print("%-30s %9s %15s %9s %11s %11s %17s %17s" % (
             name, fmt(runs, "accepted", "%d"), fmt(runs, "seconds", "%.2f"),
             fmt(runs, "cpu", "%.2f"), fmt(runs, "bytes_per_conn", "%.0f"),
+            fmt(runs, "bytes_per_conn_gc", "%.0f"),
             fmt(runs, "poll_wall_us", "%.0f"), fmt(runs, "poll_cpu_us", "%.0f")), flush=True)
     shutil.rmtree(tmp, ignore_errors=True)
 
