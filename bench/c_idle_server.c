@@ -7,6 +7,7 @@
  * a 50 ms timeout and prints the number of accepted connections after every
  * poll that changed it.  Once N connections are accepted it times POLLS polls with a zero
  * timeout and prints "RESULT <wall ns per poll> <CPU ns per poll> <RSS KiB>",
+ * after "MARK <accepted> <RSS KiB>" at the first poll with N/2 accepted,
  * then keeps serving (and printing counts) until stdin closes. */
 
 #include <stdio.h>
@@ -61,7 +62,7 @@ int main(int argc, char *argv[]) {
   struct mg_connection *lsn;
   unsigned long want;
   unsigned long last = (unsigned long) -1;
-  int polls, measured = 0, i;
+  int polls, measured = 0, marked = 0, i;
   if (argc != 3) {
     fprintf(stderr, "usage: %s N POLLS\n", argv[0]);
     return 2;
@@ -80,6 +81,10 @@ int main(int argc, char *argv[]) {
   while (!stdin_closed()) {
     mg_mgr_poll(&mgr, 50);
     if (s_accepted != last) printf("%lu\n", last = s_accepted);
+    if (!marked && s_accepted >= want / 2) {
+      marked = 1;
+      printf("MARK %lu %ld\n", s_accepted, rss_kib());
+    }
     if (!measured && s_accepted >= want) {
       double t0, c0;
       measured = 1;

@@ -9,7 +9,9 @@ the hard limit.  The client is one process on epoll: N non-blocking
 connects in one burst, a CONNECT (MQTT 3.1.1, clean session, a unique client
 id) on each as soon as it is writable, done when every socket has read its
 4-byte CONNACK (bounded at 60 s).  Reports the time, the broker's CPU
-seconds over the storm (/proc/PID/stat) and its RSS growth per client.  The
+seconds over the storm (/proc/PID/stat) and its RSS growth per client, right
+after the last CONNACK and again after the clients stayed silent for
+IDLE_SECONDS.  The
 client is Python and shares the 2 cores: the broker's CPU is the fairer
 figure.
 """
@@ -33,6 +35,7 @@ from storm import version
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 CONNACK_OK = b"\x20\x02\x00\x00"
+IDLE_SECONDS = 3
 
 
 def connect_packet(client_id: bytes) -> bytes:
@@ -88,6 +91,10 @@ def storm(port: int, n: int, pid: int) -> Dict[str, float]:
     took = time.monotonic() - start
     row = {"connacks": done, "failed": failed, "seconds": took,
            "cpu": cpu_seconds(pid) - cpu0, "bytes_per_client": (rss_kib(pid) - rss0) * 1024.0 / max(done, 1)}
+    # The clients stay connected and silent: what an idle client costs once
+    # the broker had time to give back what it keeps only while busy.
+    time.sleep(IDLE_SECONDS)
+    row["bytes_idle"] = (rss_kib(pid) - rss0) * 1024.0 / max(done, 1)
     for s in socks.values():
         s.close()
     ep.close()
@@ -129,7 +136,8 @@ def main() -> None:
     for py in [os.path.abspath(p) for p in a.python] or [sys.executable]:
         rows.append(("ours (%s)" % version(py), "ours", py))
     print("%d clients connecting at once, descriptor limit %d, %d runs" % (a.n, hard, a.repeat))
-    print("%-36s %8s %18s %18s %16s" % ("broker", "connacks", "seconds", "broker cpu s", "B/client"))
+    print("%-36s %8s %18s %18s %16s %16s" % ("broker", "connacks", "seconds", "broker cpu s", "B/client",
+                                            "B/client idle"))
     for name, kind, py in rows:
         runs = []
         for _ in range(a.repeat):
@@ -146,9 +154,10 @@ def main() -> None:
                     proc.kill()
                     proc.wait()
                 shutil.rmtree(tmp, ignore_errors=True)
-        print("%-36s %8d %18s %18s %16s" % (
+        print("%-36s %8d %18s %18s %16s %16s" % (
             name[:36], min(r["connacks"] for r in runs), fmt(runs, "seconds", "%.2f"),
-            fmt(runs, "cpu", "%.2f"), fmt(runs, "bytes_per_client", "%.0f")), flush=True)
+            fmt(runs, "cpu", "%.2f"), fmt(runs, "bytes_per_client", "%.0f"),
+            fmt(runs, "bytes_idle", "%.0f")), flush=True)
 
 
 if __name__ == "__main__":

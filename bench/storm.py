@@ -25,7 +25,9 @@ server has accepted all of them: C and ours print their accept count after
 every poll, asyncio every 50 ms; uvicorn's count is its socket descriptors in
 /proc.  Then C and ours time POLLS polls with a zero timeout (wall and
 process CPU per poll) and report RSS; RSS growth over the N connections gives
-bytes per idle connection.  Server CPU during the storm comes from
+bytes per idle connection (ours also after a gc.collect(): "B/conn gc"), and
+the growth between half and all of the burst accepted, per connection, what
+one more connection costs a warm server ("B 2nd half").  Server CPU during the storm comes from
 /proc/PID/stat.
 
 The process raises its descriptor limit to the hard limit and the servers
@@ -58,7 +60,7 @@ PER_SOURCE = 25000
 DEADLINE = 60.0
 
 OURS = r"""
-import select, sys, time, cymongoose as cm
+import gc, select, sys, time, cymongoose as cm
 n = 0
 def h(c, ev, d):
     global n
@@ -74,12 +76,15 @@ def rss():
         return int([l for l in f if l.startswith("VmRSS:")][0].split()[1])
 mgr = cm.Manager(h)
 print("PORT %d" % mgr.listen("http://127.0.0.1:0").local_addr[1], flush=True)
-last, measured = -1, False
+last, measured, marked = -1, False, False
 while not select.select([sys.stdin], [], [], 0)[0]:
     mgr.poll(50)
     if n != last:
         last = n
         sys.stdout.write("%d\n" % n); sys.stdout.flush()
+    if not marked and n >= want // 2:
+        marked = True
+        sys.stdout.write("MARK %d %d\n" % (n, rss())); sys.stdout.flush()
     if not measured and n >= want:
         measured = True
         for _ in range(polls // 2 + 1):  # warm up (PyPy's JIT)
@@ -87,8 +92,10 @@ while not select.select([sys.stdin], [], [], 0)[0]:
         t0, c0 = time.perf_counter_ns(), time.process_time_ns()
         for _ in range(polls):
             mgr.poll(0)
-        sys.stdout.write("RESULT %d %d %d\n" % ((time.perf_counter_ns() - t0) // polls,
-                         (time.process_time_ns() - c0) // polls, rss()))
+        r1 = rss()
+        gc.collect()  # what is left once the garbage of the storm is gone
+        sys.stdout.write("RESULT %d %d %d %d\n" % ((time.perf_counter_ns() - t0) // polls,
+                         (time.process_time_ns() - c0) // polls, r1, rss()))
         sys.stdout.flush()
 """
 
@@ -129,7 +136,8 @@ class Server:
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, bufsize=0, cwd=cwd)
         self.port = port
-        self.result: Optional[Tuple[int, int, int]] = None
+        self.result: Optional[Tuple[int, ...]] = None
+        self.mark: Optional[Tuple[int, ...]] = None  # (accepted, RSS KiB) at half
         self.buf = b""
         if port is None:
             line = self.line(20.0)
@@ -148,6 +156,9 @@ class Server:
                 return None
             if line.startswith("RESULT"):
                 self.result = tuple(int(x) for x in line.split()[1:])  # type: ignore
+                continue
+            if line.startswith("MARK"):
+                self.mark = tuple(int(x) for x in line.split()[1:])  # type: ignore
                 continue
             return int(line)
         return None
@@ -231,12 +242,20 @@ def storm(server: Server, n: int, counted_by_fd: bool, polls: int) -> Dict[str, 
             while server.result is None and time.monotonic() < deadline:
                 server.accepted(1.0)
         if server.result is not None:
-            wall, cpu_poll, rss1 = server.result
+            wall, cpu_poll, rss1 = server.result[:3]
             row.update(poll_wall_us=wall / 1e3, poll_cpu_us=cpu_poll / 1e3)
+            if len(server.result) > 3:  # ours: RSS again after gc.collect()
+                row["bytes_per_conn_gc"] = (server.result[3] - rss0) * 1024.0 / max(count, 1)
         else:
             time.sleep(0.5)
             rss1 = server.rss_kib()
         row["bytes_per_conn"] = (rss1 - rss0) * 1024.0 / max(count, 1)
+        if server.mark is not None and count > server.mark[0]:
+            # The second half of the burst alone: what one more connection
+            # costs once the server is warm (PyPy's JIT has compiled the
+            # accept path, its GC's nursery is in use).
+            row["bytes_marginal"] = ((rss1 - server.mark[1]) * 1024.0
+                                     / (count - server.mark[0]))
         return row
     finally:
         for s in socks:
@@ -321,8 +340,9 @@ def main() -> None:
     rows = [r for r in rows if wanted(r[0])]
     print("%d simultaneous connects, descriptor limit %d, %d runs, %s"
           % (a.n, hard, a.repeat, " ".join(os.uname()[2:3])))
-    print("%-30s %9s %15s %9s %11s %17s %17s" % (
-        "server", "accepted", "seconds", "cpu s", "B/conn", "poll wall us", "poll cpu us"))
+    print("%-30s %9s %15s %9s %11s %11s %11s %17s %17s" % (
+        "server", "accepted", "seconds", "cpu s", "B/conn", "B/conn gc", "B 2nd half",
+        "poll wall us", "poll cpu us"))
     for name, spec in rows:
         runs = []
         for _ in range(a.repeat):
@@ -338,9 +358,10 @@ def main() -> None:
                 srv = Server(spec, "/")
                 runs.append(storm(srv, a.n, False, a.polls))
             srv.stop()
-        print("%-30s %9s %15s %9s %11s %17s %17s" % (
+        print("%-30s %9s %15s %9s %11s %11s %11s %17s %17s" % (
             name, fmt(runs, "accepted", "%d"), fmt(runs, "seconds", "%.2f"),
             fmt(runs, "cpu", "%.2f"), fmt(runs, "bytes_per_conn", "%.0f"),
+            fmt(runs, "bytes_per_conn_gc", "%.0f"), fmt(runs, "bytes_marginal", "%.0f"),
             fmt(runs, "poll_wall_us", "%.0f"), fmt(runs, "poll_cpu_us", "%.0f")), flush=True)
     shutil.rmtree(tmp, ignore_errors=True)
 

@@ -36,7 +36,9 @@ class Session:
         self.conn: Any = None  # the Connection while the client is connected
         # packet id -> [message, PUBREC seen]; insertion order is sending order
         self.inflight: "OrderedDict[int, List[Any]]" = OrderedDict()
-        self.queue: Deque[Message] = deque()
+        # None until a message first has to wait: an empty deque costs 760
+        # bytes (CPython), more than the rest of an idle client's session.
+        self.queue: Optional[Deque[Message]] = None
         self.qos2_in: Set[int] = set()  # QoS 2 ids received, PUBREL not yet seen
         self.next_pid = 0
         self.max_inflight = max_inflight
@@ -51,11 +53,14 @@ class Session:
             if conn is not None:
                 self._write(conn, topic, data, 1 if retain else 0, 0)
             return
-        if conn is None or len(self.inflight) >= self.max_inflight or self.queue:
-            if len(self.queue) >= self.max_queued:
+        queue = self.queue
+        if conn is None or len(self.inflight) >= self.max_inflight or queue:
+            if queue is None:
+                queue = self.queue = deque()
+            if len(queue) >= self.max_queued:
                 self.dropped += 1
             else:
-                self.queue.append((topic, data, qos, retain))
+                queue.append((topic, data, qos, retain))
             return
         self._send_new(conn, (topic, data, qos, retain))
 
@@ -84,9 +89,9 @@ class Session:
 
     def pump(self) -> None:
         """Move queued messages into the in-flight window."""
-        conn = self.conn
-        while conn is not None and self.queue and len(self.inflight) < self.max_inflight:
-            self._send_new(conn, self.queue.popleft())
+        conn, queue = self.conn, self.queue
+        while conn is not None and queue and len(self.inflight) < self.max_inflight:
+            self._send_new(conn, queue.popleft())
 
     def attach(self, conn: Any) -> None:
         """A connection takes the session: resend what is unacknowledged, in order."""
@@ -104,5 +109,5 @@ class Session:
         self.conn = None
         if not self.persistent:
             self.inflight.clear()
-            self.queue.clear()
+            self.queue = None
             self.qos2_in.clear()

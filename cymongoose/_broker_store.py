@@ -23,7 +23,7 @@ def save(path: str, sessions: Iterable[Session], retained: Dict[str, Tuple[bytes
         "sessions": [{
             "client_id": s.client_id, "username": s.username, "subs": s.subs,
             "inflight": [[pid, encode_message(m), rel] for pid, (m, rel) in s.inflight.items()],
-            "queue": [encode_message(m) for m in s.queue], "qos2_in": sorted(s.qos2_in),
+            "queue": [encode_message(m) for m in s.queue or ()], "qos2_in": sorted(s.qos2_in),
             "next_pid": s.next_pid,
         } for s in sessions if s.persistent],
         "retained": {t: [base64.b64encode(d).decode(), q] for t, (d, q) in retained.items()

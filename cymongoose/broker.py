@@ -167,7 +167,7 @@ class MqttBroker:
             "messages/sent": sum(s.sent for s in sessions),
             "messages/dropped": sum(s.dropped for s in sessions),
             "messages/inflight": sum(len(s.inflight) for s in sessions),
-            "messages/queued": sum(len(s.queue) for s in sessions),
+            "messages/queued": sum(len(s.queue or ()) for s in sessions),
             "subscriptions/count": sum(len(s.subs) for s in sessions),
             "retained messages/count": len(self._retained),
             "uptime": int(time.monotonic() - self._started),

@@ -174,13 +174,18 @@ class Connection(NetConnectionMixin, MqttConnectionMixin, TlsConnectionMixin, Ws
 
     @property
     def recv_size(self) -> int:
-        """Allocated size of the receive buffer."""
+        """Allocated size of the receive buffer.
+
+        0 once the connection had no I/O for a second or two: an idle
+        connection gives its empty buffers back, and the next read or send
+        allocates again.
+        """
         c = self._c
         return int(c.recv.size) if c is not None else 0
 
     @property
     def send_size(self) -> int:
-        """Allocated size of the send buffer."""
+        """Allocated size of the send buffer (0 when idle, as ``recv_size``)."""
         c = self._c
         return int(c.send.size) if c is not None else 0
 

@@ -232,7 +232,7 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
             self._poller = self._loop_thread = _get_ident()
             try:
                 with self._calling_c:
-                    lib.mg_mgr_poll(self._mgr, ms)
+                    lib.cym_mgr_poll(self._cm, ms)
                     if self._calls:
                         self._run_calls()
             finally:

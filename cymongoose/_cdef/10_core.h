@@ -25,6 +25,9 @@ unsigned cym_ws_flags(uintptr_t wm);
 
 struct cym_mgr *cym_mgr_new(void);
 void cym_mgr_free(struct cym_mgr *m);
+/* mg_mgr_poll; one poll a second also frees the empty I/O buffers of
+ * connections idle since the previous one (_csrc/conn_iobufs.c). */
+void cym_mgr_poll(struct cym_mgr *m, int ms);
 /* 1: MG_EV_HTTP_HDRS reaches Python only for requests that announce a
  * body (the WSGI/ASGI server core, which takes bodies over there). */
 void cym_mgr_hdrs_bodies_only(struct cym_mgr *m, int on);

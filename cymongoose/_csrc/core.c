@@ -29,6 +29,10 @@ struct cym_mgr {
   uint64_t lim_tick; /* limits.c: the `now` of the poll that checks timers */
   uint64_t lim_next; /* limits.c: when the next poll does */
   int hdrs_bodies_only; /* MG_EV_HTTP_HDRS only for requests with a body */
+  struct cym_conn_index index; /* conn_index.c */
+  int iobuf_sweep;             /* conn_iobufs.c: this poll frees idle buffers */
+  size_t iobuf_freed;          /* bytes it freed */
+  uint64_t iobuf_next;         /* when the next such poll is due */
 };
 
 static int cym_limits_idle_poll(struct cym_mgr *m, struct mg_connection *c,
@@ -95,7 +99,17 @@ void cym_ev(struct mg_connection *c, int ev, void *ev_data) {
   uintptr_t wanted = (uintptr_t) c->fn_data &
                      ((uintptr_t) 1 << (ev < MG_EV_USER ? ev : MG_EV_USER));
   struct mg_connection *prev;
-  if (m == NULL || !m->live) return;
+  if (m == NULL) return;
+  if (ev == MG_EV_POLL) {
+    if (m->iobuf_sweep) cym_iobufs_sweep(c, &m->iobuf_freed);
+  } else if (ev == MG_EV_READ || ev == MG_EV_WRITE) {
+    cym_iobufs_touch(c);
+  } else if (ev == MG_EV_OPEN) {
+    cym_index_add(&m->index, c);
+  } else if (ev == MG_EV_CLOSE) {
+    cym_index_del(&m->index, c);
+  }
+  if (!m->live) return;
   /* Once the application closed the connection, or an error did, data
    * still buffered must not reach it: only CLOSE (and ERROR) do. */
   if (c->is_closing && ev < MG_EV_USER && ((1u << ev) & CYM_DATA_EVENTS)) return;
@@ -138,6 +152,22 @@ struct cym_mgr *cym_mgr_new(void) {
   return m;
 }
 
+/* mg_mgr_poll, marking one poll every CYM_IOBUF_IDLE_MS as the one that
+ * frees the buffers of idle connections (conn_iobufs.c). */
+void cym_mgr_poll(struct cym_mgr *m, int ms) {
+  uint64_t now = mg_millis();
+  if (now >= m->iobuf_next) {
+    m->iobuf_sweep = 1;
+    m->iobuf_next = now + CYM_IOBUF_IDLE_MS;
+  }
+  mg_mgr_poll(&m->mgr, ms);
+  if (m->iobuf_sweep) {
+    m->iobuf_sweep = 0;
+    cym_iobufs_trim(m->iobuf_freed);
+    m->iobuf_freed = 0;
+  }
+}
+
 void cym_mgr_hdrs_bodies_only(struct cym_mgr *m, int on) { m->hdrs_bodies_only = on; }
 
 /* Closes every connection (their CLOSE events still reach Python), then
@@ -146,6 +176,7 @@ void cym_mgr_free(struct cym_mgr *m) {
   mg_mgr_free(&m->mgr);
   m->mgr.userdata = NULL;
   m->live = 0;
+  cym_index_free(&m->index);
   free(m);
 }
 

@@ -43,19 +43,19 @@ static void cym_wake_free_list(struct cym_wake_msg *m) {
  * the doorbell again, so it is delivered by the next poll. */
 static void cym_wake_drain(struct cym_wake *w, struct mg_mgr *mgr) {
   struct cym_wake_msg *m, *next;
-  struct mg_connection *t = NULL;
+  struct cym_mgr *cm = (struct cym_mgr *) mgr->userdata;
   pthread_mutex_lock(&w->lock);
   m = w->head;
   w->head = w->tail = NULL;
   w->rung = 0;
   pthread_mutex_unlock(&w->lock);
   for (; m != NULL; m = next) {
+    /* O(1) per payload (conn_index.c).  The index holds only connections
+     * not yet closed, so a payload for one that closed since it was sent
+     * finds nothing and is dropped. */
+    struct mg_connection *t =
+        cm == NULL ? NULL : cym_index_get(&cm->index, mgr, m->id);
     next = m->next;
-    /* No connection is freed while mg_mgr_poll walks the list (closes are
-     * deferred to its end), so the pointer found last stays valid. */
-    if (t == NULL || t->id != m->id) {
-      for (t = mgr->conns; t != NULL && t->id != m->id; t = t->next) (void) 0;
-    }
     if (t != NULL && t != w->pipe) {
       struct mg_str data = mg_str_n(m->data, m->len);
       mg_call(t, MG_EV_WAKEUP, &data);
