@@ -12,7 +12,8 @@
  *
  * The "had I/O" mark needs one bit per connection and struct mg_connection
  * has no spare field but c->prof, which Mongoose only uses when built with
- * MG_ENABLE_PROFILE (mg_alloc_conn zeroes it; nothing else touches it). */
+ * MG_ENABLE_PROFILE (mg_alloc_conn zeroes it): the mark is c->prof.len;
+ * vendor patch 0081 keeps each socket's epoll interest in c->prof.align. */
 
 #if MG_ENABLE_PROFILE
 #error "conn_iobufs.c keeps its mark in c->prof, which MG_ENABLE_PROFILE needs"
