@@ -8,13 +8,13 @@ queue is full, records are dropped and counted, and the writer says how
 many before the next line it writes.
 """
 
-import atexit
 import logging
 import logging.handlers
 import os
 import queue
 import sys
 import threading
+import time
 from typing import Any, Optional
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -23,25 +23,62 @@ _FLUSH_AT_EXIT = 2.0  # seconds the writer gets at exit; a blocked stderr gets n
 
 
 class _DroppingQueueHandler(logging.handlers.QueueHandler):
-    """Puts records on the queue without waiting; counts those that did not fit."""
+    """Puts records on the queue without waiting; counts those that did not
+    fit.  Owns the thread that writes them to ``fd``; ``close()`` (called by
+    ``logging.shutdown()`` at exit, and by a pre-fork worker's exit) lets it
+    write what is queued, for ``_FLUSH_AT_EXIT`` seconds at most."""
 
-    def __init__(self, q: "queue.Queue[Optional[logging.LogRecord]]") -> None:
-        super().__init__(q)
+    def __init__(self, fd: int) -> None:
+        self._q: "queue.Queue[Optional[logging.LogRecord]]" = queue.Queue(QUEUE_SIZE)
+        super().__init__(self._q)
         self.dropped = 0
+        self._count_lock = threading.Lock()
+        self._fd = fd
+        self._fmt = logging.Formatter(FORMAT)
+        self._writer: Optional[threading.Thread] = None
+        self._start()
+
+    def _start(self) -> None:
+        self._writer = threading.Thread(target=_write, args=(self._q, self, self._fmt, self._fd),
+                                        name="cymongoose-log", daemon=True)
+        self._writer.start()
+
+    def after_fork_in_child(self) -> None:
+        """A forked child (a ``--workers`` worker) has this handler but not
+        its thread: without a new one its records would never be written.
+        The queue is new too, as the old one's lock may have been held by
+        the writer at the fork."""
+        self._q = queue.Queue(QUEUE_SIZE)
+        self.queue = self._q
+        self.dropped = 0
+        self._count_lock = threading.Lock()
+        self._start()
 
     def enqueue(self, record: logging.LogRecord) -> None:
         try:
-            self.queue.put_nowait(record)
+            self._q.put_nowait(record)
         except queue.Full:
-            self.dropped += 1  # under the handler's lock
+            with self._count_lock:
+                self.dropped += 1
 
     def take_dropped(self) -> int:
-        self.acquire()
-        try:
+        # Its own lock, not the handler's: logging.shutdown() holds that
+        # one while close() waits for this thread.
+        with self._count_lock:
             dropped, self.dropped = self.dropped, 0
-        finally:
-            self.release()
         return dropped
+
+    def close(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None and writer.is_alive():
+            deadline = time.monotonic() + _FLUSH_AT_EXIT
+            try:
+                self._q.put(None, timeout=_FLUSH_AT_EXIT)
+            except queue.Full:
+                pass  # stderr is blocked: what is queued stays unwritten
+            else:
+                writer.join(max(0.0, deadline - time.monotonic()))
+        super().close()
 
 
 def _write(q: "queue.Queue[Optional[logging.LogRecord]]", source: _DroppingQueueHandler,
@@ -72,25 +109,13 @@ def configure(level: Any, stream: Any = None) -> None:
     """Log at ``level`` to ``stream`` (stderr) through a queue and a writer thread.
 
     Does nothing when the root logger already has handlers, like
-    ``logging.basicConfig``.
+    ``logging.basicConfig``.  A process forked afterwards gets a writer
+    thread of its own.
     """
     root = logging.getLogger()
     if root.handlers:
         return
-    q: "queue.Queue[Optional[logging.LogRecord]]" = queue.Queue(QUEUE_SIZE)
-    source = _DroppingQueueHandler(q)
-    fd = (sys.stderr if stream is None else stream).fileno()
-    writer = threading.Thread(target=_write, args=(q, source, logging.Formatter(FORMAT), fd),
-                              name="cymongoose-log", daemon=True)
-    writer.start()
+    source = _DroppingQueueHandler((sys.stderr if stream is None else stream).fileno())
     root.addHandler(source)
     root.setLevel(level)
-
-    def flush() -> None:
-        try:
-            q.put_nowait(None)
-        except queue.Full:
-            return
-        writer.join(_FLUSH_AT_EXIT)
-
-    atexit.register(flush)
+    os.register_at_fork(after_in_child=source.after_fork_in_child)

@@ -1,7 +1,6 @@
 """``Manager``: owns the Mongoose event manager and every connection."""
 
 import os
-import socket
 import threading
 from typing import (Any, Callable, Dict, List, Literal, Mapping, Optional, Sequence, Set, Tuple,
                     Type)
@@ -49,21 +48,23 @@ DEFAULT_BACKLOG = 1024
 
 
 def _adopt_listening(fd: int) -> int:
-    """A duplicate of ``fd``, checked to be a listening TCP socket."""
+    """A duplicate of ``fd``, checked to be a listening TCP socket.
+
+    The check is made in C (``cym_listening_family``): a Python socket
+    object would make the descriptor blocking on PyPy, for every process
+    that shares it.
+    """
+    family = lib.cym_listening_family(fd)
+    if family == -1:
+        raise ValueError("descriptor %d is not a socket: %s" % (fd, os.strerror(ffi.errno)))
+    if family == -2:
+        raise ValueError("descriptor %d is not a listening TCP socket" % fd)
+    if family == -3:
+        raise ValueError("descriptor %d is not an IPv4 or IPv6 socket" % fd)
     try:
-        sock = socket.socket(fileno=os.dup(fd))
+        return os.dup(fd)
     except OSError as exc:
         raise ValueError("descriptor %d is not a socket: %s" % (fd, exc.strerror)) from None
-    try:
-        listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
-        if sock.type != socket.SOCK_STREAM or not listening:
-            raise ValueError("descriptor %d is not a listening TCP socket" % fd)
-        if sock.family not in (socket.AF_INET, socket.AF_INET6):
-            raise ValueError("descriptor %d is not an IPv4 or IPv6 socket" % fd)
-    except BaseException:
-        sock.close()
-        raise
-    return sock.detach()
 
 
 def _close_quietly(fd: int) -> None:

@@ -122,7 +122,11 @@ def inherited_sockets(fds: Sequence[int] = (), environ: Optional[Dict[str, str]]
     socks = []
     for fd in chosen:
         try:
+            # PyPy's socket(fileno=) makes the descriptor blocking, and the
+            # flag is shared with every process holding it: put it back.
+            blocking = os.get_blocking(fd)
             sock = socket.socket(fileno=fd)
+            os.set_blocking(fd, blocking)
         except OSError as exc:
             raise ValueError("descriptor %d is not a listening stream socket: %s"
                              % (fd, exc.strerror)) from None

@@ -42,6 +42,7 @@ struct mg_connection *cym_listen(struct cym_mgr *m, int kind, const char *url,
                                  uintptr_t state, int backlog, int reuse_port,
                                  int adopt_fd);
 int cym_has_reuseport(void);
+int cym_listening_family(int fd);
 
 uintptr_t cym_state(struct mg_connection *c);
 void cym_set_state(struct mg_connection *c, uintptr_t state);

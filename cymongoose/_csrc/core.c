@@ -218,6 +218,25 @@ struct mg_connection *cym_listen(struct cym_mgr *m, int kind, const char *url,
   return c;
 }
 
+/* What a descriptor offered for adoption is, read with getsockopt alone:
+ * its address family when it is a listening TCP stream socket, -1 (errno
+ * set) when it is no socket, -2 when it does not listen for streams, -3 for
+ * a family other than IPv4/IPv6.  Not through a Python socket object: PyPy's
+ * socket(fileno=) makes the descriptor blocking, and that flag belongs to
+ * the open file shared with every worker serving it, one of which could
+ * then block in accept() with connections it took but did not answer. */
+int cym_listening_family(int fd) {
+  int type = 0, on = 0, family = 0;
+  socklen_t n = sizeof(type);
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, (char *) &type, &n) != 0) return -1;
+  n = sizeof(on);
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, (char *) &on, &n) != 0) return -1;
+  if (type != SOCK_STREAM || !on) return -2;
+  n = sizeof(family);
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, (char *) &family, &n) != 0) return -1;
+  return family == AF_INET || family == AF_INET6 ? family : -3;
+}
+
 int cym_has_reuseport(void) {
 #if defined(SO_REUSEPORT)
   return 1;

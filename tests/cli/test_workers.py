@@ -21,9 +21,11 @@ from support.sockets import read_until_closed
 from support.subprocs import child_env
 
 APP = textwrap.dedent('''
-    import os, sys, time
+    import logging, os, sys, time
 
     def app(environ, start_response):
+        if environ["PATH_INFO"] == "/log":
+            logging.getLogger("sup_app").warning("logged by worker %d", os.getpid())
         if environ["PATH_INFO"] == "/slow":
             print("slow started", flush=True)
             time.sleep(1.0)  # the work a slow request does
@@ -95,6 +97,13 @@ def test_two_workers_answer_from_two_pids(servers: List[Server], app_dir: str) -
     assert len(seen) == 2 and master not in seen
     server.stop_cleanly()
     assert not any(alive(pid) for pid in seen)
+
+
+def test_a_workers_log_records_reach_stderr(servers: List[Server], app_dir: str) -> None:
+    server = wsgi_workers(servers, app_dir)
+    pid = pid_of(server.url, "/log")
+    server.wait_for("WARNING sup_app: logged by worker %d" % pid, timeout=10)
+    server.stop_cleanly()
 
 
 def test_kill_9_worker_is_replaced_and_a_retrying_loop_sees_no_error(

@@ -111,6 +111,21 @@ def test_listen_fd_refuses_what_is_not_a_listening_socket():
         udp.close(), unbound.close()
 
 
+def test_listen_fd_leaves_the_blocking_flag_of_a_refused_descriptor_alone():
+    # The flag belongs to the open file that every process holding the
+    # descriptor shares (pre-fork workers): checking it must not change it.
+    # (PyPy's socket(fileno=) used to make it blocking.)
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.setblocking(False)
+    try:
+        with cm.Manager() as mgr:
+            with pytest.raises(ValueError, match="not a listening TCP socket"):
+                mgr.listen_fd(udp.fileno())
+        assert not os.get_blocking(udp.fileno())
+    finally:
+        udp.close()
+
+
 @pytest.mark.parametrize("backlog, exc", [(0, ValueError), (-1, ValueError), ("5", TypeError),
                                           (1.5, TypeError), (True, TypeError)])
 def test_bad_backlog_is_refused(backlog, exc):

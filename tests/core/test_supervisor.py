@@ -113,3 +113,20 @@ def test_arguments_and_inherited_socket_checks(tmp_path):
     env = {"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "x"}
     with pytest.raises(ValueError, match="LISTEN_FDS"):
         inherited_sockets([], env)
+
+
+def test_inherited_sockets_keep_their_blocking_flag():
+    # Shared with every process that holds the descriptor (systemd, workers
+    # already serving it): wrapping it in a socket object must not change it.
+    # (PyPy's socket(fileno=) made it blocking.)
+    sock = bind("127.0.0.1", 0)
+    sock.setblocking(False)
+    fd = os.dup(sock.fileno())
+    try:
+        got = inherited_sockets([fd])
+        assert len(got) == 1 and got[0].fileno() == fd
+        assert not os.get_blocking(sock.fileno())
+        got[0].detach()
+    finally:
+        os.close(fd)
+        sock.close()
