@@ -68,7 +68,13 @@ void cym_adapters_pause(struct mg_connection *c, int on) {
       epoll_ctl(c->mgr->epoll_fd, EPOLL_CTL_DEL, FD(c), NULL);
     } else {
       MG_EPOLL_ADD(c);
+#ifdef CYM_EPOLL_WRITE_FIRST
+      /* Registered for EPOLLIN alone, as the interest mark must say
+       * (patch 0081): queued output is written first by the next poll. */
+      c->prof.align = 0;
+#else
       if (c->send.len > 0) MG_EPOLL_MOD(c, 1);
+#endif
     }
   }
 #endif
