@@ -41,7 +41,8 @@ class AsgiExchange(Exchange):
                          NO_LOCK)
         self.scope = scope
         self.loop = loop
-        self.inbox: Deque[Tuple[Dict[str, Any], int]] = deque()  # (message, bytes)
+        # (message, bytes) pairs; made by the first ``deliver``.
+        self.inbox: Optional[Deque[Tuple[Dict[str, Any], int]]] = None
         # Made when first awaited: before Python 3.10 an Event binds to the
         # loop current at its creation.
         self.event: Optional[asyncio.Event] = None
@@ -58,7 +59,10 @@ class AsgiExchange(Exchange):
             self.unread += size
             if self.unread >= STREAM_THRESHOLD:
                 self.server.pause(self.conn, True)
-        self.inbox.append((message, size))
+        inbox = self.inbox
+        if inbox is None:
+            inbox = self.inbox = deque()
+        inbox.append((message, size))
         if self.event is not None:
             self.event.set()
 
@@ -173,6 +177,9 @@ class AsgiResponse:
         head = None
         if not self.head_sent:
             status, (flat, npairs) = self.start_msg
+            if not more and ex.server.respond_whole(ex, status, flat, npairs, body):
+                self.head_sent = self.complete = True
+                return None
             framed = frame_response(ex, status, status_line(status), flat, npairs,
                                     None if more else len(body), None if more else body)
             self.op, self.length = framed.op, framed.length
@@ -211,7 +218,7 @@ class AsgiResponse:
 class HttpCycle(AsgiExchange):
     """One HTTP request and its response."""
 
-    __slots__ = ("response",)
+    __slots__ = ("response", "final")
 
     def __init__(self, server: HttpCore, conn: Connection, hm: HttpMessage,
                  loop: asyncio.AbstractEventLoop) -> None:
@@ -220,8 +227,14 @@ class HttpCycle(AsgiExchange):
         super().__init__(server, conn, scope, connection, loop)
         self.response = AsgiResponse()
         self.access = access_record(hm, scope["client"][0])
+        #: The last body piece, kept as bytes until ``receive()`` asks for
+        #: it: most applications never read a GET's empty body.
+        self.final: Optional[bytes] = None
 
     def on_body(self, data: bytes, more: bool) -> None:
+        if not more and self.inbox is None and self.event is None and len(data) < LOW_WATER:
+            self.final = data  # nothing queued before it, nobody waiting
+            return
         self.deliver({"type": "http.request", "body": data, "more_body": more}, len(data))
 
     def finished(self) -> bool:
@@ -229,6 +242,10 @@ class HttpCycle(AsgiExchange):
 
     async def receive(self) -> Dict[str, Any]:
         """ASGI ``receive``: body pieces, then ``http.disconnect``."""
+        final = self.final
+        if final is not None:
+            self.final = None
+            return {"type": "http.request", "body": final, "more_body": False}
         message = await self._next()
         if message is None:
             return {"type": "http.disconnect"}

@@ -36,7 +36,7 @@ class WsSession(AsgiExchange):
         self.state = "connecting"  # then "accepted", "closed" (we sent CLOSE) or "denied"
         self.close_code: Optional[Any] = None
         self.response: Optional[AsgiResponse] = None
-        self.inbox.append(({"type": "websocket.connect"}, 0))
+        self.deliver({"type": "websocket.connect"}, 0)
         self.body_done = True
 
     def on_disconnect(self) -> None:

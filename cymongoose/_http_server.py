@@ -491,6 +491,14 @@ class HttpCore:
         server can (producers on the poll thread); False: push it instead."""
         return False
 
+    def respond_whole(self, ex: Exchange, code: int, flat: bytes, npairs: int,
+                      body: bytes) -> bool:
+        """``ex``'s whole response (nothing of it sent yet) framed straight
+        into Mongoose's send buffer, and done, where ``send_whole`` could
+        take it and nothing needs the bytes (no access log); False: frame it
+        the general way (``frame_response``)."""
+        return False
+
     def shutdown_exchange(self, ex: Exchange) -> None:
         """An exchange in flight at shutdown (WebSocket sessions are told to close)."""
 

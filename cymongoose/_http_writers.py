@@ -127,6 +127,38 @@ def flat_headers(pairs: Any) -> Tuple[bytes, int]:
     return flat, len(pairs)
 
 
+def _frame_flags(ex: "Exchange", code: int) -> int:
+    flags = 0
+    if ex.method == "HEAD" or code < 200 or code == 204 or code == 304:
+        flags = _NO_BODY
+    if ex.http10:
+        flags |= _HTTP10
+    if ex.close_after:
+        flags |= _CLOSE
+    return flags
+
+
+def frame_whole_into(ex: "Exchange", c: Any, code: int, flat: bytes, npairs: int,
+                  body: bytes) -> bool:
+    """Frame a whole response (``frame_response``'s rules, ``body`` its
+    entire body) straight into the send buffer of ``c``, the connection's
+    C struct, in one C call.  False, with nothing written, when the head
+    would frame another body than this one (the application's own
+    ``Content-Length`` differs) or a header is bad: the caller then takes
+    the general path, which reports it."""
+    if _date_cache[0] != int(time.time()):
+        http_date()
+    date = _date_cache[2]
+    line = status_line(code)
+    n = lib.cym_http_respond(c, line, len(line), flat, len(flat), npairs, date, len(date),
+                             body, len(body), _frame_flags(ex, code))
+    if n < 0 or not n >> _WHOLE_BIT & 1:
+        return False
+    if n >> _CLOSE_BIT & 1:
+        ex.close_after = True
+    return True
+
+
 def frame_response(ex: "Exchange", code: int, line: bytes, flat: bytes, npairs: int,
                    total: Optional[int], body: Optional[bytes] = None) -> Framed:
     """The head of a response and how its body is framed, in one C call
@@ -144,13 +176,7 @@ def frame_response(ex: "Exchange", code: int, line: bytes, flat: bytes, npairs: 
     Raises ``ValueError`` for CR or LF in a header, an empty name, a pair
     that is not two items, or a ``Content-Length`` that is not a number.
     """
-    flags = 0
-    if ex.method == "HEAD" or code < 200 or code == 204 or code == 304:
-        flags = _NO_BODY
-    if ex.http10:
-        flags |= _HTTP10
-    if ex.close_after:
-        flags |= _CLOSE
+    flags = _frame_flags(ex, code)
     buf = getattr(_scratch, "buf", None)
     if buf is None:
         buf = _scratch.buf = ffi.new("char[]", _SCRATCH_SIZE)

@@ -61,7 +61,7 @@ from ._asgi_lifespan import ASGIApp, Lifespan
 from ._asgi_websocket import WsSession
 from ._http_exchange import END, MAX_BODY_SIZE, WS, WS_CLOSE, ClientDisconnected, Exchange
 from ._http_server import HttpCore
-from ._http_writers import Framed, error_response
+from ._http_writers import Framed, error_response, frame_whole_into
 from ._loop_poller import LoopPoller
 from ._signals import SignalStop
 from .connection import Connection
@@ -94,22 +94,43 @@ class _Core(HttpCore):
         self._asgi = asgi
         self.poller: Optional[LoopPoller] = None
 
-    def send_whole(self, ex: Exchange, framed: Framed) -> bool:
-        """A whole response (head and body, framed), with nothing queued
-        before it, straight into Mongoose's send buffer (one C call); the
-        next poll sends it.  False when it must go through the outbox
-        instead (inside a poll, or with a flush pending)."""
-        mgr = self._mgr
-        poller = self.poller
-        if mgr._inside or ex.scheduled or ex.dead or poller is None:
-            return False
+    def _writable(self, ex: Exchange) -> Optional[Connection]:
+        """``ex``'s connection when its response can go straight into
+        Mongoose's send buffer: between polls, with nothing queued before
+        it; else None."""
+        if self._mgr._inside or ex.scheduled or ex.dead or self.poller is None:
+            return None
         conn = ex.conn
         if conn._c is None or conn._closing:
+            return None
+        return conn
+
+    def send_whole(self, ex: Exchange, framed: Framed) -> bool:
+        """A whole response (head and body, framed) straight into Mongoose's
+        send buffer (one C call); the next poll sends it.  False when it
+        must go through the outbox instead (inside a poll, or with a flush
+        pending)."""
+        conn = self._writable(ex)
+        if conn is None:
             return False
         # No bracket (_calling_c): nothing write_whole calls into C fires an
         # event.
         self.write_whole(ex, conn, framed.buf, framed.size)
-        poller.soon()
+        self.poller.soon()  # type: ignore[union-attr]
+        return True
+
+    def respond_whole(self, ex: Exchange, code: int, flat: bytes, npairs: int,
+                      body: bytes) -> bool:
+        conn = self._writable(ex)
+        if conn is None or ex.access is not None:
+            return False
+        peer = conn.userdata
+        if peer is not None and peer.paused:
+            self.pause(conn, False)  # as in write_whole
+        if not frame_whole_into(ex, conn._c, code, flat, npairs, body):
+            return False
+        self._finish(ex, conn)
+        self.poller.soon()  # type: ignore[union-attr]
         return True
 
     def start_exchange(self, conn: Connection, hm: HttpMessage) -> Exchange:

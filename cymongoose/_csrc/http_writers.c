@@ -164,3 +164,33 @@ long cym_http_frame(const char *line, size_t line_len, const char *hdrs, size_t 
   return (long) pos | ((long) (res->op + 1) << CYM_FR_SIZE_BITS) |
          ((long) close << (CYM_FR_SIZE_BITS + 2)) | ((long) res->whole << (CYM_FR_SIZE_BITS + 3));
 }
+
+/* A whole response framed by cym_http_frame straight into c's send buffer:
+ * no scratch buffer to copy from, one C call.  Returns what cym_http_frame
+ * returns, or CYM_FR_EROOM when the buffer cannot grow.  When the head does
+ * not frame exactly this body (whole is 0), or on an error, the send buffer
+ * is left as it was: the caller takes its general path. */
+long cym_http_respond(struct mg_connection *c, const char *line, size_t line_len,
+                      const char *hdrs, size_t hlen, size_t npairs, const char *date,
+                      size_t date_len, const char *body, size_t blen, int flags) {
+  struct cym_http_framing res;
+  size_t guess = line_len + hlen + 2 * npairs + date_len + blen + 96;
+  long n;
+  if (c->send.size - c->send.len < guess &&
+      !mg_iobuf_resize(&c->send, c->send.len + guess)) {
+    return CYM_FR_EROOM;
+  }
+  n = cym_http_frame(line, line_len, hdrs, hlen, npairs, date, date_len, (long) blen, body,
+                     blen, flags, (char *) c->send.buf + c->send.len,
+                     c->send.size - c->send.len, &res);
+  if (n == CYM_FR_EROOM) {
+    if (!mg_iobuf_resize(&c->send, c->send.len + (size_t) res.need)) return CYM_FR_EROOM;
+    n = cym_http_frame(line, line_len, hdrs, hlen, npairs, date, date_len, (long) blen, body,
+                       blen, flags, (char *) c->send.buf + c->send.len,
+                       c->send.size - c->send.len, &res);
+  }
+  if (n < 0 || !res.whole) return n;
+  c->send.len += (size_t) res.need;
+  c->is_resp = 0; /* as cym_adapters_write's END: the response is complete */
+  return n;
+}
