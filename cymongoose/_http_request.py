@@ -64,8 +64,8 @@ def head_blob(hm: Any, lower_names: bool = False) -> Optional[bytes]:
     buf = getattr(_scratch, "buf", None)
     if buf is None:
         buf = _scratch.buf = ffi.new("char[]", _SCRATCH_SIZE)
-    n = lib.cym_http_head(addr, buf, len(buf), lower_names)
-    if n > len(buf):
+    n = lib.cym_http_head(addr, buf, _SCRATCH_SIZE, lower_names)
+    if n > _SCRATCH_SIZE:
         buf = ffi.new("char[]", n)  # a rare huge head: not kept
         n = lib.cym_http_head(addr, buf, n, lower_names)
     if n < 0:

@@ -6,6 +6,7 @@ The reason phrases come from Mongoose's own table (the one
 """
 
 import email.utils
+from itertools import chain
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
 RAW = 0
 CHUNK = int(lib.CYM_AD_CHUNK)
 END = int(lib.CYM_AD_END)
+
+_chain = chain.from_iterable
 
 _reasons: Dict[int, str] = {}
 
@@ -120,7 +123,7 @@ def flat_headers(pairs: Any) -> Tuple[bytes, int]:
     if not isinstance(pairs, (list, tuple)):
         pairs = list(pairs or ())
     try:
-        flat = b"\0".join([part for pair in pairs for part in pair])
+        flat = b"\0".join(_chain(pairs))  # C all the way: no comprehension frame
     except TypeError:
         raise TypeError("header names and values must be bytes, not %r" % (
             [type(part).__name__ for pair in pairs for part in pair],)) from None
@@ -139,7 +142,7 @@ def _frame_flags(ex: "Exchange", code: int) -> int:
 
 
 def frame_whole_into(ex: "Exchange", c: Any, code: int, flat: bytes, npairs: int,
-                  body: bytes) -> bool:
+                     body: bytes) -> bool:
     """Frame a whole response (``frame_response``'s rules, ``body`` its
     entire body) straight into the send buffer of ``c``, the connection's
     C struct, in one C call.  False, with nothing written, when the head

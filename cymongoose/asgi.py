@@ -53,7 +53,7 @@ import asyncio
 import logging
 import struct
 import time
-from typing import Any, Callable, Dict, Optional, Sequence, Union, cast
+from typing import Any, Callable, Coroutine, Dict, Optional, Sequence, Union
 
 from . import _log_writer
 from ._asgi_exchange import AsgiExchange, AsgiResponse, HttpCycle
@@ -134,16 +134,18 @@ class _Core(HttpCore):
         return True
 
     def start_exchange(self, conn: Connection, hm: HttpMessage) -> Exchange:
-        ex = HttpCycle(self, conn, hm, self._asgi._loop)
-        self._asgi._spawn(ex)
+        asgi = self._asgi
+        ex = HttpCycle(self, conn, hm, asgi._loop)
+        asgi._spawn(ex, asgi._run_http(ex))
         return ex
 
     def start_websocket(self, conn: Connection, hm: HttpMessage) -> Optional[Exchange]:
         key = hm.header("Sec-WebSocket-Key")
         if key is None or not hasattr(conn, "ws_upgrade"):
             return None
-        ex = WsSession(self, conn, hm, key, self._asgi._loop)
-        self._asgi._spawn(ex)
+        asgi = self._asgi
+        ex = WsSession(self, conn, hm, key, asgi._loop)
+        asgi._spawn(ex, asgi._run_ws(ex))
         return ex
 
     def on_ws_message(self, conn: Connection, msg: Any) -> None:
@@ -237,11 +239,8 @@ class ASGIServer:
         server.call_soon = poller.call_soon
         return conn
 
-    def _spawn(self, ex: AsgiExchange) -> None:
-        if isinstance(ex, WsSession):
-            coro = self._run_ws(ex)
-        else:
-            coro = self._run_http(cast(HttpCycle, ex))
+    def _spawn(self, ex: AsgiExchange, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro``, the application's side of ``ex``, as a task."""
         ex.task = self._loop.create_task(coro)
         self._running[ex] = None
 
@@ -253,8 +252,11 @@ class ASGIServer:
 
     async def _run_http(self, ex: HttpCycle) -> None:
         response = ex.response
+        scope = ex.scope
+        if self._lifespan is not None and self._lifespan.supported:
+            scope["state"] = dict(self._lifespan.state)
         try:
-            await self._app(self._scope(ex), ex.receive, ex.send)
+            await self._app(scope, ex.receive, ex.send)
         except asyncio.CancelledError:
             ex.abort()
             raise
