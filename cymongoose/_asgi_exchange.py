@@ -177,7 +177,8 @@ class AsgiResponse:
         head = None
         if not self.head_sent:
             status, (flat, npairs) = self.start_msg
-            if not more and ex.server.respond_whole(ex, status, flat, npairs, body):
+            if not more and ex.server.respond_whole(ex, status, status_line(status), flat,
+                                                    npairs, body):
                 self.head_sent = self.complete = True
                 return None
             framed = frame_response(ex, status, status_line(status), flat, npairs,

@@ -38,7 +38,7 @@ from ._http_body import BodyError, BodyReader, ChunkedBody, LengthBody
 from ._http_exchange import (ABORT, CALL, END, FLUSH, LOW_WATER, STREAM_BATCH_SIZE, WS,
                              WS_CLOSE, Exchange)
 from ._http_request import server_name_of
-from ._http_writers import error_response
+from ._http_writers import error_response, frame_whole_into
 from .forwarded import Front
 from .connection import Connection
 from .manager import Manager
@@ -491,13 +491,25 @@ class HttpCore:
         server can (producers on the poll thread); False: push it instead."""
         return False
 
-    def respond_whole(self, ex: Exchange, code: int, flat: bytes, npairs: int,
+    def respond_whole(self, ex: Exchange, code: int, line: bytes, flat: bytes, npairs: int,
                       body: bytes) -> bool:
-        """``ex``'s whole response (nothing of it sent yet) framed straight
-        into Mongoose's send buffer, and done, where ``send_whole`` could
-        take it and nothing needs the bytes (no access log); False: frame it
-        the general way (``frame_response``)."""
+        """``ex``'s whole response (nothing of it sent yet; arguments as for
+        ``frame_response``) framed straight into Mongoose's send buffer, and
+        done, where this server's producer may write there now and nothing
+        needs the bytes (no access log); False: frame it the general way."""
         return False
+
+    def frame_whole(self, ex: Exchange, conn: Connection, code: int, line: bytes, flat: bytes,
+                    npairs: int, body: bytes) -> bool:
+        """``respond_whole`` once its server said ``conn`` may be written
+        now (none of the C calls here fires an event)."""
+        peer = conn.userdata
+        if peer is not None and peer.paused:
+            self.pause(conn, False)  # as in write_whole
+        if not frame_whole_into(ex, conn._c, code, line, flat, npairs, body):
+            return False
+        self._finish(ex, conn)
+        return True
 
     def shutdown_exchange(self, ex: Exchange) -> None:
         """An exchange in flight at shutdown (WebSocket sessions are told to close)."""

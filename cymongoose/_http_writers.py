@@ -141,18 +141,17 @@ def _frame_flags(ex: "Exchange", code: int) -> int:
     return flags
 
 
-def frame_whole_into(ex: "Exchange", c: Any, code: int, flat: bytes, npairs: int,
-                     body: bytes) -> bool:
-    """Frame a whole response (``frame_response``'s rules, ``body`` its
-    entire body) straight into the send buffer of ``c``, the connection's
-    C struct, in one C call.  False, with nothing written, when the head
+def frame_whole_into(ex: "Exchange", c: Any, code: int, line: bytes, flat: bytes,
+                     npairs: int, body: bytes) -> bool:
+    """Frame a whole response (``frame_response``'s rules and arguments,
+    ``body`` its entire body) straight into the send buffer of ``c``, the
+    connection's C struct, in one C call.  False, with nothing written, when the head
     would frame another body than this one (the application's own
     ``Content-Length`` differs) or a header is bad: the caller then takes
     the general path, which reports it."""
     if _date_cache[0] != int(time.time()):
         http_date()
     date = _date_cache[2]
-    line = status_line(code)
     n = lib.cym_http_respond(c, line, len(line), flat, len(flat), npairs, date, len(date),
                              body, len(body), _frame_flags(ex, code))
     if n < 0 or not n >> _WHOLE_BIT & 1:

@@ -102,6 +102,13 @@ class WsgiExchange(Exchange):
         """Send a whole response (head and body) and end it."""
         self.send(END, framed.data())
 
+    def respond_whole(self, code: int, line: bytes, flat: bytes, npairs: int,
+                      body: bytes) -> bool:
+        """Frame and send a whole response in one step where the producer
+        may write into Mongoose's send buffer itself (``InlineExchange``);
+        False: ``send_whole`` it instead."""
+        return False
+
     def send(self, op: int, data: bytes = b"") -> None:
         """Queue response bytes; waits while the client is behind (worker thread)."""
         if not self.push(op, data):
@@ -148,6 +155,15 @@ class InlineExchange(WsgiExchange):
         if self.dead or self.ended:
             raise ClientDisconnected("client disconnected")
         self.server.write_whole(self, self.conn, framed.buf, framed.size)
+
+    def respond_whole(self, code: int, line: bytes, flat: bytes, npairs: int,
+                      body: bytes) -> bool:
+        if self.dead or self.ended:
+            raise ClientDisconnected("client disconnected")
+        conn = self.conn
+        if self.access is not None or conn._c is None or conn._closing:
+            return False
+        return self.server.frame_whole(self, conn, code, line, flat, npairs, body)
 
     def abort(self, flush: bool = False) -> None:
         if not (self.dead or self.ended):
@@ -238,14 +254,21 @@ class WsgiResponse:
         if data:
             self._send(data, None)
 
-    def _frame(self, total: Optional[int], body: Optional[bytes] = None) -> Framed:
-        """The head (``frame_response``); ``total`` is the body length when
-        already known, ``body`` the whole body when there is one piece."""
+    def _head(self) -> Tuple[int, bytes, bytes]:
+        """Status code, status line and NUL-joined headers, as the framers take them."""
         status = self.status
         assert status is not None
         assert self.flat is not None
-        framed = frame_response(self.ex, int(status[:3]), ("HTTP/1.1 " + status).encode("latin-1"),
-                                self.flat.encode("latin-1"), len(self.headers), total, body)
+        return (int(status[:3]), ("HTTP/1.1 " + status).encode("latin-1"),
+                self.flat.encode("latin-1"))
+
+    def _frame(self, total: Optional[int], body: Optional[bytes] = None,
+               head: Optional[Tuple[int, bytes, bytes]] = None) -> Framed:
+        """The head (``frame_response``); ``total`` is the body length when
+        already known, ``body`` the whole body when there is one piece;
+        ``head`` what ``_head()`` returned, if the caller has it."""
+        code, line, flat = head or self._head()
+        framed = frame_response(self.ex, code, line, flat, len(self.headers), total, body)
         self.op, self.length = framed.op, framed.length
         self.head_sent = True
         return framed
@@ -292,7 +315,12 @@ class WsgiResponse:
         return False
 
     def _whole(self, data: bytes) -> bool:
-        framed = self._frame(len(data), data)
+        head = self._head()
+        if self.ex.respond_whole(head[0], head[1], head[2], len(self.headers), data):
+            self.head_sent = True
+            self.sent = len(data)
+            return True
+        framed = self._frame(len(data), data, head)
         if not framed.whole:
             self.pieces = iter((data,))  # a mismatched Content-Length: the general path
             self.ex.send(RAW, framed.data())

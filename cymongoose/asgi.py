@@ -61,7 +61,7 @@ from ._asgi_lifespan import ASGIApp, Lifespan
 from ._asgi_websocket import WsSession
 from ._http_exchange import END, MAX_BODY_SIZE, WS, WS_CLOSE, ClientDisconnected, Exchange
 from ._http_server import HttpCore
-from ._http_writers import Framed, error_response, frame_whole_into
+from ._http_writers import Framed, error_response
 from ._loop_poller import LoopPoller
 from ._signals import SignalStop
 from .connection import Connection
@@ -119,17 +119,13 @@ class _Core(HttpCore):
         self.poller.soon()  # type: ignore[union-attr]
         return True
 
-    def respond_whole(self, ex: Exchange, code: int, flat: bytes, npairs: int,
+    def respond_whole(self, ex: Exchange, code: int, line: bytes, flat: bytes, npairs: int,
                       body: bytes) -> bool:
         conn = self._writable(ex)
         if conn is None or ex.access is not None:
             return False
-        peer = conn.userdata
-        if peer is not None and peer.paused:
-            self.pause(conn, False)  # as in write_whole
-        if not frame_whole_into(ex, conn._c, code, flat, npairs, body):
+        if not self.frame_whole(ex, conn, code, line, flat, npairs, body):
             return False
-        self._finish(ex, conn)
         self.poller.soon()  # type: ignore[union-attr]
         return True
 
