@@ -414,12 +414,14 @@ class HttpCore:
             return False
         return True
 
-    def _finish(self, ex: Exchange, conn: Connection) -> None:
-        """The response is complete: keep the connection alive or close it."""
+    def _finish(self, ex: Exchange, conn: Connection, waiting: Optional[int] = None) -> None:
+        """The response is complete: keep the connection alive or close it.
+        ``waiting``: whether bytes of a next request wait in the receive
+        buffer, when the caller knows."""
         self._end_exchange(ex, conn)
         if ex.close_after or self._draining or not ex.body_done:
             conn.drain()
-        elif conn.recv_len and conn is not self._answering:
+        elif (conn.recv_len if waiting is None else waiting) and conn is not self._answering:
             # Pipelined requests wait in the buffer; Mongoose parses them on
             # its next poll, which this makes immediate.  (A response that
             # ends inside MG_EV_HTTP_MSG needs no wakeup: Mongoose's parser
@@ -506,9 +508,10 @@ class HttpCore:
         peer = conn.userdata
         if peer is not None and peer.paused:
             self.pause(conn, False)  # as in write_whole
-        if not frame_whole_into(ex, conn._c, code, line, flat, npairs, body):
+        waiting = frame_whole_into(ex, conn._c, code, line, flat, npairs, body)
+        if waiting < 0:
             return False
-        self._finish(ex, conn)
+        self._finish(ex, conn, waiting)
         return True
 
     def shutdown_exchange(self, ex: Exchange) -> None:

@@ -84,6 +84,7 @@ _SIZE_BITS = int(lib.CYM_FR_SIZE_BITS)
 _SIZE_MASK = (1 << _SIZE_BITS) - 1
 _CLOSE_BIT = _SIZE_BITS + 2
 _WHOLE_BIT = _SIZE_BITS + 3
+_RECV_BIT = _SIZE_BITS + 4
 #: Bytes of the per-thread buffer responses are framed in (a larger one is
 #: made for a larger response and not kept).
 _SCRATCH_SIZE = 16384
@@ -142,23 +143,25 @@ def _frame_flags(ex: "Exchange", code: int) -> int:
 
 
 def frame_whole_into(ex: "Exchange", c: Any, code: int, line: bytes, flat: bytes,
-                     npairs: int, body: bytes) -> bool:
+                     npairs: int, body: bytes) -> int:
     """Frame a whole response (``frame_response``'s rules and arguments,
     ``body`` its entire body) straight into the send buffer of ``c``, the
-    connection's C struct, in one C call.  False, with nothing written, when the head
-    would frame another body than this one (the application's own
-    ``Content-Length`` differs) or a header is bad: the caller then takes
-    the general path, which reports it."""
+    connection's C struct, in one C call.  Returns 0 when written, 1 when
+    written and bytes of a next request wait in the receive buffer, and
+    -1, with nothing written, when the head would frame another body than
+    this one (the application's own ``Content-Length`` differs) or a
+    header is bad: the caller then takes the general path, which reports
+    it."""
     if _date_cache[0] != int(time.time()):
         http_date()
     date = _date_cache[2]
-    n = lib.cym_http_respond(c, line, len(line), flat, len(flat), npairs, date, len(date),
-                             body, len(body), _frame_flags(ex, code))
+    n: int = lib.cym_http_respond(c, line, len(line), flat, len(flat), npairs, date, len(date),
+                                  body, len(body), _frame_flags(ex, code))
     if n < 0 or not n >> _WHOLE_BIT & 1:
-        return False
+        return -1
     if n >> _CLOSE_BIT & 1:
         ex.close_after = True
-    return True
+    return n >> _RECV_BIT & 1
 
 
 def frame_response(ex: "Exchange", code: int, line: bytes, flat: bytes, npairs: int,

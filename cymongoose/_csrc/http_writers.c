@@ -167,7 +167,9 @@ long cym_http_frame(const char *line, size_t line_len, const char *hdrs, size_t 
 
 /* A whole response framed by cym_http_frame straight into c's send buffer:
  * no scratch buffer to copy from, one C call.  Returns what cym_http_frame
- * returns, or CYM_FR_EROOM when the buffer cannot grow.  When the head does
+ * returns, with bit CYM_FR_SIZE_BITS + 4 set when bytes of a next request
+ * wait in the receive buffer (the caller needs to know, and this saves it
+ * a crossing), or CYM_FR_EROOM when the buffer cannot grow.  When the head does
  * not frame exactly this body (whole is 0), or on an error, the send buffer
  * is left as it was: the caller takes its general path. */
 long cym_http_respond(struct mg_connection *c, const char *line, size_t line_len,
@@ -192,5 +194,5 @@ long cym_http_respond(struct mg_connection *c, const char *line, size_t line_len
   if (n < 0 || !res.whole) return n;
   c->send.len += (size_t) res.need;
   c->is_resp = 0; /* as cym_adapters_write's END: the response is complete */
-  return n;
+  return n | ((long) (c->recv.len > 0) << (CYM_FR_SIZE_BITS + 4));
 }
