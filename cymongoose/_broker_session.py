@@ -19,6 +19,7 @@ from ._ffi import lib
 from ._mqtt_session import Message, next_pid
 
 _DUP = 0x08
+_publish = lib.cym_mqtt_publish
 
 
 class Session:
@@ -50,8 +51,12 @@ class Session:
         """Send a message now, or queue it (QoS 1/2) when it cannot go yet."""
         conn = self.conn
         if qos == 0:
+            # _write inlined: this is the per-delivery hot path of QoS 0
             if conn is not None:
-                self._write(conn, topic, data, 1 if retain else 0, 0)
+                c = conn._c
+                if c is not None and not conn._closing:
+                    _publish(c, topic, len(topic), data, len(data), 1 if retain else 0, 0)
+                    self.sent += 1
             return
         queue = self.queue
         if conn is None or len(self.inflight) >= self.max_inflight or queue:
@@ -65,15 +70,19 @@ class Session:
         self._send_new(conn, (topic, data, qos, retain))
 
     def _send_new(self, conn: Any, msg: Message) -> None:
-        pid = self.next_pid = next_pid(self.inflight, self.next_pid)
-        self.inflight[pid] = [msg, False]
+        inflight = self.inflight
+        pid = self.next_pid % 0xFFFF + 1
+        if pid in inflight:  # an id still in use after wrapping round
+            pid = next_pid(inflight, pid)
+        self.next_pid = pid
+        inflight[pid] = [msg, False]
         self._write(conn, msg[0], msg[1], (msg[2] << 1) | (1 if msg[3] else 0), pid)
 
     def _write(self, conn: Any, topic: bytes, data: bytes, flags: int, pid: int) -> None:
         # the Connection's pointer directly: this is the per-delivery hot path
         c = conn._c
         if c is not None and not conn._closing:
-            lib.cym_mqtt_publish(c, topic, len(topic), data, len(data), flags, pid)
+            _publish(c, topic, len(topic), data, len(data), flags, pid)
             self.sent += 1
 
     def acked(self, cmd: int, pid: int) -> None:
@@ -85,7 +94,8 @@ class Session:
             entry[1] = True  # the C parser has answered with PUBREL
             return
         del self.inflight[pid]
-        self.pump()
+        if self.queue:
+            self.pump()
 
     def pump(self) -> None:
         """Move queued messages into the in-flight window."""

@@ -289,3 +289,25 @@ int cym_mqtt_version(struct mg_connection *c) { return c->is_mqtt5 ? 5 : 4; }
 int cym_mqtt_prop_type(int id) {
   return id < 0 || id > 255 ? -1 : mqtt_prop_type_by_id((uint8_t) id);
 }
+
+/* Every field a broker reads from a packet, in one call (a cffi call costs
+ * CPython less than the five field reads it replaces).  Returns
+ * cmd | qos << 4 | retain << 6 | id << 8 | topic length << 24.  For PUBLISH,
+ * at[0] points at the topic and span[0] counts the bytes from there to the
+ * packet's end, span[1] those from the topic to the payload (the payload
+ * runs to the end); other packets leave them untouched.  `addr` is the
+ * event data's address, as the dispatcher hands it to views. */
+uint64_t cym_mqtt_fields(uintptr_t addr, const char **at,
+                         size_t *span) {
+  const struct mg_mqtt_message *mm = (const struct mg_mqtt_message *) addr;
+  uint64_t f = (uint64_t) (mm->cmd & 15) | (uint64_t) (mm->qos & 3) << 4 |
+               (uint64_t) mm->id << 8;
+  if (mm->cmd == MQTT_CMD_PUBLISH) {
+    const char *end = mm->dgram.buf + mm->dgram.len;
+    f |= (uint64_t) (mm->dgram.buf[0] & 1) << 6 | (uint64_t) mm->topic.len << 24;
+    at[0] = mm->topic.buf;
+    span[0] = (size_t) (end - mm->topic.buf);
+    span[1] = (size_t) (mm->data.buf - mm->topic.buf);
+  }
+  return f;
+}
