@@ -76,7 +76,12 @@ class Session:
             pid = next_pid(inflight, pid)
         self.next_pid = pid
         inflight[pid] = [msg, False]
-        self._write(conn, msg[0], msg[1], (msg[2] << 1) | (1 if msg[3] else 0), pid)
+        c = conn._c  # _write inlined: the per-delivery hot path of QoS 1/2
+        if c is not None and not conn._closing:
+            topic, data = msg[0], msg[1]
+            _publish(c, topic, len(topic), data, len(data),
+                     (msg[2] << 1) | (1 if msg[3] else 0), pid)
+            self.sent += 1
 
     def _write(self, conn: Any, topic: bytes, data: bytes, flags: int, pid: int) -> None:
         # the Connection's pointer directly: this is the per-delivery hot path
@@ -84,6 +89,11 @@ class Session:
         if c is not None and not conn._closing:
             _publish(c, topic, len(topic), data, len(data), flags, pid)
             self.sent += 1
+
+    def puback(self, pid: int) -> None:
+        """PUBACK from the client (``acked(4, pid)``, in fewer steps)."""
+        if self.inflight.pop(pid, None) is not None and self.queue:
+            self.pump()
 
     def acked(self, cmd: int, pid: int) -> None:
         """PUBACK (4), PUBREC (5) or PUBCOMP (7) from the client."""

@@ -245,7 +245,7 @@ class MqttBroker:
                 elif cmd == _PUBLISH:
                     self._incoming(session, f)
                 elif cmd == _PUBACK:
-                    session.acked(cmd, (f >> 8) & 0xFFFF)
+                    session.puback((f >> 8) & 0xFFFF)
                 else:
                     self._packet(conn, session, cmd, msg)
             except Malformed as exc:
