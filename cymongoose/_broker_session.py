@@ -95,6 +95,14 @@ class Session:
         if self.inflight.pop(pid, None) is not None and self.queue:
             self.pump()
 
+    def pubacks(self, packets: bytes) -> None:
+        """PUBACKs in a row from the client, 4 bytes each (id in the last two)."""
+        pop = self.inflight.pop
+        for i in range(2, len(packets), 4):
+            pop((packets[i] << 8) | packets[i + 1], None)
+        if self.queue:
+            self.pump()
+
     def acked(self, cmd: int, pid: int) -> None:
         """PUBACK (4), PUBREC (5) or PUBCOMP (7) from the client."""
         entry = self.inflight.get(pid)

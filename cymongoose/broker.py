@@ -245,13 +245,17 @@ class MqttBroker:
                 elif cmd == _PUBLISH:
                     self._incoming(session, f)
                 elif cmd == _PUBACK:
-                    session.puback((f >> 8) & 0xFFFF)
+                    if f >> 24 == 1:
+                        session.puback((f >> 8) & 0xFFFF)
+                    else:  # PUBACKs in a row, 4 bytes each (cym_mqtt_batch_acks)
+                        session.pubacks(msg.dgram)
                 else:
                     self._packet(conn, session, cmd, msg)
             except Malformed as exc:
                 conn.error("MQTT protocol error: %s" % exc)  # logged on MG_EV_ERROR
         elif ev == C.MG_EV_ACCEPT:
             self._peers[conn] = None
+            lib.cym_mqtt_batch_acks(conn._c)
         elif ev == C.MG_EV_ERROR:
             log.warning("client %s: %s", self._who(conn), msg)
         elif ev == C.MG_EV_CLOSE:
