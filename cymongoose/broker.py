@@ -82,8 +82,8 @@ class MqttBroker:
       True without passwords and False with them.
     * ``acl_file``: a mosquitto ACL file; or ``acl(client_id, username,
       topic, access) -> bool`` with access ``"read"``, ``"write"`` or
-      ``"subscribe"``.  A decision is remembered per topic until the
-      subscriptions change.
+      ``"subscribe"``.  A decision is remembered until the subscriptions
+      change: per topic, and for publishing per topic and client.
     * ``max_connections`` (0: no limit): more clients get CONNACK "server
       unavailable".
     * ``max_inflight`` (20) and ``max_queued`` (1000): per client, the QoS
