@@ -59,7 +59,8 @@ class Session:
                     self.sent += 1
             return
         queue = self.queue
-        if conn is None or len(self.inflight) >= self.max_inflight or queue:
+        # a non-empty queue first: under load, most messages wait there
+        if queue or conn is None or len(self.inflight) >= self.max_inflight:
             if queue is None:
                 queue = self.queue = deque()
             if len(queue) >= self.max_queued:
@@ -118,8 +119,11 @@ class Session:
     def pump(self) -> None:
         """Move queued messages into the in-flight window."""
         conn, queue = self.conn, self.queue
-        while conn is not None and queue and len(self.inflight) < self.max_inflight:
-            self._send_new(conn, queue.popleft())
+        if conn is None or not queue:
+            return
+        inflight, room, send = self.inflight, self.max_inflight, self._send_new
+        while queue and len(inflight) < room:
+            send(conn, queue.popleft())
 
     def attach(self, conn: Any) -> None:
         """A connection takes the session: resend what is unacknowledged, in order."""

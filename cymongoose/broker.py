@@ -358,20 +358,26 @@ class MqttBroker:
             entry = self._route(raw)
             if entry is None:
                 raise Malformed("bad PUBLISH topic %r" % raw)
+        topic, _, routes, writers, bridges = entry
         if self._guard.acl is not None:
-            writers = entry[3]
             allowed = writers.get(session)
             if allowed is None:
                 if len(writers) >= _WRITERS_MAX:
                     writers.clear()
                 allowed = writers[session] = self._guard.allows(
-                    session.client_id, session.username, entry[0], "write")
+                    session.client_id, session.username, topic, "write")
             if not allowed:
                 log.warning("client %r: publish to %r denied by the ACL", session.client_id,
-                            entry[0])
+                            topic)
                 return
         self._received += 1
-        self._send(entry, whole[span[1]:], qos, f & 64 != 0, None)
+        data = whole[span[1]:]
+        if f & 64 or bridges:
+            self._send(entry, data, qos, f & 64 != 0, None)
+            return
+        # _send without retain and bridges, inlined: the per-delivery hot path
+        for sub, granted in routes:
+            sub.deliver(raw, data, qos if qos < granted else granted, False)
 
     def _publish(self, topic: str, data: bytes, qos: int, retain: bool,
                  origin: Optional[Bridge] = None) -> None:
