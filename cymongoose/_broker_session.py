@@ -27,7 +27,7 @@ class Session:
 
     __slots__ = ("client_id", "username", "subs", "persistent", "conn", "inflight",
                  "queue", "qos2_in", "next_pid", "max_inflight", "max_queued", "dropped",
-                 "sent")
+                 "sent", "writes", "acl_epoch")
 
     def __init__(self, client_id: str, max_inflight: int, max_queued: int) -> None:
         self.client_id = client_id
@@ -46,6 +46,10 @@ class Session:
         self.max_queued = max_queued
         self.dropped = 0  # messages refused by a full queue
         self.sent = 0  # PUBLISH packets written
+        # the broker's ACL "write" decisions by topic, made while its
+        # subscription epoch was acl_epoch; None until the first publish
+        self.writes: Optional[Dict[bytes, bool]] = None
+        self.acl_epoch = 0
 
     def deliver(self, topic: bytes, data: bytes, qos: int, retain: bool) -> None:
         """Send a message now, or queue it (QoS 1/2) when it cannot go yet."""

@@ -56,7 +56,7 @@ _CONNECT, _PUBLISH, _PUBACK, _PUBREL, _SUBSCRIBE, _UNSUBSCRIBE, _PINGREQ, _DISCO
 _ACKS = frozenset((4, 5, 7))  # PUBACK, PUBREC, PUBCOMP: answers to our deliveries
 _TO_CLIENT_ONLY = frozenset((2, 9, 11, 13))  # CONNACK, SUBACK, UNSUBACK, PINGRESP
 _ROUTE_CACHE_MAX = 10000  # topics whose subscriber list is remembered
-_WRITERS_MAX = 1000  # publishers per topic whose ACL decision is remembered
+_WRITES_MAX = 1000  # topics per client whose ACL "write" decision is remembered
 _MQTT_CMD = C.MG_EV_MQTT_CMD
 _fields = lib.cym_mqtt_fields
 _unpack = ffi.unpack
@@ -67,8 +67,8 @@ Will = Tuple[str, bytes, int, bool]
 Route = Tuple[Session, int]
 # What the broker remembers per topic until the subscriptions change: the
 # topic as text and as bytes, the subscribers with their granted QoS, the
-# ACL's "write" decisions by publishing session, the bridges that take it.
-Entry = Tuple[str, bytes, List[Route], Dict[Session, bool], List[Bridge]]
+# bridges that take it.
+Entry = Tuple[str, bytes, List[Route], List[Bridge]]
 
 
 class MqttBroker:
@@ -125,6 +125,7 @@ class MqttBroker:
             self._sessions, self._retained = _broker_store.load(
                 persistence_file, max_inflight, max_queued)
         self._routes: Dict[bytes, Entry] = {}  # by topic, as sent
+        self._epoch = 0  # counts subscription changes: older ACL decisions are void
         # where cym_mqtt_fields leaves a PUBLISH's topic and lengths
         self._at = ffi.new("const char *[1]")
         self._span = ffi.new("size_t[2]")
@@ -204,7 +205,7 @@ class MqttBroker:
                         password=password, reconnect_min=reconnect_min,
                         reconnect_max=reconnect_max, max_queued=max_queued)
         self._bridges.append(bridge)
-        self._routes.clear()
+        self._forget_routes()
         return bridge
 
     def _inject(self, topic: str, data: bytes, qos: int, retain: bool, origin: Bridge) -> None:
@@ -340,7 +341,7 @@ class MqttBroker:
     def _drop_session(self, session: Session) -> None:
         del self._sessions[session.client_id]
         if session.subs:
-            self._routes.clear()
+            self._forget_routes()
 
     def _incoming(self, session: Session, f: int) -> None:
         """A client's PUBLISH, whose fields ``cym_mqtt_fields`` returned as ``f``."""
@@ -358,13 +359,17 @@ class MqttBroker:
             entry = self._route(raw)
             if entry is None:
                 raise Malformed("bad PUBLISH topic %r" % raw)
-        topic, _, routes, writers, bridges = entry
+        topic, _, routes, bridges = entry
         if self._guard.acl is not None:
-            allowed = writers.get(session)
+            writes = session.writes
+            if writes is None or session.acl_epoch != self._epoch:
+                writes = session.writes = {}
+                session.acl_epoch = self._epoch
+            allowed = writes.get(raw)
             if allowed is None:
-                if len(writers) >= _WRITERS_MAX:
-                    writers.clear()
-                allowed = writers[session] = self._guard.allows(
+                if len(writes) >= _WRITES_MAX:
+                    writes.clear()
+                allowed = writes[raw] = self._guard.allows(
                     session.client_id, session.username, topic, "write")
             if not allowed:
                 log.warning("client %r: publish to %r denied by the ACL", session.client_id,
@@ -385,12 +390,12 @@ class MqttBroker:
         raw = topic.encode("utf-8")
         entry = self._routes.get(raw) or self._route(raw)
         if entry is None:  # a topic no client could publish to: not cached
-            entry = (topic, raw, self._match(topic), {}, self._bridges_out(topic))
+            entry = (topic, raw, self._match(topic), self._bridges_out(topic))
         self._send(entry, data, qos, retain, origin)
 
     def _send(self, entry: Entry, data: bytes, qos: int, retain: bool,
               origin: Optional[Bridge]) -> None:
-        topic, raw, routes, _, bridges = entry
+        topic, raw, routes, bridges = entry
         if retain:
             if data:
                 self._retained[topic] = (data, qos)
@@ -412,9 +417,13 @@ class MqttBroker:
             return None
         if len(self._routes) >= _ROUTE_CACHE_MAX:
             self._routes.clear()
-        entry = self._routes[raw] = (topic, raw, self._match(topic), {},
-                                     self._bridges_out(topic))
+        entry = self._routes[raw] = (topic, raw, self._match(topic), self._bridges_out(topic))
         return entry
+
+    def _forget_routes(self) -> None:
+        """Subscriptions changed: drop the cached routes and ACL decisions."""
+        self._routes.clear()
+        self._epoch += 1
 
     def _bridges_out(self, topic: str) -> List[Bridge]:
         return [b for b in self._bridges if b.forwards(topic)]
@@ -450,7 +459,7 @@ class MqttBroker:
                 session.subs[topic_filter] = qos
                 new.append((topic_filter, qos))
                 codes.append(qos)
-        self._routes.clear()
+        self._forget_routes()
         conn.send(suback(v5, pid, bytes(codes)))
         for topic, (data, qos) in list(self._retained.items()):
             granted = max((q for f, q in new if topic_matches(f, topic)), default=-1)
@@ -462,7 +471,7 @@ class MqttBroker:
         v5 = lib.cym_mqtt_version(conn._c) == 5
         pid, filters = parse_unsubscribe(packet, v5)
         codes = bytes(0 if session.subs.pop(f, None) is not None else 0x11 for f in filters)
-        self._routes.clear()
+        self._forget_routes()
         conn.send(unsuback(v5, pid, codes))
 
     def _gone(self, conn: Connection, will: Optional[Will]) -> None:
