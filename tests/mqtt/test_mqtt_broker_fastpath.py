@@ -75,7 +75,7 @@ def test_pubacks_in_one_write_free_the_window(serve, v5):
         sock.close()
 
 
-def test_a_puback_for_an_unknown_id_in_a_run_is_ignored(serve):
+def test_a_run_of_pubacks_ends_at_another_packet(serve):
     b, loop = serve(max_inflight=2)
     sock = subscriber(b.port)
     pub = Paho(b.port, client_id="pub")
@@ -83,8 +83,26 @@ def test_a_puback_for_an_unknown_id_in_a_run_is_ignored(serve):
         for i in range(3):
             pub.pub("w", b"m%d" % i, 1)
         first = [read_publish(sock) for _ in range(2)]
-        sock.sendall(puback(999) + b"".join(puback(pid) for _, _, pid, _ in first))
+        # an id nobody uses is ignored; the PINGREQ after the run is answered
+        sock.sendall(puback(999) + b"".join(puback(pid) for _, _, pid, _ in first)
+                     + b"\xc0\x00")
         assert read_publish(sock)[3] == b"m2"
+        assert recv_exact(sock, 2) == b"\xd0\x00"
+    finally:
+        pub.stop()
+        sock.close()
+
+
+def test_an_oversize_packet_after_a_run_of_pubacks_closes_the_connection(serve):
+    b, loop = serve(max_inflight=2, max_packet_size=64)
+    sock = subscriber(b.port)
+    pub = Paho(b.port, client_id="pub")
+    try:
+        pub.pub("w", b"m0", 1)
+        _, _, pid, _ = read_publish(sock)
+        sock.sendall(puback(pid) + puback(pid + 1) + packet(0x30, mqtt_string("w") + b"x" * 100))
+        assert closed_by_peer(sock)
+        wait_until(lambda: loop.call(lambda: b.clients) == ("pub",))
     finally:
         pub.stop()
         sock.close()
