@@ -22,6 +22,12 @@ has left (QoS 0) or been acknowledged (QoS 1).
 
 Interpreters: ``.venv-cpython`` and ``.venv-pypy`` of this checkout (``make
 install-cpython install-pypy``); override with ``--cpython``/``--pypy``.
+
+Before/after in one run: ``--before cpython=DIR,pypy=DIR`` adds brokers
+``before-INTERP-VARIANT`` that import the ``cymongoose`` package copied into
+DIR (PYTHONPATH), e.g. a copy of the installed package taken before a
+change.  ``--loads 50->1 --qos 0 --runs 3`` narrows the scenarios and
+repeats each, printing the median and the range of the CPU per delivery.
 """
 
 import argparse
@@ -39,6 +45,7 @@ ROOT = os.path.dirname(HERE)
 LOAD = os.path.join(HERE, "bin", "mqtt_load")
 AMQTT = os.path.join(HERE, ".venv-amqtt", "bin", "amqtt")
 TICK = os.sysconf("SC_CLK_TCK")
+BEFORE: Dict[str, str] = {}  # interpreter -> PYTHONPATH of the "before" package
 
 # name, publishers, subscribers, messages per publisher, window per publisher
 SCENARIOS = [("1->1", 1, 1, 30000, 100), ("1->100", 1, 100, 600, 10),
@@ -85,6 +92,7 @@ def build_load() -> None:
 def start_broker(kind: str, port: int, workdir: str, python: Dict[str, str],
                  upstream: int) -> subprocess.Popen:
     log = open(os.path.join(workdir, "%s.log" % kind), "w")
+    env = None
     if kind == "mosquitto":
         conf = os.path.join(workdir, "mosquitto-%d.conf" % port)
         with open(conf, "w") as f:
@@ -98,11 +106,13 @@ def start_broker(kind: str, port: int, workdir: str, python: Dict[str, str],
                     "plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n"
                     "    allow_anonymous: true\n" % port)
         cmd = [AMQTT, "-c", conf]
-    else:  # ours-<interp>-<variant>
-        _, interp, variant = kind.split("-")
+    else:  # ours-<interp>-<variant> or before-<interp>-<variant>
+        who, interp, variant = kind.split("-")
         cmd = [python[interp], os.path.join(HERE, "servers", "mqtt_broker.py"), str(port),
                variant, str(upstream)]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+        if who == "before":
+            env = dict(os.environ, PYTHONPATH=BEFORE[interp])
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, env=env)
     wait_port(port, proc)
     return proc
 
@@ -121,6 +131,8 @@ def brokers(args: argparse.Namespace, python: Dict[str, str]) -> None:
     kinds = ["mosquitto"]
     for interp in python:
         kinds += ["ours-%s-plain" % interp, "ours-%s-features" % interp]
+        if interp in BEFORE:
+            kinds += ["before-%s-plain" % interp, "before-%s-features" % interp]
     if os.path.exists(AMQTT):
         kinds.append("amqtt")
     if args.brokers:
@@ -131,32 +143,53 @@ def brokers(args: argparse.Namespace, python: Dict[str, str]) -> None:
     print("%-22s %-7s %3s %12s %9s %9s %13s" % ("broker", "load", "qos", "deliveries/s",
                                                "p50 us", "p99 us", "CPU us/deliv"))
     try:
-        for kind in kinds:
-            for name, pubs, subs, per_pub, window in SCENARIOS:
-                if kind == "amqtt" and subs * pubs * per_pub > 20000:
-                    per_pub = max(1, 20000 // (subs * pubs))  # amqtt is slow: keep runs short
-                for qos in (0, 1):
-                    port = free_port()
-                    proc = start_broker(kind, port, workdir, python, upstream_port)
-                    try:
-                        n = max(1, int(per_pub * args.scale))
-                        before = cpu_seconds(proc.pid)
-                        res = run_load(port, pubs, subs, qos, n, window,
-                                       keep=kind.endswith("features"))
-                        cpu = cpu_seconds(proc.pid) - before
-                    finally:
-                        proc.terminate()
-                        proc.wait(20)
-                    if not res or not res.get("deliveries"):
-                        print("%-22s %-7s %3d  (no result)" % (kind, name, qos))
-                        continue
-                    print("%-22s %-7s %3d %12.0f %9.0f %9.0f %13.2f%s" % (
-                        kind, name, qos, res["rate"], res["p50_us"], res["p99_us"],
-                        cpu * 1e6 / res["deliveries"],
-                        "  lost %d" % res["lost"] if res.get("lost") else ""), flush=True)
+        scenarios = [sc for sc in SCENARIOS
+                     if not args.loads or sc[0] in args.loads.split(",")]
+        for name, pubs, subs, per_pub, window in scenarios:
+            for qos in [int(q) for q in args.qos.split(",")]:
+                for kind in kinds:
+                    count = per_pub
+                    if kind == "amqtt" and subs * pubs * per_pub > 20000:
+                        count = max(1, 20000 // (subs * pubs))  # amqtt is slow
+                    cpus = []
+                    for _ in range(args.runs):
+                        cpu_us = one_run(args, kind, name, pubs, subs, qos, count, window,
+                                         workdir, python, upstream_port)
+                        if cpu_us is not None:
+                            cpus.append(cpu_us)
+                    if args.runs > 1 and cpus:
+                        cpus.sort()
+                        print("%-22s %-7s %3d  CPU us/deliv median %.2f (%.2f-%.2f, %d runs)"
+                              % (kind, name, qos, cpus[len(cpus) // 2], cpus[0], cpus[-1],
+                                 len(cpus)), flush=True)
     finally:
         upstream.terminate()
         upstream.wait(20)
+
+
+def one_run(args: argparse.Namespace, kind: str, name: str, pubs: int, subs: int, qos: int,
+            per_pub: int, window: int, workdir: str, python: Dict[str, str],
+            upstream_port: int) -> Optional[float]:
+    """One load run against a fresh broker; prints its row, returns CPU us per delivery."""
+    port = free_port()
+    proc = start_broker(kind, port, workdir, python, upstream_port)
+    try:
+        n = max(1, int(per_pub * args.scale))
+        before = cpu_seconds(proc.pid)
+        res = run_load(port, pubs, subs, qos, n, window,
+                       keep=kind.endswith("features"))
+        cpu = cpu_seconds(proc.pid) - before
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    if not res or not res.get("deliveries"):
+        print("%-22s %-7s %3d  (no result)" % (kind, name, qos))
+        return None
+    print("%-22s %-7s %3d %12.0f %9.0f %9.0f %13.2f%s" % (
+        kind, name, qos, res["rate"], res["p50_us"], res["p99_us"],
+        cpu * 1e6 / res["deliveries"],
+        "  lost %d" % res["lost"] if res.get("lost") else ""), flush=True)
+    return cpu * 1e6 / res["deliveries"]
 
 
 CLIENT = r'''
@@ -250,7 +283,15 @@ def main() -> None:
     p.add_argument("--brokers", help="comma-separated subset, e.g. ours-cpython-plain,mosquitto")
     p.add_argument("--cpython", default=os.path.join(ROOT, ".venv-cpython", "bin", "python"))
     p.add_argument("--pypy", default=os.path.join(ROOT, ".venv-pypy", "bin", "python"))
+    p.add_argument("--before", help="cpython=DIR,pypy=DIR: also run the package in DIR")
+    p.add_argument("--loads", help="comma-separated scenarios, e.g. 50->1,1->50")
+    p.add_argument("--qos", default="0,1", help="comma-separated QoS levels")
+    p.add_argument("--runs", type=int, default=1, help="runs per broker and scenario")
     args = p.parse_args()
+    for item in (args.before or "").split(","):
+        if item:
+            interp, _, path = item.partition("=")
+            BEFORE[interp] = path
     python = {k: v for k, v in (("cpython", args.cpython), ("pypy", args.pypy))
               if os.path.exists(v)}
     print("# %s, %s" % (" ".join(sys.argv), time.strftime("%Y-%m-%d %H:%M")))

@@ -84,6 +84,11 @@ class Bridge:
         """True while the upstream connection is open and its session resumed."""
         return self.client.connected
 
+    def forwards(self, topic: str) -> bool:
+        """Whether a local message on ``topic`` goes upstream (an ``out``/``both`` match)."""
+        route = self._out[topic] if topic in self._out else self._route_out(topic)
+        return route is not None
+
     def forward(self, topic: str, data: bytes, qos: int, retain: bool) -> None:
         """A local message: send it upstream when an ``out``/``both`` topic matches."""
         if topic in self._out:

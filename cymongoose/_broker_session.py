@@ -19,6 +19,7 @@ from ._ffi import lib
 from ._mqtt_session import Message, next_pid
 
 _DUP = 0x08
+_publish = lib.cym_mqtt_publish
 
 
 class Session:
@@ -26,7 +27,7 @@ class Session:
 
     __slots__ = ("client_id", "username", "subs", "persistent", "conn", "inflight",
                  "queue", "qos2_in", "next_pid", "max_inflight", "max_queued", "dropped",
-                 "sent")
+                 "sent", "writes", "acl_epoch")
 
     def __init__(self, client_id: str, max_inflight: int, max_queued: int) -> None:
         self.client_id = client_id
@@ -45,16 +46,25 @@ class Session:
         self.max_queued = max_queued
         self.dropped = 0  # messages refused by a full queue
         self.sent = 0  # PUBLISH packets written
+        # the broker's ACL "write" decisions by topic, made while its
+        # subscription epoch was acl_epoch; None until the first publish
+        self.writes: Optional[Dict[bytes, bool]] = None
+        self.acl_epoch = 0
 
     def deliver(self, topic: bytes, data: bytes, qos: int, retain: bool) -> None:
         """Send a message now, or queue it (QoS 1/2) when it cannot go yet."""
         conn = self.conn
         if qos == 0:
+            # _write inlined: this is the per-delivery hot path of QoS 0
             if conn is not None:
-                self._write(conn, topic, data, 1 if retain else 0, 0)
+                c = conn._c
+                if c is not None and not conn._closing:
+                    _publish(c, topic, len(topic), data, len(data), 1 if retain else 0, 0)
+                    self.sent += 1
             return
         queue = self.queue
-        if conn is None or len(self.inflight) >= self.max_inflight or queue:
+        # a non-empty queue first: under load, most messages wait there
+        if queue or conn is None or len(self.inflight) >= self.max_inflight:
             if queue is None:
                 queue = self.queue = deque()
             if len(queue) >= self.max_queued:
@@ -65,16 +75,38 @@ class Session:
         self._send_new(conn, (topic, data, qos, retain))
 
     def _send_new(self, conn: Any, msg: Message) -> None:
-        pid = self.next_pid = next_pid(self.inflight, self.next_pid)
-        self.inflight[pid] = [msg, False]
-        self._write(conn, msg[0], msg[1], (msg[2] << 1) | (1 if msg[3] else 0), pid)
+        inflight = self.inflight
+        pid = self.next_pid % 0xFFFF + 1
+        if pid in inflight:  # an id still in use after wrapping round
+            pid = next_pid(inflight, pid)
+        self.next_pid = pid
+        inflight[pid] = [msg, False]
+        c = conn._c  # _write inlined: the per-delivery hot path of QoS 1/2
+        if c is not None and not conn._closing:
+            topic, data = msg[0], msg[1]
+            _publish(c, topic, len(topic), data, len(data),
+                     (msg[2] << 1) | (1 if msg[3] else 0), pid)
+            self.sent += 1
 
     def _write(self, conn: Any, topic: bytes, data: bytes, flags: int, pid: int) -> None:
         # the Connection's pointer directly: this is the per-delivery hot path
         c = conn._c
         if c is not None and not conn._closing:
-            lib.cym_mqtt_publish(c, topic, len(topic), data, len(data), flags, pid)
+            _publish(c, topic, len(topic), data, len(data), flags, pid)
             self.sent += 1
+
+    def puback(self, pid: int) -> None:
+        """PUBACK from the client (``acked(4, pid)``, in fewer steps)."""
+        if self.inflight.pop(pid, None) is not None and self.queue:
+            self.pump()
+
+    def pubacks(self, packets: bytes) -> None:
+        """PUBACKs in a row from the client, 4 bytes each (id in the last two)."""
+        pop = self.inflight.pop
+        for i in range(2, len(packets), 4):
+            pop((packets[i] << 8) | packets[i + 1], None)
+        if self.queue:
+            self.pump()
 
     def acked(self, cmd: int, pid: int) -> None:
         """PUBACK (4), PUBREC (5) or PUBCOMP (7) from the client."""
@@ -85,13 +117,17 @@ class Session:
             entry[1] = True  # the C parser has answered with PUBREL
             return
         del self.inflight[pid]
-        self.pump()
+        if self.queue:
+            self.pump()
 
     def pump(self) -> None:
         """Move queued messages into the in-flight window."""
         conn, queue = self.conn, self.queue
-        while conn is not None and queue and len(self.inflight) < self.max_inflight:
-            self._send_new(conn, queue.popleft())
+        if conn is None or not queue:
+            return
+        inflight, room, send = self.inflight, self.max_inflight, self._send_new
+        while queue and len(inflight) < room:
+            send(conn, queue.popleft())
 
     def attach(self, conn: Any) -> None:
         """A connection takes the session: resend what is unacknowledged, in order."""

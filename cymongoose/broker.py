@@ -38,7 +38,7 @@ from ._broker_packets import (Malformed, connack, parse_connect, parse_subscribe
                               parse_unsubscribe, suback, topic_matches, unsuback, valid_filter)
 from ._broker_session import Session
 from ._dispatch import handles
-from ._ffi import lib
+from ._ffi import ffi, lib
 from .connection import Connection
 from .manager import Manager
 from .messages import MqttMessage
@@ -51,16 +51,24 @@ log = logging.getLogger("cymongoose.broker")
 # route messages among their own clients (a page's subscriptions, say).
 topic_matches.__module__ = valid_filter.__module__ = __name__
 
-_CONNECT, _PUBLISH, _PUBREL, _SUBSCRIBE, _UNSUBSCRIBE, _PINGREQ, _DISCONNECT = \
-    1, 3, 6, 8, 10, 12, 14
+_CONNECT, _PUBLISH, _PUBACK, _PUBREL, _SUBSCRIBE, _UNSUBSCRIBE, _PINGREQ, _DISCONNECT = \
+    1, 3, 4, 6, 8, 10, 12, 14
 _ACKS = frozenset((4, 5, 7))  # PUBACK, PUBREC, PUBCOMP: answers to our deliveries
 _TO_CLIENT_ONLY = frozenset((2, 9, 11, 13))  # CONNACK, SUBACK, UNSUBACK, PINGRESP
 _ROUTE_CACHE_MAX = 10000  # topics whose subscriber list is remembered
+_WRITES_MAX = 1000  # topics per client whose ACL "write" decision is remembered
+_MQTT_CMD = C.MG_EV_MQTT_CMD
+_fields = lib.cym_mqtt_fields
+_unpack = ffi.unpack
 # CONNACK codes: (MQTT 3.1.1, MQTT 5)
 _BAD_ID, _UNAVAILABLE, _BAD_LOGIN, _NOT_AUTHORIZED = (2, 0x85), (3, 0x97), (4, 0x86), (5, 0x87)
 
 Will = Tuple[str, bytes, int, bool]
 Route = Tuple[Session, int]
+# What the broker remembers per topic until the subscriptions change: the
+# topic as text and as bytes, the subscribers with their granted QoS, the
+# bridges that take it.
+Entry = Tuple[str, bytes, List[Route], List[Bridge]]
 
 
 class MqttBroker:
@@ -74,8 +82,8 @@ class MqttBroker:
       True without passwords and False with them.
     * ``acl_file``: a mosquitto ACL file; or ``acl(client_id, username,
       topic, access) -> bool`` with access ``"read"``, ``"write"`` or
-      ``"subscribe"``.  A decision is remembered per topic until the
-      subscriptions change.
+      ``"subscribe"``.  A decision is remembered until the subscriptions
+      change: per topic, and for publishing per topic and client.
     * ``max_connections`` (0: no limit): more clients get CONNACK "server
       unavailable".
     * ``max_inflight`` (20) and ``max_queued`` (1000): per client, the QoS
@@ -116,7 +124,11 @@ class MqttBroker:
         if persistence_file is not None:
             self._sessions, self._retained = _broker_store.load(
                 persistence_file, max_inflight, max_queued)
-        self._routes: Dict[str, List[Route]] = {}  # topic -> subscribers
+        self._routes: Dict[bytes, Entry] = {}  # by topic, as sent
+        self._epoch = 0  # counts subscription changes: older ACL decisions are void
+        # where cym_mqtt_fields leaves a PUBLISH's topic and lengths
+        self._at = ffi.new("const char *[1]")
+        self._span = ffi.new("size_t[2]")
         self._bridges: List[Bridge] = []
         self._mgr = mgr
         self._next_id = 0
@@ -193,6 +205,7 @@ class MqttBroker:
                         password=password, reconnect_min=reconnect_min,
                         reconnect_max=reconnect_max, max_queued=max_queued)
         self._bridges.append(bridge)
+        self._forget_routes()
         return bridge
 
     def _inject(self, topic: str, data: bytes, qos: int, retain: bool, origin: Bridge) -> None:
@@ -219,13 +232,31 @@ class MqttBroker:
 
     @handles(C.MG_EV_ACCEPT, C.MG_EV_MQTT_CMD, C.MG_EV_ERROR, C.MG_EV_CLOSE)
     def _on_event(self, conn: Connection, ev: int, msg: Optional[MqttMessage]) -> None:
-        if ev == C.MG_EV_MQTT_CMD and msg is not None:
+        if ev == _MQTT_CMD and msg is not None:
+            # the fields of every packet in one C call; PUBLISH and PUBACK,
+            # the per-delivery packets, are dispatched first
+            f = _fields(msg._addr, self._at, self._span)
+            cmd = f & 15
+            session = self._conns.get(conn)
             try:
-                self._packet(conn, msg)
+                if session is None:
+                    if cmd != _CONNECT:
+                        raise Malformed("first packet must be CONNECT")
+                    self._connect(conn, msg.dgram)
+                elif cmd == _PUBLISH:
+                    self._incoming(session, f)
+                elif cmd == _PUBACK:
+                    if f >> 24 == 1:
+                        session.puback((f >> 8) & 0xFFFF)
+                    else:  # PUBACKs in a row, 4 bytes each (cym_mqtt_batch_acks)
+                        session.pubacks(msg.dgram)
+                else:
+                    self._packet(conn, session, cmd, msg)
             except Malformed as exc:
                 conn.error("MQTT protocol error: %s" % exc)  # logged on MG_EV_ERROR
         elif ev == C.MG_EV_ACCEPT:
             self._peers[conn] = None
+            lib.cym_mqtt_batch_acks(conn._c)
         elif ev == C.MG_EV_ERROR:
             log.warning("client %s: %s", self._who(conn), msg)
         elif ev == C.MG_EV_CLOSE:
@@ -235,16 +266,9 @@ class MqttBroker:
         session = self._conns.get(conn)
         return repr(session.client_id) if session else "at %s" % (conn.remote_addr,)
 
-    def _packet(self, conn: Connection, msg: MqttMessage) -> None:
-        cmd = msg.cmd
-        session = self._conns.get(conn)
-        if session is None:
-            if cmd != _CONNECT:
-                raise Malformed("first packet must be CONNECT")
-            self._connect(conn, msg.dgram)
-        elif cmd == _PUBLISH:
-            self._incoming(conn, session, msg)
-        elif cmd in _ACKS:
+    def _packet(self, conn: Connection, session: Session, cmd: int, msg: MqttMessage) -> None:
+        """The packets other than CONNECT, PUBLISH and PUBACK."""
+        if cmd in _ACKS:
             session.acked(cmd, msg.id)
         elif cmd == _PUBREL:
             session.qos2_in.discard(msg.id)
@@ -317,42 +341,92 @@ class MqttBroker:
     def _drop_session(self, session: Session) -> None:
         del self._sessions[session.client_id]
         if session.subs:
-            self._routes.clear()
+            self._forget_routes()
 
-    def _incoming(self, conn: Connection, session: Session, msg: MqttMessage) -> None:
-        qos = msg.qos
+    def _incoming(self, session: Session, f: int) -> None:
+        """A client's PUBLISH, whose fields ``cym_mqtt_fields`` returned as ``f``."""
+        span = self._span
+        whole = _unpack(self._at[0], span[0])  # topic .. end of packet
+        raw = whole[:f >> 24]
+        qos = (f >> 4) & 3
         if qos == 2:
-            pid = msg.id
+            pid = (f >> 8) & 0xFFFF
             if pid in session.qos2_in:
                 return  # a resent QoS 2 message: delivered already
             session.qos2_in.add(pid)
-        topic = msg.topic
-        if not topic or "+" in topic or "#" in topic or "\0" in topic:
-            raise Malformed("bad PUBLISH topic %r" % topic)
-        guard = self._guard
-        if guard.acl is not None and \
-                not guard.allows(session.client_id, session.username, topic, "write"):
-            log.warning("client %r: publish to %r denied by the ACL", session.client_id, topic)
-            return
+        entry = self._routes.get(raw)
+        if entry is None:
+            entry = self._route(raw)
+            if entry is None:
+                raise Malformed("bad PUBLISH topic %r" % raw)
+        topic, _, routes, bridges = entry
+        if self._guard.acl is not None:
+            writes = session.writes
+            if writes is None or session.acl_epoch != self._epoch:
+                writes = session.writes = {}
+                session.acl_epoch = self._epoch
+            allowed = writes.get(raw)
+            if allowed is None:
+                if len(writes) >= _WRITES_MAX:
+                    writes.clear()
+                allowed = writes[raw] = self._guard.allows(
+                    session.client_id, session.username, topic, "write")
+            if not allowed:
+                log.warning("client %r: publish to %r denied by the ACL", session.client_id,
+                            topic)
+                return
         self._received += 1
-        self._publish(topic, msg.data, qos, msg.retain)
+        data = whole[span[1]:]
+        if f & 64 or bridges:
+            self._send(entry, data, qos, f & 64 != 0, None)
+            return
+        # _send without retain and bridges, inlined: the per-delivery hot path
+        for sub, granted in routes:
+            sub.deliver(raw, data, qos if qos < granted else granted, False)
 
     def _publish(self, topic: str, data: bytes, qos: int, retain: bool,
                  origin: Optional[Bridge] = None) -> None:
+        """A message from inside the broker: a will, ``$SYS``, or one a bridge brought."""
+        raw = topic.encode("utf-8")
+        entry = self._routes.get(raw) or self._route(raw)
+        if entry is None:  # a topic no client could publish to: not cached
+            entry = (topic, raw, self._match(topic), self._bridges_out(topic))
+        self._send(entry, data, qos, retain, origin)
+
+    def _send(self, entry: Entry, data: bytes, qos: int, retain: bool,
+              origin: Optional[Bridge]) -> None:
+        topic, raw, routes, bridges = entry
         if retain:
             if data:
                 self._retained[topic] = (data, qos)
             else:
                 self._retained.pop(topic, None)
-        routes = self._routes.get(topic)
-        if routes is None:
-            routes = self._match(topic)
-        raw = topic.encode("utf-8")
         for session, granted in routes:
             session.deliver(raw, data, qos if qos < granted else granted, False)
-        for bridge in self._bridges:
+        for bridge in bridges:
             if bridge is not origin:  # never back where it came from
                 bridge.forward(topic, data, qos, retain)
+
+    def _route(self, raw: bytes) -> Optional[Entry]:
+        """The cache entry of a topic clients may publish to; None for a bad topic."""
+        try:
+            topic = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        if not topic or "+" in topic or "#" in topic or "\0" in topic:
+            return None
+        if len(self._routes) >= _ROUTE_CACHE_MAX:
+            self._routes.clear()
+        entry = self._routes[raw] = (topic, raw, self._match(topic), self._bridges_out(topic))
+        return entry
+
+    def _forget_routes(self) -> None:
+        """Subscriptions changed: drop the cached routes and ACL decisions."""
+        self._routes.clear()
+        self._epoch += 1
+
+    def _bridges_out(self, topic: str) -> List[Bridge]:
+        return [b for b in self._bridges if b.forwards(topic)]
 
     def _match(self, topic: str) -> List[Route]:
         """Every session subscribed to ``topic`` with its highest granted QoS."""
@@ -366,9 +440,6 @@ class MqttBroker:
             if granted >= 0 and (guard.acl is None or guard.allows(
                     session.client_id, session.username, topic, "read")):
                 routes.append((session, granted))
-        if len(self._routes) >= _ROUTE_CACHE_MAX:
-            self._routes.clear()
-        self._routes[topic] = routes
         return routes
 
     def _subscribe(self, conn: Connection, session: Session, packet: bytes) -> None:
@@ -388,7 +459,7 @@ class MqttBroker:
                 session.subs[topic_filter] = qos
                 new.append((topic_filter, qos))
                 codes.append(qos)
-        self._routes.clear()
+        self._forget_routes()
         conn.send(suback(v5, pid, bytes(codes)))
         for topic, (data, qos) in list(self._retained.items()):
             granted = max((q for f, q in new if topic_matches(f, topic)), default=-1)
@@ -400,7 +471,7 @@ class MqttBroker:
         v5 = lib.cym_mqtt_version(conn._c) == 5
         pid, filters = parse_unsubscribe(packet, v5)
         codes = bytes(0 if session.subs.pop(f, None) is not None else 0x11 for f in filters)
-        self._routes.clear()
+        self._forget_routes()
         conn.send(unsuback(v5, pid, codes))
 
     def _gone(self, conn: Connection, will: Optional[Will]) -> None:

@@ -7,7 +7,7 @@ import pytest
 import cymongoose as cm
 from support.fixtures import made
 from support.loop import LoopThread, wait_until
-from support.mqtt import Paho, connect_packet, mqtt_string, packet, recv_exact
+from support.mqtt import Paho, connect_packet, mqtt_string, packet, read_publish, recv_exact
 
 
 @pytest.fixture
@@ -32,26 +32,6 @@ def raw(port, client_id, clean=False):
     ack = recv_exact(sock, 4)
     assert ack[0] == 0x20 and ack[3] == 0, ack
     return sock, ack[2]
-
-
-def read_publish(sock):
-    """(flags, topic, packet id, payload) of the next packet, which must be PUBLISH."""
-    head = recv_exact(sock, 2)
-    assert head[0] >> 4 == 3, head
-    n, shift, b = 0, 0, head[1]
-    while True:
-        n |= (b & 0x7F) << shift
-        if not b & 0x80:
-            break
-        shift += 7
-        b = recv_exact(sock, 1)[0]
-    body = recv_exact(sock, n)
-    tlen = int.from_bytes(body[:2], "big")
-    topic, rest = body[2:2 + tlen].decode(), body[2 + tlen:]
-    pid = 0
-    if head[0] & 0x06:
-        pid, rest = int.from_bytes(rest[:2], "big"), rest[2:]
-    return head[0] & 0x0F, topic, pid, rest
 
 
 def test_paho_persistent_session_gets_messages_queued_while_away(broker, peer):

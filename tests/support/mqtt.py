@@ -8,7 +8,7 @@ import subprocess
 import threading
 import time
 import uuid
-from typing import Any, Dict, List, NamedTuple, Optional
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -278,6 +278,26 @@ def recv_exact(sock: socket.socket, n: int, timeout: float = 5.0) -> bytes:
             raise AssertionError("connection closed after %r" % data)
         data += chunk
     return data
+
+
+def read_publish(sock: socket.socket) -> Tuple[int, str, int, bytes]:
+    """(flags, topic, packet id, payload) of the next packet, which must be PUBLISH."""
+    head = recv_exact(sock, 2)
+    assert head[0] >> 4 == 3, head
+    n, shift, b = 0, 0, head[1]
+    while True:
+        n |= (b & 0x7F) << shift
+        if not b & 0x80:
+            break
+        shift += 7
+        b = recv_exact(sock, 1)[0]
+    body = recv_exact(sock, n)
+    tlen = int.from_bytes(body[:2], "big")
+    topic, rest = body[2:2 + tlen].decode(), body[2 + tlen:]
+    pid = 0
+    if head[0] & 0x06:
+        pid, rest = int.from_bytes(rest[:2], "big"), rest[2:]
+    return head[0] & 0x0F, topic, pid, rest
 
 
 def closed_by_peer(sock: socket.socket, timeout: float = 5.0) -> bool:
