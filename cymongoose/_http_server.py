@@ -504,7 +504,10 @@ class HttpCore:
     def frame_whole(self, ex: Exchange, conn: Connection, code: int, line: bytes, flat: bytes,
                     npairs: int, body: bytes) -> bool:
         """``respond_whole`` once its server said ``conn`` may be written
-        now (none of the C calls here fires an event)."""
+        now (none of the C calls here fires an event).  False when an access
+        record wants the response's bytes: the general path gives them."""
+        if ex.access is not None:
+            return False
         peer = conn.userdata
         if peer is not None and peer.paused:
             self.pause(conn, False)  # as in write_whole

@@ -31,28 +31,22 @@ class _DroppingQueueHandler(logging.handlers.QueueHandler):
     def __init__(self, fd: int) -> None:
         self._q: "queue.Queue[Optional[logging.LogRecord]]" = queue.Queue(QUEUE_SIZE)
         super().__init__(self._q)
-        self.dropped = 0
-        self._count_lock = threading.Lock()
         self._fd = fd
         self._fmt = logging.Formatter(FORMAT)
         self._writer: Optional[threading.Thread] = None
-        self._start()
+        self.start_writer()
 
-    def _start(self) -> None:
+    def start_writer(self) -> None:
+        """A fresh queue and the thread that writes it out: at creation, and
+        in a forked child (a ``--workers`` worker), which has this handler
+        but not its thread, and whose copy of the old queue's lock may have
+        been held by the writer at the fork."""
+        self._q = self.queue = queue.Queue(QUEUE_SIZE)
+        self.dropped = 0
+        self._count_lock = threading.Lock()
         self._writer = threading.Thread(target=_write, args=(self._q, self, self._fmt, self._fd),
                                         name="cymongoose-log", daemon=True)
         self._writer.start()
-
-    def after_fork_in_child(self) -> None:
-        """A forked child (a ``--workers`` worker) has this handler but not
-        its thread: without a new one its records would never be written.
-        The queue is new too, as the old one's lock may have been held by
-        the writer at the fork."""
-        self._q = queue.Queue(QUEUE_SIZE)
-        self.queue = self._q
-        self.dropped = 0
-        self._count_lock = threading.Lock()
-        self._start()
 
     def enqueue(self, record: logging.LogRecord) -> None:
         try:
@@ -118,4 +112,4 @@ def configure(level: Any, stream: Any = None) -> None:
     source = _DroppingQueueHandler((sys.stderr if stream is None else stream).fileno())
     root.addHandler(source)
     root.setLevel(level)
-    os.register_at_fork(after_in_child=source.after_fork_in_child)
+    os.register_at_fork(after_in_child=source.start_writer)

@@ -161,7 +161,7 @@ class InlineExchange(WsgiExchange):
         if self.dead or self.ended:
             raise ClientDisconnected("client disconnected")
         conn = self.conn
-        if self.access is not None or conn._c is None or conn._closing:
+        if conn._c is None or conn._closing:
             return False
         return self.server.frame_whole(self, conn, code, line, flat, npairs, body)
 

@@ -122,9 +122,7 @@ class _Core(HttpCore):
     def respond_whole(self, ex: Exchange, code: int, line: bytes, flat: bytes, npairs: int,
                       body: bytes) -> bool:
         conn = self._writable(ex)
-        if conn is None or ex.access is not None:
-            return False
-        if not self.frame_whole(ex, conn, code, line, flat, npairs, body):
+        if conn is None or not self.frame_whole(ex, conn, code, line, flat, npairs, body):
             return False
         self.poller.soon()  # type: ignore[union-attr]
         return True
@@ -248,11 +246,8 @@ class ASGIServer:
 
     async def _run_http(self, ex: HttpCycle) -> None:
         response = ex.response
-        scope = ex.scope
-        if self._lifespan is not None and self._lifespan.supported:
-            scope["state"] = dict(self._lifespan.state)
         try:
-            await self._app(scope, ex.receive, ex.send)
+            await self._app(self._scope(ex), ex.receive, ex.send)
         except asyncio.CancelledError:
             ex.abort()
             raise

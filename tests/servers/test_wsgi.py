@@ -624,6 +624,9 @@ def test_inline_serves_keep_alive_pipelining_errors_and_files(start):
         if path == "/file":
             start_response("200 OK", [("Content-Type", "application/x-test")])
             return environ["wsgi.file_wrapper"](io.BytesIO(b"0123456789" * 5000), 4096)
+        if path == "/busy":  # the app's own reason phrase, on the one-write path
+            start_response("503 Busy", [("Content-Type", "text/plain")])
+            return [b"try later"]
         if path == "/late":  # start_response as late as the first piece
             def gen():
                 start_response("200 OK", [])
@@ -643,6 +646,8 @@ def test_inline_serves_keep_alive_pipelining_errors_and_files(start):
         assert r.content == b"0123456789" * 5000
         assert r.headers["transfer-encoding"] == "chunked"
         assert c.get("/late").text == "late"
+        r = c.get("/busy")
+        assert (r.status_code, r.reason_phrase, r.text) == (503, "Busy", "try later")
     data = raw_exchange(srv.port, b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n"
                         b"GET /2 HTTP/1.1\r\nHost: x\r\n\r\n"
                         b"GET /3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
