@@ -60,7 +60,7 @@ class _Peer:
     ``is_tls`` and ``remote_addr`` are read once per connection."""
 
     __slots__ = ("conn", "ex", "body", "paused", "ws_close", "is_tls", "remote_addr",
-                 "environ_base")
+                 "environ_base", "runner")
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -72,6 +72,8 @@ class _Peer:
         self.body: Optional[BodyReader] = None  # while streaming a request body
         self.paused = False
         self.ws_close: Optional[Tuple[int, str]] = None
+        #: The ASGI server's task for this connection's requests.
+        self.runner: Any = None
 
 
 def _set_events(conn: Connection, bit: int, on: bool) -> None:
@@ -313,6 +315,7 @@ class HttpCore:
             self._forget(peer, ex)
             ex.mark_dead()
             ex.on_disconnect()
+        self.connection_closed(peer)
 
     def _forget(self, peer: _Peer, ex: Exchange) -> None:
         if peer.ex is ex:
@@ -335,6 +338,9 @@ class HttpCore:
 
     def on_ws_message(self, conn: Connection, msg: Any) -> None:
         """MG_EV_WS_MSG (ASGI only)."""
+
+    def connection_closed(self, peer: _Peer) -> None:
+        """MG_EV_CLOSE of a client connection, after its exchange was told."""
 
     def start_websocket(self, conn: Connection, hm: HttpMessage) -> Optional[Exchange]:
         """An upgrade request: start a WebSocket session, or None to treat it

@@ -50,17 +50,19 @@ and the application share one thread: the asyncio loop that called
 """
 
 import asyncio
+import contextvars
 import logging
 import struct
 import time
-from typing import Any, Callable, Coroutine, Dict, Optional, Sequence, Union
+from typing import Any, Awaitable, Callable, Dict, Optional, Sequence, Set, Union
 
 from . import _log_writer
 from ._asgi_exchange import AsgiExchange, AsgiResponse, HttpCycle
 from ._asgi_lifespan import ASGIApp, Lifespan
+from ._asgi_runner import PER_CONNECTION, ConnRunner, in_context, spawn
 from ._asgi_websocket import WsSession
 from ._http_exchange import END, MAX_BODY_SIZE, WS, WS_CLOSE, ClientDisconnected, Exchange
-from ._http_server import HttpCore
+from ._http_server import HttpCore, _Peer
 from ._http_writers import Framed, error_response
 from ._loop_poller import LoopPoller
 from ._signals import SignalStop
@@ -130,7 +132,7 @@ class _Core(HttpCore):
     def start_exchange(self, conn: Connection, hm: HttpMessage) -> Exchange:
         asgi = self._asgi
         ex = HttpCycle(self, conn, hm, asgi._loop)
-        asgi._spawn(ex, asgi._run_http(ex))
+        asgi._spawn(ex)
         return ex
 
     def start_websocket(self, conn: Connection, hm: HttpMessage) -> Optional[Exchange]:
@@ -139,7 +141,7 @@ class _Core(HttpCore):
             return None
         asgi = self._asgi
         ex = WsSession(self, conn, hm, key, asgi._loop)
-        asgi._spawn(ex, asgi._run_ws(ex))
+        asgi._spawn(ex)
         return ex
 
     def on_ws_message(self, conn: Connection, msg: Any) -> None:
@@ -151,6 +153,12 @@ class _Core(HttpCore):
     def shutdown_exchange(self, ex: Exchange) -> None:
         if isinstance(ex, WsSession):
             ex.on_shutdown()
+
+    def connection_closed(self, peer: _Peer) -> None:
+        runner = peer.runner
+        if runner is not None:
+            peer.runner = None
+            runner.retire()
 
 
 class ASGIServer:
@@ -188,9 +196,12 @@ class ASGIServer:
         self._loop: Any = None
         self._core: Optional[_Core] = None
         self._poller: Optional[LoopPoller] = None
-        #: Exchanges whose application task still runs (a dict: ordered, and
+        #: Exchanges whose application still runs (a dict: ordered, and
         #: cheaper per request than a done callback).
         self._running: Dict[AsgiExchange, None] = {}
+        #: The tasks serving connections (``_asgi_runner``).
+        self._runners: Dict[ConnRunner, None] = {}
+        self._per_connection = PER_CONNECTION
 
     @property
     def manager(self) -> Any:
@@ -233,10 +244,43 @@ class ASGIServer:
         server.call_soon = poller.call_soon
         return conn
 
-    def _spawn(self, ex: AsgiExchange, coro: Coroutine[Any, Any, None]) -> None:
-        """Run ``coro``, the application's side of ``ex``, as a task."""
-        ex.task = self._loop.create_task(coro)
+    def _spawn(self, ex: AsgiExchange) -> None:
+        """Run the application for ``ex``: on its connection's task, or on a
+        task of its own (see ``_asgi_runner.PER_CONNECTION``)."""
+        if self._per_connection:
+            peer = ex.conn.userdata
+            runner = peer.runner = spawn(self._runners, peer.runner, ex, self._loop,
+                                         self._serve_connection)
+            ex.task = runner.task
+        elif type(ex) is HttpCycle:
+            ex.task = self._loop.create_task(self._run_http(ex))
+        else:
+            ex.task = self._loop.create_task(self._run_ws(ex))  # type: ignore[arg-type]
         self._running[ex] = None
+
+    def _call_app(self, ex: AsgiExchange) -> Awaitable[None]:
+        """The application called for ``ex``, in a context of its own."""
+        coro = self._app(self._scope(ex), ex.receive, ex.send)  # type: ignore[attr-defined]
+        if self._per_connection:
+            return in_context(coro, contextvars.copy_context())
+        return coro  # its task made the context
+
+    async def _serve_connection(self, runner: ConnRunner, ex: Any) -> None:
+        """A connection's task: its requests' applications, one at a time."""
+        try:
+            while ex is not None:
+                if type(ex) is HttpCycle:
+                    await self._run_http(ex)
+                else:
+                    await self._run_ws(ex)
+                if runner.retired:
+                    break
+                runner.idle()
+                await runner.wake
+                ex = runner.taken()
+        finally:
+            runner.retired = True
+            self._runners.pop(runner, None)
 
     def _scope(self, ex: AsgiExchange) -> Dict[str, Any]:
         scope = ex.scope
@@ -247,7 +291,7 @@ class ASGIServer:
     async def _run_http(self, ex: HttpCycle) -> None:
         response = ex.response
         try:
-            await self._app(self._scope(ex), ex.receive, ex.send)
+            await self._call_app(ex)
         except asyncio.CancelledError:
             ex.abort()
             raise
@@ -294,7 +338,7 @@ class ASGIServer:
 
     async def _serve_ws(self, ex: WsSession) -> None:
         try:
-            await self._app(self._scope(ex), ex.receive, ex.send)
+            await self._call_app(ex)
         except asyncio.CancelledError:
             ex.abort()
             raise
@@ -342,13 +386,11 @@ class ASGIServer:
         deadline = time.monotonic() + self._graceful_timeout
         server.begin_shutdown()
         poller.soon()
-        tasks = [ex.task for ex in self._running if ex.task is not None]
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=max(0.0, deadline - time.monotonic()))
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
+        # Applications still running get until the deadline (their tasks go
+        # on serving their connections, so it is the exchanges that count).
+        while self._running and time.monotonic() < deadline:
+            await asyncio.sleep(_DRAIN_CHECK)
+        await _cancel({ex.task for ex in self._running if ex.task is not None})
         # Responses of finished tasks may still be leaving: the poller runs
         # until every client connection has closed, or the deadline.
         deadline = max(deadline, time.monotonic() + 1.0)
@@ -357,12 +399,22 @@ class ASGIServer:
         poller.close()
         self._poller = None
         server.close()
+        # Connections closed: their tasks ended, or end now.
+        await _cancel({runner.task for runner in self._runners if runner.task is not None})
         await self._shutdown_lifespan()
 
     async def _shutdown_lifespan(self) -> None:
         lifespan, self._lifespan = self._lifespan, None
         if lifespan is not None:
             await lifespan.shutdown()
+
+
+async def _cancel(tasks: Set["asyncio.Task[None]"]) -> None:
+    """Cancel ``tasks`` and wait until they have ended."""
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class _LoopStop(SignalStop):

@@ -4,7 +4,7 @@ import asyncio
 import hashlib
 import socket
 import threading
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 import httpx
 
@@ -35,11 +35,14 @@ class WsgiThread:
 class AsgiThread:
     """An ASGIServer started on an asyncio loop that runs on a background thread."""
 
-    def __init__(self, app: Any, tls: Any = None, **options: Any) -> None:
+    def __init__(self, app: Any, tls: Any = None,
+                 configure: Optional[Callable[[ASGIServer], Any]] = None, **options: Any) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.server = ASGIServer(app, **options)
+        if configure is not None:
+            configure(self.server)
         try:
             scheme = "https" if tls else "http"
             conn = self.run(self.server.start("%s://127.0.0.1:0" % scheme, tls))
