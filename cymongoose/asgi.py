@@ -4,7 +4,10 @@
 program (``await server.start(url)`` ... ``await server.stop()``).  Mongoose
 and the application share one thread: the asyncio loop that called
 ``start`` polls Mongoose whenever its epoll descriptor is ready
-(``loop.add_reader``), so a request costs no thread hop and no wakeup.  Supported: the ``http`` scope, the ``websocket`` scope
+(``loop.add_reader``), so a request costs no thread hop and no wakeup.
+Each request's application runs in a task and a context of its own (on
+PyPy the task is shared by a connection's requests, which come one after
+another: see ``_asgi_runner``).  Supported: the ``http`` scope, the ``websocket`` scope
 (with the ``websocket.http.response`` extension) and ``lifespan``.
 
 * **Keep-alive and pipelining**: every request on a connection is answered,
