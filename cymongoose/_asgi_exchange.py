@@ -12,7 +12,7 @@ until the application catches up.
 
 import asyncio
 from collections import deque
-from typing import Any, Awaitable, Deque, Dict, Optional, Tuple
+from typing import Any, Awaitable, Deque, Dict, Generator, Optional, Tuple
 
 from ._access_log import access_record
 from ._asgi_scope import http_scope
@@ -252,16 +252,30 @@ class HttpCycle(AsgiExchange):
             return {"type": "http.disconnect"}
         return message
 
-    async def send(self, message: Dict[str, Any]) -> None:
-        """ASGI ``send`` for ``http.response.start`` and ``http.response.body``."""
+    def send(self, message: Dict[str, Any]) -> Awaitable[None]:
+        """ASGI ``send`` for ``http.response.start`` and ``http.response.body``.
+
+        Returns what the caller awaits: a message handled at once (the
+        start, a whole response) returns a shared awaitable that is already
+        done, so a response costs no coroutine per message (granian's
+        ``send`` is not a coroutine either).  Misuse raises at the call."""
         kind = message["type"]
         if kind == "http.response.body":
             pending = self.response.body(self, message)
-            if pending is not None:
-                await pending
-        elif kind == "http.response.start":
+            return DONE if pending is None else pending
+        if kind == "http.response.start":
             self.response.start(message)
-        else:
-            raise RuntimeError("unexpected ASGI message %r in an http scope" % (kind,))
+            return DONE
+        raise RuntimeError("unexpected ASGI message %r in an http scope" % (kind,))
 
 
+class _Done:
+    """An awaitable that is already done (``HttpCycle.send``)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return iter(())  # type: ignore[return-value]
+
+
+DONE = _Done()

@@ -191,3 +191,18 @@ def test_a_closed_connection_ends_its_task(start: Any) -> None:
 def test_the_default_follows_the_interpreter() -> None:
     import platform
     assert _asgi_runner.PER_CONNECTION == (platform.python_implementation() == "PyPy")
+
+
+def test_what_send_returns_works_wherever_an_awaitable_does(start: Any) -> None:
+    # send() returns an awaitable that may already be done, not a coroutine.
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await asyncio.wait_for(send({"type": "http.response.start", "status": 200,
+                                     "headers": [(b"content-length", b"4")]}), 5)
+        await asyncio.ensure_future(send({"type": "http.response.body", "body": b"done"}))
+
+    srv = start(app, lifespan="off")
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        assert get(s, "/") == b"done"
+        assert get(s, "/again") == b"done"
