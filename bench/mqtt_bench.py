@@ -28,7 +28,9 @@ keep at most 20 QoS 1 messages in flight.  Each run prints publishes/s and the c
 CPU (user + system, all its threads) per publish; with ``--runs`` > 1 the
 runs are interleaved and a table of medians and ranges follows.
 ``--clients`` picks the kinds; ``before-client`` is ``client`` on the
-``--before`` package.
+``--before`` package.  ``--only client-count`` counts instructions per
+publish of our clients on CPython with callgrind instead (see
+``client_instructions``).
 
 Interpreters: ``.venv-cpython`` and ``.venv-pypy`` of this checkout (``make
 install-cpython install-pypy``); override with ``--cpython``/``--pypy``.
@@ -277,7 +279,7 @@ else:
             # window), then the loop runs until the last has been acknowledged
             for _ in range(n):
                 client.publish("bench/c", payload, qos)
-                if client.connection.send_len > 1 << 20:
+                if qos == 0 and client.connection.send_len > 1 << 20:
                     mgr.poll(0)
             while client.queued or client.inflight or client.connection.send_len:
                 mgr.poll(1)
@@ -367,9 +369,59 @@ def clients(args: argparse.Namespace, python: Dict[str, str]) -> None:
                                                 median_range([c for _, c in runs])))
 
 
+def total_instructions(path: str) -> int:
+    with open(path) as f:
+        for line in f:
+            if line.startswith("totals:") or line.startswith("summary:"):
+                return int(line.split()[1])
+    raise RuntimeError("no totals in %s" % path)
+
+
+def client_instructions(args: argparse.Namespace, python: Dict[str, str]) -> None:
+    """Instructions per publish of our clients on CPython, counted by callgrind.
+
+    Each kind runs twice under valgrind, with N and 2N timed publishes after
+    the same warm-up; the difference over N cancels start-up and warm-up.
+    Under valgrind the client is the slow side, so the broker's PUBACKs
+    arrive in longer runs than at full speed: compare kinds, not loads.
+    """
+    workdir = tempfile.mkdtemp(prefix="mqtt-count-")
+    port = free_port()
+    mosq = start_broker("mosquitto", port, workdir, python, 0)
+    script = os.path.join(workdir, "client.py")
+    with open(script, "w") as f:
+        f.write(CLIENT)
+    exe = os.path.realpath(python["cpython"])  # valgrind does not follow a venv's symlink
+    venv = os.path.dirname(os.path.dirname(python["cpython"]))
+    site = [os.path.join(venv, "lib", d, "site-packages")
+            for d in os.listdir(os.path.join(venv, "lib"))]
+    kinds = [k for k in (args.clients or "client,before-client").split(",")
+             if k != "paho" and (not k.startswith("before-") or "cpython" in BEFORE)]
+    n = 20000
+    print("\n%-14s %3s %22s" % ("client", "qos", "instructions/publish"))
+    try:
+        for qos in [int(q) for q in args.qos.split(",")]:
+            for kind in kinds:
+                path = os.pathsep.join(([BEFORE["cpython"]] if kind.startswith("before-")
+                                        else []) + site)
+                counts = []
+                for count in (n, 2 * n):
+                    out = os.path.join(workdir, "callgrind.%s.%d.%d" % (kind, qos, count))
+                    subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
+                                    exe, script, str(count), str(qos),
+                                    kind.replace("before-", ""), str(port)],
+                                   capture_output=True, text=True, timeout=900, check=True,
+                                   env=dict(os.environ, PYTHONPATH=path))
+                    counts.append(total_instructions(out))
+                print("%-14s %3d %22.0f" % (kind, qos, (counts[1] - counts[0]) / n), flush=True)
+    finally:
+        mosq.terminate()
+        mosq.wait(20)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", choices=["brokers", "clients"])
+    p.add_argument("--only", choices=["brokers", "clients", "client-count"])
     p.add_argument("--scale", type=float, default=1.0, help="multiply message counts")
     p.add_argument("--brokers", help="comma-separated subset, e.g. ours-cpython-plain,mosquitto")
     p.add_argument("--cpython", default=os.path.join(ROOT, ".venv-cpython", "bin", "python"))
@@ -391,6 +443,8 @@ def main() -> None:
         brokers(args, python)
     if args.only in (None, "clients"):
         clients(args, python)
+    if args.only == "client-count":
+        client_instructions(args, python)
 
 
 if __name__ == "__main__":
