@@ -28,7 +28,10 @@ keep at most 20 QoS 1 messages in flight.  Each run prints publishes/s and the c
 CPU (user + system, all its threads) per publish; with ``--runs`` > 1 the
 runs are interleaved and a table of medians and ranges follows.
 ``--clients`` picks the kinds; ``before-client`` is ``client`` on the
-``--before`` package.  ``--only client-count`` counts instructions per
+``--before`` package.  mosquitto's default Nagle on its sockets holds the
+last PUBACKs of a run until the client's delayed TCP ACK (~40 ms): a fixed
+cost per run that weighs on the fastest client most; ``--nodelay`` runs
+mosquitto with ``set_tcp_nodelay true``.  ``--only client-count`` counts instructions per
 publish of our clients on CPython with callgrind instead (see
 ``client_instructions``).
 
@@ -102,7 +105,7 @@ def build_load() -> None:
 
 
 def start_broker(kind: str, port: int, workdir: str, python: Dict[str, str],
-                 upstream: int) -> subprocess.Popen:
+                 upstream: int, nodelay: bool = False) -> subprocess.Popen:
     log = open(os.path.join(workdir, "%s.log" % kind), "w")
     env = None
     if kind == "mosquitto":
@@ -110,6 +113,8 @@ def start_broker(kind: str, port: int, workdir: str, python: Dict[str, str],
         with open(conf, "w") as f:
             f.write("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n"
                     "max_queued_messages 100000\n" % port)
+            if nodelay:
+                f.write("set_tcp_nodelay true\n")
         cmd = [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", conf]
     elif kind == "amqtt":
         conf = os.path.join(workdir, "amqtt.yaml")
@@ -312,7 +317,7 @@ def clients(args: argparse.Namespace, python: Dict[str, str]) -> None:
     """Each client kind, interpreter and QoS ``--runs`` times, interleaved."""
     workdir = tempfile.mkdtemp(prefix="mqtt-bench-")
     port = free_port()
-    mosq = start_broker("mosquitto", port, workdir, python, 0)
+    mosq = start_broker("mosquitto", port, workdir, python, 0, args.nodelay)
     script = os.path.join(workdir, "client.py")
     with open(script, "w") as f:
         f.write(CLIENT)
@@ -430,6 +435,8 @@ def main() -> None:
     p.add_argument("--loads", help="comma-separated scenarios, e.g. 50->1,1->50")
     p.add_argument("--qos", default="0,1", help="comma-separated QoS levels")
     p.add_argument("--runs", type=int, default=1, help="runs per broker and scenario")
+    p.add_argument("--nodelay", action="store_true",
+                   help="clients: mosquitto with set_tcp_nodelay (no Nagle on its PUBACKs)")
     p.add_argument("--clients", help="comma-separated subset of " + ",".join(CLIENT_KINDS))
     args = p.parse_args()
     for item in (args.before or "").split(","):
