@@ -297,3 +297,30 @@ def test_a_window_of_qos1_publishes_through_mosquitto(mosquitto, takes_acks):
         loop.stop()
         mgr.close()
         sub.stop()
+
+
+@pytest.mark.parametrize("qos", [0, 1])
+def test_a_retained_publish_reaches_a_later_subscriber(mosquitto, qos):
+    topic = unique("retained")
+    mgr = cm.Manager()
+    loop = LoopThread(mgr).start()
+    try:
+        client = start(loop, mgr, "mqtt://127.0.0.1:%d" % mosquitto.port,
+                       client_id="retain-pub-%d" % qos)
+        wait_until(lambda: loop.call(lambda: client.connected))
+        loop.call(lambda: client.publish(topic, b"kept", qos, retain=True))
+        # mosquitto handles a connection's packets in order: once this one is
+        # acknowledged, the retained message is stored
+        loop.call(lambda: client.publish(topic + "/fence", b"", 1))
+        wait_until(lambda: loop.call(lambda: client.inflight) == 0)
+        sub = Paho(mosquitto.port)
+        try:
+            sub.sub(topic, 1)
+            wait_until(lambda: sub.messages)
+            assert [(m.payload, m.retain, m.qos) for m in sub.messages] == [(b"kept", True, qos)]
+        finally:
+            sub.stop()
+        loop.call(client.close)
+    finally:
+        loop.stop()
+        mgr.close()
