@@ -12,8 +12,8 @@ to a JSON file and loaded again (``save``/``load``).
 import base64
 import json
 import os
-from collections import OrderedDict, deque
-from typing import Any, Deque, Dict, List, Set, Tuple
+from collections import deque
+from typing import Any, Deque, Dict, List, Mapping, Set, Tuple
 
 from ._ffi import lib
 
@@ -23,11 +23,10 @@ Message = Tuple[bytes, bytes, int, bool]
 _DUP = 0x08
 
 
-def _flags(msg: Message) -> int:
-    return (msg[2] << 1) | (1 if msg[3] else 0)
+_publish = lib.cym_mqtt_publish
 
 
-def next_pid(inflight: "OrderedDict[int, Any]", last: int) -> int:
+def next_pid(inflight: Mapping[int, Any], last: int) -> int:
     """The packet id after ``last`` (1-65535, wrapping) not held by ``inflight``."""
     pid = last % 0xFFFF + 1
     while pid in inflight:  # an id still in use after wrapping round
@@ -49,12 +48,13 @@ def decode_message(item: List[Any]) -> Message:
 class ClientSession:
     """Outgoing messages in flight and queued, incoming QoS 2 ids, subscriptions."""
 
-    __slots__ = ("inflight", "queue", "qos2_in", "next_pid", "max_inflight", "max_queued",
-                 "subs")
+    __slots__ = ("inflight", "released", "queue", "qos2_in", "next_pid", "max_inflight",
+                 "max_queued", "subs")
 
     def __init__(self, max_inflight: int, max_queued: int) -> None:
-        # packet id -> [message, PUBREC seen]; insertion order is sending order
-        self.inflight: "OrderedDict[int, List[Any]]" = OrderedDict()
+        # packet id -> message; insertion order is sending order
+        self.inflight: Dict[int, Message] = {}
+        self.released: Set[int] = set()  # QoS 2 ids in flight answered by PUBREC
         self.queue: Deque[Message] = deque()
         self.qos2_in: Set[int] = set()
         self.next_pid = 0
@@ -73,29 +73,42 @@ class ClientSession:
         return self._send(c, msg)
 
     def _send(self, c: Any, msg: Message) -> int:
-        if not msg[2]:
-            lib.cym_mqtt_publish(c, msg[0], len(msg[0]), msg[1], len(msg[1]), _flags(msg), 0)
+        topic, payload, qos, retain = msg
+        if not qos:
+            _publish(c, topic, len(topic), payload, len(payload), retain, 0)
             return 0
-        pid = self.next_pid = next_pid(self.inflight, self.next_pid)
-        self.inflight[pid] = [msg, False]
-        lib.cym_mqtt_publish(c, msg[0], len(msg[0]), msg[1], len(msg[1]), _flags(msg), pid)
+        inflight = self.inflight
+        pid = self.next_pid % 0xFFFF + 1
+        if pid in inflight:
+            pid = next_pid(inflight, pid)
+        self.next_pid = pid
+        inflight[pid] = msg
+        if self.released:
+            self.released.discard(pid)  # a stale mark, left by a broker's wrong answer
+        _publish(c, topic, len(topic), payload, len(payload), (qos << 1) | retain, pid)
         return pid
 
     def pump(self, c: Any) -> None:
         """Send queued messages while the in-flight window has room."""
-        queue = self.queue
-        while queue and (not queue[0][2] or len(self.inflight) < self.max_inflight):
-            self._send(c, queue.popleft())
+        queue, inflight, room, send = self.queue, self.inflight, self.max_inflight, self._send
+        while queue and (not queue[0][2] or len(inflight) < room):
+            send(c, queue.popleft())
+
+    def pubacks(self, packets: bytes) -> None:
+        """PUBACKs in a row from the broker, 4 bytes each (the id in the last two)."""
+        pop = self.inflight.pop
+        for i in range(2, len(packets), 4):
+            pop((packets[i] << 8) | packets[i + 1], None)
 
     def acked(self, cmd: int, pid: int) -> bool:
         """PUBACK (4), PUBREC (5) or PUBCOMP (7); True when a message completed."""
-        entry = self.inflight.get(pid)
-        if entry is None:
+        if pid not in self.inflight:
             return False
         if cmd == 5:
-            entry[1] = True  # the C parser has answered with PUBREL
+            self.released.add(pid)  # the C parser has answered with PUBREL
             return False
         del self.inflight[pid]
+        self.released.discard(pid)
         return True
 
     def resume(self, c: Any, session_present: bool) -> List[bytes]:
@@ -107,17 +120,19 @@ class ClientSession:
         forgotten.
         """
         pubrels = []
+        released = self.released
         if not session_present:
             self.qos2_in.clear()
-            again = [entry[0] for entry in self.inflight.values() if not entry[1]]
+            again = [m for pid, m in self.inflight.items() if pid not in released]
             self.inflight.clear()
+            released.clear()
             self.queue.extendleft(reversed(again))
-        for pid, (msg, released) in self.inflight.items():
-            if released:
+        for pid, (topic, payload, qos, retain) in self.inflight.items():
+            if pid in released:
                 pubrels.append(b"\x62\x02" + pid.to_bytes(2, "big"))
             else:
-                lib.cym_mqtt_publish(c, msg[0], len(msg[0]), msg[1], len(msg[1]),
-                                     _DUP | _flags(msg), pid)
+                _publish(c, topic, len(topic), payload, len(payload),
+                         _DUP | (qos << 1) | retain, pid)
         return pubrels
 
     def first_delivery(self, qos: int, pid: int) -> bool:
@@ -135,7 +150,7 @@ class ClientSession:
         """Write the session to ``path`` (JSON, replaced atomically)."""
         enc = encode_message
         state = {
-            "inflight": [[pid, enc(m), rel] for pid, (m, rel) in self.inflight.items()],
+            "inflight": [[pid, enc(m), pid in self.released] for pid, m in self.inflight.items()],
             "queue": [enc(m) for m in self.queue],
             "qos2_in": sorted(self.qos2_in),
             "next_pid": self.next_pid,
@@ -154,8 +169,8 @@ class ClientSession:
         except FileNotFoundError:
             return False
         dec = decode_message
-        self.inflight = OrderedDict((int(pid), [dec(m), bool(rel)])
-                                    for pid, m, rel in state["inflight"])
+        self.inflight = {int(pid): dec(m) for pid, m, _ in state["inflight"]}
+        self.released = set(int(pid) for pid, _, rel in state["inflight"] if rel)
         self.queue = deque(dec(m) for m in state["queue"])
         self.qos2_in = set(int(p) for p in state["qos2_in"])
         self.next_pid = int(state["next_pid"])

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from . import constants as C
 from ._args import to_bytes
 from ._broker_packets import varint
-from ._dispatch import handles
+from ._dispatch import handles, mask_of
+from ._ffi import ffi, lib
 from ._mqtt_session import ClientSession
 from .connection import Connection
-from .messages import MqttMessage
 from .mqtt import Properties, _qos, _topic
 from .timers import Timer
 
@@ -28,7 +28,10 @@ if TYPE_CHECKING:
     from .connection import Handler
     from .manager import Manager
 
-_CONNACK, _PUBACK, _PUBREC, _PUBREL, _PUBCOMP = 2, 4, 5, 6, 7
+_CONNACK, _PUBLISH, _PUBACK, _PUBREC, _PUBREL, _PUBCOMP = 2, 3, 4, 5, 6, 7
+_MQTT_CMD = C.MG_EV_MQTT_CMD
+_SHORT = 0xFFFF // 4  # characters that are sure to fit an MQTT string as UTF-8
+_fields = lib.cym_mqtt_fields
 
 
 class MqttClient:
@@ -37,7 +40,10 @@ class MqttClient:
     ``handler(conn, ev, data)`` gets the events of the current connection,
     as with ``Manager.mqtt_connect``, except that a resent QoS 2 message is
     not delivered twice and ``MG_EV_MQTT_OPEN`` comes once the session is
-    resumed.  Arguments as ``mqtt_connect`` (``client_id`` is required with
+    resumed.  A handler declared with ``@handles`` gets only the events it
+    names; one that does not take ``MG_EV_MQTT_CMD`` (or no handler) lets
+    the client read the PUBACKs the broker sends in a row as one event.
+    Arguments as ``mqtt_connect`` (``client_id`` is required with
     ``clean_session=False``, the default here), plus keyword-only:
 
     * ``reconnect`` (True): reconnect after a drop or a failed attempt;
@@ -73,6 +79,10 @@ class MqttClient:
         self._mgr = mgr
         self._url = url
         self._handler = handler
+        self._mask = mask_of(handler)  # the events the handler takes (@handles)
+        # where cym_mqtt_fields leaves a PUBLISH's topic and lengths (unused here)
+        self._at = ffi.new("const char *[1]")
+        self._span = ffi.new("size_t[2]")
         self._login = dict(client_id=client_id, username=username, password=password,
                            clean_session=clean_session, keepalive=keepalive,
                            version=version, properties=properties, will_topic=will_topic,
@@ -118,10 +128,17 @@ class MqttClient:
         Raises ``BufferError`` when the queue is full, ``RuntimeError`` after
         ``close()``, and the argument errors of ``Connection.mqtt_pub``.
         """
-        msg = (_topic(topic), to_bytes(message), _qos(qos), bool(retain))
+        # the common argument types checked inline (a Python call costs more)
+        raw = topic.encode() if type(topic) is str and len(topic) <= _SHORT else _topic(topic)
+        if type(message) is not bytes:
+            message = to_bytes(message)
+        if type(qos) is not int or not 0 <= qos <= 2:
+            qos = _qos(qos)
         if self._closed:
             raise RuntimeError("MqttClient has been closed")
-        return self.session.publish(self._live_c(), msg)
+        conn = self._conn
+        c = conn._c if self._ready and conn is not None and not conn._closing else None
+        return self.session.publish(c, (raw, message, qos, bool(retain)))
 
     def subscribe(self, topic: str, qos: int = 0, *, no_local: bool = False,
                   retain_as_published: bool = False) -> None:
@@ -175,10 +192,13 @@ class MqttClient:
         if self._closed:
             return
         try:
-            self._conn = self._mgr.mqtt_connect(self._url, self._on_event, **self._login)
+            self._conn = conn = self._mgr.mqtt_connect(self._url, self._on_event, **self._login)
         except RuntimeError:
             self._conn = None
             self._schedule()
+            return
+        if not self._mask >> _MQTT_CMD & 1:  # no handler needs an event per PUBACK
+            lib.cym_mqtt_batch_acks(conn._c)
 
     def _schedule(self) -> None:
         if self._closed or not self._reconnect or self._mgr._freed:
@@ -192,16 +212,28 @@ class MqttClient:
         self._timer = self._mgr.timer_add(max(1, int(delay * 1000)), self._connect)
 
     def _forward(self, conn: Connection, ev: int, data: Any) -> None:
-        if self._handler is not None:
-            self._handler(conn, ev, data)
+        if self._mask >> ev & 1:
+            self._handler(conn, ev, data)  # type: ignore[misc]
 
     @handles(C.MG_EV_CONNECT, C.MG_EV_MQTT_OPEN, C.MG_EV_MQTT_CMD, C.MG_EV_MQTT_MSG,
              C.MG_EV_ERROR, C.MG_EV_CLOSE)
     def _on_event(self, conn: Connection, ev: int, data: Any) -> None:
-        if ev == C.MG_EV_MQTT_CMD:
-            self._command(conn, data)
+        if ev == _MQTT_CMD:
+            # every field in one C call; PUBACK, one per QoS 1 publish, first
+            f = _fields(data._addr, self._at, self._span)
+            cmd = f & 15
+            if cmd == _PUBACK:
+                session = self.session
+                if f >> 24 == 1:
+                    session.inflight.pop((f >> 8) & 0xFFFF, None)
+                else:  # PUBACKs in a row, 4 bytes each (cym_mqtt_batch_acks)
+                    session.pubacks(data.dgram)
+                if session.queue and self._ready:
+                    session.pump(conn._c)
+            elif cmd != _PUBLISH:
+                self._command(conn, cmd, (f >> 8) & 0xFFFF, data)
             self._forward(conn, ev, data)
-            if data.cmd == _CONNACK and self._ready:
+            if cmd == _CONNACK and self._ready:
                 self._forward(conn, C.MG_EV_MQTT_OPEN, 0)
         elif ev == C.MG_EV_MQTT_MSG:
             if self.session.first_delivery(data.qos, data.id):
@@ -218,14 +250,14 @@ class MqttClient:
         else:
             self._forward(conn, ev, data)
 
-    def _command(self, conn: Connection, msg: MqttMessage) -> None:
-        cmd = msg.cmd
+    def _command(self, conn: Connection, cmd: int, pid: int, msg: Any) -> None:
+        """The packets other than PUBLISH and PUBACK."""
         session = self.session
-        if cmd in (_PUBACK, _PUBREC, _PUBCOMP):
-            if session.acked(cmd, msg.id) and self._ready:
+        if cmd == _PUBREC or cmd == _PUBCOMP:
+            if session.acked(cmd, pid) and self._ready:
                 session.pump(conn._c)
         elif cmd == _PUBREL:
-            session.qos2_in.discard(msg.id)
+            session.qos2_in.discard(pid)
         elif cmd == _CONNACK and msg.ack == 0:
             present = bool(msg.dgram[2] & 1)
             c = conn._c
