@@ -121,11 +121,38 @@ static bool cym_bsess_open(const struct cym_bsess *s) {
   return s->c != NULL && !s->c->is_closing;
 }
 
+/* PUBLISH (flags: DUP, QoS, RETAIN) framed straight into the send buffer
+ * in one piece, as cym_mqtt_publish frames it in four. */
+static void cym_bsess_publish(struct mg_connection *c, const char *topic,
+                              size_t tl, const char *data, size_t dl,
+                              unsigned flags, uint16_t pid) {
+  uint8_t head[5];
+  size_t n = 0, at = c->send.len;
+  size_t len = 2 + tl + ((flags & 6) ? 2 : 0) + (c->is_mqtt5 ? 1 : 0) + dl, v = len;
+  uint8_t *p;
+  if (len > 268435455) return; /* beyond MQTT's remaining length */
+  head[n++] = (uint8_t) ((MQTT_CMD_PUBLISH << 4) | (flags & 0x0F));
+  do {
+    head[n] = (uint8_t) (v & 0x7F);
+    v >>= 7;
+    if (v) head[n] |= 0x80;
+    n++;
+  } while (v);
+  if (mg_iobuf_add(&c->send, at, NULL, n + len) != n + len) return; /* out of memory */
+  p = c->send.buf + at;
+  memcpy(p, head, n), p += n;
+  *p++ = (uint8_t) (tl >> 8), *p++ = (uint8_t) (tl & 0xFF);
+  memcpy(p, topic, tl), p += tl;
+  if (flags & 6) *p++ = (uint8_t) (pid >> 8), *p++ = (uint8_t) (pid & 0xFF);
+  if (c->is_mqtt5) *p++ = 0; /* no properties */
+  if (dl) memcpy(p, data, dl);
+}
+
 static void cym_bsess_write(struct cym_bsess *s, const struct cym_bslot *e,
                             int dup) {
   if (!cym_bsess_open(s)) return;
-  cym_mqtt_publish(s->c, e->m->buf, e->m->topic_len, e->m->buf + e->m->topic_len,
-                   e->m->data_len, e->flags | (dup ? 8 : 0), e->pid);
+  cym_bsess_publish(s->c, e->m->buf, e->m->topic_len, e->m->buf + e->m->topic_len,
+                    e->m->data_len, e->flags | (dup ? 8u : 0u), e->pid);
   s->sent++;
 }
 
@@ -225,7 +252,7 @@ static void cym_bsess_put(struct cym_bsess *s, const char *topic, size_t tl,
   bool ok;
   if (qos == 0) {
     if (cym_bsess_open(s)) {
-      cym_mqtt_publish(s->c, topic, tl, data, dl, flags, 0);
+      cym_bsess_publish(s->c, topic, tl, data, dl, flags, 0);
       s->sent++;
     }
     return;
