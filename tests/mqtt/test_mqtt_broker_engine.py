@@ -8,7 +8,6 @@ retained messages, persistence.
 """
 
 import logging
-import socket
 
 import pytest
 
@@ -16,26 +15,14 @@ import cymongoose as cm
 from cymongoose._ffi import lib
 from support.fixtures import made
 from support.loop import LoopThread, wait_until
-from support.mqtt import (Mosquitto, Paho, connect_packet, mqtt_string, packet, read_publish,
-                          recv_exact)
+from support.mqtt import (Mosquitto, Paho, mqtt_string, packet, polled_brokers, read_publish,
+                          recv_exact, session_client)
 
 
 @pytest.fixture
 def serve():
     """Start an MqttBroker with options, polled on a thread: returns (broker, loop)."""
-    running = []
-
-    def start(**options):
-        mgr = cm.Manager()
-        b = cm.MqttBroker(mgr, "mqtt://127.0.0.1:0", **options)
-        loop = LoopThread(mgr).start()
-        running.append((mgr, loop))
-        return b, loop
-
-    yield start
-    for mgr, loop in running:
-        loop.stop()
-        mgr.close()
+    yield from polled_brokers()
 
 
 @pytest.fixture
@@ -46,15 +33,6 @@ def peers():
 def in_c(loop, b):
     """Publishes the C engine routed by itself."""
     return loop.call(lambda: lib.cym_broker_received(b._engine))
-
-
-def session_client(port, client_id, clean=False):
-    """A raw client that has connected (a kept session unless ``clean``): (socket, present flag)."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-    sock.sendall(connect_packet(client_id, flags=0x02 if clean else 0x00))
-    ack = recv_exact(sock, 4)
-    assert ack[0] == 0x20 and ack[3] == 0, ack
-    return sock, ack[2]
 
 
 def subscribe(sock, topic_filter, qos):
