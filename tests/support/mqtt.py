@@ -321,9 +321,11 @@ def raw_client(port: int, client_id: str = "", keepalive: int = 0) -> socket.soc
     return sock
 
 
-def session_client(port: int, client_id: str, clean: bool = False) -> Tuple[socket.socket, int]:
 def session_client(port: int, client_id: str, clean: bool = False
                    ) -> Tuple[socket.socket, int]:
+    """A plain socket that has connected (a kept session unless ``clean``).
+
+    Returns the socket and CONNACK's session-present flag."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
     sock.sendall(connect_packet(client_id, flags=0x02 if clean else 0x00))
     ack = recv_exact(sock, 4)
