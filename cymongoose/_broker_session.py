@@ -6,20 +6,24 @@ the client is away, QoS 1 and 2 messages for it wait in a queue; QoS 0
 messages are dropped.  On each connection at most ``max_inflight`` QoS 1/2
 messages wait for their acknowledgement; the rest queue behind them.
 
+While the client is connected, those messages (in flight and queued) are
+held by the broker's C engine (``_csrc/mqtt_broker.c``), which also takes
+the client's PUBACK, PUBREC and PUBCOMP and moves the queue along; when the
+connection ends, the session takes them back, in order, for the next one.
+
 Drop policy: a queue holds at most ``max_queued`` messages; a message that
 finds it full is dropped (the newest one, as mosquitto does) and counted in
 the broker's ``dropped`` statistic.
 """
 
 from collections import OrderedDict, deque
-from typing import Any, Deque, Dict, List, Optional, Set
+from typing import Any, Deque, Dict, List, Optional, Set, Tuple
 
-from ._broker_packets import pubrel
-from ._ffi import lib
-from ._mqtt_session import Message, next_pid
+from ._ffi import ffi, lib
+from ._mqtt_session import Message
 
-_DUP = 0x08
-_publish = lib.cym_mqtt_publish
+
+_deliver = lib.cym_bsess_deliver
 
 
 class Session:
@@ -27,7 +31,7 @@ class Session:
 
     __slots__ = ("client_id", "username", "subs", "persistent", "conn", "inflight",
                  "queue", "qos2_in", "next_pid", "max_inflight", "max_queued", "dropped",
-                 "sent", "writes", "acl_epoch")
+                 "sent", "writes", "acl_epoch", "engine")
 
     def __init__(self, client_id: str, max_inflight: int, max_queued: int) -> None:
         self.client_id = client_id
@@ -35,7 +39,8 @@ class Session:
         self.subs: Dict[str, int] = {}  # topic filter -> granted QoS
         self.persistent = False
         self.conn: Any = None  # the Connection while the client is connected
-        # packet id -> [message, PUBREC seen]; insertion order is sending order
+        # While no connection holds the session: packet id -> [message, PUBREC
+        # seen] in sending order, and the messages behind them.
         self.inflight: "OrderedDict[int, List[Any]]" = OrderedDict()
         # None until a message first has to wait: an empty deque costs 760
         # bytes (CPython), more than the rest of an idle client's session.
@@ -50,100 +55,103 @@ class Session:
         # subscription epoch was acl_epoch; None until the first publish
         self.writes: Optional[Dict[bytes, bool]] = None
         self.acl_epoch = 0
+        #: The C engine's ``struct cym_bsess *`` while connected, else None.
+        self.engine: Any = None
 
     def deliver(self, topic: bytes, data: bytes, qos: int, retain: bool) -> None:
         """Send a message now, or queue it (QoS 1/2) when it cannot go yet."""
-        conn = self.conn
+        engine = self.engine
+        if engine is not None:
+            _deliver(engine, topic, len(topic), data, len(data), qos, 1 if retain else 0)
+            return
         if qos == 0:
-            # _write inlined: this is the per-delivery hot path of QoS 0
-            if conn is not None:
-                c = conn._c
-                if c is not None and not conn._closing:
-                    _publish(c, topic, len(topic), data, len(data), 1 if retain else 0, 0)
-                    self.sent += 1
-            return
+            return  # QoS 0 is not kept for an absent client
         queue = self.queue
-        # a non-empty queue first: under load, most messages wait there
-        if queue or conn is None or len(self.inflight) >= self.max_inflight:
-            if queue is None:
-                queue = self.queue = deque()
-            if len(queue) >= self.max_queued:
-                self.dropped += 1
-            else:
-                queue.append((topic, data, qos, retain))
-            return
-        self._send_new(conn, (topic, data, qos, retain))
+        if queue is None:
+            queue = self.queue = deque()
+        if len(queue) >= self.max_queued:
+            self.dropped += 1
+        else:
+            queue.append((topic, data, qos, retain))
 
-    def _send_new(self, conn: Any, msg: Message) -> None:
-        inflight = self.inflight
-        pid = self.next_pid % 0xFFFF + 1
-        if pid in inflight:  # an id still in use after wrapping round
-            pid = next_pid(inflight, pid)
-        self.next_pid = pid
-        inflight[pid] = [msg, False]
-        c = conn._c  # _write inlined: the per-delivery hot path of QoS 1/2
-        if c is not None and not conn._closing:
+    def attach(self, conn: Any) -> bool:
+        """A connection takes the session: resend what is unacknowledged, in order.
+
+        False when the C engine cannot take it (out of memory, or the
+        connection is closing already).
+        """
+        engine = lib.cym_bsess_attach(conn._c, self.max_inflight, self.max_queued,
+                                      self.next_pid)
+        if engine == ffi.NULL:
+            return False
+        self.conn, self.engine = conn, engine
+        inflight, queue = self.inflight, self.queue
+        self.inflight, self.queue = OrderedDict(), None
+        for pid, (msg, released) in inflight.items():
             topic, data = msg[0], msg[1]
-            _publish(c, topic, len(topic), data, len(data),
-                     (msg[2] << 1) | (1 if msg[3] else 0), pid)
-            self.sent += 1
-
-    def _write(self, conn: Any, topic: bytes, data: bytes, flags: int, pid: int) -> None:
-        # the Connection's pointer directly: this is the per-delivery hot path
-        c = conn._c
-        if c is not None and not conn._closing:
-            _publish(c, topic, len(topic), data, len(data), flags, pid)
-            self.sent += 1
-
-    def puback(self, pid: int) -> None:
-        """PUBACK from the client (``acked(4, pid)``, in fewer steps)."""
-        if self.inflight.pop(pid, None) is not None and self.queue:
-            self.pump()
-
-    def pubacks(self, packets: bytes) -> None:
-        """PUBACKs in a row from the client, 4 bytes each (id in the last two)."""
-        pop = self.inflight.pop
-        for i in range(2, len(packets), 4):
-            pop((packets[i] << 8) | packets[i + 1], None)
-        if self.queue:
-            self.pump()
-
-    def acked(self, cmd: int, pid: int) -> None:
-        """PUBACK (4), PUBREC (5) or PUBCOMP (7) from the client."""
-        entry = self.inflight.get(pid)
-        if entry is None:
-            return
-        if cmd == 5:
-            entry[1] = True  # the C parser has answered with PUBREL
-            return
-        del self.inflight[pid]
-        if self.queue:
-            self.pump()
-
-    def pump(self) -> None:
-        """Move queued messages into the in-flight window."""
-        conn, queue = self.conn, self.queue
-        if conn is None or not queue:
-            return
-        inflight, room, send = self.inflight, self.max_inflight, self._send_new
-        while queue and len(inflight) < room:
-            send(conn, queue.popleft())
-
-    def attach(self, conn: Any) -> None:
-        """A connection takes the session: resend what is unacknowledged, in order."""
-        self.conn = conn
-        for pid, (msg, released) in self.inflight.items():
-            if released:
-                conn.send(pubrel(pid))
-            else:
-                self._write(conn, msg[0], msg[1], _DUP | (msg[2] << 1) | (1 if msg[3] else 0),
-                            pid)
-        self.pump()
+            if lib.cym_bsess_resume(engine, pid, topic, len(topic), data, len(data),
+                                    (msg[2] << 1) | (1 if msg[3] else 0),
+                                    1 if released else 0) != 0:
+                self.dropped += 1
+        for msg in queue or ():
+            self.deliver(*msg)
+        return True
 
     def detach(self) -> None:
-        """The connection ended; a clean session forgets everything."""
-        self.conn = None
+        """The connection ended; a clean session forgets everything.
+
+        The broker clears the engine's cached routes first: they point at
+        the records freed here.
+        """
+        engine, self.engine, self.conn = self.engine, None, None
+        if engine is not None:
+            try:
+                sent, dropped, _, _, self.next_pid = _stats(engine)
+                self.sent += sent
+                self.dropped += dropped
+                self.inflight, queue = _held(engine)
+                self.queue = queue or None
+            finally:
+                lib.cym_bsess_free(engine)
         if not self.persistent:
             self.inflight.clear()
             self.queue = None
             self.qos2_in.clear()
+
+    def counts(self) -> Tuple[int, int, int, int]:
+        """Messages sent, dropped, in flight and queued."""
+        if self.engine is None:
+            return self.sent, self.dropped, len(self.inflight), len(self.queue or ())
+        sent, dropped, inflight, queued, _ = _stats(self.engine)
+        return self.sent + sent, self.dropped + dropped, inflight, queued
+
+    def snapshot(self) -> Tuple["OrderedDict[int, List[Any]]", Deque[Message], int]:
+        """Copies of the messages in flight and queued, and the last packet id."""
+        if self.engine is None:
+            return OrderedDict(self.inflight), deque(self.queue or ()), self.next_pid
+        inflight, queue = _held(self.engine)
+        return inflight, queue, _stats(self.engine)[4]
+
+
+def _stats(engine: Any) -> Tuple[int, int, int, int, int]:
+    out = ffi.new("uint64_t[5]")
+    lib.cym_bsess_stats(engine, out)
+    return int(out[0]), int(out[1]), int(out[2]), int(out[3]), int(out[4])
+
+
+def _held(engine: Any) -> Tuple["OrderedDict[int, List[Any]]", Deque[Message]]:
+    """The engine's messages: in flight by packet id, then those queued."""
+    inflight: "OrderedDict[int, List[Any]]" = OrderedDict()
+    queue: Deque[Message] = deque()
+    item = ffi.new("struct cym_bitem *")
+    n_inflight = _stats(engine)[2]
+    i = 0
+    while lib.cym_bsess_item(engine, i, item):
+        msg = (ffi.unpack(item.topic, item.topic_len), ffi.unpack(item.data, item.data_len),
+               item.flags >> 1, bool(item.flags & 1))
+        if i < n_inflight:
+            inflight[int(item.pid)] = [msg, bool(item.released)]
+        else:
+            queue.append(msg)
+        i += 1
+    return inflight, queue

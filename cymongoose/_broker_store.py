@@ -19,13 +19,18 @@ from ._mqtt_session import decode_message, encode_message
 
 def save(path: str, sessions: Iterable[Session], retained: Dict[str, Tuple[bytes, int]]) -> None:
     """Write the persistent sessions and the retained messages to ``path``."""
+    saved = []
+    for s in sessions:
+        if s.persistent:
+            inflight, queue, next_pid = s.snapshot()
+            saved.append({
+                "client_id": s.client_id, "username": s.username, "subs": s.subs,
+                "inflight": [[pid, encode_message(m), rel] for pid, (m, rel) in inflight.items()],
+                "queue": [encode_message(m) for m in queue], "qos2_in": sorted(s.qos2_in),
+                "next_pid": next_pid,
+            })
     state = {
-        "sessions": [{
-            "client_id": s.client_id, "username": s.username, "subs": s.subs,
-            "inflight": [[pid, encode_message(m), rel] for pid, (m, rel) in s.inflight.items()],
-            "queue": [encode_message(m) for m in s.queue or ()], "qos2_in": sorted(s.qos2_in),
-            "next_pid": s.next_pid,
-        } for s in sessions if s.persistent],
+        "sessions": saved,
         "retained": {t: [base64.b64encode(d).decode(), q] for t, (d, q) in retained.items()
                      if not t.startswith("$SYS/")},
     }

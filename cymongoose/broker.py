@@ -51,9 +51,9 @@ log = logging.getLogger("cymongoose.broker")
 # route messages among their own clients (a page's subscriptions, say).
 topic_matches.__module__ = valid_filter.__module__ = __name__
 
-_CONNECT, _PUBLISH, _PUBACK, _PUBREL, _SUBSCRIBE, _UNSUBSCRIBE, _PINGREQ, _DISCONNECT = \
-    1, 3, 4, 6, 8, 10, 12, 14
-_ACKS = frozenset((4, 5, 7))  # PUBACK, PUBREC, PUBCOMP: answers to our deliveries
+_CONNECT, _PUBLISH, _PUBREL, _SUBSCRIBE, _UNSUBSCRIBE, _PINGREQ, _DISCONNECT = \
+    1, 3, 6, 8, 10, 12, 14
+_ACKS = frozenset((4, 5, 7))  # PUBACK, PUBREC, PUBCOMP: taken by the C engine
 _TO_CLIENT_ONLY = frozenset((2, 9, 11, 13))  # CONNACK, SUBACK, UNSUBACK, PINGRESP
 _ROUTE_CACHE_MAX = 10000  # topics whose subscriber list is remembered
 _WRITES_MAX = 1000  # topics per client whose ACL "write" decision is remembered
@@ -138,9 +138,14 @@ class MqttBroker:
         #: The listening connection.
         handler = self._on_event if tls is None else tls_on_accept(self._on_event, tls)
         self.listener = mgr.mqtt_listen(url, handler)
-        c = self.listener._c
-        if max_packet_size:
-            lib.cym_mqtt_set_max_packet(c, max_packet_size)
+        # The C engine (_csrc/mqtt_broker.c) hangs on the listener and the
+        # connections it accepts, whose handlers keep this object alive.
+        engine = lib.cym_broker_new(self.listener._c, max_packet_size,
+                                    0 if self._guard.acl is None else 1)
+        if engine == ffi.NULL:
+            self.listener.close()
+            raise MemoryError("MqttBroker: out of memory")
+        self._engine = ffi.gc(engine, lib.cym_broker_free)
         self._sys: Optional[Timer] = None
         if sys_interval > 0:
             self._sys = mgr.timer_add(int(sys_interval * 1000), self._publish_sys,
@@ -172,14 +177,15 @@ class MqttBroker:
     def stats(self) -> Dict[str, int]:
         """Counters, as published under ``$SYS/broker/``."""
         sessions = self._sessions.values()
+        counts = [s.counts() for s in sessions]
         return {
             "clients/connected": len(self._conns),
             "clients/total": len(self._sessions),
-            "messages/received": self._received,
-            "messages/sent": sum(s.sent for s in sessions),
-            "messages/dropped": sum(s.dropped for s in sessions),
-            "messages/inflight": sum(len(s.inflight) for s in sessions),
-            "messages/queued": sum(len(s.queue or ()) for s in sessions),
+            "messages/received": self._received + lib.cym_broker_received(self._engine),
+            "messages/sent": sum(c[0] for c in counts),
+            "messages/dropped": sum(c[1] for c in counts),
+            "messages/inflight": sum(c[2] for c in counts),
+            "messages/queued": sum(c[3] for c in counts),
             "subscriptions/count": sum(len(s.subs) for s in sessions),
             "retained messages/count": len(self._retained),
             "uptime": int(time.monotonic() - self._started),
@@ -233,8 +239,8 @@ class MqttBroker:
     @handles(C.MG_EV_ACCEPT, C.MG_EV_MQTT_CMD, C.MG_EV_ERROR, C.MG_EV_CLOSE)
     def _on_event(self, conn: Connection, ev: int, msg: Optional[MqttMessage]) -> None:
         if ev == _MQTT_CMD and msg is not None:
-            # the fields of every packet in one C call; PUBLISH and PUBACK,
-            # the per-delivery packets, are dispatched first
+            # the fields of every packet in one C call; PUBLISH first (the
+            # acks to our deliveries stay in the C engine)
             f = _fields(msg._addr, self._at, self._span)
             cmd = f & 15
             session = self._conns.get(conn)
@@ -244,19 +250,13 @@ class MqttBroker:
                         raise Malformed("first packet must be CONNECT")
                     self._connect(conn, msg.dgram)
                 elif cmd == _PUBLISH:
-                    self._incoming(session, f)
-                elif cmd == _PUBACK:
-                    if f >> 24 == 1:
-                        session.puback((f >> 8) & 0xFFFF)
-                    else:  # PUBACKs in a row, 4 bytes each (cym_mqtt_batch_acks)
-                        session.pubacks(msg.dgram)
+                    self._incoming(conn, session, f)
                 else:
                     self._packet(conn, session, cmd, msg)
             except Malformed as exc:
                 conn.error("MQTT protocol error: %s" % exc)  # logged on MG_EV_ERROR
         elif ev == C.MG_EV_ACCEPT:
             self._peers[conn] = None
-            lib.cym_mqtt_batch_acks(conn._c)
         elif ev == C.MG_EV_ERROR:
             log.warning("client %s: %s", self._who(conn), msg)
         elif ev == C.MG_EV_CLOSE:
@@ -269,7 +269,7 @@ class MqttBroker:
     def _packet(self, conn: Connection, session: Session, cmd: int, msg: MqttMessage) -> None:
         """The packets other than CONNECT, PUBLISH and PUBACK."""
         if cmd in _ACKS:
-            session.acked(cmd, msg.id)
+            pass  # for a message the C engine no longer holds
         elif cmd == _PUBREL:
             session.qos2_in.discard(msg.id)
         elif cmd == _SUBSCRIBE:
@@ -336,15 +336,22 @@ class MqttBroker:
         self._conns[conn] = session
         self._peers[conn] = hello.will
         conn.send(connack(v5, old is not None, 0))
-        session.attach(conn)
+        if not session.attach(conn):
+            log.warning("client %r: out of memory for its session", client_id)
+            conn.close()
 
     def _drop_session(self, session: Session) -> None:
         del self._sessions[session.client_id]
         if session.subs:
             self._forget_routes()
 
-    def _incoming(self, session: Session, f: int) -> None:
-        """A client's PUBLISH, whose fields ``cym_mqtt_fields`` returned as ``f``."""
+    def _incoming(self, conn: Connection, session: Session, f: int) -> None:
+        """A client's PUBLISH, whose fields ``cym_mqtt_fields`` returned as ``f``.
+
+        One the C engine could not route by itself; when it can route the
+        next ones (QoS 0/1, no retain flag, no bridge for the topic, every
+        receiver connected), the route is left to it.
+        """
         span = self._span
         whole = _unpack(self._at[0], span[0])  # topic .. end of packet
         raw = whole[:f >> 24]
@@ -380,9 +387,21 @@ class MqttBroker:
         if f & 64 or bridges:
             self._send(entry, data, qos, f & 64 != 0, None)
             return
-        # _send without retain and bridges, inlined: the per-delivery hot path
         for sub, granted in routes:
             sub.deliver(raw, data, qos if qos < granted else granted, False)
+        if qos < 2:
+            self._offer_route(conn, raw, routes)
+
+    def _offer_route(self, conn: Connection, raw: bytes, routes: List[Route]) -> None:
+        """Leave a route to the C engine (it takes the next publishes to the
+        topic from ``conn``, and without an ACL from anyone, until the
+        routes change), unless a receiver is away."""
+        engines = [s.engine for s, _ in routes]
+        if None in engines:
+            return
+        lib.cym_broker_route(self._engine, raw, len(raw), ffi.new("struct cym_bsess *[]",
+                                                                    engines or 1),
+                             bytes(granted for _, granted in routes), len(routes), conn._c)
 
     def _publish(self, topic: str, data: bytes, qos: int, retain: bool,
                  origin: Optional[Bridge] = None) -> None:
@@ -423,6 +442,7 @@ class MqttBroker:
     def _forget_routes(self) -> None:
         """Subscriptions changed: drop the cached routes and ACL decisions."""
         self._routes.clear()
+        lib.cym_broker_routes_clear(self._engine)
         self._epoch += 1
 
     def _bridges_out(self, topic: str) -> List[Bridge]:
@@ -481,6 +501,7 @@ class MqttBroker:
         if will is not None:
             topic, data, qos, retain = will
             self._publish(topic, data, qos, retain)
+        lib.cym_broker_routes_clear(self._engine)  # before the engine forgets the session
         session.detach()
         if not session.persistent:
             self._drop_session(session)

@@ -16,13 +16,11 @@ void cym_mqtt_sub(struct mg_connection *c, const char *topic, size_t topic_len,
 bool cym_mqtt_publish(struct mg_connection *c, const char *topic,
                       size_t topic_len, const char *msg, size_t msg_len,
                       int flags, int id);
-void cym_mqtt_set_max_packet(struct mg_connection *lsn, size_t limit);
 void cym_mqtt_disconnect(struct mg_connection *c);
 int cym_mqtt_version(struct mg_connection *c);
 int cym_mqtt_prop_type(int id);
 uint64_t cym_mqtt_fields(uintptr_t addr, const char **at,
                          size_t *span);
-void cym_mqtt_batch_acks(struct mg_connection *c);
 
 void mg_mqtt_ping(struct mg_connection *);
 void mg_mqtt_pong(struct mg_connection *);

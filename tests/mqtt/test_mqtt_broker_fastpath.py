@@ -4,28 +4,15 @@ import socket
 
 import pytest
 
-import cymongoose as cm
-from support.loop import LoopThread, wait_until
-from support.mqtt import (Paho, closed_by_peer, connect_packet, mqtt_string, packet, raw_client,
-                          read_publish, recv_exact)
+from support.loop import wait_until
+from support.mqtt import (Paho, closed_by_peer, connect_packet, mqtt_string, packet,
+                          polled_brokers, raw_client, read_publish, recv_exact)
 
 
 @pytest.fixture
 def serve():
     """Start an MqttBroker with options, polled on a thread: returns (broker, loop)."""
-    running = []
-
-    def start(**options):
-        mgr = cm.Manager()
-        b = cm.MqttBroker(mgr, "mqtt://127.0.0.1:0", sys_interval=0, **options)
-        loop = LoopThread(mgr).start()
-        running.append((mgr, loop))
-        return b, loop
-
-    yield start
-    for mgr, loop in running:
-        loop.stop()
-        mgr.close()
+    yield from polled_brokers(sys_interval=0)
 
 
 def subscriber(port, v5=False):

@@ -1,13 +1,11 @@
 """MqttBroker sessions: kept subscriptions, offline queueing, resending, exactly-once QoS 2."""
 
-import socket
-
 import pytest
 
 import cymongoose as cm
 from support.fixtures import made
 from support.loop import LoopThread, wait_until
-from support.mqtt import Paho, connect_packet, mqtt_string, packet, read_publish, recv_exact
+from support.mqtt import Paho, mqtt_string, packet, read_publish, recv_exact, session_client
 
 
 @pytest.fixture
@@ -23,15 +21,6 @@ def broker():
 @pytest.fixture
 def peer(broker):
     yield from made(lambda **kwargs: Paho(broker[0].port, **kwargs), Paho.stop)
-
-
-def raw(port, client_id, clean=False):
-    """A socket that sent CONNECT; returns (socket, session-present flag)."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-    sock.sendall(connect_packet(client_id, flags=0x02 if clean else 0x00))
-    ack = recv_exact(sock, 4)
-    assert ack[0] == 0x20 and ack[3] == 0, ack
-    return sock, ack[2]
 
 
 def test_paho_persistent_session_gets_messages_queued_while_away(broker, peer):
@@ -57,7 +46,7 @@ def test_a_clean_session_forgets_the_kept_one(broker, peer):
     sub.sub("f/#", 1)
     sub.stop()
     peer(client_id="pub").pub("f/1", b"x", 1)
-    sock, present = raw(b.port, "forget", clean=True)
+    sock, present = session_client(b.port, "forget", clean=True)
     try:
         assert present == 0
         assert loop.call(lambda: b.stats["messages/queued"]) == 0
@@ -67,7 +56,7 @@ def test_a_clean_session_forgets_the_kept_one(broker, peer):
 
 def test_unacknowledged_messages_are_resent_with_dup_in_order(broker, peer):
     b, loop = broker
-    sock, present = raw(b.port, "slow")
+    sock, present = session_client(b.port, "slow")
     assert present == 0
     sock.sendall(packet(0x82, b"\x00\x01" + mqtt_string("r/#") + b"\x02"))
     assert recv_exact(sock, 5) == b"\x90\x03\x00\x01\x02"
@@ -78,7 +67,7 @@ def test_unacknowledged_messages_are_resent_with_dup_in_order(broker, peer):
     assert [(f & 0x08, t, p) for f, t, _, p in first] == [(0, "r/1", b"one"), (0, "r/2", b"two")]
     sock.close()  # gone without acknowledging either
     wait_until(lambda: loop.call(lambda: b.clients) == ("pub",))
-    sock, present = raw(b.port, "slow")
+    sock, present = session_client(b.port, "slow")
     try:
         assert present == 1
         again = [read_publish(sock) for _ in range(2)]
@@ -113,13 +102,13 @@ def test_resent_qos2_publish_is_delivered_once(broker, peer):
     b, loop = broker
     watcher = peer(client_id="watch")
     watcher.sub("x2", 2)
-    sock, _ = raw(b.port, "sender")
+    sock, _ = session_client(b.port, "sender")
     try:
         publish = mqtt_string("x2") + b"\x00\x07" + b"once"
         sock.sendall(packet(0x34, publish))
         assert recv_exact(sock, 4) == b"\x50\x02\x00\x07"  # PUBREC
         sock.close()  # gone before PUBREL: it resends with DUP on its kept session
-        sock, present = raw(b.port, "sender")
+        sock, present = session_client(b.port, "sender")
         assert present == 1
         sock.sendall(packet(0x3C, publish))
         assert recv_exact(sock, 4) == b"\x50\x02\x00\x07"

@@ -8,7 +8,7 @@ import subprocess
 import threading
 import time
 import uuid
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -319,3 +319,33 @@ def raw_client(port: int, client_id: str = "", keepalive: int = 0) -> socket.soc
     sock.sendall(connect_packet(client_id, keepalive))
     assert recv_exact(sock, 4) == b"\x20\x02\x00\x00"
     return sock
+
+
+def session_client(port: int, client_id: str, clean: bool = False
+                   ) -> Tuple[socket.socket, int]:
+    """A plain socket that has connected (a kept session unless ``clean``).
+
+    Returns the socket and CONNACK's session-present flag."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(connect_packet(client_id, flags=0x02 if clean else 0x00))
+    ack = recv_exact(sock, 4)
+    assert ack[0] == 0x20 and ack[3] == 0, ack
+    return sock, ack[2]
+
+
+def polled_brokers(**defaults: Any) -> Iterator[Callable[..., Tuple[cm.MqttBroker, LoopThread]]]:
+    """For a fixture's ``yield from``: start MqttBrokers (``defaults`` + options)
+    on port 0, each polled on a thread; returns (broker, loop).  All stop at teardown."""
+    running: List[Tuple[cm.Manager, LoopThread]] = []
+
+    def start(**options: Any) -> Tuple[cm.MqttBroker, LoopThread]:
+        mgr = cm.Manager()
+        b = cm.MqttBroker(mgr, "mqtt://127.0.0.1:0", **dict(defaults, **options))
+        loop = LoopThread(mgr).start()
+        running.append((mgr, loop))
+        return b, loop
+
+    yield start
+    for mgr, loop in running:
+        loop.stop()
+        mgr.close()
