@@ -21,6 +21,7 @@ int cym_mqtt_version(struct mg_connection *c);
 int cym_mqtt_prop_type(int id);
 uint64_t cym_mqtt_fields(uintptr_t addr, const char **at,
                          size_t *span);
+void cym_mqtt_batch_acks(struct mg_connection *c);
 
 void mg_mqtt_ping(struct mg_connection *);
 void mg_mqtt_pong(struct mg_connection *);

@@ -26,6 +26,7 @@ struct cym_mqtt {
   };
   uint16_t keepalive; /* seconds; 0 turns keep-alive handling off */
   uint8_t open;       /* client: CONNACK accepted; broker side: CONNECT seen */
+  uint8_t batch_acks; /* client: short PUBACKs in a row make one event (cym_mqtt_batch_acks) */
 };
 
 typedef char cym_mqtt_fits[sizeof(struct cym_mqtt) <= MG_DATA_SIZE ? 1 : -1];
@@ -138,6 +139,22 @@ static size_t cym_mqtt_announced(const struct mg_iobuf *io) {
   return 0;
 }
 
+/* A client publishing at QoS 1 gets PUBACKs in a row: the short ones
+ * (3.1.1, and MQTT 5 without reason code) at the head of the receive buffer
+ * become one MG_EV_MQTT_CMD whose dgram spans them all, so Python crosses
+ * once per burst.  Nothing else about them needs C: PUBACK has no automatic
+ * answer. */
+#define CYM_MQTT_ACKS_MAX 256
+static void cym_mqtt_more_acks(struct mg_connection *c,
+                               struct mg_mqtt_message *mm) {
+  const uint8_t *b = c->recv.buf;
+  size_t n = 0, len = c->recv.len;
+  while (n + 4 <= len && b[n] == (MQTT_CMD_PUBACK << 4) && b[n + 1] == 2 &&
+         n < 4 * CYM_MQTT_ACKS_MAX)
+    n += 4;
+  if (n > 4) mm->dgram.len = n;
+}
+
 /* Not inlined: cym_mqtt_cb's POLL path, taken far more often, then needs no
  * registers saved (-600 instructions per poll with 52 clients, callgrind). */
 __attribute__((noinline)) static void cym_mqtt_read(struct mg_connection *c, struct cym_mqtt *st) {
@@ -162,8 +179,13 @@ __attribute__((noinline)) static void cym_mqtt_read(struct mg_connection *c, str
       break;
     }
     /* a broker's own deliveries and cached routes stay in C (mqtt_broker.c) */
-    if (!c->is_accepted || st->bsess == NULL || !cym_broker_took(c, st->bsess, &mm))
+    if (c->is_accepted) {
+      if (st->bsess == NULL || !cym_broker_took(c, st->bsess, &mm))
+        mg_call(c, MG_EV_MQTT_CMD, &mm);
+    } else {
+      if (st->batch_acks && mm.cmd == MQTT_CMD_PUBACK) cym_mqtt_more_acks(c, &mm);
       mg_call(c, MG_EV_MQTT_CMD, &mm);
+    }
     mg_iobuf_del(&c->recv, 0, mm.dgram.len);
   }
 }
@@ -305,7 +327,8 @@ int cym_mqtt_prop_type(int id) {
 
 /* Every field a broker reads from a packet, in one call (a cffi call costs
  * CPython less than the five field reads it replaces).  Returns
- * cmd | qos << 4 | retain << 6 | id << 8 | topic length << 24.  For
+ * cmd | qos << 4 | retain << 6 | id << 8 | topic length << 24 (for PUBACK:
+ * how many PUBACKs the event carries, see cym_mqtt_more_acks).  For
  * PUBLISH, at[0] points at the topic and span[0] counts the bytes from there
  * to the packet's end, span[1] those from the topic to the payload (the
  * payload runs to the end); other packets leave them untouched.  `addr` is
@@ -315,6 +338,11 @@ uint64_t cym_mqtt_fields(uintptr_t addr, const char **at,
   const struct mg_mqtt_message *mm = (const struct mg_mqtt_message *) addr;
   uint64_t f = (uint64_t) (mm->cmd & 15) | (uint64_t) (mm->qos & 3) << 4 |
                (uint64_t) mm->id << 8;
+  if (mm->cmd == MQTT_CMD_PUBACK) {
+    const uint8_t *d = (const uint8_t *) mm->dgram.buf;
+    size_t n = d[0] == (MQTT_CMD_PUBACK << 4) && d[1] == 2 ? mm->dgram.len / 4 : 1;
+    f |= (uint64_t) n << 24;
+  }
   if (mm->cmd == MQTT_CMD_PUBLISH) {
     const char *end = mm->dgram.buf + mm->dgram.len;
     f |= (uint64_t) (mm->dgram.buf[0] & 1) << 6 | (uint64_t) mm->topic.len << 24;
@@ -323,4 +351,11 @@ uint64_t cym_mqtt_fields(uintptr_t addr, const char **at,
     span[1] = (size_t) (mm->data.buf - mm->topic.buf);
   }
   return f;
+}
+
+/* Let a client connection batch the PUBACKs its broker sends in a row
+ * (cym_mqtt_more_acks): each event's dgram then holds one or more 4-byte
+ * PUBACKs, which MqttClient reads all. */
+void cym_mqtt_batch_acks(struct mg_connection *c) {
+  cym_mqtt_state(c)->batch_acks = 1;
 }
