@@ -6,7 +6,7 @@ Why not a task per request, as uvicorn does: on PyPy an ``asyncio.Task``
 is a Python object with ``__del__``, so every one of them, with what it
 refers to, survives a minor collection and waits for its finalizer; at
 tens of thousands of requests a second that made each minor collection
-take ~30 ms, and so set the server's p99 and a sixth of its CPU.  A
+take ~30 ms, and so set the server's p99 and a seventh of its CPU.  A
 kept-alive connection's requests come one after another anyway (the next
 one is parsed once the response is complete), so one task serves them
 all.  The application still runs inside a task (``asyncio.current_task()``,
@@ -54,8 +54,6 @@ class Wake:
             self._asyncio_future_blocking = True
             yield self
         self.result()
-
-    __iter__ = __await__
 
     def get_loop(self) -> asyncio.AbstractEventLoop:
         return self._loop
