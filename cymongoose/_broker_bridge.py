@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from . import constants as C
 from ._broker_packets import topic_matches, valid_filter
+from ._dispatch import handles
 from .connection import Connection
 from .mqtt import MQTT_PROP_SESSION_EXPIRY_INTERVAL
 from .mqtt_client import MqttClient
@@ -117,9 +118,9 @@ class Bridge:
         self._out[topic] = route
         return route
 
+    # Only messages: the client then folds upstream PUBACKs into one crossing.
+    @handles(C.MG_EV_MQTT_MSG)
     def _on_event(self, conn: Connection, ev: int, data: Any) -> None:
-        if ev != C.MG_EV_MQTT_MSG:
-            return
         topic = data.topic
         for t in self.topics:
             if t.direction != "out" and topic.startswith(t.remote_prefix) and \

@@ -75,6 +75,21 @@ def test_bridge_carries_both_ways_without_loops_and_survives_a_restart(setup):
     assert bridge.dropped == 0
 
 
+def test_a_burst_goes_upstream_once_each_and_leaves_nothing_in_flight(setup):
+    """Hundreds of QoS 1 messages at once: upstream PUBACKs arrive in runs, which the
+    bridge's client folds into one event (its handler takes only messages)."""
+    mosq, bridge, loop, local, upstream = setup
+    ready(loop, bridge, local, upstream, b"burst")
+    infos = [local.c.publish("up/burst", b"%d" % i, 1) for i in range(500)]
+    for info in infos:
+        info.wait_for_publish(10)
+    want = [b"%d" % i for i in range(500)]
+    wait_until(lambda: len(upstream.payloads("up/burst")) >= 500, timeout=20)
+    assert sorted(upstream.payloads("up/burst"), key=int) == want
+    wait_until(lambda: loop.call(lambda: bridge.client.inflight + bridge.client.queued) == 0)
+    assert bridge.dropped == 0
+
+
 @pytest.mark.parametrize("spec, want", [
     ("a/#", ("a/#", "out", 0, "", "")),
     ("a/# both 2", ("a/#", "both", 2, "", "")),
