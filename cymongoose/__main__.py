@@ -17,7 +17,9 @@ URL that cannot be listened on) print a short usage error on stderr and
 exit with status 2; ``asgi`` exits with 3 when the application's lifespan
 startup fails.  Logging (the access log of ``serve`` included) goes to
 stderr from a thread of its own, so a stderr nobody reads never stops the
-server (lines that do not fit its queue are dropped and counted).
+server (lines that do not fit its queue are dropped and counted).  On
+PyPy, a command started without ``PYPY_GC_NURSERY`` whose nursery came out
+over 16 MB starts itself again with that cap (``_cli_pypy.py``).
 """
 
 import argparse
@@ -199,6 +201,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    if argv is None:  # the real command line: it can be started again
+        from ._cli_pypy import cap_nursery
+
+        cap_nursery()
     _log_writer.configure(args.log_level)
     if args.no_access_log:
         # Servers check the level once per request and then skip the line.

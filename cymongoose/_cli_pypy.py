@@ -1,0 +1,55 @@
+"""The command-line servers on PyPy: a nursery that fits in the cache.
+
+PyPy sizes its nursery (where new objects are made) at half the last-level
+cache that /proc/cpuinfo reports, with no upper bound: 240 MB on a VM that
+reports 480 MiB of L3.  A server allocates kilobytes per request, so a
+nursery that large walks memory the cache cannot hold, and each minor
+collection clears all of it.  The nursery is fixed when the interpreter
+starts, so a command-line server started without ``PYPY_GC_NURSERY`` whose
+nursery came out larger than ``CAP`` starts itself again (same process id,
+same arguments) with ``PYPY_GC_NURSERY`` set to ``CAP``.  Setting
+``PYPY_GC_NURSERY`` yourself, to any size, turns this off.
+"""
+
+import os
+import platform
+import sys
+from typing import List
+
+CAP = 16 * 1024 * 1024  # PyPy's own choice on a CPU with a 32 MB L3
+
+
+def nursery_size() -> int:
+    """This PyPy's nursery in bytes (0 on other interpreters, or when unknown)."""
+    if platform.python_implementation() != "PyPy":
+        return 0
+    import gc
+
+    try:  # get_stats() formats its sizes as text; _get_stats() has the numbers
+        return int(gc._get_stats().nursery_size)  # type: ignore[attr-defined]
+    except (AttributeError, TypeError, ValueError):
+        return 0
+
+
+def restart_argv() -> List[str]:
+    """The command line that starts this command again the way it was started."""
+    if os.path.basename(sys.argv[0]) == "__main__.py":  # python -m cymongoose
+        return [sys.executable, "-m", "cymongoose"] + sys.argv[1:]
+    return [sys.executable] + sys.argv  # the cymongoose script
+
+
+def cap_nursery() -> None:
+    """Start again with ``PYPY_GC_NURSERY`` when PyPy chose a nursery over ``CAP``.
+
+    Returns on CPython, when the variable is set, when the nursery is
+    within ``CAP``, or when the interpreter cannot be started again.
+    """
+    if "PYPY_GC_NURSERY" in os.environ or nursery_size() <= CAP or not sys.executable:
+        return
+    os.environ["PYPY_GC_NURSERY"] = str(CAP)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execv(sys.executable, restart_argv())
+    except OSError:
+        del os.environ["PYPY_GC_NURSERY"]
