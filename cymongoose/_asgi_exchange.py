@@ -256,16 +256,17 @@ class HttpCycle(AsgiExchange):
         """ASGI ``send`` for ``http.response.start`` and ``http.response.body``.
 
         Returns what the caller awaits: a message handled at once (the
-        start, a whole response) returns a shared awaitable that is already
-        done, so a response costs no coroutine per message (granian's
-        ``send`` is not a coroutine either).  Misuse raises at the call."""
+        start, a whole response) returns the server's shared awaitable that
+        is already done (``done``), so a response costs no coroutine per
+        message (granian's ``send`` is not a coroutine either).  Misuse
+        raises at the call."""
         kind = message["type"]
         if kind == "http.response.body":
             pending = self.response.body(self, message)
-            return DONE if pending is None else pending
+            return self.server.done if pending is None else pending  # type: ignore[attr-defined]
         if kind == "http.response.start":
             self.response.start(message)
-            return DONE
+            return self.server.done  # type: ignore[attr-defined,no-any-return]
         raise RuntimeError("unexpected ASGI message %r in an http scope" % (kind,))
 
 

@@ -60,7 +60,7 @@ import time
 from typing import Any, Awaitable, Callable, Dict, Optional, Sequence, Set, Union
 
 from . import _log_writer
-from ._asgi_exchange import AsgiExchange, AsgiResponse, HttpCycle
+from ._asgi_exchange import DONE, AsgiExchange, AsgiResponse, HttpCycle
 from ._asgi_lifespan import ASGIApp, Lifespan
 from ._asgi_runner import PER_CONNECTION, ConnRunner, in_context, spawn
 from ._asgi_websocket import WsSession
@@ -98,6 +98,8 @@ class _Core(HttpCore):
         super().__init__(error_handler, max_body_size)
         self._asgi = asgi
         self.poller: Optional[LoopPoller] = None
+        #: What ``send`` returns for a message handled at once (``HttpCycle.send``).
+        self.done: Awaitable[None] = DONE
 
     def _writable(self, ex: Exchange) -> Optional[Connection]:
         """``ex``'s connection when its response can go straight into
@@ -135,7 +137,11 @@ class _Core(HttpCore):
     def start_exchange(self, conn: Connection, hm: HttpMessage) -> Exchange:
         asgi = self._asgi
         ex = HttpCycle(self, conn, hm, asgi._loop)
-        asgi._spawn(ex)
+        if asgi._per_connection:
+            asgi._spawn(ex)
+        else:  # _spawn's task per request, inline: this runs once per request
+            ex.task = asgi._loop.create_task(asgi._run_http(ex))
+            asgi._running[ex] = None
         return ex
 
     def start_websocket(self, conn: Connection, hm: HttpMessage) -> Optional[Exchange]:
@@ -245,6 +251,12 @@ class ASGIServer:
         self._core = server
         poller = self._poller = server.poller = LoopPoller(server.manager, self._loop)
         server.call_soon = poller.call_soon
+        if not self._per_connection:
+            # CPython: awaiting a done Future runs in C, a third of ``DONE``'s
+            # cost (on PyPy a Future has a __del__, which costs its collector).
+            done = self._loop.create_future()
+            done.set_result(None)
+            server.done = done
         return conn
 
     def _spawn(self, ex: AsgiExchange) -> None:
@@ -263,7 +275,10 @@ class ASGIServer:
 
     def _call_app(self, ex: AsgiExchange) -> Awaitable[None]:
         """The application called for ``ex``, in a context of its own."""
-        coro = self._app(self._scope(ex), ex.receive, ex.send)  # type: ignore[attr-defined]
+        scope = ex.scope
+        if self._lifespan is not None and self._lifespan.supported:
+            scope["state"] = dict(self._lifespan.state)
+        coro = self._app(scope, ex.receive, ex.send)  # type: ignore[attr-defined]
         if self._per_connection:
             return in_context(coro, contextvars.copy_context())
         return coro  # its task made the context
@@ -284,12 +299,6 @@ class ASGIServer:
         finally:
             runner.retired = True
             self._runners.pop(runner, None)
-
-    def _scope(self, ex: AsgiExchange) -> Dict[str, Any]:
-        scope = ex.scope
-        if self._lifespan is not None and self._lifespan.supported:
-            scope["state"] = dict(self._lifespan.state)
-        return scope
 
     async def _run_http(self, ex: HttpCycle) -> None:
         response = ex.response
