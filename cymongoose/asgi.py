@@ -293,6 +293,9 @@ class ASGIServer:
                     await self._run_ws(ex)
                 if runner.retired:
                     break
+                # Not kept while idle: on PyPy the finished exchange would
+                # survive each minor collection, then burden the major ones.
+                ex = None
                 runner.idle()
                 await runner.wake
                 ex = runner.taken()
