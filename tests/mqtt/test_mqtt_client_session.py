@@ -1,5 +1,6 @@
-"""MqttClient across broker restarts and dropped connections: every QoS 1 message
-arrives, every QoS 2 message exactly once; plus the offline queue and the session file."""
+"""MqttClient across broker restarts, dropped and reset connections: every QoS 1
+message arrives, every QoS 2 message exactly once; plus the offline queue and the
+session file."""
 
 import collections
 
@@ -8,6 +9,7 @@ import pytest
 import cymongoose as cm
 from support.loop import LoopThread, wait_until
 from support.mqtt import Mosquitto
+from support.relay import Relay
 
 N = 1000  # messages per QoS level
 # max_inflight stays at mosquitto's receive limit (max_inflight_messages, 20): beyond
@@ -18,7 +20,7 @@ FAST = dict(reconnect_min=0.02, reconnect_max=0.2, max_inflight=20, max_queued=2
 class Stream:
     """A publisher and a subscriber MqttClient (both clean_session=False) on one Manager."""
 
-    def __init__(self, url, drop_at=()):
+    def __init__(self, url, drop_at=(), sub_url=None):
         self.mgr = cm.Manager()
         self.got = []
         self.drop_at = drop_at  # close the subscriber's connection after so many messages
@@ -26,7 +28,7 @@ class Stream:
         self.url = url
         self.loop = LoopThread(self.mgr).start()
         self.sub = self.loop.call(lambda: cm.MqttClient(
-            self.mgr, url, self._on_msg, client_id="stream-sub",
+            self.mgr, sub_url or url, self._on_msg, client_id="stream-sub",
             on_reconnect=lambda n, delay: self.attempts.append(("sub", n, delay)), **FAST))
         self.loop.call(lambda: self.sub.subscribe("stream/#", 2))
         wait_until(lambda: self.sub.connected)
@@ -118,6 +120,29 @@ def test_subscriber_connection_dropped_mid_stream():
         assert [n for who, n, _ in stream.attempts if who == "sub"] == [1, 1]
     finally:
         stream.close()
+        loop.stop()
+        mgr.close()
+
+
+def test_subscriber_connection_reset_mid_stream():
+    """The subscriber reaches the broker through a relay that resets both
+    sides (RST, as a network drop does) while messages are in flight."""
+    mgr = cm.Manager()
+    broker = cm.MqttBroker(mgr, "mqtt://127.0.0.1:0", max_queued=2 * N)
+    loop = LoopThread(mgr).start()
+    relay = Relay(broker.port)
+    stream = Stream("mqtt://127.0.0.1:%d" % broker.port,
+                    sub_url="mqtt://127.0.0.1:%d" % relay.port)
+    try:
+        stream.publish_all()
+        assert stream.midway()
+        relay.reset_all()
+        wait_until(lambda: relay.resets == 1)
+        stream.check()
+        assert [n for who, n, _ in stream.attempts if who == "sub"][:1] == [1]
+    finally:
+        stream.close()
+        relay.stop()
         loop.stop()
         mgr.close()
 
