@@ -271,7 +271,8 @@ class HttpCycle(AsgiExchange):
 
 
 class _Done:
-    """An awaitable that is already done (``HttpCycle.send``)."""
+    """An awaitable that is already done, without ``__del__``: what
+    ``HttpCycle.send`` returns on PyPy (``asgi._Core.done``)."""
 
     __slots__ = ()
 

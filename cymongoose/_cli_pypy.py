@@ -14,7 +14,7 @@ same arguments) with ``PYPY_GC_NURSERY`` set to ``CAP``.  Setting
 import os
 import platform
 import sys
-from typing import List
+from typing import List, Optional
 
 CAP = 16 * 1024 * 1024  # PyPy's own choice on a CPU with a 32 MB L3
 
@@ -31,25 +31,35 @@ def nursery_size() -> int:
         return 0
 
 
-def restart_argv() -> List[str]:
-    """The command line that starts this command again the way it was started."""
-    if os.path.basename(sys.argv[0]) == "__main__.py":  # python -m cymongoose
+def restart_argv() -> Optional[List[str]]:
+    """The command line that starts this command again the way it was
+    started, or None when that is not known (``main()`` called from ``-c``
+    or from a program of its own)."""
+    here = os.path.dirname(os.path.realpath(__file__))
+    first = os.path.realpath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if first == os.path.join(here, "__main__.py"):  # python -m cymongoose
         return [sys.executable, "-m", "cymongoose"] + sys.argv[1:]
-    return [sys.executable] + sys.argv  # the cymongoose script
+    if os.path.basename(first) == "cymongoose" and os.path.isfile(first):  # the script
+        return [sys.executable, first] + sys.argv[1:]
+    return None
 
 
 def cap_nursery() -> None:
     """Start again with ``PYPY_GC_NURSERY`` when PyPy chose a nursery over ``CAP``.
 
     Returns on CPython, when the variable is set, when the nursery is
-    within ``CAP``, or when the interpreter cannot be started again.
+    within ``CAP``, or when this command cannot be started again as it was
+    (``restart_argv``).
     """
     if "PYPY_GC_NURSERY" in os.environ or nursery_size() <= CAP or not sys.executable:
+        return
+    argv = restart_argv()
+    if argv is None:
         return
     os.environ["PYPY_GC_NURSERY"] = str(CAP)
     sys.stdout.flush()
     sys.stderr.flush()
     try:
-        os.execv(sys.executable, restart_argv())
+        os.execv(sys.executable, argv)
     except OSError:
         del os.environ["PYPY_GC_NURSERY"]

@@ -50,3 +50,22 @@ def test_a_nursery_set_by_the_user_is_kept(tmp_path: Path,
     pid, size, var, child = probe(tmp_path)
     assert pid == child and var == "32MB"
     assert size == (32 * 1024 * 1024 if nursery_size() else 0)
+
+
+def test_restart_argv_only_for_the_command_line(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    import cymongoose
+    from cymongoose._cli_pypy import restart_argv
+
+    main_py = os.path.join(os.path.dirname(cymongoose.__file__), "__main__.py")
+    monkeypatch.setattr(sys, "argv", [main_py, "asgi", "app:app"])
+    assert restart_argv() == [sys.executable, "-m", "cymongoose", "asgi", "app:app"]
+    script = tmp_path / "cymongoose"
+    script.write_text("")
+    monkeypatch.setattr(sys, "argv", [str(script), "serve"])
+    assert restart_argv() == [sys.executable, os.path.realpath(str(script)), "serve"]
+    for unknown in (["-c", "serve"], [""], [str(tmp_path / "other.py")]):
+        monkeypatch.setattr(sys, "argv", unknown)
+        assert restart_argv() is None
