@@ -20,10 +20,11 @@ FAST = dict(reconnect_min=0.02, reconnect_max=0.2, max_inflight=20, max_queued=2
 class Stream:
     """A publisher and a subscriber MqttClient (both clean_session=False) on one Manager."""
 
-    def __init__(self, url, drop_at=(), sub_url=None):
+    def __init__(self, url, drop_at=(), sub_url=None, reset_at=None):
         self.mgr = cm.Manager()
         self.got = []
         self.drop_at = drop_at  # close the subscriber's connection after so many messages
+        self.reset_at = reset_at  # (count, relay): reset the relay's connections then
         self.attempts = []
         self.url = url
         self.loop = LoopThread(self.mgr).start()
@@ -41,6 +42,11 @@ class Stream:
             self.got.append((data.qos, data.data))
             if len(self.got) in self.drop_at:
                 conn.close()  # mid-stream by construction, between two messages
+            if self.reset_at and len(self.got) == self.reset_at[0]:
+                relay = self.reset_at[1]
+                relay.reset_all()
+                # the loop waits: nothing more is read until the reset is done
+                wait_until(lambda: relay.resets == 1, timeout=10)
 
     def publish_all(self):
         def go():
@@ -132,13 +138,11 @@ def test_subscriber_connection_reset_mid_stream():
     loop = LoopThread(mgr).start()
     relay = Relay(broker.port)
     stream = Stream("mqtt://127.0.0.1:%d" % broker.port,
-                    sub_url="mqtt://127.0.0.1:%d" % relay.port)
+                    sub_url="mqtt://127.0.0.1:%d" % relay.port, reset_at=(N // 3, relay))
     try:
         stream.publish_all()
-        assert stream.midway()
-        relay.reset_all()
-        wait_until(lambda: relay.resets == 1)
         stream.check()
+        assert relay.resets == 1
         assert [n for who, n, _ in stream.attempts if who == "sub"][:1] == [1]
     finally:
         stream.close()
