@@ -10,7 +10,8 @@
  *     connected IP address when no name is set;
  *   - skip_verification was ignored: it now turns every check off;
  *   - TLS 1.2 stays the floor (Mongoose disables older versions already);
- *   - ALPN: HTTP connections offer and accept "http/1.1".
+ *   - ALPN: HTTP connections offer and accept "http/1.1";
+ *   - servers send no TLS 1.3 session tickets (no ticket could resume).
  *
  * Handshake failures reach Python as "TLS handshake failed: <reason>",
  * the reason taken from OpenSSL (vendor patch 0030 adds it to Mongoose's
@@ -93,7 +94,14 @@ static void cym_tls_openssl_setup(struct mg_connection *c,
       SSL_CTX_set_alpn_select_cb(tls->ctx, cym_alpn_select, NULL);
     }
   }
-  if (!c->is_client) return;  // a server verifies clients only with ca
+  if (!c->is_client) {
+    // No TLS 1.3 session tickets: each connection has an SSL_CTX of its own,
+    // so no ticket could ever resume a session, and a ticket arriving after
+    // the handshake raced the websockets client, whose reader and writer
+    // threads share one SSL object: it sometimes never sent its request.
+    SSL_set_num_tickets(ssl, 0);
+    return;  // a server verifies clients only with ca
+  }
   tls->check_name = false;    // the chain check below covers the name
   if (opts->skip_verification) {
     SSL_set_verify(ssl, SSL_VERIFY_NONE, NULL);

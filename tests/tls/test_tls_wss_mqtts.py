@@ -7,7 +7,6 @@ import pytest
 import websocket
 
 import cymongoose as cm
-from support.loop import UNDER_ASAN
 from support.tls import Certs, Pki, mqtts_round_trip, server_and_client
 from support.tls import mosquitto_tls as mosquitto_tls_body
 
@@ -48,9 +47,6 @@ def test_wss_echo_with_websocket_client(server_factory: Any, certs: Certs) -> No
         ws.close()
 
 
-@pytest.mark.skipif(UNDER_ASAN, reason="under ASan's timing one connection in five hangs: "
-                    "the websockets client's upgrade request, sent right behind its TLS "
-                    "Finished, is never read by the server (open bug, docs/tls.md)")
 def test_wss_echo_with_websockets(server_factory: Any, certs: Certs) -> None:
     """The other client library, verifying our certificate with the fixture's CA."""
     import ssl
