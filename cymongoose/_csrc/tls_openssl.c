@@ -99,7 +99,9 @@ static void cym_tls_openssl_setup(struct mg_connection *c,
     // so no ticket could ever resume a session, and a ticket arriving after
     // the handshake raced the websockets client, whose reader and writer
     // threads share one SSL object: it sometimes never sent its request.
+#if OPENSSL_VERSION_NUMBER >= 0x10101000L
     SSL_set_num_tickets(ssl, 0);
+#endif
     return;  // a server verifies clients only with ca
   }
   tls->check_name = false;    // the chain check below covers the name
