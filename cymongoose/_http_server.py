@@ -441,10 +441,8 @@ class HttpCore:
             ex.access = None
             record.done()
         peer = conn.userdata
-        if peer is not None:  # _forget, inline: once per response
-            if peer.ex is ex:
-                peer.ex = None
-            self._inflight.pop(ex, None)
+        if peer is not None:
+            self._forget(peer, ex)
         if ex.writing:
             ex.writing = False
             _set_events(conn, _WRITE_BIT, False)

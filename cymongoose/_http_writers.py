@@ -155,14 +155,8 @@ def frame_whole_into(ex: "Exchange", c: Any, code: int, line: bytes, flat: bytes
     if _date_cache[0] != int(time.time()):
         http_date()
     date = _date_cache[2]
-    # _frame_flags, inline: this runs once per response
-    flags = _NO_BODY if ex.method == "HEAD" or code < 200 or code == 204 or code == 304 else 0
-    if ex.http10:
-        flags |= _HTTP10
-    if ex.close_after:
-        flags |= _CLOSE
     n: int = lib.cym_http_respond(c, line, len(line), flat, len(flat), npairs, date, len(date),
-                                  body, len(body), flags)
+                                  body, len(body), _frame_flags(ex, code))
     if n < 0 or not n >> _WHOLE_BIT & 1:
         return -1
     if n >> _CLOSE_BIT & 1:

@@ -137,11 +137,7 @@ class _Core(HttpCore):
     def start_exchange(self, conn: Connection, hm: HttpMessage) -> Exchange:
         asgi = self._asgi
         ex = HttpCycle(self, conn, hm, asgi._loop)
-        if asgi._per_connection:
-            asgi._spawn(ex)
-        else:  # _spawn's task per request, inline: this runs once per request
-            ex.task = asgi._loop.create_task(asgi._run_http(ex))
-            asgi._running[ex] = None
+        asgi._spawn(ex)
         return ex
 
     def start_websocket(self, conn: Connection, hm: HttpMessage) -> Optional[Exchange]:

@@ -63,8 +63,7 @@ class Relay:
         try:
             data = sock.recv(65536)
             if data:
-                other.setblocking(True)  # small test traffic: a blocking write is bounded
-                other.settimeout(5)
+                other.settimeout(5)  # small test traffic: a bounded blocking write
                 other.sendall(data)
                 other.setblocking(False)
                 return
