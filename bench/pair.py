@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Two or more HTTP servers compared in one run: CPU per request, req/s, p99.
 
-    python3 bench/pair.py [--rounds N] [--secs S] NAME=COMMAND ...
+    python3 bench/pair.py [--rounds N] [--secs S] [--ws SIZE] NAME=COMMAND ...
 
 Each COMMAND is a server command line with ``{port}`` where its port goes;
 it runs from bench/servers pinned to core 0 (as bench/servers_compare.py
@@ -19,7 +19,10 @@ ratio moves less than either figure.  Example (from bench/):
       uvicorn="../.venv-peers/bin/uvicorn --loop uvloop --http httptools \\
                --no-access-log --log-level warning --port {port} asgi_apps:raw"
 
-(commands run in bench/servers, so relative paths start there).
+(commands run in bench/servers, so relative paths start there).  With
+``--ws SIZE`` the servers are WebSocket echo servers and the load is
+``bin/ws_load`` (50 connections, SIZE-byte messages) instead of wrk; the
+figures are then per message.
 """
 
 import argparse
@@ -92,12 +95,29 @@ def wrk(port: int, secs: int) -> Tuple[int, float, str]:
     return int(count.group(1)), float(rate.group(1)), p99.group(1)
 
 
+def ws_load(port: int, secs: int, size: int) -> Tuple[int, float, str]:
+    binary = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bin", "ws_load")
+    out = subprocess.run(["taskset", "-c", "1", binary, "ws://127.0.0.1:%d/" % port, "50",
+                          str(secs), str(size)],
+                         stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
+    m = re.search(r"RESULT msgs=(\d+) secs=\S+ rate=([\d.]+) p50_us=\S+ p99_us=([\d.]+)", out)
+    if not m:
+        sys.exit("unexpected ws_load output:\n" + out)
+    return int(m.group(1)), float(m.group(2)), "%.2fms" % (float(m.group(3)) / 1000)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--secs", type=int, default=4)
+    p.add_argument("--ws", type=int, metavar="SIZE",
+                   help="WebSocket echo servers, loaded by bin/ws_load with SIZE-byte messages")
     p.add_argument("servers", nargs="+", metavar="NAME=COMMAND")
     args = p.parse_args()
+    if args.ws:
+        load = lambda port, secs: ws_load(port, secs, args.ws)  # noqa: E731
+    else:
+        load = wrk
     procs = []
     try:
         for spec in args.servers:
@@ -109,12 +129,12 @@ def main() -> int:
                                                        stderr=subprocess.DEVNULL)))
         for _, port, proc in procs:
             wait_port(port, proc)
-            wrk(port, 2)  # warm-up (PyPy's JIT)
+            load(port, 2)  # warm-up (PyPy's JIT)
         runs: Dict[str, List[Tuple[float, float, str]]] = {name: [] for name, _, _ in procs}
         for _ in range(args.rounds):
             for name, port, proc in procs:
                 before = tree_cpu(proc.pid)
-                count, rate, p99 = wrk(port, args.secs)
+                count, rate, p99 = load(port, args.secs)
                 runs[name].append(((tree_cpu(proc.pid) - before) / count * 1e6, rate, p99))
         for name, _, _ in procs:
             us = [r[0] for r in runs[name]]

@@ -232,7 +232,7 @@ class WsMessage(_View):
     def flags(self) -> int:
         """The raw first header byte: FIN bit and opcode (0x81 text, 0x82 binary)."""
         a = self._addr
-        return int(_ws_flags(a)) if a else 0
+        return _ws_flags(a) if a else 0
 
 
 class MqttMessage(_View):

@@ -261,7 +261,6 @@ class WsConnectionMixin(ConnectionHost):
                                     proto, compress, interval, timeout)
         check(rc, _TEXTS)
 
-    @carried
     def ws_send(self, data: Any, op: int = WEBSOCKET_OP_TEXT) -> None:
         """Queue one WebSocket frame (FIN set; masked on client connections).
 
@@ -283,16 +282,19 @@ class WsConnectionMixin(ConnectionHost):
                 not a WebSocket (``MongooseError``).
         """
         if type(data) is bytes and type(op) is int and 0 <= op < 8:
-            # The echo/broadcast case, checked inline: a call less per frame
-            # (bench/README.md).
+            # The echo/broadcast case from a handler, checked inline and not
+            # through @carried: on CPython the carrier's wrapper cost more
+            # than the C call itself (bench/README.md).
             c = self._c
-            if c is not None and not self._closing:
-                poller = self._mgr._poller
-                if not poller or poller == _get_ident():  # else the general path raises
-                    rc = _ws_send(c, data, len(data), op)
-                    if rc:
-                        check(rc, _TEXTS)
-                    return
+            if c is not None and not self._closing and self._mgr._poller == _get_ident():
+                rc = _ws_send(c, data, len(data), op)
+                if rc:
+                    check(rc, _TEXTS)
+                return
+        self._ws_send_carried(data, op)
+
+    @carried
+    def _ws_send_carried(self, data: Any, op: int) -> None:
         buf = to_bytes(data)
         opcode = to_int(op, "op")
         if not 0 <= opcode <= 15:

@@ -187,7 +187,13 @@ class SyncClient:
         return True
 
     def close(self, code: int = 1000, reason: str = "") -> None:
-        self._run(self.ws.close(code, reason))
+        """Close the WebSocket, then the client's event loop (once)."""
+        if self.loop.is_closed():
+            return
+        try:
+            self._run(self.ws.close(code, reason))
+        finally:
+            self.loop.close()
 
     @property
     def response(self) -> Any:
@@ -205,10 +211,7 @@ class SyncClient:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        try:
-            self._run(self.ws.close())
-        finally:
-            self.loop.close()
+        self.close()
 
 
 class WebsocketsServer:
