@@ -242,13 +242,26 @@ class Connection(NetConnectionMixin, MqttConnectionMixin, TlsConnectionMixin, Ws
 
     # -- sending -------------------------------------------------------------
 
-    @carried
     def send(self, data: Any) -> None:
         """Queue raw bytes (``str`` is UTF-8 encoded); on UDP, send one datagram.
 
         Raises ``RuntimeError("mg_send failed")`` when Mongoose refuses (an
         empty UDP datagram, a UDP connection still resolving, out of memory).
         """
+        if type(data) is bytes:
+            # From the poll thread, checked inline: not through the carrier's
+            # wrapper, which costs CPython more than the C call.
+            c = self._c
+            if c is not None and not self._closing:
+                loop = self._mgr._loop_thread
+                if not loop or loop == _get_ident():
+                    if not lib.mg_send(c, data, len(data)):
+                        raise MongooseError("mg_send failed")
+                    return
+        self._send(data)
+
+    @carried
+    def _send(self, data: Any) -> None:
         buf = to_bytes(data)
         if not lib.mg_send(self._live(), buf, len(buf)):
             raise MongooseError("mg_send failed")

@@ -286,11 +286,13 @@ class WsConnectionMixin(ConnectionHost):
             # through @carried: on CPython the carrier's wrapper cost more
             # than the C call itself (bench/README.md).
             c = self._c
-            if c is not None and not self._closing and self._mgr._poller == _get_ident():
-                rc = _ws_send(c, data, len(data), op)
-                if rc:
-                    check(rc, _TEXTS)
-                return
+            if c is not None and not self._closing:
+                loop = self._mgr._loop_thread  # another thread polls: the general path carries
+                if not loop or loop == _get_ident():
+                    rc = _ws_send(c, data, len(data), op)
+                    if rc:
+                        check(rc, _TEXTS)
+                    return
         self._ws_send_carried(data, op)
 
     @carried
