@@ -124,6 +124,9 @@ ffibuilder.set_source(
         # behind a few proxies send.  _cdef/00_mongoose.h repeats it.
         ("MG_MAX_HTTP_HEADERS", "100"),
         ("_GNU_SOURCE", "1"),
+        # Vendor patch 0082: mg_mgr_poll calls the shim between its reads
+        # and its write burst (the batch of WebSocket messages, core.c).
+        ("CYM_BEFORE_WRITES", "cym_before_writes"),
     ],
     extra_compile_args=["-std=gnu99"] + compile_args,
     # permessage-deflate (_csrc/deflate.c) needs zlib.

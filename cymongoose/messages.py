@@ -235,6 +235,28 @@ class WsMessage(_View):
         return _ws_flags(a) if a else 0
 
 
+class _WsMessageCopy(WsMessage):
+    """A WsMessage delivered in a poll's batch (``_dispatch.deliver_batch``):
+    C copied its payload before the handler ran, so reads cost no C call.
+    It dies with the event like any view."""
+
+    __slots__ = ("_data", "_flags")
+
+    @property
+    def data(self) -> bytes:
+        """The payload as bytes."""
+        return self._data
+
+    @property
+    def flags(self) -> int:
+        """The raw first header byte: FIN bit and opcode (0x81 text, 0x82 binary)."""
+        return self._flags
+
+    def _invalidate(self) -> None:
+        self._data = b""
+        self._flags = 0
+
+
 class MqttMessage(_View):
     """An MQTT packet (events MQTT_MSG and MQTT_CMD)."""
 

@@ -21,6 +21,29 @@
 int cym_limits_ev(struct mg_connection *c, int ev, void *ev_data);
 int cym_limits_last(struct mg_connection *c);
 
+/* WebSocket messages delivered per poll.  A message for Python of at most
+ * CYM_BATCH_MAX bytes is copied into the manager's batch instead of
+ * crossing at once; the whole batch crosses as one event, CYM_EV_BATCH,
+ * before any other crossing, before ws.c closes or fails a connection, and
+ * once the poll has read every connection (vendor patch 0082), so Python
+ * still sees events in the order Mongoose raised them, and handlers' output
+ * still leaves in the poll's write burst.  On CPython a crossing costs more
+ * than a 32-byte echo's whole handler (bench/README.md).  Each record is a
+ * struct cym_batch_rec followed by the payload. */
+#define CYM_EV_BATCH (-0x10000)
+#define CYM_BATCH_MAX 4096
+#define CYM_BATCH_KEEP (256 * 1024) /* a larger buffer is freed once delivered */
+struct cym_batch_rec {
+  uint64_t id;
+  uint32_t flags;
+  uint32_t len;
+};
+#define CYM_BATCH_REC ((int) sizeof(struct cym_batch_rec))
+struct cym_batch {
+  char *buf;
+  size_t len, size;
+};
+
 struct cym_mgr {
   struct mg_mgr mgr;
   int live; /* set once Python registered the manager in slot */
@@ -33,6 +56,7 @@ struct cym_mgr {
   int iobuf_sweep;             /* conn_iobufs.c: this poll frees idle buffers */
   size_t iobuf_freed;          /* bytes it freed */
   uint64_t iobuf_next;         /* when the next such poll is due */
+  struct cym_batch batch;      /* WebSocket messages not yet delivered */
 };
 
 static int cym_limits_idle_poll(struct cym_mgr *m, struct mg_connection *c,
@@ -94,12 +118,72 @@ static bool cym_has_body(struct mg_http_message *hm) {
   return cl != NULL && !(cl->len == 1 && cl->buf[0] == '0');
 }
 
+/* Appends a message to the batch; false when it does not fit in memory
+ * (the message then crosses on its own). */
+static bool cym_batch_add(struct cym_mgr *m, struct mg_connection *c,
+                          struct mg_ws_message *wm) {
+  struct cym_batch *b = &m->batch;
+  struct cym_batch_rec rec;
+  size_t need = b->len + sizeof(rec) + wm->data.len;
+  if (need > b->size) {
+    size_t size = b->size ? b->size : 4096;
+    char *p;
+    while (size < need) size *= 2;
+    if ((p = (char *) realloc(b->buf, size)) == NULL) return false;
+    b->buf = p, b->size = size;
+  }
+  rec.id = (uint64_t) c->id;
+  rec.flags = wm->flags;
+  rec.len = (uint32_t) wm->data.len;
+  memcpy(b->buf + b->len, &rec, sizeof(rec));
+  if (wm->data.len > 0) memcpy(b->buf + b->len + sizeof(rec), wm->data.buf, wm->data.len);
+  b->len = need;
+  return true;
+}
+
+/* Delivers the batch: one crossing whose arg is a struct mg_str over the
+ * records.  Handlers may raise events meanwhile, which start a new batch. */
+static void cym_batch_flush(struct cym_mgr *m) {
+  struct cym_batch b = m->batch;
+  struct mg_str s = mg_str_n(b.buf, b.len);
+  struct mg_connection *prev = m->cur;
+  if (b.len == 0) return;
+  memset(&m->batch, 0, sizeof(m->batch));
+  m->cur = NULL;
+  _cym_dispatch(m->slot, 0, CYM_EV_BATCH, (uintptr_t) &s);
+  m->cur = prev;
+  if (m->batch.buf == NULL && b.size <= CYM_BATCH_KEEP) {
+    b.len = 0;
+    m->batch = b; /* kept for the next poll */
+  } else {
+    free(b.buf);
+  }
+}
+
+/* The batch of c's manager, delivered now (ws.c: before a connection's
+ * CLOSE echo or failure, which its handlers must not see yet). */
+static void cym_batch_flush_for(struct mg_connection *c) {
+  struct cym_mgr *m = (struct cym_mgr *) c->mgr->userdata;
+  if (m != NULL && m->live && m->batch.len > 0) cym_batch_flush(m);
+}
+
+/* Vendor patch 0082 calls this once mg_mgr_poll has read every connection,
+ * before the poll's write burst. */
+void cym_before_writes(struct mg_mgr *mgr) {
+  struct cym_mgr *m = (struct cym_mgr *) mgr->userdata;
+  if (m != NULL && m->live && m->batch.len > 0) cym_batch_flush(m);
+}
+
 void cym_ev(struct mg_connection *c, int ev, void *ev_data) {
   struct cym_mgr *m = (struct cym_mgr *) c->mgr->userdata;
   uintptr_t wanted = (uintptr_t) c->fn_data &
                      ((uintptr_t) 1 << (ev < MG_EV_USER ? ev : MG_EV_USER));
   struct mg_connection *prev;
   if (m == NULL) return;
+  /* The batch's messages came first: they reach Python while their
+   * connection is alive and findable, before its error or close does. */
+  if ((ev == MG_EV_CLOSE || ev == MG_EV_ERROR) && m->live && m->batch.len > 0)
+    cym_batch_flush(m);
   if (ev == MG_EV_POLL) {
     if (m->iobuf_sweep) cym_iobufs_sweep(c, &m->iobuf_freed);
   } else if (ev == MG_EV_READ || ev == MG_EV_WRITE) {
@@ -130,6 +214,15 @@ void cym_ev(struct mg_connection *c, int ev, void *ev_data) {
      * Connection per live connection. */
     if (ev != MG_EV_OPEN && ev != MG_EV_CLOSE) return;
     ev = ~ev;
+  } else if (ev == MG_EV_WS_MSG &&
+             ((struct mg_ws_message *) ev_data)->data.len <= CYM_BATCH_MAX &&
+             cym_batch_add(m, c, (struct mg_ws_message *) ev_data)) {
+    return;
+  }
+  if (m->batch.len > 0) {
+    cym_batch_flush(m);
+    /* a handler in the batch may have closed this connection meanwhile */
+    if (ev >= 0 && c->is_closing && ev < MG_EV_USER && ((1u << ev) & CYM_DATA_EVENTS)) return;
   }
   prev = m->cur;
   m->cur = c;
@@ -161,6 +254,7 @@ void cym_mgr_poll(struct cym_mgr *m, int ms) {
     m->iobuf_next = now + CYM_IOBUF_IDLE_MS;
   }
   mg_mgr_poll(&m->mgr, ms);
+  if (m->live && m->batch.len > 0) cym_batch_flush(m); /* without patch 0082's call */
   if (m->iobuf_sweep) {
     m->iobuf_sweep = 0;
     cym_iobufs_trim(m->iobuf_freed);
@@ -177,6 +271,7 @@ void cym_mgr_free(struct cym_mgr *m) {
   m->mgr.userdata = NULL;
   m->live = 0;
   cym_index_free(&m->index);
+  free(m->batch.buf);
   free(m);
 }
 

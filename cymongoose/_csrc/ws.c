@@ -384,6 +384,7 @@ static void cym_ws_read(struct mg_connection *c, void *ev_data) {
     memcpy(frame, c->recv.buf + pos, f.header_len + (size_t) f.len);
     c->recv.len = pos;
     if (pos > ofs) mg_ws_cb(c, MG_EV_READ, ev_data);
+    cym_batch_flush_for(c); /* handlers of the frames before the CLOSE first */
     if (ws->x != NULL && cym_ws_failed(c)) return;
     if (!c->is_closing) cym_ws_closed(c, frame, &f);
     return;
@@ -393,6 +394,9 @@ static void cym_ws_read(struct mg_connection *c, void *ev_data) {
   ws->utf8 = utf8;
   ws->msg_len = (uint32_t) msg_len;
   if (pos > ofs) mg_ws_cb(c, MG_EV_READ, ev_data);
+  /* Messages waiting in the batch (core.c) are handled before this
+   * connection's CLOSE echo or failure, as if delivered at once. */
+  if (echoed || err != NULL || (ws->x != NULL && ws->x->err != NULL)) cym_batch_flush_for(c);
   if (ws->x != NULL && cym_ws_failed(c)) return;
   /* only now: handlers of the frames before the CLOSE may still send */
   if (echoed) cym_ws_close_sent(c);
