@@ -250,9 +250,9 @@ def deliver_batch(mgr: Any, arg: int) -> None:
                 handler = mgr._handler
                 if handler is None:
                     continue
-            msg = new(_WsMessageCopy)
-            msg._data = blob[pos - n:pos]
-            msg._flags = flags
+            msg: Any = new(_WsMessageCopy)
+            msg.data = blob[pos - n:pos]
+            msg.flags = flags
             try:
                 handler(conn, _WS_MSG, msg)
             except Exception as exc:
@@ -260,8 +260,8 @@ def deliver_batch(mgr: Any, arg: int) -> None:
             except BaseException as exc:  # re-raised by poll()
                 mgr._defer(exc)
             finally:
-                msg._data = b""  # the view dies with the event
-                msg._flags = 0
+                msg.data = b""  # the view dies with the event
+                msg.flags = 0
     finally:
         mgr._inside -= 1
 
