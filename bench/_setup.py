@@ -1,6 +1,6 @@
 """Everything the benchmark builds or installs before it measures.
 
-- ``bench/bin/c_server`` and ``bench/bin/ws_load``: C programs on the vendored
+- ``bench/bin/c_server``, ``ws_load`` and ``http_rate``: C programs on the vendored
   Mongoose, compiled with the defines of ``build_ffi.py``.
 - Our package built in place (``setup.py build_ext --inplace``) with each
   interpreter; servers then import it through ``PYTHONPATH``.
@@ -63,6 +63,8 @@ def c_commands(src_dir: str) -> dict:
         # Custom mg_random: see ws_load.c (a client-only change).
         "ws_load": base + ["-DMG_ENABLE_CUSTOM_RANDOM=1", os.path.join(BENCH, "ws_load.c"),
                            mg, "-o", os.path.join(BIN, "ws_load")],
+        "http_rate": base + [os.path.join(BENCH, "http_rate.c"), mg,
+                             "-o", os.path.join(BIN, "http_rate")],
     }
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Two or more HTTP servers compared in one run: CPU per request, req/s, p99.
 
-    python3 bench/pair.py [--rounds N] [--secs S] [--ws SIZE] NAME=COMMAND ...
+    python3 bench/pair.py [--rounds N] [--secs S] [--ws SIZE | --rate R] NAME=COMMAND ...
 
 Each COMMAND is a server command line with ``{port}`` where its port goes;
 it runs from bench/servers pinned to core 0 (as bench/servers_compare.py
@@ -22,7 +22,11 @@ ratio moves less than either figure.  Example (from bench/):
 (commands run in bench/servers, so relative paths start there).  With
 ``--ws SIZE`` the servers are WebSocket echo servers and the load is
 ``bin/ws_load`` (50 connections, SIZE-byte messages) instead of wrk; the
-figures are then per message.
+figures are then per message.  With ``--rate R`` the load is
+``bin/http_rate``: R requests per second whatever the answers (open loop,
+50 connections), and the latency figures (p50, p99, p99.9) count from the
+time each request fell due: the latency of servers of different speeds
+compared at the same offered load, which wrk's closed loop cannot do.
 """
 
 import argparse
@@ -106,16 +110,35 @@ def ws_load(port: int, secs: int, size: int) -> Tuple[int, float, str]:
     return int(m.group(1)), float(m.group(2)), "%.2fms" % (float(m.group(3)) / 1000)
 
 
+def http_rate(port: int, secs: int, rate: float) -> Tuple[int, float, str]:
+    binary = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bin", "http_rate")
+    out = subprocess.run(["taskset", "-c", "1", binary, "http://127.0.0.1:%d/" % port, "50",
+                          "%g" % rate, str(secs)],
+                         stdout=subprocess.PIPE, universal_newlines=True).stdout
+    m = re.search(r"RESULT due=(\d+) done=(\d+) secs=\S+ rate=([\d.]+) p50_us=([\d.]+) "
+                  r"p99_us=([\d.]+) p999_us=([\d.]+) errors=(\d+)", out)
+    if not m or m.group(7) != "0":
+        sys.exit("http_rate failed:\n" + out)
+    lat = "%.2f/%.2f/%.2fms" % tuple(float(m.group(i)) / 1000 for i in (4, 5, 6))
+    if m.group(1) != m.group(2):
+        lat += "(%s of %s answered)" % (m.group(2), m.group(1))
+    return int(m.group(2)), float(m.group(3)), lat
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--secs", type=int, default=4)
     p.add_argument("--ws", type=int, metavar="SIZE",
                    help="WebSocket echo servers, loaded by bin/ws_load with SIZE-byte messages")
+    p.add_argument("--rate", type=float, metavar="R",
+                   help="open-loop load of R requests/s (bin/http_rate); latency p50/p99/p99.9")
     p.add_argument("servers", nargs="+", metavar="NAME=COMMAND")
     args = p.parse_args()
     if args.ws:
         load = lambda port, secs: ws_load(port, secs, args.ws)  # noqa: E731
+    elif args.rate:
+        load = lambda port, secs: http_rate(port, secs, args.rate)  # noqa: E731
     else:
         load = wrk
     procs = []
@@ -138,9 +161,10 @@ def main() -> int:
                 runs[name].append(((tree_cpu(proc.pid) - before) / count * 1e6, rate, p99))
         for name, _, _ in procs:
             us = [r[0] for r in runs[name]]
-            print("%-14s CPU us/req %.2f (%.2f-%.2f)  req/s %.0f  p99 %s"
+            print("%-14s CPU us/req %.2f (%.2f-%.2f)  req/s %.0f  %s %s"
                   % (name, statistics.median(us), min(us), max(us),
                      statistics.median(r[1] for r in runs[name]),
+                     "p50/p99/p99.9" if args.rate else "p99",
                      " ".join(r[2] for r in runs[name])))
     finally:
         for _, _, proc in procs:

@@ -1,0 +1,159 @@
+/* Open-loop HTTP load at a fixed rate, on Mongoose (like wrk2).
+ *
+ *   http_rate URL CONNS RATE SECONDS
+ *
+ * Requests fall due at evenly spaced times, RATE per second, whatever the
+ * server answers.  A due request goes out on an idle keep-alive connection
+ * (CONNS of them), or waits for one to become idle.  Its latency counts from
+ * the time it fell due, so a server that stalls is charged for every request
+ * queued behind the stall (no coordinated omission).  wrk's closed loop
+ * cannot compare the latency of two servers of different speeds: each of
+ * its connections sends only once answered, so the slower server is loaded
+ * less and its latency is the number of connections over its own rate.
+ *
+ * After a 1 s warm-up at the same rate it counts requests due during
+ * SECONDS, waits for their answers (at most 5 s), and prints one line:
+ *
+ *   RESULT due=N done=M secs=T rate=R p50_us=A p99_us=B p999_us=C errors=E
+ *
+ * rate is answers per second; done < due means answers were still missing
+ * after the wait.  Latency is at 1 us resolution, up to 200 ms. */
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "mongoose.h"
+
+#define HIST_US 200000
+
+struct peer {
+  double due_ns; /* of the request in flight, 0 when idle */
+  int measured;  /* that request counts */
+  int open;
+};
+
+static const char *s_request;
+static size_t s_request_len;
+static struct peer *s_peers;
+static struct mg_connection **s_conns;
+static int *s_idle, s_nidle, s_errors;
+static uint64_t s_done;
+static uint32_t *s_hist;
+
+static double now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double) ts.tv_sec * 1e9 + (double) ts.tv_nsec;
+}
+
+static void fn(struct mg_connection *c, int ev, void *ev_data) {
+  struct peer *p = (struct peer *) c->fn_data;
+  (void) ev_data;
+  if (ev == MG_EV_CONNECT) {
+    p->open = 1;
+    s_idle[s_nidle++] = (int) (p - s_peers);
+  } else if (ev == MG_EV_HTTP_MSG) {
+    if (p->measured) {
+      double us = (now_ns() - p->due_ns) / 1000.0;
+      s_hist[us < HIST_US ? (size_t) us : HIST_US - 1]++;
+      s_done++;
+    }
+    p->due_ns = 0;
+    p->measured = 0;
+    s_idle[s_nidle++] = (int) (p - s_peers);
+  } else if (ev == MG_EV_ERROR) {
+    s_errors++;
+  } else if (ev == MG_EV_CLOSE) {
+    if (p->open && p->due_ns != 0) s_errors++; /* lost a request */
+    p->open = 0;
+  }
+}
+
+static double percentile(double q) {
+  uint64_t target = (uint64_t) (q * (double) s_done), seen = 0;
+  size_t i;
+  for (i = 0; i < HIST_US; i++) {
+    seen += s_hist[i];
+    if (seen > target) return (double) i + 0.5;
+  }
+  return HIST_US;
+}
+
+int main(int argc, char *argv[]) {
+  struct mg_mgr mgr;
+  int i, conns;
+  double rate, secs, interval, start, t_meas, t_end, next, now;
+  double *queue; /* due times of requests not yet sent (a ring) */
+  size_t qcap, qhead = 0, qlen = 0;
+  uint64_t due = 0;
+  struct mg_str host;
+  static char req[256];
+
+  if (argc != 5) {
+    fprintf(stderr, "usage: %s URL CONNS RATE SECONDS\n", argv[0]);
+    return 2;
+  }
+  conns = atoi(argv[2]);
+  rate = atof(argv[3]);
+  secs = atof(argv[4]);
+  if (conns < 1 || rate <= 0 || secs <= 0) return 2;
+  host = mg_url_host(argv[1]);
+  snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %.*s\r\n\r\n", mg_url_uri(argv[1]),
+           (int) host.len, host.buf);
+  s_request = req;
+  s_request_len = strlen(req);
+  interval = 1e9 / rate;
+  qcap = (size_t) (rate * (secs + 7)) + 16;
+  queue = (double *) malloc(qcap * sizeof(*queue));
+  s_peers = (struct peer *) calloc((size_t) conns, sizeof(*s_peers));
+  s_conns = (struct mg_connection **) calloc((size_t) conns, sizeof(*s_conns));
+  s_idle = (int *) calloc((size_t) conns, sizeof(*s_idle));
+  s_hist = (uint32_t *) calloc(HIST_US, sizeof(*s_hist));
+  if (queue == NULL || s_peers == NULL || s_conns == NULL || s_idle == NULL || s_hist == NULL)
+    return 1;
+
+  mg_log_set(MG_LL_NONE);
+  mg_mgr_init(&mgr);
+  for (i = 0; i < conns; i++) {
+    if ((s_conns[i] = mg_http_connect(&mgr, argv[1], fn, &s_peers[i])) == NULL) return 1;
+  }
+  start = now_ns();
+  while (s_nidle < conns && s_errors == 0 && now_ns() - start < 10e9) mg_mgr_poll(&mgr, 10);
+  if (s_nidle < conns) {
+    fprintf(stderr, "only %d of %d connections opened (%d errors)\n", s_nidle, conns, s_errors);
+    return 1;
+  }
+
+  start = next = now_ns();
+  t_meas = start + 1e9;
+  t_end = t_meas + secs * 1e9;
+  for (;;) {
+    now = now_ns();
+    while (next <= now && next < t_end && qlen < qcap) { /* requests falling due */
+      queue[(qhead + qlen++) % qcap] = next;
+      if (next >= t_meas) due++;
+      next += interval;
+    }
+    while (qlen > 0 && s_nidle > 0) {
+      int k = s_idle[--s_nidle];
+      struct peer *p = &s_peers[k];
+      p->due_ns = queue[qhead];
+      p->measured = p->due_ns >= t_meas;
+      qhead = (qhead + 1) % qcap, qlen--;
+      mg_send(s_conns[k], s_request, s_request_len);
+    }
+    if (s_errors > 0) break;
+    if (next >= t_end && qlen == 0) {
+      if (s_done >= due || now > t_end + 5e9) break;
+    }
+    mg_mgr_poll(&mgr, 0); /* busy: due times are kept to the microsecond */
+  }
+  printf("RESULT due=%llu done=%llu secs=%.3f rate=%.1f p50_us=%.1f p99_us=%.1f "
+         "p999_us=%.1f errors=%d\n",
+         (unsigned long long) due, (unsigned long long) s_done, secs, (double) s_done / secs,
+         percentile(0.50), percentile(0.99), percentile(0.999), s_errors);
+  mg_mgr_free(&mgr);
+  return s_errors > 0 ? 1 : 0;
+}
