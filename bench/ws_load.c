@@ -21,9 +21,9 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "latency_hist.h"
 #include "mongoose.h"
 
-#define HIST_US 200000 /* latencies above 200 ms land in the last bucket */
 
 struct peer {
   double sent_ns;
@@ -68,9 +68,7 @@ static void fn(struct mg_connection *c, int ev, void *ev_data) {
     send_one(c, p);
   } else if (ev == MG_EV_WS_MSG) {
     if (s_measuring) {
-      double us = (now_ns() - p->sent_ns) / 1000.0;
-      size_t b = us < HIST_US ? (size_t) us : HIST_US - 1;
-      s_hist[b]++;
+      hist_add(s_hist, (now_ns() - p->sent_ns) / 1000.0);
       s_count++;
     }
     if (!s_stopping) send_one(c, p);
@@ -80,16 +78,6 @@ static void fn(struct mg_connection *c, int ev, void *ev_data) {
     p->open = 0;
     s_open--;
   }
-}
-
-static double percentile(double q) {
-  uint64_t target = (uint64_t) (q * (double) s_count), seen = 0;
-  size_t i;
-  for (i = 0; i < HIST_US; i++) {
-    seen += s_hist[i];
-    if (seen > target) return (double) i + 0.5;
-  }
-  return HIST_US;
 }
 
 int main(int argc, char *argv[]) {
@@ -108,7 +96,7 @@ int main(int argc, char *argv[]) {
   if (conns < 1 || secs <= 0) return 2;
   s_payload = (char *) malloc(s_size + 1);
   peers = (struct peer *) calloc((size_t) conns, sizeof(*peers));
-  s_hist = (uint32_t *) calloc(HIST_US, sizeof(*s_hist));
+  s_hist = hist_new();
   if (s_payload == NULL || peers == NULL || s_hist == NULL) return 1;
   memset(s_payload, 'x', s_size);
 
@@ -136,8 +124,8 @@ int main(int argc, char *argv[]) {
   printf("RESULT msgs=%llu secs=%.3f rate=%.1f p50_us=%.1f p99_us=%.1f "
          "errors=%d\n",
          (unsigned long long) s_count, (t1 - t0) / 1e9,
-         (double) s_count / ((t1 - t0) / 1e9), percentile(0.50),
-         percentile(0.99), s_errors);
+         (double) s_count / ((t1 - t0) / 1e9), hist_percentile(s_hist, s_count, 0.50),
+         hist_percentile(s_hist, s_count, 0.99), s_errors);
   fflush(stdout);
   mg_mgr_free(&mgr);
   return 0;

@@ -32,7 +32,7 @@ int cym_limits_last(struct mg_connection *c);
  * struct cym_batch_rec followed by the payload. */
 #define CYM_EV_BATCH (-0x10000)
 #define CYM_BATCH_MAX 4096
-#define CYM_BATCH_KEEP (256 * 1024) /* a larger buffer is freed once delivered */
+#define CYM_BATCH_KEEP (256 * 1024) /* delivered at this size; larger is freed after */
 struct cym_batch_rec {
   uint64_t id;
   uint32_t flags;
@@ -217,6 +217,9 @@ void cym_ev(struct mg_connection *c, int ev, void *ev_data) {
   } else if (ev == MG_EV_WS_MSG &&
              ((struct mg_ws_message *) ev_data)->data.len <= CYM_BATCH_MAX &&
              cym_batch_add(m, c, (struct mg_ws_message *) ev_data)) {
+    /* Bounded: a read of many empty frames makes 16 bytes of batch from
+     * each 2-byte frame. */
+    if (m->batch.len >= CYM_BATCH_KEEP) cym_batch_flush(m);
     return;
   }
   if (m->batch.len > 0) {

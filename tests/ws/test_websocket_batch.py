@@ -9,7 +9,7 @@ before the connection's CLOSE echo or failure, messages after its own
 
 import struct
 import threading
-from typing import Any, List
+from typing import Any, Dict, List
 
 import pytest
 
@@ -168,3 +168,37 @@ def test_many_connections_echo_every_size_in_order(server_factory, declared):
     finally:
         for raw in clients:
             raw.close()
+
+
+def test_a_flood_of_empty_messages_arrives_whole(server_factory):
+    # 2-byte frames make 16-byte records: with several connections flooding
+    # at once the batch reaches its bound mid-poll and is delivered there;
+    # nothing may be lost or reordered.
+    clients, count = 8, 30000
+    got: Dict[int, List[bytes]] = {}
+    lock = threading.Lock()
+    rec = EchoServer()
+
+    def on_message(conn: cm.Connection, msg: cm.WsMessage) -> None:
+        with lock:
+            got.setdefault(conn.id, []).append(msg.data)
+
+    rec.on_message = on_message  # type: ignore[method-assign]
+    _, port = server_factory(DECLARED(rec))
+    flood = b"".join(frame(OP_BINARY, b"") for _ in range(count - 1))
+    raws = [RawClient(port) for _ in range(clients)]
+    try:
+        for n, raw in enumerate(raws):
+            raw.send(flood + frame(OP_BINARY, b"end%d" % n))
+
+        def done() -> bool:
+            with lock:
+                return len(got) == clients and all(len(v) == count for v in got.values())
+
+        wait_until(done, timeout=60)
+    finally:
+        for raw in raws:
+            raw.close()
+    ends = sorted(v[-1] for v in got.values())
+    assert ends == sorted(b"end%d" % n for n in range(clients))
+    assert all(v[:-1] == [b""] * (count - 1) for v in got.values())
