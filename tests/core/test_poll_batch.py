@@ -3,8 +3,9 @@
 before its other events of that poll, and what a POLL handler sends leaves
 in the same poll."""
 
+import contextlib
 import threading
-from typing import Any, List, Tuple
+from typing import Any, Iterator, List, Tuple
 
 import cymongoose as cm
 from support.loop import poll_until
@@ -30,33 +31,35 @@ class Recorder:
         return out
 
 
-def started(count: int) -> Tuple[cm.Manager, Recorder, List[Any], List[int]]:
+@contextlib.contextmanager
+def started(count: int) -> Iterator[Tuple[cm.Manager, Recorder, List[Any], List[int]]]:
+    """A Manager polled on this thread, with ``count`` idle TCP clients."""
     rec = Recorder()
     mgr = cm.Manager(rec)
-    lsn = mgr.listen("tcp://127.0.0.1:0")
-    socks = [connect(lsn.local_addr[1]) for _ in range(count)]
-    poll_until(mgr, lambda: len(mgr.connections) == count + 1)
-    ids = [c.id for c in mgr.connections if not c.is_listening]
-    return mgr, rec, socks, ids
-
-
-def test_every_connection_gets_one_poll_per_poll_with_none():
-    mgr, rec, socks, ids = started(5)
+    socks: List[Any] = []
     try:
-        rec.take()
-        mgr.poll(0)
-        polls = [(cid, data) for cid, ev, data in rec.take() if ev == cm.MG_EV_POLL]
-        assert sorted(cid for cid, _ in polls) == sorted(c.id for c in mgr.connections)
-        assert all(data is None for _, data in polls)
+        lsn = mgr.listen("tcp://127.0.0.1:0")
+        socks.extend(connect(lsn.local_addr[1]) for _ in range(count))
+        poll_until(mgr, lambda: len(mgr.connections) == count + 1)
+        ids = [c.id for c in mgr.connections if not c.is_listening]
+        yield mgr, rec, socks, ids
     finally:
         for s in socks:
             s.close()
         mgr.close()
 
 
+def test_every_connection_gets_one_poll_per_poll_with_none():
+    with started(5) as (mgr, rec, _, _):
+        rec.take()
+        mgr.poll(0)
+        polls = [(cid, data) for cid, ev, data in rec.take() if ev == cm.MG_EV_POLL]
+        assert sorted(cid for cid, _ in polls) == sorted(c.id for c in mgr.connections)
+        assert all(data is None for _, data in polls)
+
+
 def test_a_connections_poll_comes_before_its_read_in_the_same_poll():
-    mgr, rec, socks, ids = started(3)
-    try:
+    with started(3) as (mgr, rec, socks, _):
         rec.take()
         socks[1].sendall(b"data")
         seen: List[Tuple[int, int, Any]] = []
@@ -70,15 +73,10 @@ def test_a_connections_poll_comes_before_its_read_in_the_same_poll():
         mine = [ev for cid, ev, _ in seen if cid == reader and ev in (cm.MG_EV_POLL, cm.MG_EV_READ)]
         # the poll that read the data raised its POLL first
         assert mine[-2:] == [cm.MG_EV_POLL, cm.MG_EV_READ]
-    finally:
-        for s in socks:
-            s.close()
-        mgr.close()
 
 
 def test_what_a_poll_handler_sends_leaves_in_the_same_poll():
-    mgr, rec, socks, ids = started(2)
-    try:
+    with started(2) as (mgr, rec, socks, ids):
         conn = next(c for c in mgr.connections if c.id == ids[0])
         rec.tick.append(conn)
         mgr.poll(0)
@@ -87,7 +85,3 @@ def test_what_a_poll_handler_sends_leaves_in_the_same_poll():
         sock = socks_by_port[conn.remote_addr[1]]
         sock.settimeout(0)
         assert sock.recv(16) == b"tick"  # already sent: no second poll needed
-    finally:
-        for s in socks:
-            s.close()
-        mgr.close()
