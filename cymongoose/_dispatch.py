@@ -220,7 +220,6 @@ def _cym_dispatch(slot: int, cid: int, ev: int, arg: int) -> None:
 _BATCH = int(lib.CYM_EV_BATCH)
 _REC = struct.Struct("=QHHI")
 assert _REC.size == int(lib.CYM_BATCH_REC)
-_WS_MSG = C.MG_EV_WS_MSG
 _POLL = C.MG_EV_POLL
 
 
@@ -252,28 +251,23 @@ def deliver_batch(mgr: Any, arg: int) -> None:
                 handler = mgr._handler
                 if handler is None:
                     continue
-            if ev == _POLL:
-                try:
-                    handler(conn, _POLL, None)
-                except Exception as exc:
-                    mgr._report(exc)
-                except BaseException as exc:  # re-raised by poll()
-                    mgr._defer(exc)
-                continue
-            if conn._closing:
-                continue
-            msg: Any = new(_WsMessageCopy)
-            msg.data = blob[pos - n:pos]
-            msg.flags = flags
+            msg: Any = None
+            if ev != _POLL:  # a WebSocket message
+                if conn._closing:
+                    continue
+                msg = new(_WsMessageCopy)
+                msg.data = blob[pos - n:pos]
+                msg.flags = flags
             try:
-                handler(conn, _WS_MSG, msg)
+                handler(conn, ev, msg)
             except Exception as exc:
                 mgr._report(exc)
             except BaseException as exc:  # re-raised by poll()
                 mgr._defer(exc)
             finally:
-                msg.data = b""  # the view dies with the event
-                msg.flags = 0
+                if msg is not None:  # the view dies with the event
+                    msg.data = b""
+                    msg.flags = 0
     finally:
         mgr._inside -= 1
 
