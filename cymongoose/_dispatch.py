@@ -215,22 +215,21 @@ def _cym_dispatch(slot: int, cid: int, ev: int, arg: int) -> None:
     _dispatch_slow(mgr, cid, ev, arg)
 
 
-# A batch of events (_csrc/core.c, "delivered per poll"): records of
-# (connection id, event, flags, payload length), each before its payload.
+# A batch of WebSocket messages (_csrc/core.c, "delivered per poll"):
+# records of (connection id, flags, payload length), each before its payload.
 _BATCH = int(lib.CYM_EV_BATCH)
-_REC = struct.Struct("=QHHI")
+_REC = struct.Struct("=QII")
 assert _REC.size == int(lib.CYM_BATCH_REC)
-_POLL = C.MG_EV_POLL
+_WS_MSG = C.MG_EV_WS_MSG
 
 
 def deliver_batch(mgr: Any, arg: int) -> None:
-    """Hand each event of a batch to its connection's handler, in order.
+    """Hand each message of a batch to its connection's handler, in order.
 
-    One crossing for the batch, where each event used to cost one: the
-    payloads arrive as one bytes object and each message's handler gets a
-    slice; a POLL carries ``None``, as ever.  A message of a connection
-    that a handler closed earlier in the batch is dropped, as C drops data
-    for a closing connection.
+    One crossing for the batch, where each message used to cost one: the
+    payloads arrive as one bytes object and each handler gets a slice.  A
+    message of a connection that a handler closed earlier in the batch is
+    dropped, as C drops data for a closing connection.
     """
     blob = _bytes_at(arg)
     rec = _REC.unpack_from
@@ -241,33 +240,28 @@ def deliver_batch(mgr: Any, arg: int) -> None:
     mgr._inside += 1
     try:
         while pos < end:
-            cid, ev, flags, n = rec(blob, pos)
+            cid, flags, n = rec(blob, pos)
             pos += head + n
             conn = conns.get(cid)
-            if conn is None:
+            if conn is None or conn._closing:
                 continue
             handler = conn._handler
             if handler is None:
                 handler = mgr._handler
                 if handler is None:
                     continue
-            msg: Any = None
-            if ev != _POLL:  # a WebSocket message
-                if conn._closing:
-                    continue
-                msg = new(_WsMessageCopy)
-                msg.data = blob[pos - n:pos]
-                msg.flags = flags
+            msg: Any = new(_WsMessageCopy)
+            msg.data = blob[pos - n:pos]
+            msg.flags = flags
             try:
-                handler(conn, ev, msg)
+                handler(conn, _WS_MSG, msg)
             except Exception as exc:
                 mgr._report(exc)
             except BaseException as exc:  # re-raised by poll()
                 mgr._defer(exc)
             finally:
-                if msg is not None:  # the view dies with the event
-                    msg.data = b""
-                    msg.flags = 0
+                msg.data = b""  # the view dies with the event
+                msg.flags = 0
     finally:
         mgr._inside -= 1
 

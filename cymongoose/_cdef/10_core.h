@@ -18,10 +18,9 @@ extern "Python" void _cym_dispatch(unsigned slot, unsigned long id, int ev,
 
 void cym_ev(struct mg_connection *c, int ev, void *ev_data);
 
-/* The event that delivers a batch of POLLs and WebSocket messages; its arg
- * is the address of a struct mg_str over records of CYM_BATCH_REC bytes (id
- * u64, event u16, flags u16, payload length u32, native order), each
- * followed by its payload. */
+/* The event that delivers a batch of WebSocket messages; its arg is the
+ * address of a struct mg_str over records of CYM_BATCH_REC bytes (id u64,
+ * flags u32, payload length u32, native order), each followed by its payload. */
 #define CYM_EV_BATCH ...
 #define CYM_BATCH_REC ...
 

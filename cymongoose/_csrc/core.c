@@ -21,10 +21,9 @@
 int cym_limits_ev(struct mg_connection *c, int ev, void *ev_data);
 int cym_limits_last(struct mg_connection *c);
 
-/* Events delivered per poll: MG_EV_POLL, and WebSocket messages.  A POLL
- * that Python wants, or a message for Python of at most CYM_BATCH_MAX bytes
- * (copied), goes into the manager's batch instead of crossing at once; the
- * whole batch crosses as one event, CYM_EV_BATCH,
+/* WebSocket messages delivered per poll.  A message for Python of at most
+ * CYM_BATCH_MAX bytes is copied into the manager's batch instead of
+ * crossing at once; the whole batch crosses as one event, CYM_EV_BATCH,
  * before any other crossing, before ws.c closes or fails a connection, and
  * once the poll has read every connection (vendor patch 0082), so Python
  * still sees events in the order Mongoose raised them, and handlers' output
@@ -36,9 +35,8 @@ int cym_limits_last(struct mg_connection *c);
 #define CYM_BATCH_KEEP (256 * 1024) /* delivered at this size; larger is freed after */
 struct cym_batch_rec {
   uint64_t id;
-  uint16_t ev;    /* MG_EV_POLL or MG_EV_WS_MSG */
-  uint16_t flags; /* of a message: its first header byte */
-  uint32_t len;   /* of a message's payload */
+  uint32_t flags;
+  uint32_t len;
 };
 #define CYM_BATCH_REC ((int) sizeof(struct cym_batch_rec))
 struct cym_batch {
@@ -120,14 +118,13 @@ static bool cym_has_body(struct mg_http_message *hm) {
   return cl != NULL && !(cl->len == 1 && cl->buf[0] == '0');
 }
 
-/* Appends an event to the batch (wm: a message's, or NULL for a POLL);
- * false when it does not fit in memory (the event then crosses on its own). */
-static bool cym_batch_add(struct cym_mgr *m, struct mg_connection *c, int ev,
+/* Appends a message to the batch; false when it does not fit in memory
+ * (the message then crosses on its own). */
+static bool cym_batch_add(struct cym_mgr *m, struct mg_connection *c,
                           struct mg_ws_message *wm) {
   struct cym_batch *b = &m->batch;
   struct cym_batch_rec rec;
-  size_t len = wm != NULL ? wm->data.len : 0;
-  size_t need = b->len + sizeof(rec) + len;
+  size_t need = b->len + sizeof(rec) + wm->data.len;
   if (need > b->size) {
     size_t size = b->size ? b->size : 4096;
     char *p;
@@ -136,11 +133,10 @@ static bool cym_batch_add(struct cym_mgr *m, struct mg_connection *c, int ev,
     b->buf = p, b->size = size;
   }
   rec.id = (uint64_t) c->id;
-  rec.ev = (uint16_t) ev;
-  rec.flags = wm != NULL ? (uint16_t) wm->flags : 0;
-  rec.len = (uint32_t) len;
+  rec.flags = wm->flags;
+  rec.len = (uint32_t) wm->data.len;
   memcpy(b->buf + b->len, &rec, sizeof(rec));
-  if (len > 0) memcpy(b->buf + b->len + sizeof(rec), wm->data.buf, len);
+  if (wm->data.len > 0) memcpy(b->buf + b->len + sizeof(rec), wm->data.buf, wm->data.len);
   b->len = need;
   return true;
 }
@@ -236,10 +232,9 @@ static void cym_ev_full(struct mg_connection *c, int ev, void *ev_data) {
      * Connection per live connection. */
     if (ev != MG_EV_OPEN && ev != MG_EV_CLOSE) return;
     ev = ~ev;
-  } else if ((ev == MG_EV_POLL && cym_batch_add(m, c, ev, NULL)) ||
-             (ev == MG_EV_WS_MSG &&
-              ((struct mg_ws_message *) ev_data)->data.len <= CYM_BATCH_MAX &&
-              cym_batch_add(m, c, ev, (struct mg_ws_message *) ev_data))) {
+  } else if (ev == MG_EV_WS_MSG &&
+             ((struct mg_ws_message *) ev_data)->data.len <= CYM_BATCH_MAX &&
+             cym_batch_add(m, c, (struct mg_ws_message *) ev_data)) {
     /* Bounded: a read of many empty frames makes 16 bytes of batch from
      * each 2-byte frame. */
     if (m->batch.len >= CYM_BATCH_KEEP) cym_batch_flush(m);

@@ -1,7 +1,6 @@
-"""MG_EV_POLL reaches Python once per poll for all connections, as a batch
-(``_csrc/core.c``): each connection still gets its POLL, with ``None``,
-before its other events of that poll, and what a POLL handler sends leaves
-in the same poll."""
+"""MG_EV_POLL for a handler that wants it: each connection gets one per
+poll, with ``None``, before its other events of that poll, and what a POLL
+handler sends leaves in the same poll (patch 0081's write burst)."""
 
 import contextlib
 import threading
