@@ -131,7 +131,7 @@ ffibuilder.set_source(
         ("_GNU_SOURCE", "1"),
         # Vendor patch 0082: mg_mgr_poll calls the shim between its reads
         # and its write burst (the batch of WebSocket messages, core.c).
-        ("CYM_BEFORE_WRITES", "cym_before_writes"),
+        ("CYM_BEFORE_WRITES", "cym_batch_deliver"),
     ],
     extra_compile_args=["-std=gnu99"] + compile_args,
     # permessage-deflate (_csrc/deflate.c) needs zlib.

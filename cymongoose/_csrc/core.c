@@ -160,16 +160,11 @@ static void cym_batch_flush(struct cym_mgr *m) {
   }
 }
 
-/* The batch of c's manager, delivered now (ws.c: before a connection's
- * CLOSE echo or failure, which its handlers must not see yet). */
-static void cym_batch_flush_for(struct mg_connection *c) {
-  struct cym_mgr *m = (struct cym_mgr *) c->mgr->userdata;
-  if (m != NULL && m->live && m->batch.len > 0) cym_batch_flush(m);
-}
-
-/* Vendor patch 0082 calls this once mg_mgr_poll has read every connection,
- * before the poll's write burst. */
-void cym_before_writes(struct mg_mgr *mgr) {
+/* The batch of mgr, delivered now if it holds anything: called by vendor
+ * patch 0082 once mg_mgr_poll has read every connection (before its write
+ * burst), by cym_mgr_poll, and by ws.c before a connection's CLOSE echo or
+ * failure, which its handlers must not see yet. */
+void cym_batch_deliver(struct mg_mgr *mgr) {
   struct cym_mgr *m = (struct cym_mgr *) mgr->userdata;
   if (m != NULL && m->live && m->batch.len > 0) cym_batch_flush(m);
 }
@@ -275,7 +270,7 @@ void cym_mgr_poll(struct cym_mgr *m, int ms) {
     m->iobuf_next = now + CYM_IOBUF_IDLE_MS;
   }
   mg_mgr_poll(&m->mgr, ms);
-  if (m->live && m->batch.len > 0) cym_batch_flush(m); /* without patch 0082's call */
+  cym_batch_deliver(&m->mgr); /* for builds without patch 0082's call */
   if (m->iobuf_sweep) {
     m->iobuf_sweep = 0;
     cym_iobufs_trim(m->iobuf_freed);

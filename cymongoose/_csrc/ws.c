@@ -384,7 +384,7 @@ static void cym_ws_read(struct mg_connection *c, void *ev_data) {
     memcpy(frame, c->recv.buf + pos, f.header_len + (size_t) f.len);
     c->recv.len = pos;
     if (pos > ofs) mg_ws_cb(c, MG_EV_READ, ev_data);
-    cym_batch_flush_for(c); /* handlers of the frames before the CLOSE first */
+    cym_batch_deliver(c->mgr); /* handlers of the frames before the CLOSE first */
     if (ws->x != NULL && cym_ws_failed(c)) return;
     if (!c->is_closing) cym_ws_closed(c, frame, &f);
     return;
@@ -396,7 +396,7 @@ static void cym_ws_read(struct mg_connection *c, void *ev_data) {
   if (pos > ofs) mg_ws_cb(c, MG_EV_READ, ev_data);
   /* Messages waiting in the batch (core.c) are handled before this
    * connection's CLOSE echo or failure, as if delivered at once. */
-  if (echoed || err != NULL || (ws->x != NULL && ws->x->err != NULL)) cym_batch_flush_for(c);
+  if (echoed || err != NULL || (ws->x != NULL && ws->x->err != NULL)) cym_batch_deliver(c->mgr);
   if (ws->x != NULL && cym_ws_failed(c)) return;
   /* only now: handlers of the frames before the CLOSE may still send */
   if (echoed) cym_ws_close_sent(c);
