@@ -132,6 +132,8 @@ ffibuilder.set_source(
         # Vendor patch 0082: mg_mgr_poll calls the shim between its reads
         # and its write burst (the batch of WebSocket messages, core.c).
         ("CYM_BEFORE_WRITES", "cym_batch_deliver"),
+        # Vendor patch 0083: the shim says whether that burst may be skipped.
+        ("CYM_BURST_NEEDED", "cym_burst_needed"),
     ],
     extra_compile_args=["-std=gnu99"] + compile_args,
     # permessage-deflate (_csrc/deflate.c) needs zlib.

@@ -57,7 +57,15 @@ struct cym_mgr {
   size_t iobuf_freed;          /* bytes it freed */
   uint64_t iobuf_next;         /* when the next such poll is due */
   struct cym_batch batch;      /* WebSocket messages not yet delivered */
+  int busy; /* this poll ran the shim's handlers or Python (cym_burst_needed) */
 };
+
+/* The manager this thread is polling, NULL outside cym_mgr_poll: Python
+ * that runs outside any event (a log line) marks it busy. */
+static __thread struct cym_mgr *cym_polling;
+static void cym_python_ran(void) {
+  if (cym_polling != NULL) cym_polling->busy = 1;
+}
 
 static int cym_limits_idle_poll(struct cym_mgr *m, struct mg_connection *c,
                                 uint64_t now);
@@ -150,6 +158,7 @@ static void cym_batch_flush(struct cym_mgr *m) {
   if (b.len == 0) return;
   memset(&m->batch, 0, sizeof(m->batch));
   m->cur = NULL;
+  m->busy = 1;
   _cym_dispatch(m->slot, 0, CYM_EV_BATCH, (uintptr_t) &s);
   m->cur = prev;
   if (m->batch.buf == NULL && b.size <= CYM_BATCH_KEEP) {
@@ -167,6 +176,15 @@ static void cym_batch_flush(struct cym_mgr *m) {
 void cym_batch_deliver(struct mg_mgr *mgr) {
   struct cym_mgr *m = (struct cym_mgr *) mgr->userdata;
   if (m != NULL && m->live && m->batch.len > 0) cym_batch_flush(m);
+}
+
+/* Vendor patch 0083: whether the shim's handlers or Python ran during this
+ * poll of mgr (they may have queued output on any connection); if not, and
+ * no connection kept output past its turn, mg_mgr_poll skips its write
+ * burst. */
+int cym_burst_needed(struct mg_mgr *mgr) {
+  struct cym_mgr *m = (struct cym_mgr *) mgr->userdata;
+  return m == NULL || !m->live || m->busy;
 }
 
 static void cym_ev_full(struct mg_connection *c, int ev, void *ev_data);
@@ -193,6 +211,7 @@ static void cym_ev_full(struct mg_connection *c, int ev, void *ev_data) {
                      ((uintptr_t) 1 << (ev < MG_EV_USER ? ev : MG_EV_USER));
   struct mg_connection *prev;
   if (m == NULL) return;
+  m->busy = 1; /* any event past cym_ev's early return may queue output */
   /* The batch's messages came first: they reach Python while their
    * connection is alive and findable, before its error or close does. */
   if ((ev == MG_EV_CLOSE || ev == MG_EV_ERROR) && m->live && m->batch.len > 0)
@@ -265,11 +284,15 @@ struct cym_mgr *cym_mgr_new(void) {
  * frees the buffers of idle connections (conn_iobufs.c). */
 void cym_mgr_poll(struct cym_mgr *m, int ms) {
   uint64_t now = mg_millis();
+  struct cym_mgr *outer = cym_polling;
   if (now >= m->iobuf_next) {
     m->iobuf_sweep = 1;
     m->iobuf_next = now + CYM_IOBUF_IDLE_MS;
   }
+  m->busy = 0;
+  cym_polling = m;
   mg_mgr_poll(&m->mgr, ms);
+  cym_polling = outer;
   cym_batch_deliver(&m->mgr); /* for builds without patch 0082's call */
   if (m->iobuf_sweep) {
     m->iobuf_sweep = 0;

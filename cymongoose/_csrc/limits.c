@@ -96,6 +96,7 @@ static void cym_lim_log(struct mg_connection *c, int level, const char *what) {
   char line[200];
   mg_snprintf(line, sizeof(line), "%s: peer %M, connection %lu", what,
               mg_print_ip_port, &c->rem, c->id);
+  cym_python_ran();
   _cym_limits_log(level, line);
 }
 

@@ -6,6 +6,7 @@ static void _cym_timer(unsigned slot, unsigned long id);
 
 static void cym_timer_fn(void *arg) {
   uintptr_t key = (uintptr_t) arg;
+  cym_python_ran();
   _cym_timer((unsigned) (key >> 32), (unsigned long) (key & 0xFFFFFFFFu));
 }
 

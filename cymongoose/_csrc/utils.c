@@ -179,6 +179,7 @@ static void cym_log_char(char ch, void *param) {
   n = cym_log_len;
   cym_log_len = 0;
   if (n > 0 && cym_log_buf[n - 1] == '\r') n--;
+  cym_python_ran();
   _cym_log_line(cym_log_buf, n);
   if (ch != '\n') cym_log_buf[cym_log_len++] = ch;
 }
