@@ -215,21 +215,25 @@ def _cym_dispatch(slot: int, cid: int, ev: int, arg: int) -> None:
     _dispatch_slow(mgr, cid, ev, arg)
 
 
-# A batch of WebSocket messages (_csrc/core.c, "delivered per poll"):
-# records of (connection id, flags, payload length), each before its payload.
+# A batch of events (_csrc/core.c, "delivered per poll"): records of
+# (connection id, flags, payload length), each before its payload; a record
+# whose flags are _POLLS is a run of POLLs, its payload their connections' ids.
 _BATCH = int(lib.CYM_EV_BATCH)
 _REC = struct.Struct("=QII")
 assert _REC.size == int(lib.CYM_BATCH_REC)
+_POLLS = int(lib.CYM_BATCH_POLLS)
 _WS_MSG = C.MG_EV_WS_MSG
+_POLL = C.MG_EV_POLL
 
 
 def deliver_batch(mgr: Any, arg: int) -> None:
-    """Hand each message of a batch to its connection's handler, in order.
+    """Hand each event of a batch to its connection's handler, in order.
 
-    One crossing for the batch, where each message used to cost one: the
-    payloads arrive as one bytes object and each handler gets a slice.  A
-    message of a connection that a handler closed earlier in the batch is
-    dropped, as C drops data for a closing connection.
+    One crossing for the batch, where each event used to cost one: the
+    payloads arrive as one bytes object and each message's handler gets a
+    slice; a POLL carries ``None``, as ever.  A message of a connection
+    that a handler closed earlier in the batch is dropped, as C drops data
+    for a closing connection.
     """
     blob = _bytes_at(arg)
     rec = _REC.unpack_from
@@ -242,6 +246,9 @@ def deliver_batch(mgr: Any, arg: int) -> None:
         while pos < end:
             cid, flags, n = rec(blob, pos)
             pos += head + n
+            if flags == _POLLS:
+                _deliver_polls(mgr, _poll_ids(blob, pos - n, pos))
+                continue
             conn = conns.get(cid)
             if conn is None or conn._closing:
                 continue
@@ -264,6 +271,37 @@ def deliver_batch(mgr: Any, arg: int) -> None:
                 msg.flags = 0
     finally:
         mgr._inside -= 1
+
+
+_ID = struct.Struct("=Q").unpack_from
+_ON_PYPY = sys.implementation.name == "pypy"
+
+
+def _poll_ids(blob: bytes, start: int, end: int) -> Any:
+    """The connection ids of a run of POLLs: ``blob[start:end]``, 8 bytes each."""
+    if _ON_PYPY:  # its JIT unboxes one id at a time; a tuple of them all costs more
+        return (_ID(blob, i)[0] for i in range(start, end, 8))
+    return struct.unpack_from("=%dQ" % ((end - start) >> 3), blob, start)
+
+
+def _deliver_polls(mgr: Any, ids: Any) -> None:
+    """The POLLs of a batch's run, in order (``mgr._inside`` already held)."""
+    conns = mgr._conns
+    for cid in ids:
+        conn = conns.get(cid)
+        if conn is None:
+            continue
+        handler = conn._handler
+        if handler is None:
+            handler = mgr._handler
+            if handler is None:
+                continue
+        try:
+            handler(conn, _POLL, None)
+        except Exception as exc:
+            mgr._report(exc)
+        except BaseException as exc:  # re-raised by poll()
+            mgr._defer(exc)
 
 
 def _dispatch_slow(mgr: Any, cid: int, ev: int, arg: int) -> None:

@@ -21,18 +21,26 @@
 int cym_limits_ev(struct mg_connection *c, int ev, void *ev_data);
 int cym_limits_last(struct mg_connection *c);
 
-/* WebSocket messages delivered per poll.  A message for Python of at most
- * CYM_BATCH_MAX bytes is copied into the manager's batch instead of
- * crossing at once; the whole batch crosses as one event, CYM_EV_BATCH,
- * before any other crossing, before ws.c closes or fails a connection, and
- * once the poll has read every connection (vendor patch 0082), so Python
- * still sees events in the order Mongoose raised them, and handlers' output
- * still leaves in the poll's write burst.  On CPython a crossing costs more
- * than a 32-byte echo's whole handler (bench/README.md).  Each record is a
- * struct cym_batch_rec followed by the payload. */
+/* Events delivered per poll: WebSocket messages, and the MG_EV_POLL of a
+ * connection with nothing to read or write in this poll.  A message for
+ * Python of at most CYM_BATCH_MAX bytes is copied into the manager's batch
+ * instead of crossing at once, and such a POLL is recorded there; the
+ * whole batch crosses as one event, CYM_EV_BATCH, before any other
+ * crossing, before ws.c closes or fails a connection, and once the poll
+ * has read every connection (vendor patch 0082), so Python still sees
+ * events in the order Mongoose raised them, and handlers' output still
+ * leaves in the poll's write burst.  One exception: a batch of POLLs alone
+ * does not go before the events of a connection with I/O in this poll
+ * (whose own POLL crossed at once), so idle connections' POLLs may reach
+ * Python after other connections' later events.  On CPython a crossing costs more than
+ * a 32-byte echo's whole handler, or than an idle connection's POLL handler
+ * (bench/README.md).  Each record is a struct cym_batch_rec followed by
+ * its payload: a message's bytes, or for a run of POLLs (flags
+ * CYM_BATCH_POLLS) the ids of their connections, 8 bytes each. */
 #define CYM_EV_BATCH (-0x10000)
 #define CYM_BATCH_MAX 4096
 #define CYM_BATCH_KEEP (256 * 1024) /* delivered at this size; larger is freed after */
+#define CYM_BATCH_POLLS 0xFFFFFFFFu /* a message's flags are its first byte */
 struct cym_batch_rec {
   uint64_t id;
   uint32_t flags;
@@ -42,6 +50,8 @@ struct cym_batch_rec {
 struct cym_batch {
   char *buf;
   size_t len, size;
+  size_t run; /* 1 + offset of the last record while it is a run of POLLs, else 0 */
+  int msgs;   /* it holds a message */
 };
 
 struct cym_mgr {
@@ -126,13 +136,9 @@ static bool cym_has_body(struct mg_http_message *hm) {
   return cl != NULL && !(cl->len == 1 && cl->buf[0] == '0');
 }
 
-/* Appends a message to the batch; false when it does not fit in memory
- * (the message then crosses on its own). */
-static bool cym_batch_add(struct cym_mgr *m, struct mg_connection *c,
-                          struct mg_ws_message *wm) {
-  struct cym_batch *b = &m->batch;
-  struct cym_batch_rec rec;
-  size_t need = b->len + sizeof(rec) + wm->data.len;
+/* Room for `more` bytes at the batch's end; false when out of memory. */
+static bool cym_batch_room(struct cym_batch *b, size_t more) {
+  size_t need = b->len + more;
   if (need > b->size) {
     size_t size = b->size ? b->size : 4096;
     char *p;
@@ -140,12 +146,39 @@ static bool cym_batch_add(struct cym_mgr *m, struct mg_connection *c,
     if ((p = (char *) realloc(b->buf, size)) == NULL) return false;
     b->buf = p, b->size = size;
   }
-  rec.id = (uint64_t) c->id;
-  rec.flags = wm->flags;
-  rec.len = (uint32_t) wm->data.len;
+  return true;
+}
+
+/* Appends an event to the batch: a message (wm), or c's POLL (wm NULL),
+ * which joins the run of POLLs the batch ends with, if any.  False when it
+ * does not fit in memory (the event then crosses on its own). */
+static bool cym_batch_add(struct cym_mgr *m, struct mg_connection *c,
+                          struct mg_ws_message *wm) {
+  struct cym_batch *b = &m->batch;
+  struct cym_batch_rec rec;
+  uint64_t id = (uint64_t) c->id;
+  if (wm == NULL && b->run != 0) {
+    if (!cym_batch_room(b, sizeof(id))) return false;
+    memcpy(&rec, b->buf + b->run - 1, sizeof(rec));
+    rec.len += (uint32_t) sizeof(id);
+    memcpy(b->buf + b->run - 1, &rec, sizeof(rec));
+    memcpy(b->buf + b->len, &id, sizeof(id));
+    b->len += sizeof(id);
+    return true;
+  }
+  if (!cym_batch_room(b, sizeof(rec) + (wm != NULL ? wm->data.len : sizeof(id)))) return false;
+  rec.id = wm != NULL ? id : 0;
+  rec.flags = wm != NULL ? wm->flags : CYM_BATCH_POLLS;
+  rec.len = (uint32_t) (wm != NULL ? wm->data.len : sizeof(id));
   memcpy(b->buf + b->len, &rec, sizeof(rec));
-  if (wm->data.len > 0) memcpy(b->buf + b->len + sizeof(rec), wm->data.buf, wm->data.len);
-  b->len = need;
+  if (wm == NULL) {
+    memcpy(b->buf + b->len + sizeof(rec), &id, sizeof(id));
+  } else if (wm->data.len > 0) {
+    memcpy(b->buf + b->len + sizeof(rec), wm->data.buf, wm->data.len);
+  }
+  b->run = wm == NULL ? b->len + 1 : 0;
+  if (wm != NULL) b->msgs = 1;
+  b->len += sizeof(rec) + rec.len;
   return true;
 }
 
@@ -162,7 +195,8 @@ static void cym_batch_flush(struct cym_mgr *m) {
   _cym_dispatch(m->slot, 0, CYM_EV_BATCH, (uintptr_t) &s);
   m->cur = prev;
   if (m->batch.buf == NULL && b.size <= CYM_BATCH_KEEP) {
-    b.len = 0;
+    b.len = b.run = 0;
+    b.msgs = 0;
     m->batch = b; /* kept for the next poll */
   } else {
     free(b.buf);
@@ -246,15 +280,22 @@ static void cym_ev_full(struct mg_connection *c, int ev, void *ev_data) {
      * Connection per live connection. */
     if (ev != MG_EV_OPEN && ev != MG_EV_CLOSE) return;
     ev = ~ev;
-  } else if (ev == MG_EV_WS_MSG &&
-             ((struct mg_ws_message *) ev_data)->data.len <= CYM_BATCH_MAX &&
-             cym_batch_add(m, c, (struct mg_ws_message *) ev_data)) {
+  } else if ((ev == MG_EV_WS_MSG &&
+              ((struct mg_ws_message *) ev_data)->data.len <= CYM_BATCH_MAX &&
+              cym_batch_add(m, c, (struct mg_ws_message *) ev_data)) ||
+             /* A connection with I/O in this poll has more events to come,
+              * which would deliver the batch at once: its POLL crosses now. */
+             (ev == MG_EV_POLL && !c->is_readable && !c->is_writable && !c->is_closing &&
+              cym_batch_add(m, c, NULL))) {
     /* Bounded: a read of many empty frames makes 16 bytes of batch from
      * each 2-byte frame. */
     if (m->batch.len >= CYM_BATCH_KEEP) cym_batch_flush(m);
     return;
   }
-  if (m->batch.len > 0) {
+  /* The batch goes first, unless it holds only POLLs and this connection
+   * has I/O in this poll, so its own POLL crossed at once: then the idle
+   * connections' POLLs wait for the batch's next delivery. */
+  if (m->batch.len > 0 && (m->batch.msgs || !(c->is_readable || c->is_writable))) {
     cym_batch_flush(m);
     /* a handler in the batch may have closed this connection meanwhile */
     if (ev >= 0 && c->is_closing && ev < MG_EV_USER && ((1u << ev) & CYM_DATA_EVENTS)) return;
