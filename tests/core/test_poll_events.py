@@ -36,10 +36,12 @@ class Recorder:
 
 
 @contextlib.contextmanager
-def started(count: int) -> Iterator[Tuple[cm.Manager, Recorder, List[Any], List[int]]]:
-    """A Manager polled on this thread, with ``count`` idle TCP clients."""
+def started(count: int, handler: Any = None, error_handler: Any = None,
+            ) -> Iterator[Tuple[cm.Manager, Recorder, List[Any], List[int]]]:
+    """A Manager polled on this thread, with ``count`` idle TCP clients; its
+    handler is a Recorder unless one is given."""
     rec = Recorder()
-    mgr = cm.Manager(rec)
+    mgr = cm.Manager(handler or rec, error_handler=error_handler)
     socks: List[Any] = []
     try:
         lsn = mgr.listen("tcp://127.0.0.1:0")
@@ -94,28 +96,21 @@ def test_what_a_poll_handler_sends_leaves_in_the_same_poll():
 def test_an_exception_in_one_poll_handler_does_not_cost_the_others_their_poll():
     errors: List[BaseException] = []
     seen: List[int] = []
+    bad: List[int] = []
 
     def handler(conn: cm.Connection, ev: int, data: Any) -> None:
         if ev == cm.MG_EV_POLL and not conn.is_listening:
             seen.append(conn.id)
-            if conn.id == 2:  # the first accepted one
+            if conn.id in bad:
                 raise ValueError("poll %d" % conn.id)
 
-    mgr = cm.Manager(handler, error_handler=errors.append)
-    socks: List[Any] = []
-    try:
-        lsn = mgr.listen("tcp://127.0.0.1:0")
-        socks.extend(connect(lsn.local_addr[1]) for _ in range(6))
-        poll_until(mgr, lambda: len(mgr.connections) == 7)
+    with started(6, handler, errors.append) as (mgr, _, _, ids):
+        bad.append(ids[0])
         for _ in range(3):
             del seen[:], errors[:]
             mgr.poll(0)
-            assert sorted(seen) == sorted(c.id for c in mgr.connections if not c.is_listening)
-            assert [str(e) for e in errors] == ["poll 2"]
-    finally:
-        for s in socks:
-            s.close()
-        mgr.close()
+            assert sorted(seen) == sorted(ids)
+            assert [str(e) for e in errors] == ["poll %d" % ids[0]]
 
 
 def test_a_keyboard_interrupt_in_a_poll_handler_is_raised_by_poll_after_the_others():
@@ -129,9 +124,7 @@ def test_a_keyboard_interrupt_in_a_poll_handler_is_raised_by_poll_after_the_othe
                 del stop[:]
                 raise KeyboardInterrupt
 
-    with started(4) as (mgr, _, _, ids):
-        for c in mgr.connections:
-            c.set_handler(handler)
+    with started(4, handler) as (mgr, _, _, ids):
         mgr.poll(0)
         del seen[:]
         stop.append(ids[1])
