@@ -19,7 +19,7 @@ startup fails.  Logging (the access log of ``serve`` included) goes to
 stderr from a thread of its own, so a stderr nobody reads never stops the
 server (lines that do not fit its queue are dropped and counted).  On
 PyPy, a command started without ``PYPY_GC_NURSERY`` whose nursery came out
-over 16 MB starts itself again with that cap (``_cli_pypy.py``).
+other than 16 MB starts itself again with 16 MB (``_cli_pypy.py``).
 """
 
 import argparse
@@ -202,9 +202,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if argv is None:  # the real command line: it can be started again
-        from ._cli_pypy import cap_nursery
+        from ._cli_pypy import set_nursery
 
-        cap_nursery()
+        set_nursery()
     _log_writer.configure(args.log_level)
     if args.no_access_log:
         # Servers check the level once per request and then skip the line.

@@ -1,14 +1,18 @@
-"""The command-line servers on PyPy: a nursery that fits in the cache.
+"""The command-line servers on PyPy: a nursery of ``NURSERY`` bytes.
 
-PyPy sizes its nursery (where new objects are made) at half the last-level
-cache that /proc/cpuinfo reports, with no upper bound: 240 MB on a VM that
-reports 480 MiB of L3.  A server allocates kilobytes per request, so a
-nursery that large walks memory the cache cannot hold, and each minor
-collection clears all of it.  The nursery is fixed when the interpreter
-starts, so a command-line server started without ``PYPY_GC_NURSERY`` whose
-nursery came out larger than ``CAP`` starts itself again (same process id,
-same arguments) with ``PYPY_GC_NURSERY`` set to ``CAP``.  Setting
-``PYPY_GC_NURSERY`` yourself, to any size, turns this off.
+PyPy sizes its nursery (where new objects are made) at half the "cache
+size" that /proc/cpuinfo reports, with no bound either way.  A VM that
+reports 480 MiB of L3 got 240 MB: a server allocates kilobytes per
+request, so a nursery that large walks memory the cache cannot hold, and
+each minor collection clears all of it.  An AMD EPYC, whose cpuinfo
+reports its 1 MiB L2 there (its L3 is 32 MiB), got 1 MB: requests in
+flight then outlive most minor collections, and the major ones that their
+objects feed set the server's p99.  The nursery is fixed when the
+interpreter starts, so a command-line server started without
+``PYPY_GC_NURSERY`` whose nursery came out other than ``NURSERY`` starts
+itself again (same process id, same arguments) with ``PYPY_GC_NURSERY``
+set to it.  Setting ``PYPY_GC_NURSERY`` yourself, to any size, turns this
+off.
 """
 
 import os
@@ -16,7 +20,7 @@ import platform
 import sys
 from typing import List, Optional
 
-CAP = 16 * 1024 * 1024  # PyPy's own choice on a CPU with a 32 MB L3
+NURSERY = 16 * 1024 * 1024  # PyPy's own choice on an Intel CPU with a 32 MB L3
 
 
 def nursery_size() -> int:
@@ -44,19 +48,21 @@ def restart_argv() -> Optional[List[str]]:
     return None
 
 
-def cap_nursery() -> None:
-    """Start again with ``PYPY_GC_NURSERY`` when PyPy chose a nursery over ``CAP``.
+def set_nursery() -> None:
+    """Start again with ``PYPY_GC_NURSERY`` when PyPy chose a nursery other
+    than ``NURSERY``.
 
     Returns on CPython, when the variable is set, when the nursery is
-    within ``CAP``, or when this command cannot be started again as it was
-    (``restart_argv``).
+    ``NURSERY`` already, or when this command cannot be started again as it
+    was (``restart_argv``).
     """
-    if "PYPY_GC_NURSERY" in os.environ or nursery_size() <= CAP or not sys.executable:
+    size = nursery_size()
+    if "PYPY_GC_NURSERY" in os.environ or size in (0, NURSERY) or not sys.executable:
         return
     argv = restart_argv()
     if argv is None:
         return
-    os.environ["PYPY_GC_NURSERY"] = str(CAP)
+    os.environ["PYPY_GC_NURSERY"] = str(NURSERY)
     sys.stdout.flush()
     sys.stderr.flush()
     try:

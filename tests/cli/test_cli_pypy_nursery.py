@@ -1,4 +1,4 @@
-"""The command-line servers cap PyPy's nursery (``cymongoose/_cli_pypy.py``)."""
+"""The command-line servers set PyPy's nursery (``cymongoose/_cli_pypy.py``)."""
 
 import os
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cymongoose._cli_pypy import CAP, nursery_size
+from cymongoose._cli_pypy import NURSERY, nursery_size
 from support.cli import Server
 
 PROBE = '''
@@ -32,15 +32,15 @@ def probe(tmp_path: Path) -> "tuple[int, int, str, int]":
     return int(pid), int(size), var, server.p.pid
 
 
-def test_unset_nursery_is_capped_in_the_same_process(tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unset_nursery_is_set_in_the_same_process(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PYPY_GC_NURSERY", raising=False)
     default = nursery_size()  # this interpreter's own choice, the variable unset
     pid, size, var, child = probe(tmp_path)
     assert pid == child  # started again with exec, not as a child
-    if default > CAP:
-        assert (size, var) == (CAP, str(CAP))
-    else:  # CPython (size 0), or a PyPy that chose a nursery within the cap
+    if default not in (0, NURSERY):  # PyPy chose another size, larger or smaller
+        assert (size, var) == (NURSERY, str(NURSERY))
+    else:  # CPython (size 0), or a PyPy that chose NURSERY itself
         assert (size, var) == (default, "-")
 
 
