@@ -32,9 +32,9 @@ int cym_limits_last(struct mg_connection *c);
  * leaves in the poll's write burst.  One exception: a batch of POLLs alone
  * does not go before the events of a connection with I/O in this poll
  * (whose own POLL crossed at once), so idle connections' POLLs may reach
- * Python after other connections' later events.  On CPython a crossing costs more than
- * a 32-byte echo's whole handler, or than an idle connection's POLL handler
- * (bench/README.md).  Each record is a struct cym_batch_rec followed by
+ * Python after other connections' later events.  On CPython a crossing
+ * costs more than a 32-byte echo's whole handler, or than an idle
+ * connection's POLL handler (bench/README.md).  Each record is a struct cym_batch_rec followed by
  * its payload: a message's bytes, or for a run of POLLs (flags
  * CYM_BATCH_POLLS) the ids of their connections, 8 bytes each. */
 #define CYM_EV_BATCH (-0x10000)
@@ -66,7 +66,7 @@ struct cym_mgr {
   int iobuf_sweep;             /* conn_iobufs.c: this poll frees idle buffers */
   size_t iobuf_freed;          /* bytes it freed */
   uint64_t iobuf_next;         /* when the next such poll is due */
-  struct cym_batch batch;      /* WebSocket messages not yet delivered */
+  struct cym_batch batch;      /* WebSocket messages and POLLs not yet delivered */
   int busy; /* this poll ran the shim's handlers or Python (cym_burst_needed) */
 };
 
@@ -136,7 +136,8 @@ static bool cym_has_body(struct mg_http_message *hm) {
   return cl != NULL && !(cl->len == 1 && cl->buf[0] == '0');
 }
 
-/* Room for `more` bytes at the batch's end; false when out of memory. */
+/* Room for `more` bytes at the batch's end; false when out of memory (the
+ * event then crosses on its own). */
 static bool cym_batch_room(struct cym_batch *b, size_t more) {
   size_t need = b->len + more;
   if (need > b->size) {
@@ -149,37 +150,53 @@ static bool cym_batch_room(struct cym_batch *b, size_t more) {
   return true;
 }
 
-/* Appends an event to the batch: a message (wm), or c's POLL (wm NULL),
- * which joins the run of POLLs the batch ends with, if any.  False when it
- * does not fit in memory (the event then crosses on its own). */
-static bool cym_batch_add(struct cym_mgr *m, struct mg_connection *c,
-                          struct mg_ws_message *wm) {
-  struct cym_batch *b = &m->batch;
+/* Appends a record and its payload. */
+static bool cym_batch_put(struct cym_batch *b, uint64_t id, uint32_t flags,
+                          const void *payload, size_t len) {
   struct cym_batch_rec rec;
+  if (!cym_batch_room(b, sizeof(rec) + len)) return false;
+  rec.id = id;
+  rec.flags = flags;
+  rec.len = (uint32_t) len;
+  memcpy(b->buf + b->len, &rec, sizeof(rec));
+  if (len > 0) memcpy(b->buf + b->len + sizeof(rec), payload, len);
+  b->len += sizeof(rec) + len;
+  return true;
+}
+
+/* Appends a message (copied) to the batch. */
+static bool cym_batch_add_msg(struct cym_batch *b, struct mg_connection *c,
+                              struct mg_ws_message *wm) {
+  if (!cym_batch_put(b, (uint64_t) c->id, wm->flags, wm->data.buf, wm->data.len)) return false;
+  b->run = 0;
+  b->msgs = 1;
+  return true;
+}
+
+/* Appends c's POLL: its id joins the run of POLLs the batch ends with, or
+ * starts one. */
+static bool cym_batch_add_poll(struct cym_batch *b, struct mg_connection *c) {
   uint64_t id = (uint64_t) c->id;
-  if (wm == NULL && b->run != 0) {
-    if (!cym_batch_room(b, sizeof(id))) return false;
-    memcpy(&rec, b->buf + b->run - 1, sizeof(rec));
-    rec.len += (uint32_t) sizeof(id);
-    memcpy(b->buf + b->run - 1, &rec, sizeof(rec));
-    memcpy(b->buf + b->len, &id, sizeof(id));
-    b->len += sizeof(id);
+  struct cym_batch_rec rec;
+  if (b->run == 0) {
+    size_t at = b->len;
+    if (!cym_batch_put(b, 0, CYM_BATCH_POLLS, &id, sizeof(id))) return false;
+    b->run = at + 1;
     return true;
   }
-  if (!cym_batch_room(b, sizeof(rec) + (wm != NULL ? wm->data.len : sizeof(id)))) return false;
-  rec.id = wm != NULL ? id : 0;
-  rec.flags = wm != NULL ? wm->flags : CYM_BATCH_POLLS;
-  rec.len = (uint32_t) (wm != NULL ? wm->data.len : sizeof(id));
-  memcpy(b->buf + b->len, &rec, sizeof(rec));
-  if (wm == NULL) {
-    memcpy(b->buf + b->len + sizeof(rec), &id, sizeof(id));
-  } else if (wm->data.len > 0) {
-    memcpy(b->buf + b->len + sizeof(rec), wm->data.buf, wm->data.len);
-  }
-  b->run = wm == NULL ? b->len + 1 : 0;
-  if (wm != NULL) b->msgs = 1;
-  b->len += sizeof(rec) + rec.len;
+  if (!cym_batch_room(b, sizeof(id))) return false;
+  memcpy(b->buf + b->len, &id, sizeof(id));
+  b->len += sizeof(id);
+  memcpy(&rec, b->buf + b->run - 1, sizeof(rec)); /* the run's record counts it */
+  rec.len += (uint32_t) sizeof(id);
+  memcpy(b->buf + b->run - 1, &rec, sizeof(rec));
   return true;
+}
+
+/* Whether c reads or writes in this poll (mg_iotest set these before any
+ * MG_EV_POLL): more of its events follow its POLL. */
+static bool cym_has_io(const struct mg_connection *c) {
+  return c->is_readable || c->is_writable;
 }
 
 /* Delivers the batch: one crossing whose arg is a struct mg_str over the
@@ -191,7 +208,6 @@ static void cym_batch_flush(struct cym_mgr *m) {
   if (b.len == 0) return;
   memset(&m->batch, 0, sizeof(m->batch));
   m->cur = NULL;
-  m->busy = 1;
   _cym_dispatch(m->slot, 0, CYM_EV_BATCH, (uintptr_t) &s);
   m->cur = prev;
   if (m->batch.buf == NULL && b.size <= CYM_BATCH_KEEP) {
@@ -282,11 +298,11 @@ static void cym_ev_full(struct mg_connection *c, int ev, void *ev_data) {
     ev = ~ev;
   } else if ((ev == MG_EV_WS_MSG &&
               ((struct mg_ws_message *) ev_data)->data.len <= CYM_BATCH_MAX &&
-              cym_batch_add(m, c, (struct mg_ws_message *) ev_data)) ||
+              cym_batch_add_msg(&m->batch, c, (struct mg_ws_message *) ev_data)) ||
              /* A connection with I/O in this poll has more events to come,
               * which would deliver the batch at once: its POLL crosses now. */
-             (ev == MG_EV_POLL && !c->is_readable && !c->is_writable && !c->is_closing &&
-              cym_batch_add(m, c, NULL))) {
+             (ev == MG_EV_POLL && !cym_has_io(c) && !c->is_closing &&
+              cym_batch_add_poll(&m->batch, c))) {
     /* Bounded: a read of many empty frames makes 16 bytes of batch from
      * each 2-byte frame. */
     if (m->batch.len >= CYM_BATCH_KEEP) cym_batch_flush(m);
@@ -295,7 +311,7 @@ static void cym_ev_full(struct mg_connection *c, int ev, void *ev_data) {
   /* The batch goes first, unless it holds only POLLs and this connection
    * has I/O in this poll, so its own POLL crossed at once: then the idle
    * connections' POLLs wait for the batch's next delivery. */
-  if (m->batch.len > 0 && (m->batch.msgs || !(c->is_readable || c->is_writable))) {
+  if (m->batch.len > 0 && (m->batch.msgs || !cym_has_io(c))) {
     cym_batch_flush(m);
     /* a handler in the batch may have closed this connection meanwhile */
     if (ev >= 0 && c->is_closing && ev < MG_EV_USER && ((1u << ev) & CYM_DATA_EVENTS)) return;
