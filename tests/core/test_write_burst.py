@@ -3,7 +3,9 @@ that a poll which queued nothing skips the write burst (vendor patch 0083):
 whatever connection it goes to, whether or not that connection's turn in
 the poll had passed, and whoever queued it (an event handler of another
 connection, a timer).  Handlers here are declared, so idle connections'
-POLLs never cross into Python, as on the servers the patch is for."""
+POLLs never cross into Python, as on the servers the patch is for.  Output
+queued between polls leaves at the start of the next one, before any
+connection is read (vendor patch 0084)."""
 
 import contextlib
 from typing import Any, Dict, Iterator, List, Tuple
@@ -88,3 +90,26 @@ def test_idle_polls_send_nothing_and_keep_connections_open():
                 data = None
             assert data is None  # nothing sent, and not closed (b"")
         assert len(mgr.connections) == len(ids) + 1
+
+
+def test_output_queued_between_polls_leaves_before_any_read():
+    seen: List[Tuple[int, int]] = []
+
+    @cm.handles(cm.MG_EV_READ, cm.MG_EV_WRITE)
+    def record(conn: cm.Connection, ev: int, data: Any) -> None:
+        seen.append((ev, conn.id))
+        if ev == cm.MG_EV_READ:
+            conn.recv_consume()
+
+    with cm.Manager(record) as mgr, clients(mgr, 4) as (socks, ids):
+        conns = {c.id: c for c in mgr.connections}
+        # Mongoose walks its newest connection first, so without the write
+        # pass the reads of the newer ones would come before this write.
+        oldest, newer = ids[0], ids[1:]
+        conns[oldest].send(b"queued between polls")
+        for cid in newer:
+            socks[cid].sendall(b"ping")
+        poll_until(mgr, lambda: len([e for e in seen if e[0] == cm.MG_EV_READ]) == len(newer),
+                   poll_ms=0)
+        assert seen[0] == (cm.MG_EV_WRITE, oldest)
+        assert socks[oldest].recv(64) == b"queued between polls"
