@@ -133,6 +133,31 @@ def run_wrk(server: Server, port: int, conns: int, seconds: float, pin: bool = T
             "cpu_us": cpu / n * 1e6 if n else float("nan"), "errors": errors}
 
 
+def run_rate(server: Server, http_rate: str, port: int, conns: int, rate: float,
+             seconds: float, pin: bool = True) -> dict:
+    """One open-loop run of ``bin/http_rate``: ``rate`` requests per second
+    over ``conns`` keep-alive connections whatever the answers, latency
+    counted from the time each request fell due.  Returns the answers per
+    second, p50/p99/p99.9 (ms), CPU µs per answer (warm-up included, as the
+    CPU window is), errors, and ``missing``: requests still unanswered when
+    the run ended."""
+    cmd = pinned(LOAD_CORE, [http_rate, "http://127.0.0.1:%d/" % port, str(conns), "%g" % rate,
+                             "%g" % seconds], pin)
+    before = server.cpu()
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True, timeout=seconds + 60)
+    cpu = server.cpu() - before
+    m = re.search(r"RESULT due=(\d+) done=(\d+) all=(\d+) secs=\S+ rate=([\d.]+) "
+                  r"p50_us=([\d.]+) p99_us=([\d.]+) p999_us=([\d.]+) errors=(\d+)", proc.stdout)
+    if not m:
+        raise BenchError("%s: http_rate failed:\n%s" % (server.label, proc.stdout))
+    n = int(m.group(3))
+    return {"rate": float(m.group(4)), "p50": float(m.group(5)) / 1000,
+            "p99": float(m.group(6)) / 1000, "p999": float(m.group(7)) / 1000,
+            "cpu_us": cpu / n * 1e6 if n else float("nan"), "errors": int(m.group(8)),
+            "missing": int(m.group(1)) - int(m.group(2))}
+
+
 def ws_command(ws_load: str, port: int, conns: int, seconds: float, pin: bool = True,
                size: int = 32) -> List[str]:
     argv = [ws_load, "ws://127.0.0.1:%d/" % port, str(conns), "%g" % seconds]

@@ -97,11 +97,20 @@ def test_server_goals_compare_medians_with_the_named_peer() -> None:
         ("raw WSGI", "granian"): [run(50.0, 2.0, 16.0)],
         ("raw WSGI", "gunicorn gthread"): [run(8.0, 0.5, 80.0)],
     }
-    lines = servers_compare.goals(runs)
-    assert "| raw WSGI, CPython inline, x granian | >= 0.6 | 0.64 | 0.80 | 0.50 | yes |" in lines
-    assert "| raw WSGI, CPython inline, x gunicorn | >= 4.0 | 4.00 | 4.00 | 2.00 | **no** |" \
+    lines = servers_compare.goals(runs, {})
+    assert "| raw WSGI, CPython inline, x granian | >= 0.6 | 0.64 | 0.80 | 0.50 | - | yes |" \
+        in lines
+    assert "| raw WSGI, CPython inline, x gunicorn | >= 4.0 | 4.00 | 4.00 | 2.00 | - | **no** |" \
         in lines  # p99 worse than the peer's
-    assert "| Flask, CPython inline, x gunicorn | >= 2.5 | - | - | - | not measured |" in lines
+    assert "| Flask, CPython inline, x gunicorn | >= 2.5 | - | - | - | - | not measured |" in lines
+    # Measured at the same offered load, that p99 decides.
+    rate = {"p50": 0.1, "p99": 1.0, "p999": 2.0, "missing": 0}
+    equal = {"raw WSGI, CPython inline, x gunicorn": (6000.0, [rate], [dict(rate, p99=4.0)])}
+    lines = servers_compare.goals(runs, equal)
+    assert "| raw WSGI, CPython inline, x gunicorn | >= 4.0 | 4.00 | 4.00 | 2.00 " \
+        "| 0.25 at 6,000/s | yes |" in lines
+    assert "| raw WSGI, CPython inline, x gunicorn | 6,000 | 0.10 / 1.00 / 2.00 " \
+        "| 0.10 / 4.00 / 2.00 | 0, 0 |" in lines
 
 
 def test_idle_server_measures_its_connections() -> None:
