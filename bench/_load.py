@@ -150,7 +150,8 @@ def run_rate(server: Server, http_rate: str, port: int, conns: int, rate: float,
     m = re.search(r"RESULT due=(\d+) done=(\d+) all=(\d+) secs=\S+ rate=([\d.]+) "
                   r"p50_us=([\d.]+) p99_us=([\d.]+) p999_us=([\d.]+) errors=(\d+)", proc.stdout)
     if not m:
-        raise BenchError("%s: http_rate failed:\n%s" % (server.label, proc.stdout))
+        raise BenchError("%s: http_rate failed (exit status %s):\n%s"
+                         % (server.label, proc.returncode, proc.stdout))
     n = int(m.group(3))
     return {"rate": float(m.group(4)), "p50": float(m.group(5)) / 1000,
             "p99": float(m.group(6)) / 1000, "p999": float(m.group(7)) / 1000,

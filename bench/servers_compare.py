@@ -20,7 +20,7 @@ PYPY_GC_NURSERY=16MB, as docs/deployment.md asks of a program serving on
 PyPy (``python -m cymongoose`` sets it itself).
 
 The p99 that a goal compares is measured again at the same offered load
-for both servers (``equal_load``: ``bin/http_rate``, open loop, at 80% of
+for both servers (``equal_load``: ``bin/http_rate``, open loop, at half
 the slower one's wrk rate), as wrk's closed loop runs each server at its
 own rate; the WebSocket goals keep ws_load's closed-loop p99.
 
@@ -235,8 +235,11 @@ def load_once(test: str, server: Proc, seconds: float, pin: bool) -> dict:
 Equal = Tuple[float, List[dict], List[dict]]
 
 #: The offered load of the equal-load runs, as a share of the slower
-#: server's closed-loop rate: busy, but below what either can take.
-EQUAL_SHARE = 0.8
+#: server's closed-loop rate.  At 80% this shared two-core machine's stalls
+#: decided the p99 of every server (a few ms of stall leave a queue that
+#: takes long to drain so near capacity: 1.6 to 94 ms for one server in
+#: three rounds); at half, the servers' own latency shows.
+EQUAL_SHARE = 0.5
 
 
 def equal_load(test: str, ready: Dict[str, Proc], runs: Dict[Tuple[str, str], List[dict]],
@@ -257,15 +260,19 @@ def equal_load(test: str, ready: Dict[str, Proc], runs: Dict[Tuple[str, str], Li
         slower = min(_median(runs[(test, ours)], "rate"), _median(runs[(test, peer)], "rate"))
         rate = max(1000.0, round(slower * EQUAL_SHARE, -3))
         got: Dict[str, List[dict]] = {ours: [], peer: []}
-        for r in range(args.rounds):
-            for label in ((ours, peer) if r % 2 == 0 else (peer, ours)):
-                res = _load.run_rate(ready[label],  # type: ignore[arg-type]
-                                     os.path.join(BIN, "http_rate"), ready[label].port, 50,
-                                     rate, args.duration, pin)
-                got[label].append(res)
-                log("[equal %d/%d] %-14s %-28s %9.0f /s offered  p99 %7.3f ms%s"
-                    % (r + 1, args.rounds, test, label, rate, res["p99"],
-                       "  (%d unanswered)" % res["missing"] if res["missing"] else ""))
+        try:
+            for r in range(args.rounds):
+                for label in ((ours, peer) if r % 2 == 0 else (peer, ours)):
+                    res = _load.run_rate(ready[label],  # type: ignore[arg-type]
+                                         os.path.join(BIN, "http_rate"), ready[label].port,
+                                         50, rate, args.duration, pin)
+                    got[label].append(res)
+                    log("[equal %d/%d] %-14s %-28s %9.0f /s offered  p99 %7.3f ms%s"
+                        % (r + 1, args.rounds, test, label, rate, res["p99"],
+                           "  (%d unanswered)" % res["missing"] if res["missing"] else ""))
+        except BenchError as exc:
+            log("equal load skipped for %s: %s" % (what, exc))
+            continue
         out[what] = (rate, got[ours], got[peer])
     return out
 
