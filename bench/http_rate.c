@@ -4,7 +4,8 @@
  *
  * Requests fall due at evenly spaced times, RATE per second, whatever the
  * server answers.  A due request goes out on an idle keep-alive connection
- * (CONNS of them), or waits for one to become idle.  Its latency counts from
+ * (CONNS of them; one the server closes while idle is opened again), or
+ * waits for one to become idle.  Its latency counts from
  * the time it fell due, so a server that stalls is charged for every request
  * queued behind the stall (no coordinated omission).  wrk's closed loop
  * cannot compare the latency of two servers of different speeds: each of
@@ -33,13 +34,14 @@ struct peer {
   double due_ns; /* of the request in flight, 0 when idle */
   int measured;  /* that request counts */
   int open;
+  int closed;    /* closed by the server while idle: to be opened again */
 };
 
 static const char *s_request;
 static size_t s_request_len;
 static struct peer *s_peers;
 static struct mg_connection **s_conns;
-static int *s_idle, s_nidle, s_errors;
+static int *s_idle, s_nidle, s_errors, s_nclosed;
 static uint64_t s_done, s_all;
 static uint32_t *s_hist;
 
@@ -67,8 +69,19 @@ static void fn(struct mg_connection *c, int ev, void *ev_data) {
   } else if (ev == MG_EV_ERROR) {
     s_errors++;
   } else if (ev == MG_EV_CLOSE) {
+    int k = (int) (p - s_peers), i;
     if (p->open && p->due_ns != 0) s_errors++; /* lost a request */
+    /* A server may close a keep-alive connection while it is idle (gunicorn
+     * does): it leaves the idle list, and the main loop opens another. */
+    for (i = 0; i < s_nidle; i++) {
+      if (s_idle[i] == k) {
+        s_idle[i] = s_idle[--s_nidle];
+        break;
+      }
+    }
+    if (p->open && p->due_ns == 0) p->closed = 1, s_nclosed++;
     p->open = 0;
+    s_conns[k] = NULL;
   }
 }
 
@@ -126,6 +139,13 @@ int main(int argc, char *argv[]) {
       queue[(qhead + qlen++) % qcap] = next;
       if (next >= t_meas) due++;
       next += interval;
+    }
+    for (i = 0; s_nclosed > 0 && i < conns; i++) {
+      if (s_peers[i].closed) {
+        s_peers[i].closed = 0, s_nclosed--;
+        s_conns[i] = mg_http_connect(&mgr, argv[1], fn, &s_peers[i]);
+        if (s_conns[i] == NULL) s_errors++;
+      }
     }
     while (qlen > 0 && s_nidle > 0) {
       int k = s_idle[--s_nidle];
