@@ -13,7 +13,7 @@ import signal
 import socket
 import subprocess
 import time
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 SERVER_CORE = "0"
 LOAD_CORE = "1"
@@ -102,6 +102,15 @@ def _ms(value: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
+def _measured(server: Server, cmd: List[str], seconds: float) -> Tuple[str, int, float]:
+    """Run a load generator against ``server``: its output (stderr
+    included), its exit status and the server's CPU seconds meanwhile."""
+    before = server.cpu()
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True, timeout=seconds + 60)
+    return proc.stdout, proc.returncode, server.cpu() - before
+
+
 def wrk_command(port: int, conns: int, seconds: float, pin: bool = True) -> List[str]:
     url = "http://127.0.0.1:%d/" % port
     return pinned(LOAD_CORE, ["wrk", "-t1", "-c%d" % conns, "-d%ds" % max(1, round(seconds)),
@@ -110,11 +119,7 @@ def wrk_command(port: int, conns: int, seconds: float, pin: bool = True) -> List
 
 def run_wrk(server: Server, port: int, conns: int, seconds: float, pin: bool = True) -> dict:
     """One wrk run against ``server``: req/s, p50/p99 (ms), CPU µs per request."""
-    cmd = wrk_command(port, conns, seconds, pin)
-    before = server.cpu()
-    out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         universal_newlines=True, timeout=seconds + 60).stdout
-    cpu = server.cpu() - before
+    out, _, cpu = _measured(server, wrk_command(port, conns, seconds, pin), seconds)
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
     total = re.search(r"(\d+) requests in", out)
     p50 = re.search(r"\n\s+50%\s+(\S+)", out)
@@ -143,15 +148,12 @@ def run_rate(server: Server, http_rate: str, port: int, conns: int, rate: float,
     the run ended."""
     cmd = pinned(LOAD_CORE, [http_rate, "http://127.0.0.1:%d/" % port, str(conns), "%g" % rate,
                              "%g" % seconds], pin)
-    before = server.cpu()
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          universal_newlines=True, timeout=seconds + 60)
-    cpu = server.cpu() - before
+    out, status, cpu = _measured(server, cmd, seconds)
     m = re.search(r"RESULT due=(\d+) done=(\d+) all=(\d+) secs=\S+ rate=([\d.]+) "
-                  r"p50_us=([\d.]+) p99_us=([\d.]+) p999_us=([\d.]+) errors=(\d+)", proc.stdout)
+                  r"p50_us=([\d.]+) p99_us=([\d.]+) p999_us=([\d.]+) errors=(\d+)", out)
     if not m:
         raise BenchError("%s: http_rate failed (exit status %s):\n%s"
-                         % (server.label, proc.returncode, proc.stdout))
+                         % (server.label, status, out))
     n = int(m.group(3))
     return {"rate": float(m.group(4)), "p50": float(m.group(5)) / 1000,
             "p99": float(m.group(6)) / 1000, "p999": float(m.group(7)) / 1000,
@@ -169,17 +171,14 @@ def run_ws(server: Server, ws_load: str, port: int, conns: int, seconds: float,
            pin: bool = True, size: int = 32) -> dict:
     """One WebSocket echo run of ``size``-byte messages: msg/s, p50/p99 (ms),
     CPU µs per message."""
-    cmd = ws_command(ws_load, port, conns, seconds, pin, size)
-    before = server.cpu()
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          universal_newlines=True, timeout=seconds + 60)
     # ws_load counts for `seconds` after its own warm-up; the CPU window is a
     # little wider (connect, warm-up), which the per-message figure absorbs.
-    cpu = server.cpu() - before
+    out, status, cpu = _measured(server, ws_command(ws_load, port, conns, seconds, pin, size),
+                                 seconds)
     m = re.search(r"RESULT msgs=(\d+) secs=([\d.]+) rate=([\d.]+) p50_us=([\d.]+) "
-                  r"p99_us=([\d.]+) errors=(\d+)", proc.stdout)
-    if proc.returncode != 0 or not m:
-        raise BenchError("%s: ws_load failed:\n%s" % (server.label, proc.stdout))
+                  r"p99_us=([\d.]+) errors=(\d+)", out)
+    if status != 0 or not m:
+        raise BenchError("%s: ws_load failed:\n%s" % (server.label, out))
     n = int(m.group(1))
     return {"rate": float(m.group(3)), "p50": float(m.group(4)) / 1000,
             "p99": float(m.group(5)) / 1000, "cpu_us": cpu / n * 1e6 if n else float("nan"),
