@@ -352,10 +352,11 @@ def run(args: argparse.Namespace, cpy: str, pypy: Optional[str], log_path: str
         finally:
             for _, p in procs:
                 p.stop()
+    env_shown = {cpy: "PYTHONPATH=../.. ",
+                 pypy: "PYTHONPATH=../.. %s=%s " % (NURSERY_VAR, NURSERY)}
     commands = ["cd bench/servers"] + [
-        "%s%s" % ("PYTHONPATH=../.. " if argv[0] == cpy else
-                  "PYTHONPATH=../.. %s=%s " % (NURSERY_VAR, NURSERY) if argv[0] == pypy else "",
-                  " ".join(_load.pinned(_load.SERVER_CORE, [rel(a) for a in argv], pin)))
+        env_shown.get(argv[0], "")
+        + " ".join(_load.pinned(_load.SERVER_CORE, [rel(a) for a in argv], pin))
         for _, _, argv, _ in all_specs]
     commands += ["taskset -c 1 wrk -t1 -c50 -d%gs --latency http://127.0.0.1:PORT/" % args.duration,
                  "taskset -c 1 ../bin/http_rate http://127.0.0.1:PORT/ 50 RATE %g" % args.duration,
@@ -411,7 +412,7 @@ def goals(runs: Dict[Tuple[str, str], List[dict]], equal: Dict[str, Equal]) -> L
             continue
         ratio = _median(a, "rate") / _median(b, "rate")
         cpu = _median(b, "cpu_us") / _median(a, "cpu_us")
-        p99 = _median(a, "p99") / _median(b, "p99")
+        p99 = wrk_p99 = _median(a, "p99") / _median(b, "p99")
         same = "-"
         if what in equal:
             rate, mine, theirs = equal[what]
@@ -419,8 +420,9 @@ def goals(runs: Dict[Tuple[str, str], List[dict]], equal: Dict[str, Equal]) -> L
             same = "%.2f at %s/s" % (p99, format(int(rate), ","))
         met = "yes" if ratio >= target and p99 <= 1.0 else "**no**"
         lines.append("| %s | >= %.1f | %.2f | %.2f | %.2f | %s | %s |"
-                     % (what, target, ratio, cpu, _median(a, "p99") / _median(b, "p99"), same,
-                        met))
+                     % (what, target, ratio, cpu, wrk_p99, same, met))
+    if not equal:
+        return lines
     lines += ["", "At the same offered load (`bin/http_rate`, open loop, %d%% of the slower "
               "server's wrk rate; p50 / p99 / p99.9 ms, medians of the rounds):"
               % (EQUAL_SHARE * 100), "",

@@ -34,9 +34,10 @@ int cym_limits_last(struct mg_connection *c);
  * (whose own POLL crossed at once), so idle connections' POLLs may reach
  * Python after other connections' later events.  On CPython a crossing
  * costs more than a 32-byte echo's whole handler, or than an idle
- * connection's POLL handler (bench/README.md).  Each record is a struct cym_batch_rec followed by
- * its payload: a message's bytes, or for a run of POLLs (flags
- * CYM_BATCH_POLLS) the ids of their connections, 8 bytes each. */
+ * connection's POLL handler (bench/README.md).  Each record is a struct
+ * cym_batch_rec followed by its payload: a message's bytes, or for a run
+ * of POLLs (flags CYM_BATCH_POLLS) the ids of their connections, 8 bytes
+ * each. */
 #define CYM_EV_BATCH (-0x10000)
 #define CYM_BATCH_MAX 4096
 #define CYM_BATCH_KEEP (256 * 1024) /* delivered at this size; larger is freed after */
