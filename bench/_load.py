@@ -8,6 +8,7 @@ ticks) before and after each load run.
 import json
 import os
 import re
+import resource
 import select
 import signal
 import socket
@@ -102,13 +103,22 @@ def _ms(value: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def _measured(server: Server, cmd: List[str], seconds: float) -> Tuple[str, int, float]:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _measured(server: Server, cmd: List[str], seconds: float) -> Tuple[str, int, float, float]:
     """Run a load generator against ``server``: its output (stderr
-    included), its exit status and the server's CPU seconds meanwhile."""
-    before = server.cpu()
+    included), its exit status, the server's CPU seconds meanwhile, and the
+    share of one core the load generator itself used.  A share near 1.0
+    means the load generator, not the server, set the rate."""
+    before, load_before, start = server.cpu(), _children_cpu(), time.monotonic()
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           universal_newlines=True, timeout=seconds + 60)
-    return proc.stdout, proc.returncode, server.cpu() - before
+    wall = time.monotonic() - start
+    load_share = (_children_cpu() - load_before) / wall if wall > 0 else float("nan")
+    return proc.stdout, proc.returncode, server.cpu() - before, load_share
 
 
 def wrk_command(port: int, conns: int, seconds: float, pin: bool = True) -> List[str]:
@@ -118,8 +128,9 @@ def wrk_command(port: int, conns: int, seconds: float, pin: bool = True) -> List
 
 
 def run_wrk(server: Server, port: int, conns: int, seconds: float, pin: bool = True) -> dict:
-    """One wrk run against ``server``: req/s, p50/p99 (ms), CPU µs per request."""
-    out, _, cpu = _measured(server, wrk_command(port, conns, seconds, pin), seconds)
+    """One wrk run against ``server``: req/s, p50/p99 (ms), CPU µs per request
+    and wrk's share of its core."""
+    out, _, cpu, load_share = _measured(server, wrk_command(port, conns, seconds, pin), seconds)
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
     total = re.search(r"(\d+) requests in", out)
     p50 = re.search(r"\n\s+50%\s+(\S+)", out)
@@ -135,7 +146,8 @@ def run_wrk(server: Server, port: int, conns: int, seconds: float, pin: bool = T
     if m:
         errors += int(m.group(1))
     return {"rate": float(rate.group(1)), "p50": _ms(p50.group(1)), "p99": _ms(p99.group(1)),
-            "cpu_us": cpu / n * 1e6 if n else float("nan"), "errors": errors}
+            "cpu_us": cpu / n * 1e6 if n else float("nan"), "errors": errors,
+            "load_share": load_share}
 
 
 def run_rate(server: Server, http_rate: str, port: int, conns: int, rate: float,
@@ -145,10 +157,10 @@ def run_rate(server: Server, http_rate: str, port: int, conns: int, rate: float,
     counted from the time each request fell due.  Returns the answers per
     second, p50/p99/p99.9 (ms), CPU µs per answer (warm-up included, as the
     CPU window is), errors, and ``missing``: requests still unanswered when
-    the run ended."""
+    the run ended; and http_rate's share of its core."""
     cmd = pinned(LOAD_CORE, [http_rate, "http://127.0.0.1:%d/" % port, str(conns), "%g" % rate,
                              "%g" % seconds], pin)
-    out, status, cpu = _measured(server, cmd, seconds)
+    out, status, cpu, load_share = _measured(server, cmd, seconds)
     m = re.search(r"RESULT due=(\d+) done=(\d+) all=(\d+) secs=\S+ rate=([\d.]+) "
                   r"p50_us=([\d.]+) p99_us=([\d.]+) p999_us=([\d.]+) errors=(\d+)", out)
     if not m:
@@ -158,7 +170,7 @@ def run_rate(server: Server, http_rate: str, port: int, conns: int, rate: float,
     return {"rate": float(m.group(4)), "p50": float(m.group(5)) / 1000,
             "p99": float(m.group(6)) / 1000, "p999": float(m.group(7)) / 1000,
             "cpu_us": cpu / n * 1e6 if n else float("nan"), "errors": int(m.group(8)),
-            "missing": int(m.group(1)) - int(m.group(2))}
+            "missing": int(m.group(1)) - int(m.group(2)), "load_share": load_share}
 
 
 def ws_command(ws_load: str, port: int, conns: int, seconds: float, pin: bool = True,
@@ -170,11 +182,11 @@ def ws_command(ws_load: str, port: int, conns: int, seconds: float, pin: bool = 
 def run_ws(server: Server, ws_load: str, port: int, conns: int, seconds: float,
            pin: bool = True, size: int = 32) -> dict:
     """One WebSocket echo run of ``size``-byte messages: msg/s, p50/p99 (ms),
-    CPU µs per message."""
+    CPU µs per message and ws_load's share of its core."""
     # ws_load counts for `seconds` after its own warm-up; the CPU window is a
     # little wider (connect, warm-up), which the per-message figure absorbs.
-    out, status, cpu = _measured(server, ws_command(ws_load, port, conns, seconds, pin, size),
-                                 seconds)
+    out, status, cpu, load_share = _measured(
+        server, ws_command(ws_load, port, conns, seconds, pin, size), seconds)
     m = re.search(r"RESULT msgs=(\d+) secs=([\d.]+) rate=([\d.]+) p50_us=([\d.]+) "
                   r"p99_us=([\d.]+) errors=(\d+)", out)
     if status != 0 or not m:
@@ -182,7 +194,7 @@ def run_ws(server: Server, ws_load: str, port: int, conns: int, seconds: float,
     n = int(m.group(1))
     return {"rate": float(m.group(3)), "p50": float(m.group(4)) / 1000,
             "p99": float(m.group(5)) / 1000, "cpu_us": cpu / n * 1e6 if n else float("nan"),
-            "errors": int(m.group(6))}
+            "errors": int(m.group(6)), "load_share": load_share}
 
 
 def open_idle(port: int, count: int, timeout: float = 30.0) -> List[socket.socket]:
