@@ -17,6 +17,8 @@ import threading
 import time
 from typing import Any, Optional
 
+from ._thread_policy import run_as_helper
+
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 QUEUE_SIZE = 10000
 _FLUSH_AT_EXIT = 2.0  # seconds the writer gets at exit; a blocked stderr gets no more
@@ -80,6 +82,7 @@ def _write(q: "queue.Queue[Optional[logging.LogRecord]]", source: _DroppingQueue
     # os.write on the descriptor, not a Handler or sys.stderr: a write that
     # blocks must hold no lock that logging.shutdown() or the interpreter's
     # exit would wait for.
+    run_as_helper()
     while True:
         record = q.get()
         if record is None:

@@ -1,6 +1,8 @@
 """Mongoose's log lines reach the Python logger "cymongoose", never stdout."""
 
 import logging
+import os
+import select
 import socket
 
 import pytest
@@ -134,3 +136,22 @@ def test_a_failing_log_handler_does_not_break_the_loop(capfd, mg_level):
         logger.removeHandler(handler)
         logger.setLevel(old_level)
     assert "ValueError: handler failed" in capfd.readouterr().err
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="a Linux scheduling policy")
+def test_the_log_writer_thread_runs_under_sched_batch():
+    # Woken with each record, it must not preempt the poll thread that logged it.
+    from cymongoose._log_writer import _DroppingQueueHandler
+
+    r, w = os.pipe()
+    handler = _DroppingQueueHandler(w)
+    try:
+        handler.emit(logging.makeLogRecord({"msg": "written by the writer thread"}))
+        assert select.select([r], [], [], 10)[0] == [r]
+        assert b"written by the writer thread" in os.read(r, 4096)
+        assert os.sched_getscheduler(handler._writer.native_id) == os.SCHED_BATCH
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER
+    finally:
+        handler.close()
+        os.close(r)
+        os.close(w)

@@ -5,6 +5,7 @@ import gc
 import hashlib
 import io
 import json
+import os
 import socket
 import sys
 import threading
@@ -184,6 +185,19 @@ def test_workers_run_requests_in_parallel_up_to_the_pool_size(start):
         assert [f.result().text for f in futures] == ["/%d" % i for i in range(6)]
     assert running == [0, 3]
     assert len(threads) == 3 and threading.get_ident() not in threads
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="a Linux scheduling policy")
+def test_pool_threads_run_under_sched_batch_and_inline_apps_keep_the_callers_policy(start):
+    # A woken worker must not preempt the poll thread that holds the GIL.
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [str(os.sched_getscheduler(0)).encode()]
+
+    pooled, inline = start(app, workers=2), start(app, workers=0)
+    assert httpx.get(pooled.url + "/", timeout=10).text == str(os.SCHED_BATCH)
+    assert httpx.get(inline.url + "/", timeout=10).text == str(os.SCHED_OTHER)
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER
 
 
 def test_pipelined_requests_are_answered_in_order(start):
