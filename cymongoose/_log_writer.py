@@ -79,10 +79,10 @@ class _DroppingQueueHandler(logging.handlers.QueueHandler):
 
 def _write(q: "queue.Queue[Optional[logging.LogRecord]]", source: _DroppingQueueHandler,
            fmt: logging.Formatter, fd: int) -> None:
+    run_as_helper()
     # os.write on the descriptor, not a Handler or sys.stderr: a write that
     # blocks must hold no lock that logging.shutdown() or the interpreter's
     # exit would wait for.
-    run_as_helper()
     while True:
         record = q.get()
         if record is None:

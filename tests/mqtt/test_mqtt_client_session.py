@@ -63,8 +63,20 @@ class Stream:
     def check(self):
         want1 = {b"1:%d" % i for i in range(N)}
         want2 = {b"2:%d" % i for i in range(N)}
-        wait_until(lambda: want1 <= {d for q, d in self.got if q == 1}
-                   and want2 <= {d for q, d in self.got if q == 2}, timeout=60)
+        try:
+            wait_until(lambda: want1 <= {d for q, d in self.got if q == 1}
+                       and want2 <= {d for q, d in self.got if q == 2}, timeout=60)
+        except AssertionError:
+            # Say what is missing, and where each side stands, for a rare failure.
+            missing1 = sorted(want1 - {d for q, d in self.got if q == 1})
+            missing2 = sorted(want2 - {d for q, d in self.got if q == 2})
+            state = self.loop.call(lambda: dict(
+                sub_connected=self.sub.connected, pub_connected=self.pub.connected,
+                pub_inflight=self.pub.inflight, pub_queued=self.pub.queued))
+            raise AssertionError("after %d messages, %d QoS 1 missing (%s...) and %d QoS 2 "
+                                 "(%s...); reconnects %s; %s"
+                                 % (len(self.got), len(missing1), missing1[:5], len(missing2),
+                                    missing2[:5], self.attempts, state)) from None
         wait_until(lambda: self.loop.call(lambda: self.pub.inflight + self.pub.queued) == 0)
         twice = [d for d, n in collections.Counter(d for q, d in self.got if q == 2).items()
                  if n > 1]
