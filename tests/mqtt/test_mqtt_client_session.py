@@ -153,7 +153,12 @@ def test_subscriber_connection_reset_mid_stream():
                     sub_url="mqtt://127.0.0.1:%d" % relay.port, reset_at=(N // 3, relay))
     try:
         stream.publish_all()
-        stream.check()
+        try:
+            stream.check()
+        except AssertionError as exc:
+            stats = loop.call(lambda: broker.stats)
+            raise AssertionError("%s; relay resets %d; broker %s"
+                                 % (exc, relay.resets, stats)) from None
         assert relay.resets == 1
         assert [n for who, n, _ in stream.attempts if who == "sub"][:1] == [1]
     finally:
