@@ -196,7 +196,8 @@ class _Pool:
     and are daemons, so an application stuck in a call cannot keep the
     process alive after ``close()``.  Each runs under ``SCHED_BATCH``: one
     woken with a request waits for the poll thread to block rather than
-    preempting it, which on one core cost more CPU than the application.
+    preempting it only to find the GIL taken (on one core that churn was a
+    fifth of a hello-world request's CPU: bench/README.md, "Ninth pass").
     """
 
     def __init__(self, app: WSGIApp, size: int) -> None:

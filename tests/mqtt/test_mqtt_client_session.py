@@ -63,13 +63,14 @@ class Stream:
     def check(self):
         want1 = {b"1:%d" % i for i in range(N)}
         want2 = {b"2:%d" % i for i in range(N)}
+        def received(qos):
+            return {d for q, d in self.got if q == qos}
+
         try:
-            wait_until(lambda: want1 <= {d for q, d in self.got if q == 1}
-                       and want2 <= {d for q, d in self.got if q == 2}, timeout=60)
+            wait_until(lambda: want1 <= received(1) and want2 <= received(2), timeout=60)
         except AssertionError:
             # Say what is missing, and where each side stands, for a rare failure.
-            missing1 = sorted(want1 - {d for q, d in self.got if q == 1})
-            missing2 = sorted(want2 - {d for q, d in self.got if q == 2})
+            missing1, missing2 = sorted(want1 - received(1)), sorted(want2 - received(2))
             state = self.loop.call(lambda: dict(
                 sub_connected=self.sub.connected, pub_connected=self.pub.connected,
                 pub_inflight=self.pub.inflight, pub_queued=self.pub.queued))
