@@ -7,7 +7,9 @@ no descriptor announces is polled for on purpose:
 
 * ``call_soon``: what producers on the loop (an ASGI application's
   ``send``) hand to Mongoose runs at once, between polls, and asks for one
-  poll, which sends the bytes; many responses share that poll.
+  poll, which sends the bytes; many responses share that poll.  (The ASGI
+  server writes the whole response to a lone request itself:
+  ``asgi._Core._sent``.)
 * After each poll, a connection left to close or TLS bytes already
   buffered ask for another one at once (``cym_loop_pending``).
 * A tick every ``TICK`` seconds (sooner for a Python timer due earlier)
@@ -38,6 +40,8 @@ class LoopPoller:
         self._loop = loop
         self._scheduled = False
         self._closed = False
+        #: Polls so far: the ASGI server counts the requests of each.
+        self.polls = 0
         self._fd = lib.cym_loop_fd(mgr._mgr)
         self._interval = TICK if self._fd >= 0 else FALLBACK_INTERVAL
         if self._fd >= 0:
@@ -50,6 +54,7 @@ class LoopPoller:
         if self._closed:
             return
         self._scheduled = False
+        self.polls += 1
         mgr = self._mgr
         if mgr._calls:
             # Calls queued by producers put bytes into send buffers: run them

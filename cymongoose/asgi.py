@@ -66,6 +66,7 @@ from ._asgi_runner import PER_CONNECTION, ConnRunner, in_context, spawn
 from ._asgi_websocket import WsSession
 from ._http_exchange import END, MAX_BODY_SIZE, WS, WS_CLOSE, ClientDisconnected, Exchange
 from ._http_server import HttpCore, _Peer
+from ._ffi import lib
 from ._http_writers import Framed, error_response
 from ._loop_poller import LoopPoller
 from ._signals import SignalStop
@@ -100,6 +101,9 @@ class _Core(HttpCore):
         self.poller: Optional[LoopPoller] = None
         #: What ``send`` returns for a message handled at once (``HttpCycle.send``).
         self.done: Awaitable[None] = DONE
+        #: Requests started in the latest poll (``poller.polls``) so far.
+        self._poll_seen = -1
+        self._arrived = 0
 
     def _writable(self, ex: Exchange) -> Optional[Connection]:
         """``ex``'s connection when its response can go straight into
@@ -114,7 +118,7 @@ class _Core(HttpCore):
 
     def send_whole(self, ex: Exchange, framed: Framed) -> bool:
         """A whole response (head and body, framed) straight into Mongoose's
-        send buffer (one C call); the next poll sends it.  False when it
+        send buffer (one C call), then out (``_sent``).  False when it
         must go through the outbox instead (inside a poll, or with a flush
         pending)."""
         conn = self._writable(ex)
@@ -123,7 +127,7 @@ class _Core(HttpCore):
         # No bracket (_calling_c): nothing write_whole calls into C fires an
         # event.
         self.write_whole(ex, conn, framed.buf, framed.size)
-        self.poller.soon()  # type: ignore[union-attr]
+        self._sent(conn)
         return True
 
     def respond_whole(self, ex: Exchange, code: int, line: bytes, flat: bytes, npairs: int,
@@ -131,12 +135,29 @@ class _Core(HttpCore):
         conn = self._writable(ex)
         if conn is None or not self.frame_whole(ex, conn, code, line, flat, npairs, body):
             return False
-        self.poller.soon()  # type: ignore[union-attr]
+        self._sent(conn)
         return True
+
+    def _sent(self, conn: Connection) -> None:
+        """A whole response is in ``conn``'s send buffer: when its request
+        came alone in its poll, write it to the socket now, as uvicorn's
+        ``transport.write`` does (no loop iteration and poll for it);
+        otherwise, or when the socket did not take it all, ask for the poll
+        that writes every queued response in one burst (vendor patch 0084),
+        so a loaded client is woken once per burst, not per response."""
+        c = conn._c
+        if c is None or self._arrived > 1 or lib.cym_send_now(c):
+            self.poller.soon()  # type: ignore[union-attr]
 
     def start_exchange(self, conn: Connection, hm: HttpMessage) -> Exchange:
         asgi = self._asgi
         ex = HttpCycle(self, conn, hm, asgi._loop)
+        poller = self.poller
+        if poller is not None:
+            if poller.polls != self._poll_seen:
+                self._poll_seen = poller.polls
+                self._arrived = 0
+            self._arrived += 1
         asgi._spawn(ex)
         return ex
 

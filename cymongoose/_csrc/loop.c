@@ -24,3 +24,25 @@ int cym_loop_pending(struct mg_mgr *mgr) {
   }
   return 0;
 }
+
+/* Writes c's queued output to its socket now, between polls, as the next
+ * poll would (without its MG_EV_WRITE, which no whole response waits for).
+ * Returns 0 when the socket took all of it and nothing else is left for a
+ * poll to do on c; 1 when a poll is still needed: bytes left over, a
+ * connection to drain or close, TLS (whose records Mongoose writes), or a
+ * socket error, which that poll reports. */
+int cym_send_now(struct mg_connection *c) {
+  long n;
+  if (c->is_tls || c->is_closing || c->is_resolving || c->is_connecting ||
+      c->is_listening || c->prof.align != 0 || FD(c) == MG_INVALID_SOCKET)
+    return 1;
+  if (c->send.len > 0) {
+    n = mg_io_send(c, c->send.buf, c->send.len);
+    if (n == MG_IO_ERR) return 1;
+    if (n > 0) {
+      mg_iobuf_del(&c->send, 0, (size_t) n);
+      cym_iobufs_touch(c);
+    }
+  }
+  return c->send.len > 0 || c->is_draining;
+}

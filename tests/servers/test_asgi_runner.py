@@ -5,6 +5,7 @@ ways are tested on both interpreters."""
 
 import asyncio
 import contextvars
+import select
 import socket
 import threading
 from typing import Any, Dict, List
@@ -114,11 +115,33 @@ def test_an_app_still_running_after_its_response_does_not_hold_up_the_next(start
             assert get(s, "/slow") == b"/slow"
             assert get(s, "/next") == b"/next"
             assert get(s, "/third") == b"/third"
+        # A response can reach the client before its app returns.
+        wait_until(lambda: len(finished) == 2)
         assert finished == ["/next", "/third"]
     finally:
         gate.set()
     wait_until(lambda: len(finished) == 3)
     assert finished[-1] == "/slow"
+
+
+def test_a_lone_requests_whole_response_is_on_the_wire_when_send_returns(start: Any) -> None:
+    """No further poll is needed to send it: the client can read it while
+    the application still runs."""
+    client: Dict[str, socket.socket] = {}
+    readable: List[bool] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await reply(send, b"now")
+        readable.append(bool(select.select([client["sock"]], [], [], 0)[0]))
+
+    srv = start(app, lifespan="off")
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        client["sock"] = s
+        assert get(s, "/") == b"now"
+        wait_until(lambda: readable)
+    assert readable == [True]
 
 
 def test_an_exception_in_one_request_leaves_the_connection_serving(start: Any) -> None:
