@@ -19,7 +19,9 @@ thread pool, an asyncio loop) and talks to this side through exchanges
   consumer that falls behind pauses reading from its client (``pause``).
 * **Cross-thread calls.**  Other threads never touch a ``Connection``:
   they hand a job to ``call_soon`` (the Manager's
-  ``call_soon_threadsafe``), which runs it on the poll thread.
+  ``call_soon_threadsafe``), which runs it on the poll thread.  The one
+  exception: a WSGI worker writes a whole response itself while it holds
+  the place of a poll thread that waits in epoll_wait (``_csrc/park.c``).
 * **Shutdown.**  ``begin_shutdown`` closes the listening sockets and lets
   in-flight exchanges finish; their connections close when they do.  A
   request still arriving on a kept-alive connection is answered with
@@ -51,6 +53,7 @@ log = logging.getLogger("cymongoose")
 IDLE_LINGER = 0.5
 
 _READ_BIT = 1 << C.MG_EV_READ
+_F_DRAINING = int(lib.CYM_F_DRAINING)
 _WRITE_BIT = 1 << C.MG_EV_WRITE
 
 
@@ -74,6 +77,14 @@ class _Peer:
         self.ws_close: Optional[Tuple[int, str]] = None
         #: The ASGI server's task for this connection's requests.
         self.runner: Any = None
+
+
+def _drain(conn: Connection) -> None:
+    """``conn.drain()`` without its carry to the poll thread: for a caller
+    that is that thread or holds its place (``_csrc/park.c``)."""
+    c = conn._c
+    if c is not None:
+        lib.cym_set_flag(c, _F_DRAINING, 1)
 
 
 def _set_events(conn: Connection, bit: int, on: bool) -> None:
@@ -426,7 +437,7 @@ class HttpCore:
         buffer, when the caller knows."""
         self._end_exchange(ex, conn)
         if ex.close_after or self._draining or not ex.body_done:
-            conn.drain()
+            _drain(conn)
         elif (conn.recv_len if waiting is None else waiting) and conn is not self._answering:
             # Pipelined requests wait in the buffer; Mongoose parses them on
             # its next poll, which this makes immediate.  (A response that
@@ -455,8 +466,9 @@ class HttpCore:
     def write_whole(self, ex: Exchange, conn: Connection, data: Any, size: int) -> None:
         """The whole rest of ``ex``'s response (``size`` bytes at ``data``,
         bytes or a C buffer), when nothing of it was queued: into
-        Mongoose's send buffer and done (poll thread, or between polls on
-        the thread that polls; none of the C calls here fires an event)."""
+        Mongoose's send buffer and done (poll thread, between polls on the
+        thread that polls, or a worker holding its place; none of the C
+        calls here fires an event)."""
         peer = conn.userdata
         if peer is not None and peer.paused:
             self.pause(conn, False)  # as in _apply

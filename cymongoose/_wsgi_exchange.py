@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 from ._http_exchange import (ABORT, END, FLUSH, LOW_WATER, NO_LOCK, NOW, RAW, STREAM_BATCH_SIZE,
                              ClientDisconnected, Exchange)
+from ._ffi import lib
 from ._http_server import HttpCore
 from ._http_writers import Framed, error_response, frame_response
 from ._access_log import access_record
@@ -44,10 +45,11 @@ class WsgiExchange(Exchange):
     the body collected into ``wsgi.input``, then ``submit(self)`` hands the
     exchange to whoever runs the application."""
 
-    __slots__ = ("environ", "spool", "cond", "timeout", "submit")
+    __slots__ = ("environ", "spool", "cond", "timeout", "submit", "park")
 
     def __init__(self, server: HttpCore, conn: Connection, hm: HttpMessage, timeout: float,
-                 submit: Callable[["WsgiExchange"], None], multithread: bool = True) -> None:
+                 submit: Callable[["WsgiExchange"], None], multithread: bool = True,
+                 park: Any = None) -> None:
         # At MG_EV_HTTP_HDRS the body is not read yet: on_body delivers it.
         # The head is read once, into the environ.
         peer = conn.userdata
@@ -66,6 +68,8 @@ class WsgiExchange(Exchange):
         self.spool: Any = None
         self.timeout = timeout
         self.submit = submit
+        #: The pool's ``cym_park`` (``_csrc/park.c``), or None.
+        self.park = park
 
     def on_body(self, data: bytes, more: bool) -> None:
         if more or self.spool is not None:
@@ -99,15 +103,62 @@ class WsgiExchange(Exchange):
                 cond.notify_all()
 
     def send_whole(self, framed: Framed) -> None:
-        """Send a whole response (head and body) and end it."""
+        """Send a whole response (head and body) and end it: written by
+        this worker while the poll thread waits (``_take_place``), else
+        queued for the poll thread."""
+        conn = self._take_place()
+        if conn is not None:
+            try:
+                self.server.write_whole(self, conn, framed.buf, framed.size)
+            finally:
+                self._give_place(conn)
+            return
         self.send(END, framed.data())
 
     def respond_whole(self, code: int, line: bytes, flat: bytes, npairs: int,
                       body: bytes) -> bool:
         """Frame and send a whole response in one step where the producer
-        may write into Mongoose's send buffer itself (``InlineExchange``);
-        False: ``send_whole`` it instead."""
-        return False
+        may write into Mongoose's send buffer itself (``InlineExchange``, or
+        a worker while the poll thread waits); False: ``send_whole`` it
+        instead."""
+        if self.access is not None:
+            return False  # frame_whole would refuse: the access log wants the bytes
+        conn = self._take_place()
+        if conn is None:
+            return False
+        try:
+            return self.server.frame_whole(self, conn, code, line, flat, npairs, body)
+        finally:
+            self._give_place(conn)
+
+    def _take_place(self) -> Optional[Connection]:
+        """Take the poll thread's place while it waits in epoll_wait
+        (``_csrc/park.c``) and return the connection to write the whole
+        response into; ``_give_place`` then hands it back.  None, holding
+        nothing, when the poll thread is busy, or the response cannot skip
+        the outbox (something is queued there, or the exchange is over)."""
+        park = self.park
+        if park is None or not lib.cym_park_take(park):
+            return None
+        conn = self.conn
+        if self.scheduled or self.dead or self.ended or conn._c is None or conn._closing:
+            lib.cym_park_give(park)
+            return None
+        return conn
+
+    def _give_place(self, conn: Connection) -> None:
+        """Write what was queued to the socket, give the poll thread its
+        place back, and wake it when the rest needs a poll (bytes left over,
+        a connection to drain)."""
+        c = conn._c
+        again = c is not None and lib.cym_send_now(c)
+        lib.cym_park_give(self.park)
+        if again:
+            mgr = self.server.manager
+            try:
+                mgr.wakeup(mgr.wakeup_id, b"")
+            except RuntimeError:
+                pass  # closed meanwhile: nothing is left to send
 
     def send(self, op: int, data: bytes = b"") -> None:
         """Queue response bytes; waits while the client is behind (worker thread)."""

@@ -95,6 +95,11 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
     called from another thread while one is inside ``poll()``.
     """
 
+    #: The WSGI thread pool's ``cym_park`` (``_csrc/park.c``), or None: held
+    #: here so that it lives as long as this Manager, which detaches it
+    #: when freed.
+    _park: Any = None
+
     def __init__(self, handler: Optional[Handler] = None, enable_wakeup: bool = False,
                  error_handler: Optional[Callable[[BaseException], Any]] = None) -> None:
         self._handler = handler

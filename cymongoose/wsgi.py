@@ -59,6 +59,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 from . import _log_writer
+from ._ffi import ffi, lib
 from ._http_exchange import MAX_BODY_SIZE, Exchange
 from ._http_server import HttpCore
 from ._signals import SignalStop, serve_until_signal
@@ -251,6 +252,15 @@ class _Core(HttpCore):
         super().__init__(error_handler, max_body_size)
         self._server = server
         self._inline = server._pool is None
+        #: Lets a worker write a whole response while the poll thread waits
+        #: in epoll_wait (``_csrc/park.c``); the Manager keeps it alive and
+        #: detaches it when freed.
+        self._park: Any = None
+        if not self._inline:
+            park = lib.cym_park_new(self._mgr._cm)
+            if park == ffi.NULL:
+                raise MemoryError("cannot allocate the WSGI server's park")
+            self._park = self._mgr._park = ffi.gc(park, lib.cym_park_free)
         #: Inline exchanges whose body waits for room in the send buffer.
         self._pumping: Dict[InlineExchange, None] = {}
         self._stall_timer: Any = None
@@ -258,7 +268,8 @@ class _Core(HttpCore):
     def start_exchange(self, conn: Connection, hm: HttpMessage) -> Exchange:
         if self._inline:
             return InlineExchange(self, conn, hm, self._server._stream_timeout, self._run_inline)
-        return WsgiExchange(self, conn, hm, self._server._stream_timeout, self._submit)
+        return WsgiExchange(self, conn, hm, self._server._stream_timeout, self._submit,
+                            park=self._park)
 
     def _submit(self, ex: WsgiExchange) -> None:
         pool = self._server._pool

@@ -69,7 +69,10 @@ struct cym_mgr {
   uint64_t iobuf_next;         /* when the next such poll is due */
   struct cym_batch batch;      /* WebSocket messages and POLLs not yet delivered */
   int busy; /* this poll ran the shim's handlers or Python (cym_burst_needed) */
+  struct cym_park *park; /* park.c: NULL unless a worker may write during waits */
 };
+
+static void cym_park_detach(struct cym_mgr *m);
 
 /* The manager this thread is polling, NULL outside cym_mgr_poll: Python
  * that runs outside any event (a log line) marks it busy. */
@@ -364,6 +367,7 @@ void cym_mgr_hdrs_bodies_only(struct cym_mgr *m, int on) { m->hdrs_bodies_only =
 /* Closes every connection (their CLOSE events still reach Python), then
  * detaches Python and frees the wrapper. */
 void cym_mgr_free(struct cym_mgr *m) {
+  cym_park_detach(m);
   mg_mgr_free(&m->mgr);
   m->mgr.userdata = NULL;
   m->live = 0;

@@ -129,18 +129,24 @@ def test_a_lone_requests_whole_response_is_on_the_wire_when_send_returns(start: 
     the application still runs."""
     client: Dict[str, socket.socket] = {}
     readable: List[bool] = []
+    checked = threading.Event()
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
         await reply(send, b"now")
-        readable.append(bool(select.select([client["sock"]], [], [], 0)[0]))
+        # Blocks the loop, so no poll can send it meanwhile: either it has
+        # left already (loopback delivers it within microseconds) or it
+        # never arrives in this wait.  The client reads only afterwards.
+        readable.append(bool(select.select([client["sock"]], [], [], 5)[0]))
+        checked.set()
 
     srv = start(app, lifespan="off")
     with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
         client["sock"] = s
-        assert get(s, "/") == b"now"
-        wait_until(lambda: readable)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert checked.wait(10)
+        assert read_until(s, lambda b: b.endswith(b"\r\n\r\nnow")).startswith(b"HTTP/1.1 200 ")
     assert readable == [True]
 
 

@@ -5,6 +5,7 @@ import gc
 import hashlib
 import io
 import json
+import logging
 import os
 import socket
 import sys
@@ -198,6 +199,37 @@ def test_pool_threads_run_under_sched_batch_and_inline_apps_keep_the_callers_pol
     assert httpx.get(pooled.url + "/", timeout=10).text == str(os.SCHED_BATCH)
     assert httpx.get(inline.url + "/", timeout=10).text == str(os.SCHED_OTHER)
     assert os.sched_getscheduler(0) == os.SCHED_OTHER
+
+
+@pytest.mark.parametrize("logged", [False, True], ids=["no-access-log", "access-log"])
+def test_worker_responses_need_no_poll_timeout_to_leave_or_close(start, caplog, logged):
+    # A worker writes a whole response itself while the poll thread waits
+    # (_csrc/park.c); what is left to do then (close after the response,
+    # parse a pipelined request) must wake the poll thread, not wait for
+    # its timeout, here a minute.
+    if logged:
+        caplog.set_level(logging.INFO, logger="cymongoose.access")
+
+    def app(environ, start_response):
+        body = environ["PATH_INFO"].encode()
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
+
+    srv = start(app, workers=2, poll_ms=60_000)
+    for i in range(5):
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+            s.sendall(b"GET /c%d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % i)
+            got = b""
+            while True:
+                data = s.recv(65536)  # socket.timeout after 10 s fails the test
+                if not data:
+                    break
+                got += data
+        assert got.startswith(b"HTTP/1.1 200 ") and got.endswith(b"/c%d" % i)
+    reqs = b"".join(b"GET /p%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(5))
+    got = raw_exchange(srv.port, reqs, lambda d: count_responses(d) == 5)
+    assert [part.split(b"\r\n\r\n", 1)[1] for part in got.split(b"HTTP/1.1 ")[1:]] == \
+        [b"/p%d" % i for i in range(5)]
 
 
 def test_pipelined_requests_are_answered_in_order(start):

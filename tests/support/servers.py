@@ -17,12 +17,13 @@ from support.sockets import read_until
 class WsgiThread:
     """A WSGIServer listening on a free port, run() on a background thread."""
 
-    def __init__(self, app: Callable[..., Any], tls: Any = None, **options: Any) -> None:
+    def __init__(self, app: Callable[..., Any], tls: Any = None, poll_ms: int = 50,
+                 **options: Any) -> None:
         self.server = WSGIServer(app, **options)
         scheme = "https" if tls else "http"
         self.port = self.server.listen("%s://127.0.0.1:0" % scheme, tls).local_addr[1]
         self.url = "%s://127.0.0.1:%d" % (scheme, self.port)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"poll_ms": 50},
+        self.thread = threading.Thread(target=self.server.run, kwargs={"poll_ms": poll_ms},
                                        daemon=True)
         self.thread.start()
 
