@@ -8,7 +8,9 @@ it): no thread hop per request (about a quarter less CPU per request on
 both interpreters), but an application that blocks (a database call, a
 sleep) stops every other connection meanwhile.  The pool's threads run
 under Linux's ``SCHED_BATCH`` (``_thread_policy``), and so do threads they
-start.
+start.  A worker whose application runs alone writes a whole response to
+the socket itself while the poll thread waits for I/O
+(``_wsgi_exchange.Place``), rather than waking it up to send it.
 
 * **Keep-alive and pipelining**: every request on a connection is answered,
   in order.
@@ -56,7 +58,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Union
 
 from . import _log_writer
 from ._ffi import ffi, lib
@@ -65,7 +67,7 @@ from ._http_server import HttpCore
 from ._signals import SignalStop, serve_until_signal
 from ._thread_policy import run_as_helper
 from ._wsgi_environ import FileWrapper
-from ._wsgi_exchange import InlineExchange, WsgiExchange, run_exchange, run_inline
+from ._wsgi_exchange import InlineExchange, Place, WsgiExchange, run_exchange, run_inline
 from .forwarded import DEFAULT_ALLOW, front_of
 from .connection import Connection
 from .messages import HttpMessage
@@ -207,6 +209,8 @@ class _Pool:
         self._queue: "queue.SimpleQueue[Optional[WsgiExchange]]" = queue.SimpleQueue()
         self._threads: List[threading.Thread] = []
         self._closed = False
+        #: Idents of the threads running an application now.
+        self._running: Set[int] = set()
 
     def submit(self, ex: WsgiExchange) -> None:
         """Queue ``ex``; raises ``RuntimeError`` after ``shutdown``."""
@@ -222,12 +226,21 @@ class _Pool:
 
     def _work(self) -> None:
         run_as_helper()
-        get, app = self._queue.get, self._app
+        get, app, running = self._queue.get, self._app, self._running
+        me = threading.get_ident()
         while True:
             ex = get()
             if ex is None:
                 return
-            run_exchange(app, ex)
+            running.add(me)
+            try:
+                run_exchange(app, ex)
+            finally:
+                running.discard(me)
+
+    def alone(self) -> bool:
+        """No application runs or waits in the queue but the caller's (``Place``)."""
+        return len(self._running) <= 1 and self._queue.empty()
 
     def shutdown(self) -> None:
         """Let each thread finish its request and exit; queued ones are dropped."""
@@ -253,14 +266,15 @@ class _Core(HttpCore):
         self._server = server
         self._inline = server._pool is None
         #: Lets a worker write a whole response while the poll thread waits
-        #: in epoll_wait (``_csrc/park.c``); the Manager keeps it alive and
-        #: detaches it when freed.
-        self._park: Any = None
-        if not self._inline:
+        #: in epoll_wait (``_csrc/park.c``); the Manager keeps its C part
+        #: alive and detaches it when freed.
+        self._place: Optional[Place] = None
+        if server._pool is not None:
             park = lib.cym_park_new(self._mgr._cm)
             if park == ffi.NULL:
                 raise MemoryError("cannot allocate the WSGI server's park")
-            self._park = self._mgr._park = ffi.gc(park, lib.cym_park_free)
+            self._mgr._park = ffi.gc(park, lib.cym_park_free)
+            self._place = Place(self._mgr._park, server._pool.alone)
         #: Inline exchanges whose body waits for room in the send buffer.
         self._pumping: Dict[InlineExchange, None] = {}
         self._stall_timer: Any = None
@@ -269,7 +283,7 @@ class _Core(HttpCore):
         if self._inline:
             return InlineExchange(self, conn, hm, self._server._stream_timeout, self._run_inline)
         return WsgiExchange(self, conn, hm, self._server._stream_timeout, self._submit,
-                            park=self._park)
+                            place=self._place)
 
     def _submit(self, ex: WsgiExchange) -> None:
         pool = self._server._pool
