@@ -485,7 +485,9 @@ class HttpCore:
         connection is answered with ``Connection: close``; connections idle
         ``IDLE_LINGER`` seconds later close once what they were sent has
         left, so a client whose next request was already under way sees no
-        reset and a slow reader gets its whole response."""
+        reset and a slow reader gets its whole response.  Idempotent."""
+        if self._draining:
+            return
         self._draining = True
         for lsn in self._listeners:
             if lsn._c is not None:

@@ -3,9 +3,11 @@ application that produces the response.
 
 Two ways to run the application:
 
-* ``run_exchange(app, ex)`` on a worker thread of the pool.  It talks to
-  the poll thread only through the exchange's outbox and waits there while
-  the client is behind (flow control).
+* ``run_exchange(app, ex)`` for the pool: on a worker thread, or on the
+  poll thread between its polls (``_poll_standby``).  It talks to the poll
+  thread through the exchange's outbox, or writes a whole response while
+  holding the poll thread's ``Place``, and waits while the client is
+  behind (flow control).
 * ``run_inline(app, ex)`` on the poll thread itself, for an
   ``InlineExchange``: the response goes straight into Mongoose's send
   buffer.  A streamed body is pulled from the application only while that
@@ -42,7 +44,8 @@ class Stalled(Exception):
 
 class Place:
     """The poll thread's place, which a pool worker takes while that thread
-    waits in epoll_wait (``_csrc/park.c``) to write a whole response itself."""
+    waits in epoll_wait, or has left it to run applications
+    (``_poll_standby``), to write a whole response itself (``_csrc/park.c``)."""
 
     __slots__ = ("park", "alone")
 
@@ -52,9 +55,9 @@ class Place:
         self.alone = alone
 
     def take(self) -> bool:
-        """True, holding the place, when the poll thread waits and no other
-        worker runs an application or has one queued (the poll thread
-        queues none while it waits, so that holds until ``give``).  The
+        """True, holding the place, when the poll thread waits (or has left)
+        and no other thread runs an application or has one queued (the
+        poll thread queues none meanwhile, so that holds until ``give``).  The
         holder needs the GIL back after each of its C calls, and a worker in
         the middle of an application could keep it meanwhile, for up to a
         switch interval (5 ms), while the poll thread waits for the place:
@@ -76,7 +79,7 @@ class WsgiExchange(Exchange):
     the body collected into ``wsgi.input``, then ``submit(self)`` hands the
     exchange to whoever runs the application."""
 
-    __slots__ = ("environ", "spool", "cond", "timeout", "submit", "place")
+    __slots__ = ("environ", "spool", "cond", "timeout", "submit", "place", "held")
 
     def __init__(self, server: HttpCore, conn: Connection, hm: HttpMessage, timeout: float,
                  submit: Callable[["WsgiExchange"], None], multithread: bool = True,
@@ -101,6 +104,10 @@ class WsgiExchange(Exchange):
         self.submit = submit
         #: The poll thread's place, for a pool's worker; else None.
         self.place = place
+        #: Run by the poll thread in a batch of several (``_poll_standby``):
+        #: a whole response waits for the poll after the batch, which writes
+        #: them all in one burst, as inline, rather than each waking the client.
+        self.held = False
 
     def on_body(self, data: bytes, more: bool) -> None:
         if more or self.spool is not None:
@@ -182,7 +189,7 @@ class WsgiExchange(Exchange):
         place back, and wake it when the rest needs a poll (bytes left over,
         a connection to drain)."""
         c = conn._c
-        again = c is not None and lib.cym_send_now(c)
+        again = c is not None and not self.held and lib.cym_send_now(c)
         self.place.give()  # type: ignore[union-attr]
         if again:
             mgr = self.server.manager
@@ -499,7 +506,8 @@ def _failed(ex: WsgiExchange, response: WsgiResponse, exc: BaseException) -> Non
 
 
 def run_exchange(app: Callable[..., Any], ex: WsgiExchange) -> None:
-    """Run ``app`` for ``ex`` and send its response (a worker thread)."""
+    """Run ``app`` for ``ex`` and send its response (a pool's thread: a worker,
+    or the poll thread between polls, ``_poll_standby``)."""
     response = WsgiResponse(ex)
     try:
         try:

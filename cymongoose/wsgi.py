@@ -10,7 +10,12 @@ sleep) stops every other connection meanwhile.  The pool's threads run
 under Linux's ``SCHED_BATCH`` (``_thread_policy``), and so do threads they
 start.  A worker whose application runs alone writes a whole response to
 the socket itself while the poll thread waits for I/O
-(``_wsgi_exchange.Place``), rather than waking it up to send it.
+(``_wsgi_exchange.Place``), rather than waking it up to send it.  Requests
+that find the pool idle are run by the poll thread itself, after its poll,
+in the pool's slots (at most ``workers`` applications run at once either
+way); when none of them finishes within 2 ms, a standby thread polls in
+its place and the requests not yet started go to the workers
+(``_poll_standby``).
 
 * **Keep-alive and pipelining**: every request on a connection is answered,
   in order.
@@ -64,6 +69,7 @@ from . import _log_writer
 from ._ffi import ffi, lib
 from ._http_exchange import MAX_BODY_SIZE, Exchange
 from ._http_server import HttpCore
+from ._poll_standby import Standby
 from ._signals import SignalStop, serve_until_signal
 from ._thread_policy import run_as_helper
 from ._wsgi_environ import FileWrapper
@@ -172,7 +178,8 @@ class WSGIServer:
             while self._core.busy and time.monotonic() < deadline:
                 mgr.poll(min(poll_ms, 50))
 
-        serve_until_signal(lambda: mgr.poll(poll_ms), finish=finish, cleanup=self.close,
+        core = self._core
+        serve_until_signal(lambda: core.poll(poll_ms), finish=finish, cleanup=self.close,
                            stop=self._stop)
 
     def stop(self) -> None:
@@ -195,7 +202,8 @@ class _Pool:
     """The worker threads: each takes the next exchange from one queue.
 
     Cheaper per request than ``concurrent.futures`` (no ``Future``, no
-    condition variable per task).  The threads start with the first request
+    condition variable per task).  The poll thread may run an exchange too
+    (``run_here``), in one of the same ``size`` slots.  The threads start with the first request
     and are daemons, so an application stuck in a call cannot keep the
     process alive after ``close()``.  Each runs under ``SCHED_BATCH``: one
     woken with a request waits for the poll thread to block rather than
@@ -209,8 +217,12 @@ class _Pool:
         self._queue: "queue.SimpleQueue[Optional[WsgiExchange]]" = queue.SimpleQueue()
         self._threads: List[threading.Thread] = []
         self._closed = False
-        #: Idents of the threads running an application now.
+        #: Idents of the threads running an application now: at most
+        #: ``size``, the poll thread included (``run_here``).
         self._running: Set[int] = set()
+        self._slot_lock = threading.Lock()
+        self._slots = threading.Condition(self._slot_lock)
+        self._slot_waiters = 0  # threads in _wait_slot
 
     def submit(self, ex: WsgiExchange) -> None:
         """Queue ``ex``; raises ``RuntimeError`` after ``shutdown``."""
@@ -226,17 +238,57 @@ class _Pool:
 
     def _work(self) -> None:
         run_as_helper()
-        get, app, running = self._queue.get, self._app, self._running
-        me = threading.get_ident()
+        get, app, running, lock = self._queue.get, self._app, self._running, self._slot_lock
+        size, me = self._size, threading.get_ident()
         while True:
             ex = get()
             if ex is None:
                 return
-            running.add(me)
+            with lock:
+                if len(running) >= size:
+                    self._wait_slot()  # the poll thread runs one (run_here)
+                running.add(me)
             try:
                 run_exchange(app, ex)
             finally:
-                running.discard(me)
+                with lock:
+                    running.discard(me)
+                    if self._slot_waiters:
+                        self._slots.notify()
+
+    def _wait_slot(self) -> None:
+        """Wait, holding ``_slot_lock``, until fewer than ``size`` apps run."""
+        self._slot_waiters += 1
+        try:
+            while len(self._running) >= self._size:
+                self._slots.wait()
+        finally:
+            self._slot_waiters -= 1
+
+    def _leave_slot(self, me: int) -> None:
+        with self._slot_lock:
+            self._running.discard(me)
+            if self._slot_waiters:
+                self._slots.notify()
+
+    def run_here(self, ex: WsgiExchange) -> bool:
+        """Run ``ex`` on the calling thread (the poll thread: ``Standby``)
+        in one of the pool's ``size`` slots; False, running nothing, when
+        none is free."""
+        me, running = threading.get_ident(), self._running
+        with self._slot_lock:
+            if len(running) >= self._size:
+                return False
+            running.add(me)
+        try:
+            run_exchange(self._app, ex)
+        finally:
+            self._leave_slot(me)
+        return True
+
+    def idle(self) -> bool:
+        """No application runs or waits in the queue."""
+        return not self._running and self._queue.empty()
 
     def alone(self) -> bool:
         """No application runs or waits in the queue but the caller's (``Place``)."""
@@ -275,6 +327,12 @@ class _Core(HttpCore):
                 raise MemoryError("cannot allocate the WSGI server's park")
             self._mgr._park = ffi.gc(park, lib.cym_park_free)
             self._place = Place(self._mgr._park, server._pool.alone)
+            self._standby = Standby(self._mgr, self._run_here, self._hand_off,
+                                    self._standby_poll)
+        #: Set around ``run()``'s own polls: only then may ``_submit`` keep
+        #: requests for the poll thread (``Standby.batch``).
+        self._deferring = False
+        self._poll_ms = 100
         #: Inline exchanges whose body waits for room in the send buffer.
         self._pumping: Dict[InlineExchange, None] = {}
         self._stall_timer: Any = None
@@ -286,12 +344,60 @@ class _Core(HttpCore):
                             place=self._place)
 
     def _submit(self, ex: WsgiExchange) -> None:
+        if self._deferring:
+            pool = self._server._pool
+            assert pool is not None
+            batch = self._standby.batch
+            if batch or pool.idle():
+                batch.append(ex)  # the poll thread runs it after this poll
+                return
+        self._hand_off(ex)
+
+    def _hand_off(self, ex: WsgiExchange) -> None:
+        """Queue ``ex`` for the pool's workers."""
         pool = self._server._pool
         assert pool is not None
         try:
             pool.submit(ex)
         except RuntimeError:  # the pool is shut down: the server is closing
             ex.mark_dead()
+
+    def _run_here(self, ex: WsgiExchange) -> None:
+        """Run ``ex`` on this thread in a slot of the pool, or hand it to
+        the pool when every slot is taken."""
+        pool = self._server._pool
+        assert pool is not None
+        if not pool.run_here(ex):
+            self._hand_off(ex)
+
+    def poll(self, poll_ms: int) -> None:
+        """``run()``'s poll: the requests that found the pool idle are then
+        run on this thread, the standby polling if they take long
+        (``_poll_standby``)."""
+        self._poll_ms = poll_ms
+        self._deferring = self._place is not None
+        try:
+            self._mgr.poll(poll_ms)
+        finally:
+            self._deferring = False
+        batch = self._standby.batch if self._place is not None else None
+        if batch:
+            if len(batch) > 1:
+                for ex in batch:
+                    ex.held = True
+            self._standby.run()
+
+    def _standby_poll(self) -> None:
+        """The standby's poll, in place of ``run()``'s: it also starts the
+        shutdown that ``stop()`` asks for (``run()`` finishes it)."""
+        self._mgr.poll(self._poll_ms)
+        if self._server._stop.is_set():
+            self.begin_shutdown()
+
+    def close(self) -> None:
+        if self._place is not None:
+            self._standby.close()
+        super().close()
 
     def _run_inline(self, ex: WsgiExchange) -> None:
         assert isinstance(ex, InlineExchange)

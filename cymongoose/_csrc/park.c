@@ -1,28 +1,51 @@
-/* A worker thread writes a whole response while the poll thread waits.
+/* Who may touch the manager besides the thread that polls it (WSGI pool).
  *
- * A WSGI worker that finished a response used to queue it for the poll
- * thread and ring the doorbell: the poll thread woke up, ran the flush in
- * Python, and went back to epoll_wait, per request.  Mongoose's poll
- * thread touches no connection while it waits in epoll_wait (vendor patch
- * 0085 calls cym_park_wait around it), so during the wait a worker may take
- * its place: cym_park_take succeeds only then, and the poll thread, back
- * from epoll_wait, waits in cym_park_wait until that worker calls
- * cym_park_give.  Everything the worker does in between runs as if on the
- * poll thread (it must fire no event).  Every wait on the lock happens in
- * C, where cffi has released the GIL, so it cannot deadlock with the GIL.
+ * The place.  A worker that finished a response used to queue it for the
+ * poll thread and ring the doorbell: the poll thread woke up, ran the
+ * flush in Python, and went back to epoll_wait, per request.  Mongoose's
+ * poll thread touches no connection while it waits in epoll_wait (vendor
+ * patch 0085 calls cym_park_wait around it), so during the wait a worker
+ * may take its place: cym_park_take succeeds only then, and the poll
+ * thread, back from epoll_wait, waits in cym_park_wait until that worker
+ * calls cym_park_give.  Everything the worker does in between runs as if on
+ * the poll thread (it must fire no event).
  *
- * The struct outlives the manager: Python frees it (ffi.gc) once no thread
- * can use it, and cym_mgr_free detaches it first, after which every take
- * fails. */
+ * Leaving.  Requests that find the pool idle are run by the poll thread
+ * itself, after its poll: no worker has to be woken for them.  Meanwhile
+ * nobody polls (cym_park_leave: the place is vacant, and workers may take
+ * it as during a wait).  An application may take long or wait for another
+ * request, so leaving arms a timer, and the poll thread flags each
+ * application it finishes (cym_park_progress).  When the timer fires and
+ * none finished since it was armed, the standby thread (blocked in
+ * cym_park_standby) polls instead until the poll thread is back and asks
+ * for its place (cym_park_reclaim); otherwise it re-arms the timer.
+ *
+ * Every wait on the lock happens in C, where cffi has released the GIL,
+ * so it cannot deadlock with the GIL.  The struct outlives the manager:
+ * Python frees it (ffi.gc) once no thread can use it, and cym_mgr_free
+ * detaches it first, after which every take fails and the standby
+ * returns for good. */
 
+#include <errno.h>
 #include <pthread.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
 struct cym_park {
   pthread_mutex_t lock;
-  int waiting; /* the poll thread is inside epoll_wait; under lock */
+  pthread_cond_t back; /* the standby gave the poll back */
+  int waiting;         /* the poller is inside epoll_wait */
+  int vacant;          /* nobody polls: the poll thread left (cym_park_leave) */
+  int standby;         /* the standby thread polls in its place */
+  int want_back;       /* the poll thread is back and waits for its place */
+  int closed;          /* cym_park_close or detached: the standby returns -1 */
+  int timer;           /* timerfd that wakes the standby; -1: leaving is refused */
+  int ms;              /* the timer's period while the poll thread is away */
+  volatile int done;   /* the poll thread finished an application since the timer
+                          was armed (Python sets it, the standby clears it) */
 };
 
-/* Poll thread, around epoll_wait (vendor patch 0085). */
+/* The poller, around epoll_wait (vendor patch 0085). */
 void cym_park_wait(struct mg_mgr *mgr, int waiting) {
   struct cym_mgr *m = (struct cym_mgr *) mgr->userdata;
   struct cym_park *p = m == NULL ? NULL : m->park;
@@ -36,9 +59,19 @@ static void cym_park_detach(struct cym_mgr *m) {
   struct cym_park *p = m->park;
   if (p == NULL) return;
   pthread_mutex_lock(&p->lock);
-  p->waiting = 0;
+  p->waiting = p->vacant = 0;
+  p->closed = 1;
+  pthread_cond_broadcast(&p->back);
   pthread_mutex_unlock(&p->lock);
   m->park = NULL;
+}
+
+static int cym_park_arm(struct cym_park *p, long ns) {
+  struct itimerspec t;
+  memset(&t, 0, sizeof(t));
+  t.it_value.tv_sec = ns / 1000000000L;
+  t.it_value.tv_nsec = ns % 1000000000L;
+  return timerfd_settime(p->timer, 0, &t, NULL);
 }
 
 /* Between polls, on the thread that polls m.  NULL without memory. */
@@ -46,23 +79,119 @@ struct cym_park *cym_park_new(struct cym_mgr *m) {
   struct cym_park *p = (struct cym_park *) calloc(1, sizeof(*p));
   if (p == NULL) return NULL;
   pthread_mutex_init(&p->lock, NULL);
+  pthread_cond_init(&p->back, NULL);
+  p->timer = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
   cym_park_detach(m);
   m->park = p;
   return p;
 }
 
 void cym_park_free(struct cym_park *p) {
+  if (p->timer >= 0) close(p->timer);
+  pthread_cond_destroy(&p->back);
   pthread_mutex_destroy(&p->lock);
   free(p);
 }
 
 /* Any thread: 1, holding the poll thread's place, when it waits in
- * epoll_wait (then call cym_park_give); 0 when it does not. */
+ * epoll_wait or has left (then call cym_park_give); 0 when it does not. */
 int cym_park_take(struct cym_park *p) {
   pthread_mutex_lock(&p->lock);
-  if (p->waiting) return 1;
+  if (p->waiting || p->vacant) return 1;
   pthread_mutex_unlock(&p->lock);
   return 0;
 }
 
 void cym_park_give(struct cym_park *p) { pthread_mutex_unlock(&p->lock); }
+
+/* The poll thread, between polls: 1 when it has left the place vacant for
+ * the run of an application, with the standby to poll after ms; 0 when it
+ * may not (closed, or no timer), and has not left. */
+int cym_park_leave(struct cym_park *p, int ms) {
+  int ok;
+  if (p->timer < 0 || ms <= 0) return 0;
+  pthread_mutex_lock(&p->lock);
+  /* The timer is set under the lock, so the standby sees it with vacant. */
+  ok = !p->closed && cym_park_arm(p, (long) ms * 1000000L) == 0;
+  if (ok) {
+    p->vacant = 1;
+    p->ms = ms;
+    p->done = 0;
+  }
+  pthread_mutex_unlock(&p->lock);
+  return ok;
+}
+
+/* The flag the poll thread sets to 1 after each application it runs while
+ * away. */
+volatile int *cym_park_progress(struct cym_park *p) { return &p->done; }
+
+/* The poll thread, back: 0 when the place was still vacant (it is its own
+ * again); 1 when the standby polls in it: wake that poll, then
+ * cym_park_reclaim. */
+int cym_park_return(struct cym_park *p) {
+  int taken;
+  pthread_mutex_lock(&p->lock);
+  cym_park_arm(p, 0); /* the standby re-arms only under the lock, while vacant */
+  taken = !p->vacant;
+  p->vacant = 0;
+  if (taken) p->want_back = 1;
+  pthread_mutex_unlock(&p->lock);
+  return taken;
+}
+
+/* The poll thread: wait until the standby has given the poll back. */
+void cym_park_reclaim(struct cym_park *p) {
+  pthread_mutex_lock(&p->lock);
+  while (p->standby) pthread_cond_wait(&p->back, &p->lock);
+  p->want_back = 0;
+  pthread_mutex_unlock(&p->lock);
+}
+
+/* The standby thread: wait until the poll thread has been away too long;
+ * 1 when it is the poller now (poll, then cym_park_standby_done after each
+ * poll), -1 when closed. */
+int cym_park_standby(struct cym_park *p) {
+  for (;;) {
+    uint64_t n;
+    if (read(p->timer, &n, sizeof(n)) < 0 && errno != EINTR && errno != EAGAIN) return -1;
+    pthread_mutex_lock(&p->lock);
+    if (p->closed) {
+      pthread_mutex_unlock(&p->lock);
+      return -1;
+    }
+    if (p->vacant && p->done) { /* it makes progress: look again later */
+      p->done = 0;
+      cym_park_arm(p, (long) p->ms * 1000000L);
+    } else if (p->vacant) {
+      p->vacant = 0;
+      p->standby = 1;
+      pthread_mutex_unlock(&p->lock);
+      return 1;
+    }
+    pthread_mutex_unlock(&p->lock); /* it came back meanwhile, or goes on */
+  }
+}
+
+/* The standby thread, between its polls: 1 when it has given the poll
+ * back (asked to, closed, or with give_up), 0 when it polls on. */
+int cym_park_standby_done(struct cym_park *p, int give_up) {
+  int done;
+  pthread_mutex_lock(&p->lock);
+  done = give_up || p->want_back || p->closed;
+  if (done) {
+    p->standby = 0;
+    pthread_cond_broadcast(&p->back);
+  }
+  pthread_mutex_unlock(&p->lock);
+  return done;
+}
+
+/* Any thread: the standby returns -1 from now on. */
+void cym_park_close(struct cym_park *p) {
+  pthread_mutex_lock(&p->lock);
+  p->closed = 1;
+  p->vacant = 0;
+  pthread_mutex_unlock(&p->lock);
+  if (p->timer >= 0) cym_park_arm(p, 1);
+}

@@ -185,20 +185,66 @@ def test_workers_run_requests_in_parallel_up_to_the_pool_size(start):
             release.set()
         assert [f.result().text for f in futures] == ["/%d" % i for i in range(6)]
     assert running == [0, 3]
-    assert len(threads) == 3 and threading.get_ident() not in threads
+    # The pool's three threads, and the poll thread for requests that found
+    # the pool idle (it counts against the same three slots).
+    assert len(threads - {srv.thread.ident}) <= 3 and threading.get_ident() not in threads
 
 
 @pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="a Linux scheduling policy")
 def test_pool_threads_run_under_sched_batch_and_inline_apps_keep_the_callers_policy(start):
     # A woken worker must not preempt the poll thread that holds the GIL.
+    # The first request may run on the poll thread (it finds the pool
+    # idle); while it blocks, the second goes to a worker.
+    first_runs, release = threading.Event(), threading.Event()
+
     def app(environ, start_response):
+        if environ["PATH_INFO"] == "/first":
+            first_runs.set()
+            release.wait(10)
         start_response("200 OK", [("Content-Type", "text/plain")])
-        return [str(os.sched_getscheduler(0)).encode()]
+        return [("%s %s" % (threading.current_thread().name,
+                            os.sched_getscheduler(0))).encode()]
 
     pooled, inline = start(app, workers=2), start(app, workers=0)
-    assert httpx.get(pooled.url + "/", timeout=10).text == str(os.SCHED_BATCH)
-    assert httpx.get(inline.url + "/", timeout=10).text == str(os.SCHED_OTHER)
-    assert os.sched_getscheduler(0) == os.SCHED_OTHER
+    with ThreadPoolExecutor(1) as ex:
+        first = ex.submit(httpx.get, pooled.url + "/first", timeout=10)
+        try:
+            assert first_runs.wait(10)
+            name, policy = httpx.get(pooled.url + "/second", timeout=10).text.rsplit(" ", 1)
+        finally:
+            release.set()
+        first.result()
+    assert name.startswith("cymongoose-wsgi-") and policy == str(os.SCHED_BATCH)
+    assert httpx.get(inline.url + "/", timeout=10).text.rsplit(" ", 1)[1] == str(os.SCHED_OTHER)
+
+
+def test_a_request_the_poll_thread_runs_may_block_while_others_are_served(start):
+    # A lone request finds the pool idle and runs on the poll thread; when
+    # it blocks, the standby polls in its place and a worker serves the
+    # next one, which is what unblocks the first.
+    second_done = threading.Event()
+    ran_on = {}
+
+    def app(environ, start_response):
+        path = environ["PATH_INFO"]
+        ran_on[path] = threading.current_thread().name
+        if path == "/first":
+            assert second_done.wait(10)
+        else:
+            second_done.set()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [path.encode()]
+
+    srv = start(app, workers=2, poll_ms=60000)  # no poll timeout can help
+    with ThreadPoolExecutor(1) as ex:
+        first = ex.submit(httpx.get, srv.url + "/first", timeout=10)
+        wait_until(lambda: "/first" in ran_on)
+        assert httpx.get(srv.url + "/second", timeout=10).text == "/second"
+        assert first.result().text == "/first"
+    assert ran_on["/first"] == srv.thread.name
+    assert ran_on["/second"].startswith("cymongoose-wsgi-")
+    # Back on the poll thread: the next lone request is its own again.
+    assert httpx.get(srv.url + "/third", timeout=10).text == "/third"
 
 
 @pytest.mark.parametrize("logged", [False, True], ids=["no-access-log", "access-log"])

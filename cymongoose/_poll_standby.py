@@ -1,0 +1,135 @@
+"""The WSGI pool's standby poller: lets the poll thread run applications
+itself without leaving the server unpolled while they run.
+
+Requests that find the pool idle would otherwise each wake a worker (a
+thread switch and a GIL transfer each way, even though the worker then
+writes the response itself: ``_wsgi_exchange.Place``).  Instead the poll
+thread keeps the requests of such a poll (``batch``) and runs them after
+it, one by one (``Standby.run``):
+
+* it *leaves* its place (``cym_park_leave``, ``_csrc/park.c``): workers may
+  write into Mongoose meanwhile, as while it waits in epoll_wait, and so
+  may the applications it runs;
+* each application runs as on a worker, in one of the pool's slots;
+* when no application has finished for ``TAKEOVER_MS`` (one waits for a
+  database, a client, another request), the standby thread, woken by a
+  timer in C, hands the requests not yet started to the pool's workers and
+  polls the Manager in the poll thread's place until it returns.  The
+  quick case costs two ``timerfd_settime`` calls per batch and wakes no
+  thread.
+"""
+
+import threading
+from collections import deque
+from typing import Any, Callable, Deque, Optional
+
+from ._ffi import lib
+from ._wsgi_exchange import WsgiExchange
+
+#: How long the poll thread may go without finishing an application
+#: before the standby polls in its place.
+TAKEOVER_MS = 2
+
+
+class Standby:
+    """The standby thread of one Manager, whose park (``Manager._park``) it
+    shares; started by the first ``run``, ended by ``close``.
+
+    ``run_one(ex)`` runs a request on the calling thread; ``hand_off(ex)``
+    gives it to the pool; ``poll()`` is one poll of the Manager.
+    """
+
+    def __init__(self, mgr: Any, run_one: Callable[[WsgiExchange], None],
+                 hand_off: Callable[[WsgiExchange], None], poll: Callable[[], None]) -> None:
+        self._mgr = mgr
+        # A reference of its own: the C struct must outlive the thread's wait.
+        self._park = mgr._park
+        self._done = lib.cym_park_progress(self._park)
+        self._run_one = run_one
+        self._hand_off = hand_off
+        self._poll = poll
+        #: The requests the poll thread keeps for itself; the standby takes
+        #: those not started (each ``popleft`` is atomic).
+        self.batch: Deque[WsgiExchange] = deque()
+        self._thread: Optional[threading.Thread] = None
+        self._lock = threading.Lock()
+        self._closed = False
+        #: What the standby's poll raised, for the poll thread to re-raise.
+        self._error: Optional[BaseException] = None
+
+    def run(self) -> None:
+        """Run ``batch`` on this (the poll) thread with the place left to
+        workers and the standby (to the pool when closed).  Re-raises what
+        the standby's poll raised."""
+        thread = self._thread or self._start()
+        park, mgr = self._park, self._mgr
+        if thread is None or not lib.cym_park_leave(park, TAKEOVER_MS):
+            self._spill()
+            return
+        me = mgr._loop_thread
+        # While away this thread is not the poll thread: a carried call it
+        # makes is queued for whoever polls next (``_carry.elsewhere``).
+        mgr._loop_thread = thread.ident
+        try:
+            pop, run_one, done = self.batch.popleft, self._run_one, self._done
+            while True:
+                try:
+                    ex = pop()
+                except IndexError:
+                    break
+                run_one(ex)
+                done[0] = 1
+        finally:
+            if lib.cym_park_return(park):
+                try:
+                    mgr.wakeup(mgr.wakeup_id, b"")  # end the standby's poll now
+                except RuntimeError:
+                    pass  # closed: its poll raises and it gives up
+                lib.cym_park_reclaim(park)
+            mgr._loop_thread = me
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def _spill(self) -> None:
+        pop, hand_off = self.batch.popleft, self._hand_off
+        while True:
+            try:
+                ex = pop()
+            except IndexError:
+                return
+            hand_off(ex)
+
+    def _start(self) -> Optional[threading.Thread]:
+        with self._lock:
+            if self._closed:
+                return None
+            if self._thread is None:
+                t = threading.Thread(target=self._wait, name="cymongoose-wsgi-standby",
+                                     daemon=True)
+                t.start()
+                self._thread = t
+            return self._thread
+
+    def _wait(self) -> None:
+        park, poll = self._park, self._poll
+        while lib.cym_park_standby(park) > 0:
+            try:
+                self._spill()
+                while not lib.cym_park_standby_done(park, 0):
+                    poll()
+            except BaseException as exc:  # handed to the poll thread, not lost
+                self._error = exc
+                lib.cym_park_standby_done(park, 1)
+
+    def close(self) -> None:
+        """End the standby thread (it returns from its wait at once) and
+        drop the requests not started."""
+        with self._lock:
+            self._closed = True
+        lib.cym_park_close(self._park)
+        while self.batch:
+            try:
+                self.batch.popleft().mark_dead()
+            except IndexError:
+                break
