@@ -71,12 +71,16 @@ class Standby:
         # makes is queued for whoever polls next (``_carry.elsewhere``).
         mgr._loop_thread = thread.ident
         try:
+            # Several: their whole responses wait for the poll after the
+            # batch, which writes them in one burst (``WsgiExchange.held``).
+            held = len(self.batch) > 1
             pop, run_one, done = self.batch.popleft, self._run_one, self._done
             while True:
                 try:
                     ex = pop()
                 except IndexError:
                     break
+                ex.held = held
                 run_one(ex)
                 done[0] = 1
         finally:

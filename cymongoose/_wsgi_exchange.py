@@ -106,7 +106,8 @@ class WsgiExchange(Exchange):
         self.place = place
         #: Run by the poll thread in a batch of several (``_poll_standby``):
         #: a whole response waits for the poll after the batch, which writes
-        #: them all in one burst, as inline, rather than each waking the client.
+        #: them all in one burst, as inline, rather than each waking the
+        #: client.  Never set on a worker's: no poll would follow it.
         self.held = False
 
     def on_body(self, data: bytes, more: bool) -> None:

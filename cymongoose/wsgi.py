@@ -95,12 +95,15 @@ _GRACEFUL_TIMEOUT = 30.0
 
 class WSGIServer:
     """A WSGI server: Mongoose on the thread that calls ``run()``, the
-    application on ``workers`` threads (or on that thread with ``workers=0``).
+    application on a pool of ``workers`` threads (or on that thread with
+    ``workers=0``).
 
     Args:
         app: the WSGI application.
-        workers: size of the thread pool that runs it; 0 runs it inline on
-            the poll thread (for applications that never block).
+        workers: how many applications run at once, on the pool's threads
+            (requests that find the pool idle run on the poll thread, in
+            one of those slots); 0 runs them inline on the poll thread (for
+            applications that never block).
         error_handler: called with exceptions of the event loop itself
             (never with application errors, which are logged).
         stream_timeout: seconds a response may make no progress because the
@@ -357,6 +360,7 @@ class _Core(HttpCore):
         """Queue ``ex`` for the pool's workers."""
         pool = self._server._pool
         assert pool is not None
+        ex.held = False  # no poll follows a worker's response by itself
         try:
             pool.submit(ex)
         except RuntimeError:  # the pool is shut down: the server is closing
@@ -380,11 +384,7 @@ class _Core(HttpCore):
             self._mgr.poll(poll_ms)
         finally:
             self._deferring = False
-        batch = self._standby.batch if self._place is not None else None
-        if batch:
-            if len(batch) > 1:
-                for ex in batch:
-                    ex.held = True
+        if self._place is not None and self._standby.batch:
             self._standby.run()
 
     def _standby_poll(self) -> None:
