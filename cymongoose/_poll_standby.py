@@ -11,12 +11,13 @@ it, one by one (``Standby.run``):
   write into Mongoose meanwhile, as while it waits in epoll_wait, and so
   may the applications it runs;
 * each application runs as on a worker, in one of the pool's slots;
-* when no application has finished for ``TAKEOVER_MS`` (one waits for a
-  database, a client, another request), the standby thread, woken by a
-  timer in C, hands the requests not yet started to the pool's workers and
-  polls the Manager in the poll thread's place until it returns.  The
-  quick case costs two ``timerfd_settime`` calls per batch and wakes no
-  thread.
+* while it leaves now and then, a timer in C wakes the standby thread
+  every ``TAKEOVER_MS``; a tick that finds it away since the previous tick,
+  with no application finished meanwhile (one waits for a database, a
+  client, another request), makes the standby hand the requests not yet
+  started to the pool's workers and poll the Manager in the poll thread's
+  place until it returns.  Leaving and returning make no system call, and
+  the timer stops after a tick with no leave.
 """
 
 import threading
@@ -26,9 +27,9 @@ from typing import Any, Callable, Deque, Optional
 from ._ffi import lib
 from ._wsgi_exchange import WsgiExchange
 
-#: How long the poll thread may go without finishing an application
-#: before the standby polls in its place.
-TAKEOVER_MS = 2
+#: The standby's tick: it polls in the poll thread's place after one to two
+#: ticks with the poll thread away and no application finished.
+TAKEOVER_MS = 1
 
 
 class Standby:

@@ -14,11 +14,15 @@
  * itself, after its poll: no worker has to be woken for them.  Meanwhile
  * nobody polls (cym_park_leave: the place is vacant, and workers may take
  * it as during a wait).  An application may take long or wait for another
- * request, so leaving arms a timer, and the poll thread flags each
- * application it finishes (cym_park_progress).  When the timer fires and
- * none finished since it was armed, the standby thread (blocked in
- * cym_park_standby) polls instead until the poll thread is back and asks
- * for its place (cym_park_reclaim); otherwise it re-arms the timer.
+ * request, so a periodic timer wakes the standby thread (blocked in
+ * cym_park_standby) while the poll thread leaves now and then, and the
+ * poll thread flags each application it finishes (cym_park_progress).
+ * When a tick finds it away since the previous tick with none finished
+ * meanwhile, the standby polls instead until the poll thread is back and
+ * asks for its place (cym_park_reclaim).  A tick that finds no leave
+ * since the previous one stops the timer; the next leave starts it again.
+ * So a busy server's poll thread leaves and returns with no system call,
+ * and an idle one is not woken.
  *
  * Every wait on the lock happens in C, where cffi has released the GIL,
  * so it cannot deadlock with the GIL.  The struct outlives the manager:
@@ -40,9 +44,11 @@ struct cym_park {
   int want_back;       /* the poll thread is back and waits for its place */
   int closed;          /* cym_park_close or detached: the standby returns -1 */
   int timer;           /* timerfd that wakes the standby; -1: leaving is refused */
-  int ms;              /* the timer's period while the poll thread is away */
-  volatile int done;   /* the poll thread finished an application since the timer
-                          was armed (Python sets it, the standby clears it) */
+  int ticking;         /* the timer runs (periodic) */
+  unsigned leaves;     /* cym_park_leave calls so far */
+  unsigned seen;       /* leaves at the standby's previous tick */
+  volatile int done;   /* the poll thread finished an application since the
+                          previous tick (Python sets it, the standby clears it) */
 };
 
 /* The poller, around epoll_wait (vendor patch 0085). */
@@ -66,11 +72,13 @@ static void cym_park_detach(struct cym_mgr *m) {
   m->park = NULL;
 }
 
-static int cym_park_arm(struct cym_park *p, long ns) {
+/* ns between ticks, or 0 to stop. */
+static int cym_park_arm(struct cym_park *p, long ns, int periodic) {
   struct itimerspec t;
   memset(&t, 0, sizeof(t));
   t.it_value.tv_sec = ns / 1000000000L;
   t.it_value.tv_nsec = ns % 1000000000L;
+  if (periodic) t.it_interval = t.it_value;
   return timerfd_settime(p->timer, 0, &t, NULL);
 }
 
@@ -104,26 +112,30 @@ int cym_park_take(struct cym_park *p) {
 
 void cym_park_give(struct cym_park *p) { pthread_mutex_unlock(&p->lock); }
 
-/* The poll thread, between polls: 1 when it has left the place vacant for
- * the run of an application, with the standby to poll after ms; 0 when it
- * may not (closed, or no timer), and has not left. */
+/* The poll thread, between polls: 1 when it has left the place vacant to
+ * run applications, with the standby to poll after ms to 2 ms without
+ * one finished; 0 when it may not (closed, or no timer), and has not
+ * left. */
 int cym_park_leave(struct cym_park *p, int ms) {
   int ok;
   if (p->timer < 0 || ms <= 0) return 0;
   pthread_mutex_lock(&p->lock);
-  /* The timer is set under the lock, so the standby sees it with vacant. */
-  ok = !p->closed && cym_park_arm(p, (long) ms * 1000000L) == 0;
+  ok = !p->closed;
+  if (ok && !p->ticking) {
+    ok = cym_park_arm(p, (long) ms * 1000000L, 1) == 0;
+    p->ticking = ok;
+  }
   if (ok) {
     p->vacant = 1;
-    p->ms = ms;
     p->done = 0;
+    p->leaves++;
   }
   pthread_mutex_unlock(&p->lock);
   return ok;
 }
 
 /* The flag the poll thread sets to 1 after each application it runs while
- * away. */
+ * away (a plain store from Python; the standby reads it under the lock). */
 volatile int *cym_park_progress(struct cym_park *p) { return &p->done; }
 
 /* The poll thread, back: 0 when the place was still vacant (it is its own
@@ -132,7 +144,6 @@ volatile int *cym_park_progress(struct cym_park *p) { return &p->done; }
 int cym_park_return(struct cym_park *p) {
   int taken;
   pthread_mutex_lock(&p->lock);
-  cym_park_arm(p, 0); /* the standby re-arms only under the lock, while vacant */
   taken = !p->vacant;
   p->vacant = 0;
   if (taken) p->want_back = 1;
@@ -160,16 +171,19 @@ int cym_park_standby(struct cym_park *p) {
       pthread_mutex_unlock(&p->lock);
       return -1;
     }
-    if (p->vacant && p->done) { /* it makes progress: look again later */
-      p->done = 0;
-      cym_park_arm(p, (long) p->ms * 1000000L);
-    } else if (p->vacant) {
-      p->vacant = 0;
+    if (p->vacant && p->leaves == p->seen && !p->done) {
+      p->vacant = 0; /* away since the last tick, and nothing finished */
       p->standby = 1;
       pthread_mutex_unlock(&p->lock);
       return 1;
     }
-    pthread_mutex_unlock(&p->lock); /* it came back meanwhile, or goes on */
+    if (!p->vacant && p->leaves == p->seen) {
+      cym_park_arm(p, 0, 0); /* no leave for a whole tick: stop */
+      p->ticking = 0;
+    }
+    p->seen = p->leaves;
+    p->done = 0;
+    pthread_mutex_unlock(&p->lock);
   }
 }
 
@@ -192,6 +206,7 @@ void cym_park_close(struct cym_park *p) {
   pthread_mutex_lock(&p->lock);
   p->closed = 1;
   p->vacant = 0;
+  if (p->timer >= 0) cym_park_arm(p, 1, 0);
+  p->ticking = 1; /* no leave may restart it */
   pthread_mutex_unlock(&p->lock);
-  if (p->timer >= 0) cym_park_arm(p, 1);
 }
