@@ -13,7 +13,7 @@ the socket itself while the poll thread waits for I/O
 (``_wsgi_exchange.Place``), rather than waking it up to send it.  Requests
 that find the pool idle are run by the poll thread itself, after its poll,
 in the pool's slots (at most ``workers`` applications run at once either
-way); when none of them finishes within 2 ms, a standby thread polls in
+way); when none of them finishes for 1 to 2 ms, a standby thread polls in
 its place and the requests not yet started go to the workers
 (``_poll_standby``).
 
