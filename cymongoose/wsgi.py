@@ -225,7 +225,7 @@ class _Pool:
         self._running: Set[int] = set()
         self._slot_lock = threading.Lock()
         self._slots = threading.Condition(self._slot_lock)
-        self._slot_waiters = 0  # threads in _wait_slot
+        self._slot_waiters = 0  # threads waiting in _enter
 
     def submit(self, ex: WsgiExchange) -> None:
         """Queue ``ex``; raises ``RuntimeError`` after ``shutdown``."""
@@ -241,53 +241,53 @@ class _Pool:
 
     def _work(self) -> None:
         run_as_helper()
-        get, app, running, lock = self._queue.get, self._app, self._running, self._slot_lock
-        size, me = self._size, threading.get_ident()
+        get, app, enter, leave = self._queue.get, self._app, self._enter, self._leave
+        me = threading.get_ident()
         while True:
             ex = get()
             if ex is None:
                 return
-            with lock:
-                if len(running) >= size:
-                    self._wait_slot()  # the poll thread runs one (run_here)
-                running.add(me)
+            enter(me, True)
             try:
                 run_exchange(app, ex)
             finally:
-                with lock:
-                    running.discard(me)
-                    if self._slot_waiters:
-                        self._slots.notify()
-
-    def _wait_slot(self) -> None:
-        """Wait, holding ``_slot_lock``, until fewer than ``size`` apps run."""
-        self._slot_waiters += 1
-        try:
-            while len(self._running) >= self._size:
-                self._slots.wait()
-        finally:
-            self._slot_waiters -= 1
-
-    def _leave_slot(self, me: int) -> None:
-        with self._slot_lock:
-            self._running.discard(me)
-            if self._slot_waiters:
-                self._slots.notify()
+                leave(me)
 
     def run_here(self, ex: WsgiExchange) -> bool:
         """Run ``ex`` on the calling thread (the poll thread: ``Standby``)
         in one of the pool's ``size`` slots; False, running nothing, when
         none is free."""
-        me, running = threading.get_ident(), self._running
-        with self._slot_lock:
-            if len(running) >= self._size:
-                return False
-            running.add(me)
+        me = threading.get_ident()
+        if not self._enter(me, False):
+            return False
         try:
             run_exchange(self._app, ex)
         finally:
-            self._leave_slot(me)
+            self._leave(me)
         return True
+
+    def _enter(self, me: int, wait: bool) -> bool:
+        """Take a slot for thread ``me``: with ``wait``, until one is free
+        (only while the poll thread runs one can none be); else False at
+        once when none is."""
+        with self._slot_lock:
+            if len(self._running) >= self._size:
+                if not wait:
+                    return False
+                self._slot_waiters += 1
+                try:
+                    while len(self._running) >= self._size:
+                        self._slots.wait()
+                finally:
+                    self._slot_waiters -= 1
+            self._running.add(me)
+        return True
+
+    def _leave(self, me: int) -> None:
+        with self._slot_lock:
+            self._running.discard(me)
+            if self._slot_waiters:
+                self._slots.notify()
 
     def idle(self) -> bool:
         """No application runs or waits in the queue."""

@@ -218,6 +218,36 @@ def test_pool_threads_run_under_sched_batch_and_inline_apps_keep_the_callers_pol
     assert httpx.get(inline.url + "/", timeout=10).text.rsplit(" ", 1)[1] == str(os.SCHED_OTHER)
 
 
+def test_requests_one_poll_brings_to_an_idle_pool_run_on_the_poll_thread_and_are_answered(start):
+    # The poll thread holds the responses of such a batch for the poll after
+    # it, which must write them: with poll_ms=60000 no poll timeout would.
+    ran_on = []
+
+    def app(environ, start_response):
+        ran_on.append(threading.current_thread().name)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [environ["PATH_INFO"].encode()]
+
+    srv = start(app, workers=2, poll_ms=60000)
+    assert httpx.get(srv.url + "/warm", timeout=10).text == "/warm"
+    socks = [socket.create_connection(("127.0.0.1", srv.port), timeout=10) for _ in range(2)]
+    try:
+        sent = threading.Event()
+        # A call the poll thread runs inside a poll: the requests sent
+        # meanwhile are all readable when its next poll waits for I/O.
+        srv.server.manager.call_soon_threadsafe(lambda: sent.wait(10))
+        for i, s in enumerate(socks):
+            s.sendall(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % i)
+        sent.set()
+        for i, s in enumerate(socks):
+            reply = read_until(s, lambda b, i=i: b.endswith(b"/%d" % i), timeout=5)
+            assert reply.startswith(b"HTTP/1.1 200")
+    finally:
+        for s in socks:
+            s.close()
+    assert ran_on == [srv.thread.name] * 3
+
+
 def test_a_request_the_poll_thread_runs_may_block_while_others_are_served(start):
     # A lone request finds the pool idle and runs on the poll thread; when
     # it blocks, the standby polls in its place and a worker serves the
