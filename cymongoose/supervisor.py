@@ -11,7 +11,8 @@ Signals to the master:
 
 * **SIGTERM, SIGINT**: every worker gets SIGTERM and stops gracefully; one
   still alive after ``graceful_timeout`` seconds gets SIGKILL.  ``run()``
-  then returns 0.
+  then returns 0.  A worker that gets SIGTERM before ``factory`` has set up
+  its own handlers exits at once, by the signal's default action.
 * **SIGHUP**: the workers are replaced one at a time.  A new worker starts,
   and once it reports ready (``notify_ready()``, or ``ready_timeout``
   seconds) one old worker gets SIGTERM.  The listening sockets stay open in
@@ -338,9 +339,16 @@ class Supervisor:
     def _spawn(self, replaces: Optional[int]) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            self._child()  # never returns
+        # Until the child has dropped the master's handlers, a signal for it
+        # must wait: the master's would swallow it there (and write to the
+        # master's wakeup pipe, stopping the master instead).
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _MASTER_SIGNALS)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                self._child(mask)  # never returns
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         self._workers[pid] = _Worker(pid, replaces)
         log.debug("worker %d started", pid)
 
@@ -367,13 +375,15 @@ class Supervisor:
 
     # -- in the worker ------------------------------------------------------------
 
-    def _child(self) -> None:
+    def _child(self, mask: Any) -> None:
         status = 1
         try:
             signal.set_wakeup_fd(-1)
             for sig in _MASTER_SIGNALS:
                 signal.signal(sig, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
+            # A SIGTERM that came meanwhile ends this worker now, by default.
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             os.close(self._wake_r)
             os.close(self._wake_w)
             os.close(self._ready_r)

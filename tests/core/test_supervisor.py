@@ -15,13 +15,17 @@ from cymongoose.supervisor import Supervisor, bind, inherited_sockets
 from support.subprocs import Proc
 
 MASTER = textwrap.dedent('''
-    import logging, os, sys
+    import logging, os, signal, sys
     import cymongoose as cm
     from cymongoose.supervisor import Supervisor, bind, notify_ready
 
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="%(created).3f %(name)s: %(message)s")
     mode = sys.argv[1]
+    if mode == "term-at-fork":
+        # A SIGTERM that reaches each worker before its own handlers are set
+        # (as when the master is stopped while a worker is still starting).
+        os.register_at_fork(after_in_child=lambda: os.kill(os.getpid(), signal.SIGTERM))
 
     @cm.handles(cm.MG_EV_HTTP_MSG)
     def hello(conn, ev, data):
@@ -32,6 +36,7 @@ MASTER = textwrap.dedent('''
             raise RuntimeError("boom")
         if mode == "startup-fails":
             sys.exit(3)
+        print("worker %d set up" % os.getpid(), flush=True)
         with cm.Manager(hello) as mgr:
             mgr.listen_fd(socks[0].fileno(), http=True)
             notify_ready()
@@ -89,6 +94,16 @@ def test_startup_failure_stops_the_master_with_status_3(master):
     proc = master("startup-fails")
     assert proc.p.wait(20) == 3, proc.output
     assert "the application failed to start" in proc.output
+
+
+def test_a_signal_that_reaches_a_worker_while_it_starts_is_not_lost(master):
+    # Before the fix, the master's handler (inherited by the fork) swallowed
+    # it and the worker served on; now it takes effect once the worker has
+    # dropped the master's handlers, before the factory runs.
+    proc = master("term-at-fork")
+    proc.wait_for(re.compile(r"worker \d+ (exited with status -15|set up)"), 20)
+    assert "set up" not in proc.output, proc.output
+    assert proc.stop() == 0, proc.output
 
 
 def test_arguments_and_inherited_socket_checks(tmp_path):
