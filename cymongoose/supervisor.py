@@ -343,10 +343,11 @@ class Supervisor:
         # must wait: the master's would swallow it there (and write to the
         # master's wakeup pipe, stopping the master instead).
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, _MASTER_SIGNALS)
+        master = os.getpid()
         try:
             pid = os.fork()
             if pid == 0:
-                self._child(mask)  # never returns
+                self._child(mask, master)  # never returns
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         self._workers[pid] = _Worker(pid, replaces)
@@ -375,7 +376,7 @@ class Supervisor:
 
     # -- in the worker ------------------------------------------------------------
 
-    def _child(self, mask: Any) -> None:
+    def _child(self, mask: Any, master: int) -> None:
         status = 1
         try:
             signal.set_wakeup_fd(-1)
@@ -388,7 +389,7 @@ class Supervisor:
             os.close(self._wake_w)
             os.close(self._ready_r)
             os.environ[_READY_FD_ENV] = str(self._ready_w)
-            _watch_parent(os.getppid())
+            _watch_parent(master)  # not getppid(): the master may be gone already
             self.factory(self.sockets)
             status = 0
         except SystemExit as exc:

@@ -12,10 +12,11 @@ import httpx
 import pytest
 
 from cymongoose.supervisor import Supervisor, bind, inherited_sockets
+from support.loop import wait_until
 from support.subprocs import Proc
 
 MASTER = textwrap.dedent('''
-    import logging, os, signal, sys
+    import logging, os, signal, sys, time
     import cymongoose as cm
     from cymongoose.supervisor import Supervisor, bind, notify_ready
 
@@ -26,6 +27,16 @@ MASTER = textwrap.dedent('''
         # A SIGTERM that reaches each worker before its own handlers are set
         # (as when the master is stopped while a worker is still starting).
         os.register_at_fork(after_in_child=lambda: os.kill(os.getpid(), signal.SIGTERM))
+    if mode == "master-gone-at-fork":
+        # The master dies before its worker has started watching it.
+        def orphan():
+            print("worker %d forked" % os.getpid(), flush=True)
+            master = os.getppid()
+            os.kill(master, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while os.getppid() == master and time.monotonic() < deadline:
+                time.sleep(0.001)  # until this process is an orphan
+        os.register_at_fork(after_in_child=orphan)
 
     @cm.handles(cm.MG_EV_HTTP_MSG)
     def hello(conn, ev, data):
@@ -97,13 +108,39 @@ def test_startup_failure_stops_the_master_with_status_3(master):
 
 
 def test_a_signal_that_reaches_a_worker_while_it_starts_is_not_lost(master):
-    # Before the fix, the master's handler (inherited by the fork) swallowed
-    # it and the worker served on; now it takes effect once the worker has
-    # dropped the master's handlers, before the factory runs.
+    # The master's handler, inherited by the fork, would swallow it (and stop
+    # the master through its wakeup pipe) and the worker would serve on: it
+    # must wait until the worker has dropped that handler, then end it.
     proc = master("term-at-fork")
     proc.wait_for(re.compile(r"worker \d+ (exited with status -15|set up)"), 20)
     assert "set up" not in proc.output, proc.output
     assert proc.stop() == 0, proc.output
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_worker_whose_master_died_before_it_started_stops(tmp_path):
+    script = tmp_path / "master.py"
+    script.write_text(MASTER)
+    proc = Proc([str(script), "master-gone-at-fork"])
+    try:
+        assert proc.p.wait(20) == -signal.SIGKILL
+        proc.wait_for(re.compile(r"worker \d+ forked"), 20)
+        for pid in map(int, re.findall(r"worker (\d+) forked", proc.output)):
+            wait_until(lambda: not _running(pid), 10)  # it watches the pid it was forked by
+    finally:
+        proc.kill()
+        for pid in map(int, re.findall(r"worker (\d+) forked", proc.output)):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def test_arguments_and_inherited_socket_checks(tmp_path):
