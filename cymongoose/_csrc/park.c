@@ -113,9 +113,8 @@ int cym_park_take(struct cym_park *p) {
 void cym_park_give(struct cym_park *p) { pthread_mutex_unlock(&p->lock); }
 
 /* The poll thread, between polls: 1 when it has left the place vacant to
- * run applications, with the standby to poll after ms to 2 ms (its
- * ticks) without one finished; 0 when it may not (closed, or no timer), and has not
- * left. */
+ * run applications, the standby to poll after one to two ticks of ms with
+ * none finished; 0 when it may not (closed, or no timer), and has not left. */
 int cym_park_leave(struct cym_park *p, int ms) {
   int ok;
   if (p->timer < 0 || ms <= 0) return 0;
