@@ -174,19 +174,24 @@ def run_rate(server: Server, http_rate: str, port: int, conns: int, rate: float,
 
 
 def ws_command(ws_load: str, port: int, conns: int, seconds: float, pin: bool = True,
-               size: int = 32) -> List[str]:
+               size: int = 32, depth: int = 1) -> List[str]:
     argv = [ws_load, "ws://127.0.0.1:%d/" % port, str(conns), "%g" % seconds]
-    return pinned(LOAD_CORE, argv + ([str(size)] if size != 32 else []), pin)
+    if size != 32 or depth != 1:
+        argv.append(str(size))
+    if depth != 1:
+        argv.append(str(depth))
+    return pinned(LOAD_CORE, argv, pin)
 
 
 def run_ws(server: Server, ws_load: str, port: int, conns: int, seconds: float,
-           pin: bool = True, size: int = 32) -> dict:
-    """One WebSocket echo run of ``size``-byte messages: msg/s, p50/p99 (ms),
-    CPU µs per message and ws_load's share of its core."""
+           pin: bool = True, size: int = 32, depth: int = 1) -> dict:
+    """One WebSocket echo run of ``size``-byte messages, ``depth`` in flight
+    on each connection: msg/s, p50/p99 (ms), CPU µs per message and
+    ws_load's share of its core."""
     # ws_load counts for `seconds` after its own warm-up; the CPU window is a
     # little wider (connect, warm-up), which the per-message figure absorbs.
     out, status, cpu, load_share = _measured(
-        server, ws_command(ws_load, port, conns, seconds, pin, size), seconds)
+        server, ws_command(ws_load, port, conns, seconds, pin, size, depth), seconds)
     m = re.search(r"RESULT msgs=(\d+) secs=([\d.]+) rate=([\d.]+) p50_us=([\d.]+) "
                   r"p99_us=([\d.]+) errors=(\d+)", out)
     if status != 0 or not m:

@@ -60,8 +60,9 @@ def c_commands(src_dir: str) -> dict:
     return {
         "c_server": base + [os.path.join(BENCH, "c_server.c"), mg,
                             "-o", os.path.join(BIN, "c_server")],
-        # Custom mg_random: see ws_load.c (a client-only change).
-        "ws_load": base + ["-DMG_ENABLE_CUSTOM_RANDOM=1", os.path.join(BENCH, "ws_load.c"),
+        # Custom mg_random and poll(): see ws_load.c (client-only changes).
+        "ws_load": base + ["-DMG_ENABLE_CUSTOM_RANDOM=1", "-DMG_ENABLE_EPOLL=0",
+                           "-DMG_ENABLE_POLL=1", os.path.join(BENCH, "ws_load.c"),
                            mg, "-o", os.path.join(BIN, "ws_load")],
         "http_rate": base + [os.path.join(BENCH, "http_rate.c"), mg,
                              "-o", os.path.join(BIN, "http_rate")],

@@ -236,10 +236,19 @@ def load_once(test: str, server: Proc, seconds: float, pin: bool) -> dict:
     offers ``cpu()`` and ``label`` like ``_load.Server``."""
     if test.startswith("ws"):
         size = 16384 if test.endswith("16 KiB") else 32
+        depth = PIPELINED if test.endswith(" in flight") else 1
         return _load.run_ws(server, os.path.join(BIN, "ws_load"), server.port,  # type: ignore
-                            50, seconds, pin, size)
+                            50, seconds, pin, size, depth)
     return _load.run_wrk(server, server.port, 50, seconds, pin)  # type: ignore[arg-type]
 
+
+#: Messages in flight on each connection in the pipelined WebSocket test.
+#: With one, every server pays a recv and a send per message, which is most
+#: of the cost (the kernel's), and all of them end within ~15% of each
+#: other; with several, what a server does per message shows, including
+#: whether it writes the echoes of one read together.
+PIPELINED = 8
+WS_PIPELINED = " 32 B, %d in flight" % PIPELINED
 
 #: Open-loop rounds of a goal: (offered req/s, our runs, the peer's runs).
 Equal = Tuple[float, List[dict], List[dict]]
@@ -326,7 +335,8 @@ def run(args: argparse.Namespace, cpy: str, pypy: Optional[str], log_path: str
             tests.append(test)
     for test in tests:
         group = [s for s in all_specs if s[0] == test]
-        loads = [test + " 32 B", test + " 16 KiB"] if test == "ws" else [test]
+        loads = [test + " 32 B", test + " 16 KiB", test + WS_PIPELINED] if test == "ws" \
+            else [test]
         procs: List[Tuple[str, Proc]] = []
         try:
             for _, label, argv, opts in group:
@@ -371,7 +381,9 @@ def run(args: argparse.Namespace, cpy: str, pypy: Optional[str], log_path: str
     commands += ["taskset -c 1 wrk -t1 -c50 -d%gs --latency http://127.0.0.1:PORT/" % args.duration,
                  "taskset -c 1 ../bin/http_rate http://127.0.0.1:PORT/ 50 RATE %g" % args.duration,
                  "taskset -c 1 ../bin/ws_load ws://127.0.0.1:PORT/ 50 %g {32,16384}"
-                 % args.duration]
+                 % args.duration,
+                 "taskset -c 1 ../bin/ws_load ws://127.0.0.1:PORT/ 50 %g 32 %d"
+                 % (args.duration, PIPELINED)]
     return (table(runs, options, warmups, versions(peers)) + ["", "Goals:", ""]
             + goals(runs, equal) + ["", "```"] + commands + ["```"]), runs
 
@@ -405,6 +417,10 @@ GOALS = [
      "ws 32 B", 1.0),
     ("WS echo 32 B, PyPy Manager, x picows", "ours PyPy, Manager @handles", "picows",
      "ws 32 B", 1.2),
+    ("WS echo 32 B, %d in flight, CPython Manager, x picows" % PIPELINED,
+     "ours CPython, Manager @handles", "picows", "ws" + WS_PIPELINED, 1.0),
+    ("WS echo 32 B, %d in flight, PyPy Manager, x picows" % PIPELINED,
+     "ours PyPy, Manager @handles", "picows", "ws" + WS_PIPELINED, 1.2),
 ]
 
 

@@ -1,20 +1,26 @@
 /* WebSocket echo load generator on Mongoose (a client in C, so the client is
  * not the bottleneck).
  *
- *   ws_load URL CONNS SECONDS [SIZE]
+ *   ws_load URL CONNS SECONDS [SIZE [DEPTH]]
  *
- * Opens CONNS WebSocket connections to URL.  Each keeps exactly one message
- * of SIZE bytes in flight: it sends, waits for the echo, sends again (like
- * wrk's one request per connection).  After a 0.5 s warm-up it counts echoes
- * for SECONDS and prints one line:
+ * Opens CONNS WebSocket connections to URL.  Each keeps DEPTH messages (1
+ * unless given) of SIZE bytes in flight: it sends DEPTH, and one more for
+ * each echo (with DEPTH 1, like wrk's one request per connection).  After a
+ * 0.5 s warm-up it counts echoes for SECONDS and prints one line:
  *
  *   RESULT msgs=N secs=T rate=R p50_us=A p99_us=B errors=E
  *
- * Latency is send-to-echo time per message, at 1 us resolution.
+ * Latency is send-to-echo time per message, at 1 us resolution (echoes come
+ * back in order, so each connection keeps its send times in a ring).
  *
  * Build with -DMG_ENABLE_CUSTOM_RANDOM=1: Mongoose's default mg_random opens
  * /dev/urandom for every frame's mask, which made this client, not the
- * server, the bottleneck. */
+ * server, the bottleneck.  And build it with -DMG_ENABLE_EPOLL=0
+ * -DMG_ENABLE_POLL=1: stock Mongoose's epoll build calls epoll_ctl twice
+ * per message (the package's vendor patch 0081 removes that, but this
+ * program builds the unpatched file), so with epoll this client spent more
+ * per message than the servers it measured, and its core, not the server's,
+ * set the rate. */
 
 #include <stdint.h>
 #include <stdio.h>
@@ -25,13 +31,17 @@
 #include "mongoose.h"
 
 
+#define MAX_DEPTH 64
+
 struct peer {
-  double sent_ns;
+  double sent_ns[MAX_DEPTH]; /* ring: the oldest unanswered send at head */
+  unsigned head, inflight;
   int open;
 };
 
 static char *s_payload;
 static size_t s_size;
+static unsigned s_depth = 1;
 static int s_open, s_errors, s_measuring, s_stopping;
 static uint64_t s_count;
 static uint32_t *s_hist;
@@ -55,7 +65,7 @@ static double now_ns(void) {
 }
 
 static void send_one(struct mg_connection *c, struct peer *p) {
-  p->sent_ns = now_ns();
+  p->sent_ns[(p->head + p->inflight++) % MAX_DEPTH] = now_ns();
   mg_ws_send(c, s_payload, s_size, WEBSOCKET_OP_TEXT);
 }
 
@@ -65,10 +75,12 @@ static void fn(struct mg_connection *c, int ev, void *ev_data) {
   if (ev == MG_EV_WS_OPEN) {
     p->open = 1;
     s_open++;
-    send_one(c, p);
-  } else if (ev == MG_EV_WS_MSG) {
+    while (p->inflight < s_depth) send_one(c, p);
+  } else if (ev == MG_EV_WS_MSG && p->inflight > 0) {
+    double sent = p->sent_ns[p->head];
+    p->head = (p->head + 1) % MAX_DEPTH, p->inflight--;
     if (s_measuring) {
-      hist_add(s_hist, (now_ns() - p->sent_ns) / 1000.0);
+      hist_add(s_hist, (now_ns() - sent) / 1000.0);
       s_count++;
     }
     if (!s_stopping) send_one(c, p);
@@ -87,13 +99,14 @@ int main(int argc, char *argv[]) {
   double secs, start, t0, t1;
 
   if (argc < 4) {
-    fprintf(stderr, "usage: %s URL CONNS SECONDS [SIZE]\n", argv[0]);
+    fprintf(stderr, "usage: %s URL CONNS SECONDS [SIZE [DEPTH]]\n", argv[0]);
     return 2;
   }
   conns = atoi(argv[2]);
   secs = atof(argv[3]);
   s_size = argc > 4 ? (size_t) atoi(argv[4]) : 32;
-  if (conns < 1 || secs <= 0) return 2;
+  s_depth = argc > 5 ? (unsigned) atoi(argv[5]) : 1;
+  if (conns < 1 || secs <= 0 || s_depth < 1 || s_depth > MAX_DEPTH) return 2;
   s_payload = (char *) malloc(s_size + 1);
   peers = (struct peer *) calloc((size_t) conns, sizeof(*peers));
   s_hist = hist_new();
