@@ -180,3 +180,22 @@ def test_readme_results_section_is_replaced_in_place(tmp_path) -> None:
         text = f.read()
     assert text == ("# Benchmarks\n\nprose\n\n%s\nnewer table\n%s\n\nmore prose\n"
                     % (_report.BEGIN, _report.END))
+
+
+def test_ws_load_is_told_the_size_and_depth_only_when_they_differ_from_its_defaults() -> None:
+    url = "ws://127.0.0.1:8000/"
+    assert _load.ws_command("ws_load", 8000, 50, 5, pin=False) == ["ws_load", url, "50", "5"]
+    assert _load.ws_command("ws_load", 8000, 50, 5, pin=False, size=16384)[4:] == ["16384"]
+    assert _load.ws_command("ws_load", 8000, 50, 5, pin=False, depth=8)[4:] == ["32", "8"]
+
+
+def test_the_pipelined_websocket_test_has_goals_of_its_own() -> None:
+    import servers_compare
+
+    load = "ws" + servers_compare.WS_PIPELINED
+    runs = {(load, "ours PyPy, Manager @handles"): [run(600.0, 0.5, 1.0)],
+            (load, "picows"): [run(200.0, 2.0, 5.0)]}
+    assert "| WS echo 32 B, 8 in flight, PyPy Manager, x picows | >= 1.2 | 3.00 | 5.00 | 0.25 " \
+        "| - | - | yes |" in servers_compare.goals(runs, {})
+    assert any(line.startswith("| %s | picows | 200 |" % load)
+               for line in servers_compare.table(runs, {}, {}, {}))
