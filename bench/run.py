@@ -54,7 +54,7 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     p.add_argument("--ws-conns", type=int, default=50, help="WebSocket connections (default 50)")
     p.add_argument("--idle-conns", type=int, default=1000, help="idle connections (default 1000)")
     p.add_argument("--idle-polls", type=int,
-                   help="timed polls per idle run (default 2000, quick 500)")
+                   help="polls per timed batch of an idle run (default 2000, quick 500)")
     p.add_argument("--quick", action="store_true",
                    help="1 round of 2 s, short warm-up; README untouched unless --readme")
     p.add_argument("--readme", action="store_true", help="write bench/README.md in --quick mode")

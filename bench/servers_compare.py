@@ -235,8 +235,7 @@ def load_once(test: str, server: Proc, seconds: float, pin: bool) -> dict:
     """One load run (wrk, or ws_load for the ``ws ...`` tests); ``server``
     offers ``cpu()`` and ``label`` like ``_load.Server``."""
     if test.startswith("ws"):
-        size = 16384 if test.endswith("16 KiB") else 32
-        depth = PIPELINED if test.endswith(" in flight") else 1
+        size, depth = WS_LOADS[test]
         return _load.run_ws(server, os.path.join(BIN, "ws_load"), server.port,  # type: ignore
                             50, seconds, pin, size, depth)
     return _load.run_wrk(server, server.port, 50, seconds, pin)  # type: ignore[arg-type]
@@ -249,6 +248,8 @@ def load_once(test: str, server: Proc, seconds: float, pin: bool) -> dict:
 #: whether it writes the echoes of one read together.
 PIPELINED = 8
 WS_PIPELINED = " 32 B, %d in flight" % PIPELINED
+#: The WebSocket tests: message size and messages in flight per connection.
+WS_LOADS = {"ws 32 B": (32, 1), "ws 16 KiB": (16384, 1), "ws" + WS_PIPELINED: (32, PIPELINED)}
 
 #: Open-loop rounds of a goal: (offered req/s, our runs, the peer's runs).
 Equal = Tuple[float, List[dict], List[dict]]
@@ -335,8 +336,7 @@ def run(args: argparse.Namespace, cpy: str, pypy: Optional[str], log_path: str
             tests.append(test)
     for test in tests:
         group = [s for s in all_specs if s[0] == test]
-        loads = [test + " 32 B", test + " 16 KiB", test + WS_PIPELINED] if test == "ws" \
-            else [test]
+        loads = list(WS_LOADS) if test == "ws" else [test]
         procs: List[Tuple[str, Proc]] = []
         try:
             for _, label, argv, opts in group:
