@@ -440,6 +440,41 @@ def test_http_hdrs_precedes_http_msg(server_factory, client):
     assert seen[:-1] and set(seen[:-1]) == {(cm.MG_EV_HTTP_HDRS, "POST", "t")}
 
 
+
+def test_a_request_answered_and_drained_at_its_head_gets_no_second_answer(server_factory):
+    # Refusing a body before it is read: head and body arrive in one write, so
+    # Mongoose has the whole request when the handler drains at HTTP_HDRS.
+    seen = []
+
+    def handler(conn, ev, hm):
+        if ev in (cm.MG_EV_HTTP_HDRS, cm.MG_EV_HTTP_MSG):
+            seen.append(ev)
+            conn.reply(401, b"log in first")
+            conn.drain()
+
+    _, port = server_factory(handler)
+    raw = raw_request(port, b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n"
+                      + b"x" * 1000)
+    assert raw.count(b"HTTP/1.1 ") == 1 and raw.endswith(b"log in first"), raw
+    assert seen == [cm.MG_EV_HTTP_HDRS]
+
+
+def test_no_pipelined_request_reaches_a_handler_that_drained_its_connection(server_factory):
+    seen = []
+
+    def handler(conn, ev, hm):
+        if ev == cm.MG_EV_HTTP_MSG:
+            seen.append(hm.uri)
+            conn.reply(200, hm.uri)
+            conn.drain()
+
+    _, port = server_factory(handler)
+    raw = raw_request(port, b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n"
+                            b"GET /b HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert raw.count(b"HTTP/1.1 ") == 1 and raw.endswith(b"/a"), raw
+    assert seen == ["/a"]
+
+
 # -- HTTP inferred from the scheme ---------------------------------------------
 
 @pytest.mark.parametrize("url, http, parsed", [
