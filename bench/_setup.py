@@ -1,6 +1,6 @@
 """Everything the benchmark builds or installs before it measures.
 
-- ``bench/bin/c_server``, ``ws_load`` and ``http_rate``: C programs on the vendored
+- ``bench/bin/c_server``, ``ws_load``, ``ws_rate`` and ``http_rate``: C programs on the vendored
   Mongoose, compiled with the defines of ``build_ffi.py``.
 - Our package built in place (``setup.py build_ext --inplace``) with each
   interpreter; servers then import it through ``PYTHONPATH``.
@@ -25,6 +25,8 @@ VENDOR = os.path.join(ROOT, "vendor")
 MG_DEFINES = ["-DMG_TLS=MG_TLS_BUILTIN", "-DMG_ENABLE_IPV6=1", "-D_GNU_SOURCE"]
 CFLAGS = ["-O3", "-std=gnu99"]
 CYTHON_PACKAGE = "cymongoose==0.2.5"
+# The WebSocket load generators' own build: see ws_load.c.
+WS_CLIENT = ["-DMG_ENABLE_CUSTOM_RANDOM=1", "-DMG_ENABLE_EPOLL=0", "-DMG_ENABLE_POLL=1"]
 
 
 class SetupError(RuntimeError):
@@ -61,9 +63,10 @@ def c_commands(src_dir: str) -> dict:
         "c_server": base + [os.path.join(BENCH, "c_server.c"), mg,
                             "-o", os.path.join(BIN, "c_server")],
         # Custom mg_random and poll(): see ws_load.c (client-only changes).
-        "ws_load": base + ["-DMG_ENABLE_CUSTOM_RANDOM=1", "-DMG_ENABLE_EPOLL=0",
-                           "-DMG_ENABLE_POLL=1", os.path.join(BENCH, "ws_load.c"),
-                           mg, "-o", os.path.join(BIN, "ws_load")],
+        "ws_load": base + WS_CLIENT + [os.path.join(BENCH, "ws_load.c"), mg,
+                                       "-o", os.path.join(BIN, "ws_load")],
+        "ws_rate": base + WS_CLIENT + [os.path.join(BENCH, "ws_rate.c"), mg,
+                                       "-o", os.path.join(BIN, "ws_rate")],
         "http_rate": base + [os.path.join(BENCH, "http_rate.c"), mg,
                              "-o", os.path.join(BIN, "http_rate")],
     }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Two or more HTTP servers compared in one run: CPU per request, req/s, p99.
 
-    python3 bench/pair.py [--rounds N] [--secs S] [--ws SIZE | --rate R] NAME=COMMAND ...
+    python3 bench/pair.py [--rounds N] [--secs S] [--ws SIZE] [--rate R] NAME=COMMAND ...
 
 Each COMMAND is a server command line with ``{port}`` where its port goes;
 it runs from bench/servers pinned to core 0 (as bench/servers_compare.py
@@ -27,6 +27,9 @@ figures are then per message.  With ``--rate R`` the load is
 50 connections), and the latency figures (p50, p99, p99.9) count from the
 time each request fell due: the latency of servers of different speeds
 compared at the same offered load, which wrk's closed loop cannot do.
+``--ws SIZE --rate R`` does the same for WebSocket echo servers with
+``bin/ws_rate``: R messages per second, each sent on a connection with
+none in flight.
 """
 
 import argparse
@@ -110,15 +113,17 @@ def ws_load(port: int, secs: int, size: int) -> Tuple[int, float, str]:
     return int(m.group(1)), float(m.group(2)), "%.2fms" % (float(m.group(3)) / 1000)
 
 
-def http_rate(port: int, secs: int, rate: float) -> Tuple[int, float, str]:
-    binary = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bin", "http_rate")
-    out = subprocess.run(["taskset", "-c", "1", binary, "http://127.0.0.1:%d/" % port, "50",
-                          "%g" % rate, str(secs)],
+def open_loop(port: int, secs: int, rate: float, ws_size: int = 0) -> Tuple[int, float, str]:
+    """One run of bin/http_rate, or of bin/ws_rate with ``ws_size``."""
+    tool, scheme = ("ws_rate", "ws") if ws_size else ("http_rate", "http")
+    binary = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bin", tool)
+    out = subprocess.run(["taskset", "-c", "1", binary, "%s://127.0.0.1:%d/" % (scheme, port),
+                          "50", "%g" % rate, str(secs)] + ([str(ws_size)] if ws_size else []),
                          stdout=subprocess.PIPE, universal_newlines=True).stdout
     m = re.search(r"RESULT due=(\d+) done=(\d+) all=(\d+) secs=\S+ rate=([\d.]+) "
                   r"p50_us=([\d.]+) p99_us=([\d.]+) p999_us=([\d.]+) errors=(\d+)", out)
     if not m or m.group(8) != "0":
-        sys.exit("http_rate failed:\n" + out)
+        sys.exit("%s failed:\n%s" % (tool, out))
     lat = "%.2f/%.2f/%.2fms" % tuple(float(m.group(i)) / 1000 for i in (5, 6, 7))
     if m.group(1) != m.group(2):
         lat += "(%s of %s answered)" % (m.group(2), m.group(1))
@@ -133,13 +138,14 @@ def main() -> int:
     p.add_argument("--ws", type=int, metavar="SIZE",
                    help="WebSocket echo servers, loaded by bin/ws_load with SIZE-byte messages")
     p.add_argument("--rate", type=float, metavar="R",
-                   help="open-loop load of R requests/s (bin/http_rate); latency p50/p99/p99.9")
+                   help="open-loop load of R requests/s (bin/http_rate, or bin/ws_rate with "
+                        "--ws); latency p50/p99/p99.9")
     p.add_argument("servers", nargs="+", metavar="NAME=COMMAND")
     args = p.parse_args()
-    if args.ws:
+    if args.rate:
+        load = lambda port, secs: open_loop(port, secs, args.rate, args.ws or 0)  # noqa: E731
+    elif args.ws:
         load = lambda port, secs: ws_load(port, secs, args.ws)  # noqa: E731
-    elif args.rate:
-        load = lambda port, secs: http_rate(port, secs, args.rate)  # noqa: E731
     else:
         load = wrk
     procs = []

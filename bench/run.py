@@ -9,6 +9,9 @@ Builds what it needs (see _setup.py), then measures in interleaved rounds,
 every server pinned to core 0 and every load generator to core 1:
 
 - HTTP hello (``ok``) with ``wrk -t1 -cN --latency`` for N in 1, 50, 200;
+- the same at one offered load for every server (``_report.SAME_LOAD``:
+  bench/http_rate.c, open loop, 50 connections, at half the slowest
+  server's wrk rate at c=50), for CPU per request at equal batching;
 - WebSocket echo with bench/ws_load.c (C, 50 connections, one message in
   flight per connection);
 - the cost of 1,000 idle connections: time per ``poll(0)`` / 1,000.
@@ -152,6 +155,7 @@ def run_section(kind: str, specs: List[Tuple[str, List[str], Optional[Impl]]],
     """Start every server of the section, warm them up, then interleave rounds."""
     pin = not args.no_pin
     ws_load = os.path.join(BIN, "ws_load")
+    http_rate = os.path.join(BIN, "http_rate")
     servers: Dict[str, Tuple[Server, int]] = {}
     try:
         for key, argv, impl in specs:
@@ -181,12 +185,32 @@ def run_section(kind: str, specs: List[Tuple[str, List[str], Optional[Impl]]],
                 for key in order:
                     res = once(key, conns, args.duration)
                     runs.setdefault((test, key), []).append(res)
-                    log("[round %d/%d] %-9s %-26s %10.0f /s  p99 %7.3f ms  %5.2f us cpu"
-                        % (r + 1, args.rounds, test, _report.LABEL[key], res["rate"],
-                           res["p99"], res["cpu_us"]))
+                    log_round(r, args.rounds, test, key, res)
+        if kind == "http" and 50 in loads:
+            rate = same_load_rate(runs, keys)
+            for r in range(args.rounds):
+                for key in keys[r % len(keys):] + keys[:r % len(keys)]:
+                    server, port = servers[key]
+                    res = _load.run_rate(server, http_rate, port, 50, rate, args.duration, pin)
+                    runs.setdefault((_report.SAME_LOAD, key), []).append(res)
+                    log_round(r, args.rounds, _report.SAME_LOAD, key, res)
     finally:
         for server, _ in servers.values():
             server.stop()
+
+
+def log_round(r: int, rounds: int, test: str, key: str, res: dict) -> None:
+    log("[round %d/%d] %-9s %-26s %10.0f /s  p99 %7.3f ms  %5.2f us cpu"
+        % (r + 1, rounds, test, _report.LABEL[key], res["rate"], res["p99"], res["cpu_us"]))
+
+
+def same_load_rate(runs: _report.Runs, keys: List[str]) -> float:
+    """The offered req/s of the same-load test: half the slowest server's
+    median wrk rate at c=50, in thousands.  At half, every server has room
+    and the figures compare what each spends per request, not how it
+    copes near its limit (see servers_compare.EQUAL_SHARE)."""
+    slowest = min(_report.med(runs[("http c=50", k)], "rate") for k in keys)
+    return max(1000.0, round(slowest * servers_compare.EQUAL_SHARE, -3))
 
 
 def run_idle(impls: Dict[str, Impl], args: argparse.Namespace, idle: _report.Idle,
@@ -281,7 +305,8 @@ def header_lines(args: argparse.Namespace, impls: Dict[str, Impl], stamp: dateti
         "- Servers pinned to core 0, load generators to core 1%s."
         % (" (not pinned: --no-pin)" if args.no_pin else ""),
         "- xC: ratio to the C server; xCy: ratio to the Cython package; spread: half the "
-        "range of req/s over rounds, relative to the median.",
+        "range of req/s over rounds (of CPU per request in the same-load rows), relative "
+        "to the median.",
     ]
 
 
@@ -302,8 +327,11 @@ def command_lines(argv: List[str], args: argparse.Namespace, c_cmds: Dict[str, L
     wrk = " ".join(_load.wrk_command(0, 0, args.duration, pin))
     ws = " ".join(rel(x) for x in _load.ws_command(os.path.join(BIN, "ws_load"), 0,
                                                      args.ws_conns, args.duration, pin))
+    rate = " ".join(rel(x) for x in _load.pinned(
+        _load.LOAD_CORE, [os.path.join(BIN, "http_rate"), "http://127.0.0.1:PORT/", "50", "RATE",
+                          "%g" % args.duration], pin))
     lines += ["# load", wrk.replace("-c0", "-c" + loads).replace(":0/", ":PORT/"),
-              ws.replace(":0/", ":PORT/")]
+              rate + "  # RATE: the req/s of the same-load rows", ws.replace(":0/", ":PORT/")]
     return lines
 
 

@@ -20,9 +20,11 @@ PYPY_GC_NURSERY=16MB, as docs/deployment.md asks of a program serving on
 PyPy (``python -m cymongoose`` sets it itself).
 
 The p99 that a goal compares is measured again at the same offered load
-for both servers (``equal_load``: ``bin/http_rate``, open loop, at half
-the slower one's wrk rate), as wrk's closed loop runs each server at its
-own rate; the WebSocket goals keep ws_load's closed-loop p99.
+for both servers (``equal_load``: ``bin/http_rate``, or ``bin/ws_rate``
+for WebSocket echo, open loop, at half the slower one's closed-loop rate),
+as a closed loop runs each server at its own rate; the goals of the
+pipelined WebSocket test keep ws_load's closed-loop p99 (ws_rate keeps one
+message in flight per connection).
 
 Before anything counts, each server is warmed up until two consecutive
 warm-up runs agree within 3% (at most 8 runs: PyPy's JIT needs several);
@@ -265,15 +267,22 @@ EQUAL_SHARE = 0.5
 def equal_load(test: str, ready: Dict[str, Proc], runs: Dict[Tuple[str, str], List[dict]],
                args: argparse.Namespace, pin: bool) -> Dict[str, Equal]:
     """The goals of ``test`` measured again at the same offered load for
-    both servers (``bin/http_rate``, open loop, 50 connections).
+    both servers (``bin/http_rate``, or ``bin/ws_rate`` for a WebSocket
+    test with one message in flight; open loop, 50 connections).
 
-    wrk's closed loop cannot compare latencies: each connection sends its
-    next request only once answered, so each server runs at its own rate
-    and its mean latency is the connections over that rate.  Here both
-    servers get ``EQUAL_SHARE`` of the slower one's wrk rate, and latency
-    counts from the time each request fell due.
+    A closed loop (wrk, ws_load) cannot compare latencies: each connection
+    sends its next request only once answered, so each server runs at its
+    own rate and its mean latency is the connections over that rate.  Here
+    both servers get ``EQUAL_SHARE`` of the slower one's closed-loop rate,
+    and latency counts from the time each request fell due.
     """
     out: Dict[str, Equal] = {}
+    tool, ws_size = "http_rate", 0
+    if test in WS_LOADS:
+        ws_size, depth = WS_LOADS[test]
+        if depth != 1:
+            return out  # ws_rate keeps one message in flight
+        tool = "ws_rate"
     for what, ours, peer, goal_test, _ in GOALS:
         if goal_test != test or ours not in ready or peer not in ready:
             continue
@@ -284,8 +293,8 @@ def equal_load(test: str, ready: Dict[str, Proc], runs: Dict[Tuple[str, str], Li
             for r in range(args.rounds):
                 for label in ((ours, peer) if r % 2 == 0 else (peer, ours)):
                     res = _load.run_rate(ready[label],  # type: ignore[arg-type]
-                                         os.path.join(BIN, "http_rate"), ready[label].port,
-                                         50, rate, args.duration, pin)
+                                         os.path.join(BIN, tool), ready[label].port,
+                                         50, rate, args.duration, pin, ws_size)
                     got[label].append(res)
                     log("[equal %d/%d] %-14s %-28s %9.0f /s offered  p99 %7.3f ms%s"
                         % (r + 1, args.rounds, test, label, rate, res["p99"],
@@ -367,8 +376,8 @@ def run(args: argparse.Namespace, cpy: str, pypy: Optional[str], log_path: str
                         log("[round %d/%d] %-14s %-28s %9.0f /s  p99 %7.3f ms  %6.2f us cpu"
                             % (r + 1, args.rounds, load, label, res["rate"], res["p99"],
                                res["cpu_us"]))
-            if test != "ws":
-                equal.update(equal_load(test, dict(ready), runs, args, pin))
+            for load in loads:
+                equal.update(equal_load(load, dict(ready), runs, args, pin))
         finally:
             for _, p in procs:
                 p.stop()
@@ -383,7 +392,9 @@ def run(args: argparse.Namespace, cpy: str, pypy: Optional[str], log_path: str
                  "taskset -c 1 ../bin/ws_load ws://127.0.0.1:PORT/ 50 %g {32,16384}"
                  % args.duration,
                  "taskset -c 1 ../bin/ws_load ws://127.0.0.1:PORT/ 50 %g 32 %d"
-                 % (args.duration, PIPELINED)]
+                 % (args.duration, PIPELINED),
+                 "taskset -c 1 ../bin/ws_rate ws://127.0.0.1:PORT/ 50 RATE %g 32"
+                 % args.duration]
     return (table(runs, options, warmups, versions(peers)) + ["", "Goals:", ""]
             + goals(runs, equal) + ["", "```"] + commands + ["```"]), runs
 
@@ -427,11 +438,12 @@ GOALS = [
 def goals(runs: Dict[Tuple[str, str], List[dict]], equal: Dict[str, Equal]) -> List[str]:
     """The issue's goals: req/s ratio (and CPU and p99 ratios) to the named
     peer.  The p99 that decides is the one at the same offered load where
-    it was measured (HTTP), wrk's otherwise (WebSocket).  Where the C
+    it was measured (all but the pipelined WebSocket test), the closed
+    loop's otherwise.  Where the C
     Mongoose server ran the same test, its ratio to the peer is shown too:
     a goal above it cannot be shown with this load generator."""
     lines = ["| goal | target | req/s ratio | CPU/req ratio (peer / ours) "
-             "| p99 ours / peer, wrk | p99 ours / peer, same load | C Mongoose x peer | met |",
+             "| p99 ours / peer, closed loop | p99 ours / peer, same load | C Mongoose x peer | met |",
              "|---|---|---|---|---|---|---|---|"]
     for what, ours, peer, test, target in GOALS:
         a, b = runs.get((test, ours)), runs.get((test, peer))
@@ -457,8 +469,9 @@ def goals(runs: Dict[Tuple[str, str], List[dict]], equal: Dict[str, Equal]) -> L
                         "-" if c_ratio is None else "%.2f" % c_ratio, met))
     if not equal:
         return lines
-    lines += ["", "At the same offered load (`bin/http_rate`, open loop, %d%% of the slower "
-              "server's wrk rate; p50 / p99 / p99.9 ms, medians of the rounds):"
+    lines += ["", "At the same offered load (`bin/http_rate`, or `bin/ws_rate` for WebSocket "
+              "echo, open loop, %d%% of the slower server's closed-loop rate; p50 / p99 / "
+              "p99.9 ms, medians of the rounds):"
               % (EQUAL_SHARE * 100), "",
               "| goal | offered req/s | ours | peer | unanswered (ours, peer) |",
               "|---|---|---|---|---|"]

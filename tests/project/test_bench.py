@@ -204,3 +204,35 @@ def test_the_pipelined_websocket_test_has_goals_of_its_own() -> None:
         "| - | - | yes |" in servers_compare.goals(runs, {})
     assert any(line.startswith("| %s | picows | 200 |" % load)
                for line in servers_compare.table(runs, {}, {}, {}))
+
+
+def test_same_load_rows_compare_cpu_per_request_and_their_spread_is_of_cpu() -> None:
+    import run as bench_run
+
+    runs = {
+        ("http c=50", "cython"): [run(90000.0, 1.0, 9.0)],
+        ("http c=50", "pypy-declared"): [run(120000.0, 0.5, 7.0)],
+        (_report.SAME_LOAD, "cython"): [run(45000.0, 1.0, 18.0), run(45000.0, 1.0, 22.0)],
+        (_report.SAME_LOAD, "pypy-declared"): [run(45000.0, 0.2, 10.0),
+                                               run(45000.0, 0.2, 10.0)],
+    }
+    # half the slowest server's wrk rate, in thousands
+    assert bench_run.same_load_rate(runs, ["cython", "pypy-declared"]) == 45000.0
+    goals = _report.goals_table(runs, {})
+    # wrk's req/s misses the goal where CPU per request at one load meets it
+    assert "| PyPy declared, HTTP c=50 req/s, x Cython | >= 1.40 | 1.33 | **no** |" in goals
+    assert "| PyPy declared, CPU us/req at the same load, Cython / ours | >= 1.40 | 2.00 " \
+        "| yes |" in goals
+    table = _report.load_table(runs)
+    assert "| %s | Cython 0.2.5 (CPython) | 45,000 |" % _report.SAME_LOAD in table
+    assert table.splitlines()[-2].endswith("| ±10% |")  # CPU 18 to 22 us, not req/s
+
+
+def test_only_websocket_tests_with_one_message_in_flight_are_run_again_at_the_same_load() -> None:
+    import servers_compare
+
+    # ws_rate keeps one message in flight: nothing to run for the pipelined test,
+    # whatever the servers and runs.
+    args = type("Args", (), {"rounds": 1, "duration": 1.0})()
+    assert servers_compare.equal_load("ws" + servers_compare.WS_PIPELINED, {}, {}, args,
+                                      False) == {}
