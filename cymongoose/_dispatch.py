@@ -177,6 +177,12 @@ _NWRAP = len(_WRAP)
 @ffi.def_extern(onerror=_on_escape)
 def _cym_dispatch(slot: int, cid: int, ev: int, arg: int) -> None:
     mgr = _MANAGERS[slot]
+    if ev == _BATCH:
+        # First, as it comes once per poll that read a WebSocket message: in
+        # the fast path below its index would raise (and, on CPython, cost
+        # an exception) on the way to the slow path.
+        deliver_batch(mgr, arg)
+        return
     # Fast path: the common events, on a known connection, while poll() (or
     # another C entry point) already holds mgr._inside, so this call needs
     # no bookkeeping of its own.  Everything else takes _dispatch_slow, which
@@ -305,9 +311,6 @@ def _deliver_polls(mgr: Any, ids: Any) -> None:
 
 
 def _dispatch_slow(mgr: Any, cid: int, ev: int, arg: int) -> None:
-    if ev == _BATCH:
-        deliver_batch(mgr, arg)
-        return
     mgr._inside += 1
     conn = None
     data = None
