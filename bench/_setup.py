@@ -79,7 +79,8 @@ def build_c(src_dir: str) -> dict:
     for name, cmd in cmds.items():
         out = os.path.join(BIN, name)
         sources = [os.path.join(BENCH, name + ".c"), os.path.join(src_dir, "mongoose.c"),
-                   os.path.join(src_dir, "mongoose.h"), os.path.join(BENCH, "latency_hist.h")]
+                   os.path.join(src_dir, "mongoose.h"), os.path.join(BENCH, "latency_hist.h"),
+                   os.path.join(BENCH, "load_gen.h")]
         if os.path.exists(out) and all(os.path.getmtime(out) > os.path.getmtime(s)
                                        for s in sources):
             continue

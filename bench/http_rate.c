@@ -21,13 +21,7 @@
  * after the wait; all counts every answer, warm-up included (for CPU per
  * request over the whole run).  Latency is at 1 us resolution, up to 200 ms. */
 
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <time.h>
-
-#include "latency_hist.h"
-#include "mongoose.h"
+#include "load_gen.h"
 
 
 struct peer {
@@ -44,12 +38,6 @@ static struct mg_connection **s_conns;
 static int *s_idle, s_nidle, s_errors, s_nclosed;
 static uint64_t s_done, s_all;
 static uint32_t *s_hist;
-
-static double now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double) ts.tv_sec * 1e9 + (double) ts.tv_nsec;
-}
 
 static void fn(struct mg_connection *c, int ev, void *ev_data) {
   struct peer *p = (struct peer *) c->fn_data;
@@ -88,10 +76,8 @@ static void fn(struct mg_connection *c, int ev, void *ev_data) {
 int main(int argc, char *argv[]) {
   struct mg_mgr mgr;
   int i, conns;
-  double rate, secs, interval, start, t_meas, t_end, next, now;
-  double *queue; /* due times of requests not yet sent (a ring) */
-  size_t qcap, qhead = 0, qlen = 0;
-  uint64_t due = 0;
+  double rate, secs, start, now;
+  struct schedule sch;
   struct mg_str host;
   static char req[256];
 
@@ -108,15 +94,11 @@ int main(int argc, char *argv[]) {
            (int) host.len, host.buf);
   s_request = req;
   s_request_len = strlen(req);
-  interval = 1e9 / rate;
-  qcap = (size_t) (rate * (secs + 7)) + 16;
-  queue = (double *) malloc(qcap * sizeof(*queue));
   s_peers = (struct peer *) calloc((size_t) conns, sizeof(*s_peers));
   s_conns = (struct mg_connection **) calloc((size_t) conns, sizeof(*s_conns));
   s_idle = (int *) calloc((size_t) conns, sizeof(*s_idle));
   s_hist = hist_new();
-  if (queue == NULL || s_peers == NULL || s_conns == NULL || s_idle == NULL || s_hist == NULL)
-    return 1;
+  if (s_peers == NULL || s_conns == NULL || s_idle == NULL || s_hist == NULL) return 1;
 
   mg_log_set(MG_LL_NONE);
   mg_mgr_init(&mgr);
@@ -130,16 +112,10 @@ int main(int argc, char *argv[]) {
     return 1;
   }
 
-  start = next = now_ns();
-  t_meas = start + 1e9;
-  t_end = t_meas + secs * 1e9;
+  if (!schedule_start(&sch, rate, secs)) return 1;
   for (;;) {
     now = now_ns();
-    while (next <= now && next < t_end && qlen < qcap) { /* requests falling due */
-      queue[(qhead + qlen++) % qcap] = next;
-      if (next >= t_meas) due++;
-      next += interval;
-    }
+    schedule_advance(&sch, now);
     for (i = 0; s_nclosed > 0 && i < conns; i++) {
       if (s_peers[i].closed) {
         s_peers[i].closed = 0, s_nclosed--;
@@ -147,26 +123,17 @@ int main(int argc, char *argv[]) {
         if (s_conns[i] == NULL) s_errors++;
       }
     }
-    while (qlen > 0 && s_nidle > 0) {
+    while (sch.len > 0 && s_nidle > 0) {
       int k = s_idle[--s_nidle];
       struct peer *p = &s_peers[k];
-      p->due_ns = queue[qhead];
-      p->measured = p->due_ns >= t_meas;
-      qhead = (qhead + 1) % qcap, qlen--;
+      p->due_ns = schedule_take(&sch);
+      p->measured = p->due_ns >= sch.t_meas;
       mg_send(s_conns[k], s_request, s_request_len);
     }
-    if (s_errors > 0) break;
-    if (next >= t_end && qlen == 0) {
-      if (s_done >= due || now > t_end + 5e9) break;
-    }
+    if (s_errors > 0 || schedule_over(&sch, now, s_done)) break;
     mg_mgr_poll(&mgr, 0); /* busy: due times are kept to the microsecond */
   }
-  printf("RESULT due=%llu done=%llu all=%llu secs=%.3f rate=%.1f p50_us=%.1f p99_us=%.1f "
-         "p999_us=%.1f errors=%d\n",
-         (unsigned long long) due, (unsigned long long) s_done, (unsigned long long) s_all, secs,
-         (double) s_done / secs,
-         hist_percentile(s_hist, s_done, 0.50), hist_percentile(s_hist, s_done, 0.99),
-         hist_percentile(s_hist, s_done, 0.999), s_errors);
+  schedule_report(&sch, s_done, s_all, secs, s_hist, s_errors);
   mg_mgr_free(&mgr);
   return s_errors > 0 ? 1 : 0;
 }

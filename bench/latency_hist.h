@@ -1,5 +1,5 @@
-/* The latency histogram of the bench's C load generators (ws_load.c,
- * http_rate.c): one bucket per microsecond up to HIST_US; latencies above
+/* The latency histogram of the bench's C load generators (through
+ * load_gen.h): one bucket per microsecond up to HIST_US; latencies above
  * land in the last bucket. */
 
 #ifndef LATENCY_HIST_H

@@ -22,13 +22,7 @@
  * per message than the servers it measured, and its core, not the server's,
  * set the rate. */
 
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <time.h>
-
-#include "latency_hist.h"
-#include "mongoose.h"
+#include "load_gen.h"
 
 
 #define MAX_DEPTH 64
@@ -45,24 +39,6 @@ static unsigned s_depth = 1;
 static int s_open, s_errors, s_measuring, s_stopping;
 static uint64_t s_count;
 static uint32_t *s_hist;
-
-/* Masks only need to vary, not to be secret, in a load generator. */
-bool mg_random(void *buf, size_t len) {
-  static uint64_t x = 0x9E3779B97F4A7C15ULL;
-  unsigned char *p = (unsigned char *) buf;
-  size_t i;
-  for (i = 0; i < len; i++) {
-    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-    p[i] = (unsigned char) x;
-  }
-  return true;
-}
-
-static double now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double) ts.tv_sec * 1e9 + (double) ts.tv_nsec;
-}
 
 static void send_one(struct mg_connection *c, struct peer *p) {
   p->sent_ns[(p->head + p->inflight++) % MAX_DEPTH] = now_ns();

@@ -23,13 +23,7 @@
  * as http_rate does (all counts every echo, warm-up included).  Build it as
  * ws_load is built (custom mg_random, poll()): see ws_load.c. */
 
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <time.h>
-
-#include "latency_hist.h"
-#include "mongoose.h"
+#include "load_gen.h"
 
 
 struct peer {
@@ -45,24 +39,6 @@ static struct mg_connection **s_conns;
 static int *s_idle, s_nidle, s_nopen, s_errors;
 static uint64_t s_done, s_all;
 static uint32_t *s_hist;
-
-/* Masks only need to vary, not to be secret, in a load generator. */
-bool mg_random(void *buf, size_t len) {
-  static uint64_t x = 0x9E3779B97F4A7C15ULL;
-  unsigned char *p = (unsigned char *) buf;
-  size_t i;
-  for (i = 0; i < len; i++) {
-    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-    p[i] = (unsigned char) x;
-  }
-  return true;
-}
-
-static double now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double) ts.tv_sec * 1e9 + (double) ts.tv_nsec;
-}
 
 static void fn(struct mg_connection *c, int ev, void *ev_data) {
   struct peer *p = (struct peer *) c->fn_data;
@@ -91,10 +67,8 @@ static void fn(struct mg_connection *c, int ev, void *ev_data) {
 int main(int argc, char *argv[]) {
   struct mg_mgr mgr;
   int i, conns;
-  double rate, secs, interval, start, t_meas, t_end, next, now;
-  double *queue; /* due times of messages not yet sent (a ring) */
-  size_t qcap, qhead = 0, qlen = 0;
-  uint64_t due = 0;
+  double rate, secs, start, now;
+  struct schedule sch;
 
   if (argc != 5 && argc != 6) {
     fprintf(stderr, "usage: %s URL CONNS RATE SECONDS [SIZE]\n", argv[0]);
@@ -105,16 +79,13 @@ int main(int argc, char *argv[]) {
   secs = atof(argv[4]);
   s_size = argc > 5 ? (size_t) atoi(argv[5]) : 32;
   if (conns < 1 || rate <= 0 || secs <= 0) return 2;
-  interval = 1e9 / rate;
-  qcap = (size_t) (rate * (secs + 7)) + 16;
-  queue = (double *) malloc(qcap * sizeof(*queue));
   s_payload = (char *) malloc(s_size + 1);
   s_peers = (struct peer *) calloc((size_t) conns, sizeof(*s_peers));
   s_conns = (struct mg_connection **) calloc((size_t) conns, sizeof(*s_conns));
   s_idle = (int *) calloc((size_t) conns, sizeof(*s_idle));
   s_hist = hist_new();
-  if (queue == NULL || s_payload == NULL || s_peers == NULL || s_conns == NULL ||
-      s_idle == NULL || s_hist == NULL)
+  if (s_payload == NULL || s_peers == NULL || s_conns == NULL || s_idle == NULL ||
+      s_hist == NULL)
     return 1;
   memset(s_payload, 'x', s_size);
 
@@ -131,37 +102,21 @@ int main(int argc, char *argv[]) {
     return 1;
   }
 
-  start = next = now_ns();
-  t_meas = start + 1e9;
-  t_end = t_meas + secs * 1e9;
+  if (!schedule_start(&sch, rate, secs)) return 1;
   for (;;) {
     now = now_ns();
-    while (next <= now && next < t_end && qlen < qcap) { /* messages falling due */
-      queue[(qhead + qlen++) % qcap] = next;
-      if (next >= t_meas) due++;
-      next += interval;
-    }
-    while (qlen > 0 && s_nidle > 0) {
+    schedule_advance(&sch, now);
+    while (sch.len > 0 && s_nidle > 0) {
       int k = s_idle[--s_nidle];
       struct peer *p = &s_peers[k];
-      p->due_ns = queue[qhead];
-      p->measured = p->due_ns >= t_meas;
-      qhead = (qhead + 1) % qcap, qlen--;
+      p->due_ns = schedule_take(&sch);
+      p->measured = p->due_ns >= sch.t_meas;
       mg_ws_send(s_conns[k], s_payload, s_size, WEBSOCKET_OP_TEXT);
     }
-    if (s_errors > 0) break;
-    if (next >= t_end && qlen == 0) {
-      if (s_done >= due || now > t_end + 5e9) break;
-    }
+    if (s_errors > 0 || schedule_over(&sch, now, s_done)) break;
     mg_mgr_poll(&mgr, 0); /* busy: due times are kept to the microsecond */
   }
-  printf("RESULT due=%llu done=%llu all=%llu secs=%.3f rate=%.1f p50_us=%.1f p99_us=%.1f "
-         "p999_us=%.1f errors=%d\n",
-         (unsigned long long) due, (unsigned long long) s_done, (unsigned long long) s_all, secs,
-         (double) s_done / secs, hist_percentile(s_hist, s_done, 0.50),
-         hist_percentile(s_hist, s_done, 0.99), hist_percentile(s_hist, s_done, 0.999),
-         s_errors);
-  fflush(stdout);
+  schedule_report(&sch, s_done, s_all, secs, s_hist, s_errors);
   i = s_errors > 0 ? 1 : 0;
   mg_mgr_free(&mgr); /* its MG_EV_CLOSEs are not errors */
   return i;
