@@ -236,13 +236,20 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
             if self._timers is not None:  # None until the first timer_add
                 ms = self._timer_wait(ms)
             self._poller = self._loop_thread = _get_ident()
+            # _CallingC's bracket, inline: poll() is every loop's hottest
+            # call, and on CPython the bracket's two method calls cost more
+            # than the rest of it (bench/README.md, "Fourteenth pass").  It
+            # starts outside C (checked above), so the depth it restores is 0.
+            self._inside = 1
             try:
-                with self._calling_c:
-                    lib.cym_mgr_poll(self._cm, ms)
-                    if self._calls:
-                        self._run_calls()
+                lib.cym_mgr_poll(self._cm, ms)
+                if self._calls:
+                    self._run_calls()
             finally:
+                self._inside = 0
                 self._poller = 0
+            if self._pending is not None or _dispatch.escaped:
+                self._raise_pending()
         finally:
             self._poll_lock.release()
 
@@ -489,7 +496,8 @@ class _CallingC:
     raises, ``Connection.close`` defers), and on a normal exit raises what
     a handler left pending (``KeyboardInterrupt``, ``SystemExit``) once the
     outermost bracket ends.  One per Manager, re-entered by nested calls
-    (poll thread only), hence the stack of depths.
+    (poll thread only), hence the stack of depths.  ``Manager.poll`` does
+    the same inline, as the outermost bracket.
     """
 
     __slots__ = ("_mgr", "_depths")
