@@ -80,7 +80,7 @@ def build_c(src_dir: str) -> dict:
         out = os.path.join(BIN, name)
         sources = [os.path.join(BENCH, name + ".c"), os.path.join(src_dir, "mongoose.c"),
                    os.path.join(src_dir, "mongoose.h"), os.path.join(BENCH, "latency_hist.h"),
-                   os.path.join(BENCH, "load_gen.h")]
+                   os.path.join(BENCH, "load_gen.h"), os.path.join(BENCH, "open_loop.h")]
         if os.path.exists(out) and all(os.path.getmtime(out) > os.path.getmtime(s)
                                        for s in sources):
             continue

@@ -21,39 +21,25 @@
  * after the wait; all counts every answer, warm-up included (for CPU per
  * request over the whole run).  Latency is at 1 us resolution, up to 200 ms. */
 
-#include "load_gen.h"
+#include "open_loop.h"
 
-
-struct peer {
-  double due_ns; /* of the request in flight, 0 when idle */
-  int measured;  /* that request counts */
-  int open;
-  int closed;    /* closed by the server while idle: to be opened again */
-};
 
 static const char *s_request;
 static size_t s_request_len;
-static struct peer *s_peers;
-static struct mg_connection **s_conns;
-static int *s_idle, s_nidle, s_errors, s_nclosed;
-static uint64_t s_done, s_all;
-static uint32_t *s_hist;
+static int s_nclosed;
+
+static void send_request(struct mg_connection *c) {
+  mg_send(c, s_request, s_request_len);
+}
 
 static void fn(struct mg_connection *c, int ev, void *ev_data) {
   struct peer *p = (struct peer *) c->fn_data;
   (void) ev_data;
   if (ev == MG_EV_CONNECT) {
     p->open = 1;
-    s_idle[s_nidle++] = (int) (p - s_peers);
+    peer_idle(p);
   } else if (ev == MG_EV_HTTP_MSG) {
-    s_all++;
-    if (p->measured) {
-      hist_add(s_hist, (now_ns() - p->due_ns) / 1000.0);
-      s_done++;
-    }
-    p->due_ns = 0;
-    p->measured = 0;
-    s_idle[s_nidle++] = (int) (p - s_peers);
+    peer_answered(p);
   } else if (ev == MG_EV_ERROR) {
     s_errors++;
   } else if (ev == MG_EV_CLOSE) {
@@ -94,11 +80,7 @@ int main(int argc, char *argv[]) {
            (int) host.len, host.buf);
   s_request = req;
   s_request_len = strlen(req);
-  s_peers = (struct peer *) calloc((size_t) conns, sizeof(*s_peers));
-  s_conns = (struct mg_connection **) calloc((size_t) conns, sizeof(*s_conns));
-  s_idle = (int *) calloc((size_t) conns, sizeof(*s_idle));
-  s_hist = hist_new();
-  if (s_peers == NULL || s_conns == NULL || s_idle == NULL || s_hist == NULL) return 1;
+  if (!peers_alloc(conns)) return 1;
 
   mg_log_set(MG_LL_NONE);
   mg_mgr_init(&mgr);
@@ -123,13 +105,7 @@ int main(int argc, char *argv[]) {
         if (s_conns[i] == NULL) s_errors++;
       }
     }
-    while (sch.len > 0 && s_nidle > 0) {
-      int k = s_idle[--s_nidle];
-      struct peer *p = &s_peers[k];
-      p->due_ns = schedule_take(&sch);
-      p->measured = p->due_ns >= sch.t_meas;
-      mg_send(s_conns[k], s_request, s_request_len);
-    }
+    peers_send_due(&sch, send_request);
     if (s_errors > 0 || schedule_over(&sch, now, s_done)) break;
     mg_mgr_poll(&mgr, 0); /* busy: due times are kept to the microsecond */
   }

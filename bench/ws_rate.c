@@ -23,22 +23,16 @@
  * as http_rate does (all counts every echo, warm-up included).  Build it as
  * ws_load is built (custom mg_random, poll()): see ws_load.c. */
 
-#include "load_gen.h"
+#include "open_loop.h"
 
-
-struct peer {
-  double due_ns; /* of the message in flight, 0 when idle */
-  int measured;  /* that message counts */
-  int open;
-};
 
 static char *s_payload;
 static size_t s_size;
-static struct peer *s_peers;
-static struct mg_connection **s_conns;
-static int *s_idle, s_nidle, s_nopen, s_errors;
-static uint64_t s_done, s_all;
-static uint32_t *s_hist;
+static int s_nopen;
+
+static void send_request(struct mg_connection *c) {
+  mg_ws_send(c, s_payload, s_size, WEBSOCKET_OP_TEXT);
+}
 
 static void fn(struct mg_connection *c, int ev, void *ev_data) {
   struct peer *p = (struct peer *) c->fn_data;
@@ -46,16 +40,9 @@ static void fn(struct mg_connection *c, int ev, void *ev_data) {
   if (ev == MG_EV_WS_OPEN) {
     p->open = 1;
     s_nopen++;
-    s_idle[s_nidle++] = (int) (p - s_peers);
+    peer_idle(p);
   } else if (ev == MG_EV_WS_MSG && p->due_ns != 0) {
-    s_all++;
-    if (p->measured) {
-      hist_add(s_hist, (now_ns() - p->due_ns) / 1000.0);
-      s_done++;
-    }
-    p->due_ns = 0;
-    p->measured = 0;
-    s_idle[s_nidle++] = (int) (p - s_peers);
+    peer_answered(p);
   } else if (ev == MG_EV_ERROR) {
     s_errors++;
   } else if (ev == MG_EV_CLOSE && p->open) {
@@ -80,13 +67,7 @@ int main(int argc, char *argv[]) {
   s_size = argc > 5 ? (size_t) atoi(argv[5]) : 32;
   if (conns < 1 || rate <= 0 || secs <= 0) return 2;
   s_payload = (char *) malloc(s_size + 1);
-  s_peers = (struct peer *) calloc((size_t) conns, sizeof(*s_peers));
-  s_conns = (struct mg_connection **) calloc((size_t) conns, sizeof(*s_conns));
-  s_idle = (int *) calloc((size_t) conns, sizeof(*s_idle));
-  s_hist = hist_new();
-  if (s_payload == NULL || s_peers == NULL || s_conns == NULL || s_idle == NULL ||
-      s_hist == NULL)
-    return 1;
+  if (s_payload == NULL || !peers_alloc(conns)) return 1;
   memset(s_payload, 'x', s_size);
 
   mg_log_set(MG_LL_NONE);
@@ -106,13 +87,7 @@ int main(int argc, char *argv[]) {
   for (;;) {
     now = now_ns();
     schedule_advance(&sch, now);
-    while (sch.len > 0 && s_nidle > 0) {
-      int k = s_idle[--s_nidle];
-      struct peer *p = &s_peers[k];
-      p->due_ns = schedule_take(&sch);
-      p->measured = p->due_ns >= sch.t_meas;
-      mg_ws_send(s_conns[k], s_payload, s_size, WEBSOCKET_OP_TEXT);
-    }
+    peers_send_due(&sch, send_request);
     if (s_errors > 0 || schedule_over(&sch, now, s_done)) break;
     mg_mgr_poll(&mgr, 0); /* busy: due times are kept to the microsecond */
   }
