@@ -150,25 +150,25 @@ def run_wrk(server: Server, port: int, conns: int, seconds: float, pin: bool = T
             "load_share": load_share}
 
 
-def run_rate(server: Server, http_rate: str, port: int, conns: int, rate: float,
+def run_rate(server: Server, binary: str, port: int, conns: int, rate: float,
              seconds: float, pin: bool = True, ws_size: int = 0) -> dict:
     """One open-loop run of ``bin/http_rate``: ``rate`` requests per second
     over ``conns`` keep-alive connections whatever the answers, latency
     counted from the time each request fell due.  Returns the answers per
     second, p50/p99/p99.9 (ms), CPU µs per answer (warm-up included, as the
     CPU window is), errors, and ``missing``: requests still unanswered when
-    the run ended; and http_rate's share of its core.  With ``ws_size``,
-    ``http_rate`` names ``bin/ws_rate`` instead, which does the same with
-    WebSocket messages of that size (its output has the same form)."""
+    the run ended; and http_rate's share of its core.  ``binary`` is
+    ``bin/http_rate``, or with ``ws_size`` ``bin/ws_rate``, which does the
+    same with WebSocket messages of that size (its output has the same form)."""
     url = ("ws://127.0.0.1:%d/" if ws_size else "http://127.0.0.1:%d/") % port
-    argv = [http_rate, url, str(conns), "%g" % rate, "%g" % seconds]
+    argv = [binary, url, str(conns), "%g" % rate, "%g" % seconds]
     cmd = pinned(LOAD_CORE, argv + ([str(ws_size)] if ws_size else []), pin)
     out, status, cpu, load_share = _measured(server, cmd, seconds)
     m = re.search(r"RESULT due=(\d+) done=(\d+) all=(\d+) secs=\S+ rate=([\d.]+) "
                   r"p50_us=([\d.]+) p99_us=([\d.]+) p999_us=([\d.]+) errors=(\d+)", out)
     if not m:
         raise BenchError("%s: %s failed (exit status %s):\n%s"
-                         % (server.label, os.path.basename(http_rate), status, out))
+                         % (server.label, os.path.basename(binary), status, out))
     n = int(m.group(3))
     return {"rate": float(m.group(4)), "p50": float(m.group(5)) / 1000,
             "p99": float(m.group(6)) / 1000, "p999": float(m.group(7)) / 1000,
