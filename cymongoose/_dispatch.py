@@ -19,7 +19,7 @@ from typing import Any, Callable, List, Optional, TypeVar
 
 from . import constants as C
 from ._ffi import ffi, lib
-from .messages import HttpMessage, MqttMessage, WsMessage, _View, _WsMessageCopy, _bytes_at
+from .messages import HttpMessage, MqttMessage, WsMessage, _View, _WsMessageCopy
 
 EV_ALL = int(lib.CYM_EV_ALL)
 LSN_SHIFT = int(lib.CYM_LSN_SHIFT)
@@ -181,7 +181,7 @@ def _cym_dispatch(slot: int, cid: int, ev: int, arg: int) -> None:
         # First, as it comes once per poll that read a WebSocket message: in
         # the fast path below its index would raise (and, on CPython, cost
         # an exception) on the way to the slow path.
-        deliver_batch(mgr, arg)
+        deliver_batch(mgr, arg, cid)
         return
     # Fast path: the common events, on a known connection, while poll() (or
     # another C entry point) already holds mgr._inside, so this call needs
@@ -228,11 +228,18 @@ _BATCH = int(lib.CYM_EV_BATCH)
 _REC = struct.Struct("=QII")
 assert _REC.size == int(lib.CYM_BATCH_REC)
 _POLLS = int(lib.CYM_BATCH_POLLS)
+_SPAN = int(lib.CYM_BATCH_SPAN)
+_CHARS = ffi.typeof("char *")
+# (address, a buffer of _SPAN bytes there) of the last batch: the shim keeps
+# a batch's memory from poll to poll, so most batches are read by slicing
+# the same buffer, where a read through C would cost two calls per batch.
+# Only the first n bytes of the current batch are ever read through it.
+_last_batch: Any = (0, None)
 _WS_MSG = C.MG_EV_WS_MSG
 _POLL = C.MG_EV_POLL
 
 
-def deliver_batch(mgr: Any, arg: int) -> None:
+def deliver_batch(mgr: Any, arg: int, size: int) -> None:
     """Hand each event of a batch to its connection's handler, in order.
 
     One crossing for the batch, where each event used to cost one: the
@@ -241,7 +248,11 @@ def deliver_batch(mgr: Any, arg: int) -> None:
     that a handler closed earlier in the batch is dropped, as C drops data
     for a closing connection.
     """
-    blob = _bytes_at(arg)
+    global _last_batch
+    last = _last_batch
+    if last[0] != arg:
+        last = _last_batch = (arg, ffi.buffer(ffi.cast(_CHARS, arg), _SPAN))
+    blob = last[1][:size]
     rec = _REC.unpack_from
     head = _REC.size
     conns = mgr._conns

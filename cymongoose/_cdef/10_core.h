@@ -19,13 +19,14 @@ extern "Python" void _cym_dispatch(unsigned slot, unsigned long id, int ev,
 void cym_ev(struct mg_connection *c, int ev, void *ev_data);
 
 /* The event that delivers a batch of WebSocket messages and POLLs; its arg
- * is the address of a struct mg_str over records of CYM_BATCH_REC bytes (id
- * u64, flags u32, payload length u32, native order), each followed by its
- * payload; flags CYM_BATCH_POLLS: a run of POLLs, whose payload is their
- * connections' ids (u64 each). */
+ * is the address of records of CYM_BATCH_REC bytes (id u64, flags u32,
+ * payload length u32, native order), each followed by its payload, and its
+ * id their length in bytes, at most CYM_BATCH_SPAN; flags CYM_BATCH_POLLS: a
+ * run of POLLs, whose payload is their connections' ids (u64 each). */
 #define CYM_EV_BATCH ...
 #define CYM_BATCH_REC ...
 #define CYM_BATCH_POLLS ...
+#define CYM_BATCH_SPAN ...
 
 /* Strings of event structs read by address (views). */
 const char *cym_str_buf(uintptr_t s);

@@ -41,6 +41,9 @@ int cym_limits_last(struct mg_connection *c);
 #define CYM_EV_BATCH (-0x10000)
 #define CYM_BATCH_MAX 4096
 #define CYM_BATCH_KEEP (256 * 1024) /* delivered at this size; larger is freed after */
+/* No batch is longer: it is delivered once it reaches CYM_BATCH_KEEP, and one
+ * record adds at most CYM_BATCH_MAX bytes of payload to a shorter one. */
+#define CYM_BATCH_SPAN (CYM_BATCH_KEEP + CYM_BATCH_REC + CYM_BATCH_MAX)
 #define CYM_BATCH_POLLS 0xFFFFFFFFu /* a message's flags are its first byte */
 struct cym_batch_rec {
   uint64_t id;
@@ -203,16 +206,16 @@ static bool cym_has_io(const struct mg_connection *c) {
   return c->is_readable || c->is_writable;
 }
 
-/* Delivers the batch: one crossing whose arg is a struct mg_str over the
- * records.  Handlers may raise events meanwhile, which start a new batch. */
+/* Delivers the batch: one crossing whose arg is the records' address and
+ * whose id is their length.  Handlers may raise events meanwhile, which
+ * start a new batch. */
 static void cym_batch_flush(struct cym_mgr *m) {
   struct cym_batch b = m->batch;
-  struct mg_str s = mg_str_n(b.buf, b.len);
   struct mg_connection *prev = m->cur;
   if (b.len == 0) return;
   memset(&m->batch, 0, sizeof(m->batch));
   m->cur = NULL;
-  _cym_dispatch(m->slot, 0, CYM_EV_BATCH, (uintptr_t) &s);
+  _cym_dispatch(m->slot, (unsigned long) b.len, CYM_EV_BATCH, (uintptr_t) b.buf);
   m->cur = prev;
   if (m->batch.buf == NULL && b.size <= CYM_BATCH_KEEP) {
     b.len = b.run = 0;
