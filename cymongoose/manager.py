@@ -30,6 +30,7 @@ _OTHER_THREAD = ("Manager is being polled by another thread; call Connection and
 
 _HTTP_SCHEMES = ("http://", "https://", "ws://", "wss://")
 _get_ident = threading.get_ident
+_mgr_poll = lib.cym_mgr_poll  # a global is cheaper to reach than lib's attribute, once per poll
 
 # Managers stay alive until close(): C may still call back into one whose
 # last user reference is gone.
@@ -242,7 +243,7 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
             # starts outside C (checked above), so the depth it restores is 0.
             self._inside = 1
             try:
-                lib.cym_mgr_poll(self._cm, ms)
+                _mgr_poll(self._cm, ms)
                 if self._calls:
                     self._run_calls()
             finally:
