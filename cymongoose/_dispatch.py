@@ -233,7 +233,7 @@ _CHARS = ffi.typeof("char *")
 # (address, a buffer of _SPAN bytes there) of the last batch: the shim keeps
 # a batch's memory from poll to poll, so most batches are read by slicing
 # the same buffer, where a read through C would cost two calls per batch.
-# Only the first n bytes of the current batch are ever read through it.
+# Only the current batch's `size` bytes are ever read through it.
 _last_batch: Any = (0, None)
 _WS_MSG = C.MG_EV_WS_MSG
 _POLL = C.MG_EV_POLL
