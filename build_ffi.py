@@ -134,6 +134,9 @@ ffibuilder.set_source(
         ("CYM_BEFORE_WRITES", "cym_batch_deliver"),
         # Vendor patch 0083: the shim says whether that burst may be skipped.
         ("CYM_BURST_NEEDED", "cym_burst_needed"),
+        # Vendor patch 0086: in its place, the shim may hand that batch to
+        # Python after mg_mgr_poll returns, and run the burst itself.
+        ("CYM_HAND_OFF", "cym_hand_off"),
         # Vendor patch 0085: mg_iotest tells the shim when it waits in
         # epoll_wait (park.c).
         ("CYM_AROUND_WAIT", "cym_park_wait"),

@@ -242,9 +242,10 @@ _POLL = C.MG_EV_POLL
 def deliver_batch(mgr: Any, arg: int, size: int) -> None:
     """Hand each event of a batch to its connection's handler, in order.
 
-    One crossing for the batch, where each event used to cost one: the
-    payloads arrive as one bytes object and each message's handler gets a
-    slice; a POLL carries ``None``, as ever.  A message of a connection
+    One crossing for the batch (or none: ``Manager.poll`` delivers the batch
+    its poll handed back), where each event used to cost one: the payloads
+    arrive as one bytes object and each message's handler gets a slice; a
+    POLL carries ``None``, as ever.  A message of a connection
     that a handler closed earlier in the batch is dropped, as C drops data
     for a closing connection.
     """

@@ -30,7 +30,10 @@ _OTHER_THREAD = ("Manager is being polled by another thread; call Connection and
 
 _HTTP_SCHEMES = ("http://", "https://", "ws://", "wss://")
 _get_ident = threading.get_ident
-_mgr_poll = lib.cym_mgr_poll  # a global is cheaper to reach than lib's attribute, once per poll
+# Globals are cheaper to reach than lib's attributes, once per poll.
+_mgr_poll = lib.cym_mgr_poll
+_mgr_poll_end = lib.cym_mgr_poll_end
+_deliver_batch = _dispatch.deliver_batch
 
 # Managers stay alive until close(): C may still call back into one whose
 # last user reference is gone.
@@ -243,7 +246,15 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
             # starts outside C (checked above), so the depth it restores is 0.
             self._inside = 1
             try:
-                _mgr_poll(self._cm, ms)
+                cm = self._cm
+                size = _mgr_poll(cm, ms)
+                if size:
+                    # The poll handed its batch to us (_csrc/core.c,
+                    # cym_hand_off): deliver it, then let the poll end.
+                    try:
+                        _deliver_batch(self, cm.handed, size)
+                    finally:
+                        _mgr_poll_end(cm)
                 if self._calls:
                     self._run_calls()
             finally:

@@ -9,6 +9,7 @@ struct cym_mgr {
   int live;                   /* 1 once Python registered the manager */
   struct mg_connection *cur;  /* connection of the event being dispatched */
   unsigned slot;              /* the Manager's index in _dispatch._MANAGERS */
+  uintptr_t handed;           /* the batch cym_mgr_poll handed off, until cym_mgr_poll_end */
   ...;
 };
 
@@ -36,8 +37,12 @@ unsigned cym_ws_flags(uintptr_t wm);
 struct cym_mgr *cym_mgr_new(void);
 void cym_mgr_free(struct cym_mgr *m);
 /* mg_mgr_poll; one poll a second also frees the empty I/O buffers of
- * connections idle since the previous one (_csrc/conn_iobufs.c). */
-void cym_mgr_poll(struct cym_mgr *m, int ms);
+ * connections idle since the previous one (_csrc/conn_iobufs.c).  Nonzero:
+ * the length of a batch (as CYM_EV_BATCH's) at m->handed that the poll
+ * handed to its caller, who delivers it and then must call
+ * cym_mgr_poll_end, which writes the poll's output. */
+size_t cym_mgr_poll(struct cym_mgr *m, int ms);
+void cym_mgr_poll_end(struct cym_mgr *m);
 /* 1: MG_EV_HTTP_HDRS reaches Python only for requests that announce a
  * body (the WSGI/ASGI server core, which takes bodies over there). */
 void cym_mgr_hdrs_bodies_only(struct cym_mgr *m, int on);

@@ -29,7 +29,10 @@ int cym_limits_last(struct mg_connection *c);
  * crossing, before ws.c closes or fails a connection, and once the poll
  * has read every connection (vendor patch 0082), so Python still sees
  * events in the order Mongoose raised them, and handlers' output still
- * leaves in the poll's write burst.  One exception: a batch of POLLs alone
+ * leaves in the poll's write burst.  In that last case, inside
+ * cym_mgr_poll, it does not cross but is handed to cym_mgr_poll's caller,
+ * which delivers it and then has cym_mgr_poll_end write the burst (vendor
+ * patch 0086, cym_hand_off).  One exception: a batch of POLLs alone
  * does not go before the events of a connection with I/O in this poll
  * (whose own POLL crossed at once), so idle connections' POLLs may reach
  * Python after other connections' later events.  On CPython a crossing
@@ -71,6 +74,13 @@ struct cym_mgr {
   size_t iobuf_freed;          /* bytes it freed */
   uint64_t iobuf_next;         /* when the next such poll is due */
   struct cym_batch batch;      /* WebSocket messages and POLLs not yet delivered */
+  /* cym_hand_off: the batch cym_mgr_poll hands to Python, until
+   * cym_mgr_poll_end; handed is its address for Python (0 when none) */
+  struct cym_batch out;
+  uintptr_t handed;
+  int hand_off;       /* cym_mgr_poll runs mg_mgr_poll: a batch may be handed off */
+  bool out_queued;    /* mg_mgr_poll's `queued` for the burst cym_mgr_poll_end runs */
+  struct cym_mgr *outer; /* cym_polling before the poll that handed a batch off */
   int busy; /* this poll ran the shim's handlers or Python (cym_burst_needed) */
   struct cym_park *park; /* park.c: NULL unless a worker may write during waits */
 };
@@ -206,6 +216,18 @@ static bool cym_has_io(const struct mg_connection *c) {
   return c->is_readable || c->is_writable;
 }
 
+/* A delivered batch's memory: kept for the next poll's batch unless events
+ * meanwhile started another one, or it grew large. */
+static void cym_batch_done(struct cym_mgr *m, struct cym_batch b) {
+  if (m->batch.buf == NULL && b.size <= CYM_BATCH_KEEP) {
+    b.len = b.run = 0;
+    b.msgs = 0;
+    m->batch = b;
+  } else {
+    free(b.buf);
+  }
+}
+
 /* Delivers the batch: one crossing whose arg is the records' address and
  * whose id is their length.  Handlers may raise events meanwhile, which
  * start a new batch. */
@@ -217,13 +239,7 @@ static void cym_batch_flush(struct cym_mgr *m) {
   m->cur = NULL;
   _cym_dispatch(m->slot, (unsigned long) b.len, CYM_EV_BATCH, (uintptr_t) b.buf);
   m->cur = prev;
-  if (m->batch.buf == NULL && b.size <= CYM_BATCH_KEEP) {
-    b.len = b.run = 0;
-    b.msgs = 0;
-    m->batch = b; /* kept for the next poll */
-  } else {
-    free(b.buf);
-  }
+  cym_batch_done(m, b);
 }
 
 /* The batch of mgr, delivered now if it holds anything: called by vendor
@@ -233,6 +249,25 @@ static void cym_batch_flush(struct cym_mgr *m) {
 void cym_batch_deliver(struct mg_mgr *mgr) {
   struct cym_mgr *m = (struct cym_mgr *) mgr->userdata;
   if (m != NULL && m->live && m->batch.len > 0) cym_batch_flush(m);
+}
+
+/* Vendor patch 0086, where 0082 calls cym_batch_deliver: inside cym_mgr_poll,
+ * a batch is not delivered through a callback but handed to cym_mgr_poll's
+ * caller (returns 1; mg_mgr_poll then returns before its write burst, which
+ * cym_mgr_poll_end runs).  On CPython, returning to Python and calling C
+ * again costs less than cffi's callback; it is the common case of a poll
+ * that read WebSocket messages.  Elsewhere it delivers as before (0). */
+int cym_hand_off(struct mg_mgr *mgr, bool queued) {
+  struct cym_mgr *m = (struct cym_mgr *) mgr->userdata;
+  if (m == NULL || !m->live || !m->hand_off || m->batch.len == 0) {
+    cym_batch_deliver(mgr);
+    return 0;
+  }
+  m->out = m->batch;
+  memset(&m->batch, 0, sizeof(m->batch));
+  m->handed = (uintptr_t) m->out.buf;
+  m->out_queued = queued;
+  return 1;
 }
 
 /* Vendor patch 0083: whether the shim's handlers or Python ran during this
@@ -344,9 +379,23 @@ struct cym_mgr *cym_mgr_new(void) {
   return m;
 }
 
+/* What ends every poll, after its write burst. */
+static void cym_poll_done(struct cym_mgr *m, struct cym_mgr *outer) {
+  cym_polling = outer;
+  cym_batch_deliver(&m->mgr); /* for builds without patch 0082's call */
+  if (m->iobuf_sweep) {
+    m->iobuf_sweep = 0;
+    cym_iobufs_trim(m->iobuf_freed);
+    m->iobuf_freed = 0;
+  }
+}
+
 /* mg_mgr_poll, marking one poll every CYM_IOBUF_IDLE_MS as the one that
- * frees the buffers of idle connections (conn_iobufs.c). */
-void cym_mgr_poll(struct cym_mgr *m, int ms) {
+ * frees the buffers of idle connections (conn_iobufs.c).  Returns 0 when the
+ * poll is over, or the length of a batch it handed off (cym_hand_off) at
+ * m->handed: the caller delivers it, then must call cym_mgr_poll_end, which
+ * writes the poll's output and ends it. */
+size_t cym_mgr_poll(struct cym_mgr *m, int ms) {
   uint64_t now = mg_millis();
   struct cym_mgr *outer = cym_polling;
   if (now >= m->iobuf_next) {
@@ -355,14 +404,29 @@ void cym_mgr_poll(struct cym_mgr *m, int ms) {
   }
   m->busy = 0;
   cym_polling = m;
+  m->hand_off = 1;
   mg_mgr_poll(&m->mgr, ms);
-  cym_polling = outer;
-  cym_batch_deliver(&m->mgr); /* for builds without patch 0082's call */
-  if (m->iobuf_sweep) {
-    m->iobuf_sweep = 0;
-    cym_iobufs_trim(m->iobuf_freed);
-    m->iobuf_freed = 0;
+  m->hand_off = 0;
+  if (m->handed != 0) {
+    m->outer = outer;
+    m->busy = 1; /* Python runs the batch's handlers before the burst */
+    return m->out.len;
   }
+  cym_poll_done(m, outer);
+  return 0;
+}
+
+/* The rest of a poll whose batch was handed off and delivered: anything
+ * its handlers added to a new batch crosses first, then the write burst. */
+void cym_mgr_poll_end(struct cym_mgr *m) {
+  struct cym_batch b = m->out;
+  if (m->handed == 0) return;
+  memset(&m->out, 0, sizeof(m->out));
+  m->handed = 0;
+  cym_batch_done(m, b);
+  cym_batch_deliver(&m->mgr);
+  mg_mgr_burst(&m->mgr, m->out_queued);
+  cym_poll_done(m, m->outer);
 }
 
 void cym_mgr_hdrs_bodies_only(struct cym_mgr *m, int on) { m->hdrs_bodies_only = on; }
@@ -376,6 +440,7 @@ void cym_mgr_free(struct cym_mgr *m) {
   m->live = 0;
   cym_index_free(&m->index);
   free(m->batch.buf);
+  free(m->out.buf);
   free(m);
 }
 
