@@ -14,7 +14,7 @@ from typing import Any, Dict, List
 import pytest
 
 import cymongoose as cm
-from support.loop import wait_until
+from support.loop import poll_until, run_while_polling, wait_until
 from support.ws import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, EchoServer, RawClient, frame
 
 DECLARED = cm.handles(cm.MG_EV_HTTP_MSG, cm.MG_EV_WS_MSG, cm.MG_EV_WS_CTL, cm.MG_EV_CLOSE)
@@ -202,3 +202,31 @@ def test_a_flood_of_empty_messages_arrives_whole(server_factory):
     ends = sorted(v[-1] for v in got.values())
     assert ends == sorted(b"end%d" % n for n in range(clients))
     assert all(v[:-1] == [b""] * (count - 1) for v in got.values())
+
+
+@pytest.mark.parametrize("declared", [False, True])
+def test_an_answer_leaves_in_the_poll_that_read_the_message(declared):
+    """The batch is delivered by the poll that read it, and its handlers'
+    output goes out in that poll's write burst: no second poll needed."""
+    seen: List[bytes] = []
+
+    def handler(conn, ev, data):
+        if ev == cm.MG_EV_HTTP_MSG:
+            conn.ws_upgrade(data)
+        elif ev == cm.MG_EV_WS_MSG:
+            seen.append(data.data)
+            conn.ws_send(data.data.upper(), cm.WEBSOCKET_OP_TEXT)
+
+    mgr = cm.Manager(DECLARED(handler) if declared else handler)
+    try:
+        port = mgr.listen("http://127.0.0.1:0").local_addr[1]
+        raw = run_while_polling(mgr, lambda: RawClient(port))
+        try:
+            for word in (b"one", b"two"):
+                raw.send(frame(OP_TEXT, word))
+                poll_until(mgr, lambda: len(seen) == (1 if word == b"one" else 2), poll_ms=50)
+                assert raw.read_frame() == (0x81, word.upper())  # no poll since
+        finally:
+            raw.close()
+    finally:
+        mgr.close()
