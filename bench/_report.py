@@ -168,19 +168,41 @@ GOALS: List[Goal] = [
 ]
 
 
+# The C server's figure for the goals that it can be measured by too (req/s
+# at c=50 over the Cython package's): one wrk thread saturates its core near
+# the C server's rate, so a target above C's own ratio cannot be shown by
+# this load generator, whatever our code does.
+_CEILING: Dict[str, Callable[[Runs, Idle], float]] = {
+    name: _rel("http c=50", "c", "rate", "cython")
+    for name in ("CPython declared, HTTP c=50 req/s, x Cython",
+                 "PyPy declared, HTTP c=50 req/s, x Cython",
+                 "CPython plain, HTTP c=50 req/s, x Cython",
+                 "PyPy plain, HTTP c=50 req/s, x Cython")}
+
+
+def _value(fn: Callable[[Runs, Idle], float], runs: Runs, idle: Idle) -> float:
+    try:
+        return fn(runs, idle)
+    except ZeroDivisionError:
+        return float("nan")
+
+
 def goals_table(runs: Runs, idle: Idle) -> str:
-    lines = ["| goal (shared/PERFORMANCE.md) | target | this run | met |", "|---|---|---|---|"]
+    lines = ["| goal (shared/PERFORMANCE.md) | target | this run | C Mongoose | met |",
+             "|---|---|---|---|---|"]
     for name, fn, op, target in GOALS:
-        try:
-            value = fn(runs, idle)
-        except ZeroDivisionError:
-            value = float("nan")
+        value = _value(fn, runs, idle)
+        ceiling = _value(_CEILING[name], runs, idle) if name in _CEILING else float("nan")
         if math.isnan(value):
             verdict = "not measured"
         else:
             ok = value >= target if op == ">=" else value <= target
             verdict = "yes" if ok else "**no**"
-        lines.append("| %s | %s %.2f | %s | %s |" % (name, op, target, _fmt(value, ".2f"), verdict))
+            if not ok and op == ">=" and ceiling < target:
+                verdict += " (C Mongoose is below the target too)"
+        lines.append("| %s | %s %.2f | %s | %s | %s |"
+                     % (name, op, target, _fmt(value, ".2f"),
+                        "-" if math.isnan(ceiling) else "%.2f" % ceiling, verdict))
     return "\n".join(lines)
 
 
