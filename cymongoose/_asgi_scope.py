@@ -24,6 +24,14 @@ def _first(headers: List[Tuple[bytes, bytes]], name: bytes) -> Optional[bytes]:
     return None
 
 
+def _version(proto: bytes) -> str:
+    """ASGI's ``http_version`` of an unusual request line (``http/1.0``,
+    ``HTTP/1.2``): only HTTP/1.x reaches an application (the servers answer
+    505 to others), and a higher minor version is served as 1.1 (RFC 9110
+    section 2.5)."""
+    return "1.0" if proto[5:] == b"1.0" else "1.1"
+
+
 def _scope_common(hm: Any, conn: Any, server_name: str, server_port: int,
                   scheme: str) -> Tuple[Dict[str, Any], Optional[bytes], bool]:
     """The scope entries HTTP and WebSocket share, the ``Connection`` header
@@ -43,8 +51,7 @@ def _scope_common(hm: Any, conn: Any, server_name: str, server_port: int,
             raw_uri, _, rest = raw_uri.partition(b"?")
             query = query or rest
         uri = raw_uri.decode("utf-8", "surrogateescape")
-        version = _VERSIONS.get(proto) or (proto.decode("latin-1").split("/", 1)[-1]
-                                           if proto else "1.1")
+        version = _VERSIONS.get(proto) or _version(proto)
         headers = list(zip(fields[4::2], fields[5::2]))
         # Substring tests on the whole head first: most requests carry no
         # Connection header and no proxy header at all.
@@ -57,7 +64,7 @@ def _scope_common(hm: Any, conn: Any, server_name: str, server_port: int,
         uri, text_query = request_target(hm)
         raw_uri = uri.encode("utf-8", "surrogateescape")
         query = text_query.encode("utf-8", "surrogateescape")
-        version = (hm.proto or "HTTP/1.1").split("/", 1)[-1]
+        version = _version((hm.proto or "").encode("latin-1"))
         headers = [(name.lower().encode("utf-8", "surrogateescape"),
                     value.encode("utf-8", "surrogateescape")) for name, value in hm.headers()]
         connection = _first(headers, b"connection")

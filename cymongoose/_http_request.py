@@ -33,12 +33,17 @@ def wsgi_str(s: str) -> str:
 
 
 def request_target(hm: Any) -> Tuple[str, str]:
-    """(path, query) of a request: Mongoose may leave ``?query`` in ``uri``."""
+    """(path, query) of a request: Mongoose may leave ``?query`` in ``uri``;
+    an absolute-form target (``http://host/p``) gives its path, as
+    ``cym_http_head`` does (``_csrc/http_head.c``)."""
     uri = hm.uri
     query = hm.query
     if "?" in uri:
         uri, _, rest = uri.partition("?")
         query = query or rest
+    if uri[:1] != "/" and uri[:8].lower().startswith(("http://", "https://")):
+        path = uri.partition("://")[2].partition("/")
+        uri = path[1] + path[2] if path[1] else "/"
     return uri, query
 
 

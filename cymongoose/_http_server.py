@@ -55,6 +55,10 @@ IDLE_LINGER = 0.5
 _READ_BIT = 1 << C.MG_EV_READ
 _F_DRAINING = int(lib.CYM_F_DRAINING)
 _WRITE_BIT = 1 << C.MG_EV_WRITE
+# What a complete request asks for (_csrc/http_head.c, cym_http_kind).
+_request_kind = lib.cym_http_kind
+_REQ_WS = int(lib.CYM_REQ_WS)
+_REQ_VERSION = int(lib.CYM_REQ_VERSION)
 
 
 class _Peer:
@@ -190,6 +194,9 @@ class HttpCore:
         if peer.ex is not None or peer.body is not None:
             return
         proto = hm.proto
+        if proto[5:6] != "1":  # HTTP/2.0 and the like: see cym_http_kind
+            self._reject(conn, hm, 505)
+            return
         te = hm.header("Transfer-Encoding")
         if te is not None and proto != "HTTP/1.0":
             if te.strip().lower() != "chunked":
@@ -295,7 +302,11 @@ class HttpCore:
         peer = conn.userdata
         if peer is None:
             peer = conn.userdata = _Peer(conn)
-        if lib.cym_http_wants_ws(hm._addr):
+        kind = _request_kind(hm._addr)
+        if kind == _REQ_VERSION:
+            self._error_reply(conn, 505)
+            return
+        if kind == _REQ_WS:
             if self._draining:
                 self._error_reply(conn, 503)
                 return

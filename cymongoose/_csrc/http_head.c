@@ -21,21 +21,40 @@ static int cym_head_put(char *buf, size_t *n, const struct mg_str *s, int lower)
   return 1;
 }
 
-/* Copies method, uri, query, proto, then each header's name and value,
- * into buf as NUL-separated fields; with lower_names the names come
- * lowercased (as ASGI wants them).  hm is the message's address, as the
- * dispatcher's event views hold it.  Returns the bytes the fields take
- * with their separators: when that is more than size nothing was copied
- * (call again with a larger buf).  -1 when a field holds a NUL byte (the
- * caller then reads the fields one by one). */
+/* The path of an absolute-form request target ("http://host/p?q"; the
+ * query is already apart): origin servers must accept that form (RFC 9112
+ * section 3.2.2), and applications want the path alone, as the origin form
+ * gives it ("/" when the target has none).  Any other target as it is. */
+static struct mg_str cym_target_path(struct mg_str uri) {
+  size_t i;
+  if (uri.len > 0 && uri.buf[0] == '/') return uri;
+  if (uri.len >= 7 && mg_ncasecmp(uri.buf, "http://", 7) == 0) {
+    i = 7;
+  } else if (uri.len >= 8 && mg_ncasecmp(uri.buf, "https://", 8) == 0) {
+    i = 8;
+  } else {
+    return uri;
+  }
+  while (i < uri.len && uri.buf[i] != '/') i++;
+  return i == uri.len ? mg_str("/") : mg_str_n(uri.buf + i, uri.len - i);
+}
+
+/* Copies method, uri (its path: cym_target_path), query, proto, then each
+ * header's name and value, into buf as NUL-separated fields; with
+ * lower_names the names come lowercased (as ASGI wants them).  hm is the
+ * message's address, as the dispatcher's event views hold it.  Returns the
+ * bytes the fields take with their separators: when that is more than size
+ * nothing was copied (call again with a larger buf).  -1 when a field holds
+ * a NUL byte (the caller then reads the fields one by one). */
 long cym_http_head(uintptr_t hm_addr, char *buf, size_t size, int lower_names) {
   const struct mg_http_message *hm = (const struct mg_http_message *) hm_addr;
-  size_t need = hm->method.len + hm->uri.len + hm->query.len + hm->proto.len + 4, n = 0, i;
+  struct mg_str path = cym_target_path(hm->uri);
+  size_t need = hm->method.len + path.len + hm->query.len + hm->proto.len + 4, n = 0, i;
   for (i = 0; i < MG_MAX_HTTP_HEADERS && hm->headers[i].name.len > 0; i++) {
     need += hm->headers[i].name.len + hm->headers[i].value.len + 2;
   }
   if (need > size) return (long) need;
-  if (!cym_head_put(buf, &n, &hm->method, 0) || !cym_head_put(buf, &n, &hm->uri, 0) ||
+  if (!cym_head_put(buf, &n, &hm->method, 0) || !cym_head_put(buf, &n, &path, 0) ||
       !cym_head_put(buf, &n, &hm->query, 0) || !cym_head_put(buf, &n, &hm->proto, 0)) {
     return -1;
   }
@@ -48,8 +67,21 @@ long cym_http_head(uintptr_t hm_addr, char *buf, size_t size, int lower_names) {
   return (long) n;
 }
 
-/* 1 when the request asks for a WebSocket upgrade (Upgrade: websocket). */
-int cym_http_wants_ws(uintptr_t hm_addr) {
-  struct mg_str *v = mg_http_get_header((struct mg_http_message *) hm_addr, "Upgrade");
-  return v != NULL && mg_strcasecmp(*v, mg_str("websocket")) == 0;
+#define CYM_REQ_HTTP 0
+#define CYM_REQ_WS 1
+#define CYM_REQ_VERSION 2
+
+/* What the WSGI and ASGI servers do with a complete request, decided in the
+ * one call they make per request anyway: CYM_REQ_VERSION when its HTTP
+ * major version is not 1 (they answer 505, RFC 9110 section 15.6.6;
+ * Mongoose's parser has checked the form "HTTP/d.d"), CYM_REQ_WS when it
+ * asks for a WebSocket upgrade (Upgrade: websocket), else CYM_REQ_HTTP.  A
+ * higher minor version (HTTP/1.2) is served as HTTP/1.1 (RFC 9110 section
+ * 2.5). */
+int cym_http_kind(uintptr_t hm_addr) {
+  struct mg_http_message *hm = (struct mg_http_message *) hm_addr;
+  struct mg_str *v;
+  if (hm->proto.len < 6 || hm->proto.buf[5] != '1') return CYM_REQ_VERSION;
+  v = mg_http_get_header(hm, "Upgrade");
+  return v != NULL && mg_strcasecmp(*v, mg_str("websocket")) == 0 ? CYM_REQ_WS : CYM_REQ_HTTP;
 }
