@@ -148,14 +148,20 @@ class AsgiResponse:
 
     def start(self, message: Any) -> None:
         """``http.response.start``: kept until the first body message.
-        Headers that are not bytes raise ``TypeError`` now; CR, LF or NUL
+        A status outside 200-599 raises ``ValueError`` and headers that are
+        not bytes ``TypeError``, now; CR, LF or NUL
         in them raise ``ValueError`` when the head is framed, before
         anything is sent."""
         if self.complete:
             raise RuntimeError("the response is already complete")
         if self.start_msg is not None:
             raise RuntimeError("the response has already started")
-        self.start_msg = (int(message["status"]), flat_headers(message.get("headers")))
+        status = int(message["status"])
+        if not 200 <= status <= 599:
+            # A 1xx would leave the client waiting for the real answer (RFC
+            # 9110 section 15); outside 100-599 a status is invalid.
+            raise ValueError("invalid HTTP response status %d (want 200-599)" % status)
+        self.start_msg = (status, flat_headers(message.get("headers")))
 
     def body(self, ex: AsgiExchange, message: Any) -> Optional[Awaitable[None]]:
         """``http.response.body`` of ``ex``'s response: None when it is done

@@ -317,9 +317,11 @@ class WsgiResponse:
                 exc_info = None
         elif self.status is not None:
             raise AssertionError("start_response called twice without exc_info")
-        if not isinstance(status, str) or len(status) < 4 or not status[:3].isdigit() \
-                or status[3] != " ":
-            raise ValueError("invalid WSGI status %r" % (status,))
+        # A final status is 200-599: a 1xx would leave the client waiting
+        # for the real answer (RFC 9110 section 15), and above 599 is invalid.
+        if not isinstance(status, str) or len(status) < 4 or not "2" <= status[0] <= "5" \
+                or not status[1:3].isdigit() or status[3] != " ":
+            raise ValueError("invalid WSGI status %r (want '200 OK' to '599 ...')" % (status,))
         if type(headers) is not list:
             headers = list(headers)
         # The names and values NUL-joined, as frame_response takes them: one
