@@ -179,7 +179,8 @@ def frame_response(ex: "Exchange", code: int, line: bytes, flat: bytes, npairs: 
     server frames the body), ``Date`` is added, and ``Connection`` says what
     happens next (``ex.close_after`` is set when the connection closes).
     Raises ``ValueError`` for CR or LF in a header, an empty name, a pair
-    that is not two items, or a ``Content-Length`` that is not a number.
+    that is not two items, a ``Content-Length`` that is not a number, or
+    two that differ (a repeat of the same one is sent once).
     """
     flags = _frame_flags(ex, code)
     buf = getattr(_scratch, "buf", None)

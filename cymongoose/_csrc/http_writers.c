@@ -17,7 +17,7 @@ const char *cym_http_status_text(int code) {
 #define CYM_FR_CLOSE 4   /* the connection closes after this response */
 
 #define CYM_FR_EHEADER -1 /* CR or LF in a field, an empty name, a count that is off */
-#define CYM_FR_ELENGTH -2 /* a Content-Length that is not a number */
+#define CYM_FR_ELENGTH -2 /* a Content-Length that is not a number, or two that differ */
 #define CYM_FR_EROOM -3   /* out is too small: res->need says how large */
 #define CYM_FR_SIZE_BITS 40
 
@@ -105,18 +105,25 @@ long cym_http_frame(const char *line, size_t line_len, const char *hdrs, size_t 
       name = s;
       name_len = n;
     } else if (!cym_fr_hop_by_hop(name, name_len)) {
+      int repeat = 0;
       if (cym_fr_is(name, name_len, "content-length")) {
-        if ((length = cym_fr_length(s, n)) < 0) return CYM_FR_ELENGTH;
+        long v = cym_fr_length(s, n);
+        /* Two that differ would let client and proxy frame it apart. */
+        if (v < 0 || (length >= 0 && v != length)) return CYM_FR_ELENGTH;
+        repeat = length >= 0; /* the same again: sent once */
+        length = v;
       } else if (cym_fr_is(name, name_len, "connection")) {
         app_connection = 1;
         if (cym_fr_has_close(s, n)) close = 1;
       } else if (cym_fr_is(name, name_len, "date")) {
         has_date = 1;
       }
-      cym_fr_put(out, room, &pos, name, name_len);
-      cym_fr_put(out, room, &pos, ": ", 2);
-      cym_fr_put(out, room, &pos, s, n);
-      cym_fr_put(out, room, &pos, "\r\n", 2);
+      if (!repeat) {
+        cym_fr_put(out, room, &pos, name, name_len);
+        cym_fr_put(out, room, &pos, ": ", 2);
+        cym_fr_put(out, room, &pos, s, n);
+        cym_fr_put(out, room, &pos, "\r\n", 2);
+      }
     }
     fields++;
     if (end == NULL) break;
