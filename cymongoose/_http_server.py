@@ -236,11 +236,11 @@ class HttpCore:
         lib.cym_adapters_take_body(conn._c, hm._ptr())
         self._error_reply(conn, status)
 
-    def _error_reply(self, conn: Connection, status: int) -> None:
+    def _error_reply(self, conn: Connection, status: int, headers: str = "") -> None:
         c = conn._c
         if c is None or conn.is_closing:
             return
-        reply = error_response(status, close=True)
+        reply = error_response(status, close=True, headers=headers)
         lib.cym_adapters_write(c, reply, len(reply), END)
         conn.drain()
 
@@ -310,6 +310,10 @@ class HttpCore:
             if self._draining:
                 self._error_reply(conn, 503)
                 return
+            refusal = self.refuse_websocket(hm)
+            if refusal is not None:
+                self._error_reply(conn, *refusal)
+                return
             ex = self.start_websocket(conn, hm)
             if ex is not None:
                 peer.ex = ex
@@ -363,6 +367,12 @@ class HttpCore:
 
     def connection_closed(self, peer: _Peer) -> None:
         """MG_EV_CLOSE of a client connection, after its exchange was told."""
+
+    def refuse_websocket(self, hm: HttpMessage) -> Optional[Tuple[int, str]]:
+        """An upgrade request: (status, header lines) to answer it with
+        instead of a WebSocket session, or None to go on to
+        ``start_websocket``."""
+        return None
 
     def start_websocket(self, conn: Connection, hm: HttpMessage) -> Optional[Exchange]:
         """An upgrade request: start a WebSocket session, or None to treat it

@@ -64,15 +64,15 @@ def http_date() -> str:
     return text
 
 
-def error_response(status: int, close: bool = False) -> bytes:
+def error_response(status: int, close: bool = False, headers: str = "") -> bytes:
     """A complete plain-text response whose body is the reason phrase
     (``500 Internal Server Error``, ``413``, ``503``...); with ``close`` it
-    says ``Connection: close``."""
+    says ``Connection: close``; ``headers`` are whole header lines to add."""
     body = status_text(status) or "Error"
     return ("HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
-            "Date: %s\r\n%s\r\n%s" % (status, status_text(status), len(body), http_date(),
-                                       "Connection: close\r\n" if close else "",
-                                       body)).encode("latin-1")
+            "Date: %s\r\n%s%s\r\n%s" % (status, status_text(status), len(body), http_date(),
+                                         headers, "Connection: close\r\n" if close else "",
+                                         body)).encode("latin-1")
 
 
 _NO_BODY = int(lib.CYM_FR_NO_BODY)

@@ -57,7 +57,7 @@ import contextvars
 import logging
 import struct
 import time
-from typing import Any, Awaitable, Callable, Dict, Optional, Sequence, Set, Union
+from typing import Any, Awaitable, Callable, Dict, Optional, Sequence, Set, Tuple, Union
 
 from . import _log_writer
 from ._asgi_exchange import DONE, AsgiExchange, AsgiResponse, HttpCycle
@@ -70,6 +70,7 @@ from ._ffi import lib
 from ._http_writers import Framed, error_response
 from ._loop_poller import LoopPoller
 from ._signals import SignalStop
+from ._ws_handshake import handshake_refusal
 from .connection import Connection
 from .errors import LifespanError
 from .forwarded import DEFAULT_ALLOW, front_of
@@ -160,6 +161,9 @@ class _Core(HttpCore):
             self._arrived += 1
         asgi._spawn(ex)
         return ex
+
+    def refuse_websocket(self, hm: HttpMessage) -> Optional[Tuple[int, str]]:
+        return handshake_refusal(hm)
 
     def start_websocket(self, conn: Connection, hm: HttpMessage) -> Optional[Exchange]:
         key = hm.header("Sec-WebSocket-Key")
