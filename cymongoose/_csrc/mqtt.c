@@ -325,10 +325,16 @@ int cym_mqtt_prop_type(int id) {
   return id < 0 || id > 255 ? -1 : mqtt_prop_type_by_id((uint8_t) id);
 }
 
+#define CYM_MQTT_BAD_FLAGS 0x80
+
 /* Every field a broker reads from a packet, in one call (a cffi call costs
  * CPython less than the five field reads it replaces).  Returns
  * cmd | qos << 4 | retain << 6 | id << 8 | topic length << 24 (for PUBACK:
- * how many PUBACKs the event carries, see cym_mqtt_more_acks).  For
+ * how many PUBACKs the event carries, see cym_mqtt_more_acks), with bit 7
+ * (CYM_MQTT_BAD_FLAGS) set when the fixed header's flags are not the ones
+ * its packet type requires: 2 for PUBREL, SUBSCRIBE and UNSUBSCRIBE, 0 for
+ * the others but PUBLISH (MQTT 3.1.1 section 2.2.2; the receiver must
+ * close the connection, MQTT-2.2.2-2).  For
  * PUBLISH, at[0] points at the topic and span[0] counts the bytes from there
  * to the packet's end, span[1] those from the topic to the payload (the
  * payload runs to the end); other packets leave them untouched.  `addr` is
@@ -338,6 +344,11 @@ uint64_t cym_mqtt_fields(uintptr_t addr, const char **at,
   const struct mg_mqtt_message *mm = (const struct mg_mqtt_message *) addr;
   uint64_t f = (uint64_t) (mm->cmd & 15) | (uint64_t) (mm->qos & 3) << 4 |
                (uint64_t) mm->id << 8;
+  if (mm->cmd != MQTT_CMD_PUBLISH && mm->dgram.len > 0) {
+    unsigned want = mm->cmd == MQTT_CMD_PUBREL || mm->cmd == MQTT_CMD_SUBSCRIBE ||
+                    mm->cmd == MQTT_CMD_UNSUBSCRIBE ? 2 : 0;
+    if (((uint8_t) mm->dgram.buf[0] & 15) != want) f |= CYM_MQTT_BAD_FLAGS;
+  }
   if (mm->cmd == MQTT_CMD_PUBACK) {
     const uint8_t *d = (const uint8_t *) mm->dgram.buf;
     size_t n = d[0] == (MQTT_CMD_PUBACK << 4) && d[1] == 2 ? mm->dgram.len / 4 : 1;

@@ -349,7 +349,11 @@ static bool cym_broker_took(struct mg_connection *c, struct cym_bsess *s,
   switch (mm->cmd) {
     case MQTT_CMD_PUBACK:
     case MQTT_CMD_PUBREC:
-    case MQTT_CMD_PUBCOMP: cym_bsess_ack(s, mm->cmd, mm->id); return true;
+    case MQTT_CMD_PUBCOMP:
+      /* flags other than 0: Python closes the connection (cym_mqtt_fields) */
+      if (mm->dgram.buf[0] & 15) return false;
+      cym_bsess_ack(s, mm->cmd, mm->id);
+      return true;
     case MQTT_CMD_PUBLISH: break;
     default: return false;
   }

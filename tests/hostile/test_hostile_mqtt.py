@@ -121,6 +121,30 @@ def test_broker_refuses_packets_before_connect(broker, first):
     assert loop.call(lambda: b.clients) == ("good",)
 
 
+@pytest.mark.parametrize("bad", [
+    b"\xc1\x00",  # PINGREQ with flags 1
+    b"\xe2\x00",  # DISCONNECT with flags 2
+    packet(0x60, b"\x00\x01"),  # PUBREL with flags 0 (must be 2)
+    packet(0x42, b"\x00\x01"),  # PUBACK with flags 2 (the C engine's packet)
+    packet(0x51, b"\x00\x01"),  # PUBREC with flags 1
+    packet(0x74, b"\x00\x01"),  # PUBCOMP with flags 4
+], ids=["pingreq", "disconnect", "pubrel", "puback", "pubrec", "pubcomp"])
+def test_broker_closes_on_fixed_header_flags_its_packet_type_forbids(broker, caplog, bad):
+    """MQTT 3.1.1 section 2.2.2: reserved flags must be as the table gives them,
+    and a receiver that finds others must close the connection (MQTT-2.2.2-2)."""
+    b, loop, good = broker
+    with raw_client(b.port, "flags") as sock:
+        sock.sendall(bad)
+        assert closed_by_peer(sock)
+    assert any("bad fixed-header flags" in r.getMessage() for r in caplog.records)
+    pings(good)
+    # The same packets with the flags they require are taken as ever.
+    with raw_client(b.port, "flags") as sock:
+        sock.sendall(packet(0x62, b"\x00\x01"))  # PUBREL, flags 2
+        assert recv_exact(sock, 4) == b"\x70\x02\x00\x01"  # its PUBCOMP
+        pings(sock)
+
+
 def test_broker_survives_a_connect_flood_of_garbage(broker):
     b, loop, good = broker
     for i in range(50):
