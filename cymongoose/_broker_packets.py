@@ -198,7 +198,8 @@ def parse_subscribe(packet: bytes, v5: bool) -> Tuple[int, List[Tuple[str, int]]
     while r.more():
         topic_filter = r.text()
         options = r.u8()
-        if options & 3 == 3 or options & (0xC0 if v5 else 0xFC):
+        # QoS 3, reserved bits, or (MQTT 5) Retain Handling 3: protocol errors
+        if options & 3 == 3 or options & (0xC0 if v5 else 0xFC) or options & 0x30 == 0x30:
             raise Malformed("bad subscription options 0x%02x" % options)
         wanted.append((topic_filter, options & 3))
     if not wanted:

@@ -145,6 +145,24 @@ def test_broker_closes_on_fixed_header_flags_its_packet_type_forbids(broker, cap
         pings(sock)
 
 
+@pytest.mark.parametrize("options, closes", [(0x31, True), (0x21, False)],
+                         ids=["retain-handling-3", "retain-handling-2"])
+def test_mqtt5_subscribe_with_retain_handling_3_closes(broker, caplog, options, closes):
+    """MQTT 5 section 3.8.3.1: a Retain Handling of 3 is a protocol error."""
+    b, loop, good = broker
+    with socket.create_connection(("127.0.0.1", b.port), timeout=5) as sock:
+        sock.sendall(packet(0x10, mqtt_string("MQTT") + b"\x05\x02\x00\x00\x00"
+                            + mqtt_string("rh")))
+        assert recv_exact(sock, 5) == b"\x20\x03\x00\x00\x00"
+        sock.sendall(packet(0x82, b"\x00\x01\x00" + mqtt_string("t") + bytes([options])))
+        if closes:
+            assert closed_by_peer(sock)
+            assert any("bad subscription options" in r.getMessage() for r in caplog.records)
+        else:
+            assert recv_exact(sock, 6) == b"\x90\x04\x00\x01\x00\x01"
+    pings(good)
+
+
 def test_broker_survives_a_connect_flood_of_garbage(broker):
     b, loop, good = broker
     for i in range(50):
