@@ -329,9 +329,17 @@ void cym_serve(struct mg_connection *c, struct mg_http_message *hm,
                const char *cache_control, int flags) {
   char path[MG_PATH_MAX];
   int dotfile = 0, kind;
+  struct mg_http_message origin;
   if (file != NULL) {
     cym_serve_file(c, hm, file, opts, cache_control, mg_str_n(NULL, 0));
     return;
+  }
+  if (hm->uri.len > 0 && hm->uri.buf[0] != '/') {
+    /* An absolute-form target (http://host/p) maps its path, as the origin
+     * form would (http_head.c, cym_target_path). */
+    origin = *hm;
+    origin.uri = cym_target_path(hm->uri);
+    hm = &origin;
   }
   if (cym_bad_uri(hm->uri, &dotfile)) {
     mg_http_reply(c, 400, "", "Invalid path\n");

@@ -14,7 +14,7 @@ import pytest
 import cymongoose as cm
 from support.cli import Server
 from support.loop import LoopThread, serve
-from support.sockets import read_until
+from support.sockets import read_until, read_until_closed
 
 A_TXT = b"0123456789"  # 10 bytes, as in the bug report
 MTIME = 1_700_000_000  # fixed, so dates before/after are known
@@ -268,6 +268,25 @@ def test_head_has_the_headers_of_get(base: str, headers: List[str]) -> None:
 def test_control_characters_get_400(base: str, path: bytes) -> None:
     reply = raw(base, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
     assert reply.startswith(b"HTTP/1.1 400"), reply
+
+
+@pytest.mark.parametrize("target, body", [
+    (b"http://example.com/a.txt", A_TXT),
+    (b"HTTPS://example.com:8443/a.txt", A_TXT),
+    (b"http://example.com/../outside/secret.txt", None),  # refused, as in the origin form
+])
+def test_an_absolute_form_target_serves_its_path(base: str, target: bytes,
+                                                 body: Optional[bytes]) -> None:
+    """RFC 9112 section 3.2.2: an origin server must accept the absolute form
+    (what a client sends to a proxy), and it names the same file as its path."""
+    host, port = base.rsplit(":", 1)
+    with socket.create_connection((host.split("//")[1], int(port)), timeout=10) as s:
+        s.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        reply = read_until_closed(s)
+    if body is not None:
+        assert reply.startswith(b"HTTP/1.1 200 ") and reply.endswith(b"\r\n\r\n" + body)
+    else:
+        assert reply[:12] in (b"HTTP/1.1 400", b"HTTP/1.1 404") and b"secret" not in reply
 
 
 def test_nul_with_curl(base: str) -> None:
