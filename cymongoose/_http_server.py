@@ -193,10 +193,10 @@ class HttpCore:
         peer = self._peer(conn)
         if peer.ex is not None or peer.body is not None:
             return
-        proto = hm.proto
-        if proto[5:6] != "1":  # HTTP/2.0 and the like: see cym_http_kind
+        if _request_kind(hm._addr) == _REQ_VERSION:  # as _on_message decides
             self._reject(conn, hm, 505)
             return
+        proto = hm.proto
         te = hm.header("Transfer-Encoding")
         if te is not None and proto != "HTTP/1.0":
             if te.strip().lower() != "chunked":

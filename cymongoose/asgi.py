@@ -166,9 +166,7 @@ class _Core(HttpCore):
         return handshake_refusal(hm)
 
     def start_websocket(self, conn: Connection, hm: HttpMessage) -> Optional[Exchange]:
-        key = hm.header("Sec-WebSocket-Key")
-        if key is None or not hasattr(conn, "ws_upgrade"):
-            return None
+        key = hm.header("Sec-WebSocket-Key") or ""  # present: refuse_websocket checked it
         asgi = self._asgi
         ex = WsSession(self, conn, hm, key, asgi._loop)
         asgi._spawn(ex)
