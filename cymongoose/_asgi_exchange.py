@@ -149,9 +149,9 @@ class AsgiResponse:
     def start(self, message: Any) -> None:
         """``http.response.start``: kept until the first body message.
         A status outside 200-599 raises ``ValueError`` and headers that are
-        not bytes ``TypeError``, now; CR, LF or NUL
-        in them raise ``ValueError`` when the head is framed, before
-        anything is sent."""
+        not bytes ``TypeError``, now; a name that is not a token or a
+        control character (CR, LF, NUL) in a value raise ``ValueError``
+        when the head is framed, before anything is sent."""
         if self.complete:
             raise RuntimeError("the response is already complete")
         if self.start_msg is not None:

@@ -34,13 +34,18 @@ def wsgi_str(s: str) -> str:
 
 def request_target(hm: Any) -> Tuple[str, str]:
     """(path, query) of a request: Mongoose may leave ``?query`` in ``uri``;
-    an absolute-form target (``http://host/p``) gives its path, as
-    ``cym_http_head`` does (``_csrc/http_head.c``)."""
+    an absolute-form target (``http://host/p``) gives its path, and a
+    ``#fragment`` is cut off, as ``cym_http_head`` does
+    (``_csrc/http_head.c``)."""
     uri = hm.uri
     query = hm.query
     if "?" in uri:
         uri, _, rest = uri.partition("?")
         query = query or rest
+    if "#" in uri:
+        uri, query = uri.partition("#")[0], ""
+    elif "#" in query:
+        query = query.partition("#")[0]
     if uri[:1] != "/" and uri[:8].lower().startswith(("http://", "https://")):
         path = uri.partition("://")[2].partition("/")
         uri = path[1] + path[2] if path[1] else "/"

@@ -59,6 +59,7 @@ _WRITE_BIT = 1 << C.MG_EV_WRITE
 _request_kind = lib.cym_http_kind
 _REQ_WS = int(lib.CYM_REQ_WS)
 _REQ_VERSION = int(lib.CYM_REQ_VERSION)
+_REQ_BAD = int(lib.CYM_REQ_BAD)
 
 
 class _Peer:
@@ -193,8 +194,9 @@ class HttpCore:
         peer = self._peer(conn)
         if peer.ex is not None or peer.body is not None:
             return
-        if _request_kind(hm._addr) == _REQ_VERSION:  # as _on_message decides
-            self._reject(conn, hm, 505)
+        kind = _request_kind(hm._addr)  # as _on_message decides
+        if kind == _REQ_VERSION or kind == _REQ_BAD:
+            self._reject(conn, hm, 505 if kind == _REQ_VERSION else 400)
             return
         proto = hm.proto
         te = hm.header("Transfer-Encoding")
@@ -303,8 +305,8 @@ class HttpCore:
         if peer is None:
             peer = conn.userdata = _Peer(conn)
         kind = _request_kind(hm._addr)
-        if kind == _REQ_VERSION:
-            self._error_reply(conn, 505)
+        if kind == _REQ_VERSION or kind == _REQ_BAD:
+            self._error_reply(conn, 505 if kind == _REQ_VERSION else 400)
             return
         if kind == _REQ_WS:
             if self._draining:

@@ -178,9 +178,11 @@ def frame_response(ex: "Exchange", code: int, line: bytes, flat: bytes, npairs: 
     (HTTP/1.0).  Hop-by-hop headers of the application are dropped (the
     server frames the body), ``Date`` is added, and ``Connection`` says what
     happens next (``ex.close_after`` is set when the connection closes).
-    Raises ``ValueError`` for CR or LF in a header, an empty name, a pair
-    that is not two items, a ``Content-Length`` that is not a number, or
-    two that differ (a repeat of the same one is sent once).
+    Raises ``ValueError`` for a name that is not a token (empty, or with a
+    space, colon or other separator), a control character other than tab
+    in a value (CR, LF, NUL), a pair that is not two items, a
+    ``Content-Length`` that is not a number, or two that differ (a repeat
+    of the same one is sent once).
     """
     flags = _frame_flags(ex, code)
     buf = getattr(_scratch, "buf", None)
@@ -207,8 +209,9 @@ def frame_response(ex: "Exchange", code: int, line: bytes, flat: bytes, npairs: 
     if n < 0:
         if n == _ELENGTH:
             raise ValueError("invalid Content-Length in the response headers")
-        raise ValueError("invalid response header: CR, LF or NUL in a name or value, "
-                         "an empty name, or a pair that is not two items")
+        raise ValueError("invalid response header: a name that is not a token (RFC 9110 "
+                         "5.1), a control character in a value, or a pair that is not "
+                         "two items")
     if n >> _CLOSE_BIT & 1:
         ex.close_after = True
     op = (n >> _SIZE_BITS & 3) - 1

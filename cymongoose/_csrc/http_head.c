@@ -39,7 +39,16 @@ static struct mg_str cym_target_path(struct mg_str uri) {
   return i == uri.len ? mg_str("/") : mg_str_n(uri.buf + i, uri.len - i);
 }
 
-/* Copies method, uri (its path: cym_target_path), query, proto, then each
+/* s up to its first '#': a fragment is not part of a request target (RFC
+ * 9112 section 3.2), so a client that sends one gets it cut off, as
+ * uvicorn and gunicorn cut it off. */
+static struct mg_str cym_no_fragment(struct mg_str s) {
+  const char *hash = s.len > 0 ? (const char *) memchr(s.buf, '#', s.len) : NULL;
+  return hash == NULL ? s : mg_str_n(s.buf, (size_t) (hash - s.buf));
+}
+
+/* Copies method, uri (its path: cym_target_path), query (both without a
+ * fragment: cym_no_fragment), proto, then each
  * header's name and value, into buf as NUL-separated fields; with
  * lower_names the names come lowercased (as ASGI wants them).  hm is the
  * message's address, as the dispatcher's event views hold it.  Returns the
@@ -48,14 +57,17 @@ static struct mg_str cym_target_path(struct mg_str uri) {
  * a NUL byte (the caller then reads the fields one by one). */
 long cym_http_head(uintptr_t hm_addr, char *buf, size_t size, int lower_names) {
   const struct mg_http_message *hm = (const struct mg_http_message *) hm_addr;
-  struct mg_str path = cym_target_path(hm->uri);
-  size_t need = hm->method.len + path.len + hm->query.len + hm->proto.len + 4, n = 0, i;
+  struct mg_str target = cym_target_path(hm->uri), path = cym_no_fragment(target);
+  /* After a '#' in the path, Mongoose's query is the fragment's too. */
+  struct mg_str query = path.len < target.len ? mg_str_n(hm->query.buf, 0)
+                                              : cym_no_fragment(hm->query);
+  size_t need = hm->method.len + path.len + query.len + hm->proto.len + 4, n = 0, i;
   for (i = 0; i < MG_MAX_HTTP_HEADERS && hm->headers[i].name.len > 0; i++) {
     need += hm->headers[i].name.len + hm->headers[i].value.len + 2;
   }
   if (need > size) return (long) need;
   if (!cym_head_put(buf, &n, &hm->method, 0) || !cym_head_put(buf, &n, &path, 0) ||
-      !cym_head_put(buf, &n, &hm->query, 0) || !cym_head_put(buf, &n, &hm->proto, 0)) {
+      !cym_head_put(buf, &n, &query, 0) || !cym_head_put(buf, &n, &hm->proto, 0)) {
     return -1;
   }
   for (i = 0; i < MG_MAX_HTTP_HEADERS && hm->headers[i].name.len > 0; i++) {
@@ -70,18 +82,27 @@ long cym_http_head(uintptr_t hm_addr, char *buf, size_t size, int lower_names) {
 #define CYM_REQ_HTTP 0
 #define CYM_REQ_WS 1
 #define CYM_REQ_VERSION 2
+#define CYM_REQ_BAD 3
 
 /* What the WSGI and ASGI servers do with a complete request, decided in the
  * one call they make per request anyway: CYM_REQ_VERSION when its HTTP
  * major version is not 1 (they answer 505, RFC 9110 section 15.6.6;
- * Mongoose's parser has checked the form "HTTP/d.d"), CYM_REQ_WS when it
- * asks for a WebSocket upgrade (Upgrade: websocket), else CYM_REQ_HTTP.  A
- * higher minor version (HTTP/1.2) is served as HTTP/1.1 (RFC 9110 section
- * 2.5). */
+ * Mongoose's parser has checked the form "HTTP/d.d"), CYM_REQ_BAD when it
+ * has more than one Host line (400, RFC 9112 section 3.2: client and proxy
+ * could pick different hosts), CYM_REQ_WS when it asks for a WebSocket
+ * upgrade (Upgrade: websocket), else CYM_REQ_HTTP.  A higher minor version
+ * (HTTP/1.2) is served as HTTP/1.1 (RFC 9110 section 2.5). */
 int cym_http_kind(uintptr_t hm_addr) {
   struct mg_http_message *hm = (struct mg_http_message *) hm_addr;
   struct mg_str *v;
+  size_t i, hosts = 0;
   if (hm->proto.len < 6 || hm->proto.buf[5] != '1') return CYM_REQ_VERSION;
+  for (i = 0; i < MG_MAX_HTTP_HEADERS && hm->headers[i].name.len > 0; i++) {
+    if (hm->headers[i].name.len == 4 && mg_ncasecmp(hm->headers[i].name.buf, "host", 4) == 0 &&
+        ++hosts > 1) {
+      return CYM_REQ_BAD;
+    }
+  }
   v = mg_http_get_header(hm, "Upgrade");
   return v != NULL && mg_strcasecmp(*v, mg_str("websocket")) == 0 ? CYM_REQ_WS : CYM_REQ_HTTP;
 }

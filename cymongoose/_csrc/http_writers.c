@@ -16,7 +16,7 @@ const char *cym_http_status_text(int code) {
 #define CYM_FR_HTTP10 2  /* the client spoke HTTP/1.0 */
 #define CYM_FR_CLOSE 4   /* the connection closes after this response */
 
-#define CYM_FR_EHEADER -1 /* CR or LF in a field, an empty name, a count that is off */
+#define CYM_FR_EHEADER -1 /* a name not a token, a control character in a value, a count that is off */
 #define CYM_FR_ELENGTH -2 /* a Content-Length that is not a number, or two that differ */
 #define CYM_FR_EROOM -3   /* out is too small: res->need says how large */
 #define CYM_FR_SIZE_BITS 40
@@ -69,6 +69,30 @@ static long cym_fr_length(const char *s, size_t n) {
   return digits > 0 && i == n ? v : -1;
 }
 
+/* Is s (n bytes, n > 0) a token, as a field name must be (RFC 9110
+ * section 5.1)?  A space, colon or quote in a name would let the value
+ * read as another header. */
+static int cym_fr_token(const char *s, size_t n) {
+  size_t i;
+  for (i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char) s[i], low = (unsigned char) (ch | 0x20);
+    if ((low >= 'a' && low <= 'z') || (ch >= '0' && ch <= '9') || ch == '-') continue;
+    if (ch == 0 || strchr("!#$%&'*+.^_`|~", ch) == NULL) return 0;
+  }
+  return 1;
+}
+
+/* Does s hold a control character other than a tab?  A field value may
+ * not (RFC 9110 section 5.5); CR and LF would start another header. */
+static int cym_fr_has_ctl(const char *s, size_t n) {
+  size_t i;
+  for (i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char) s[i];
+    if ((ch < ' ' && ch != '\t') || ch == 0x7f) return 1;
+  }
+  return 0;
+}
+
 static int cym_fr_hop_by_hop(const char *s, size_t n) {
   return cym_fr_is(s, n, "transfer-encoding") || cym_fr_is(s, n, "te") ||
          cym_fr_is(s, n, "trailer") || cym_fr_is(s, n, "upgrade") ||
@@ -99,11 +123,12 @@ long cym_http_frame(const char *line, size_t line_len, const char *hdrs, size_t 
   while (npairs > 0 && at <= hlen) {
     const char *s = hdrs + at, *end = memchr(s, 0, hlen - at);
     size_t n = end != NULL ? (size_t) (end - s) : hlen - at;
-    if (memchr(s, '\r', n) != NULL || memchr(s, '\n', n) != NULL) return CYM_FR_EHEADER;
     if (fields % 2 == 0) {
-      if (n == 0) return CYM_FR_EHEADER;
+      if (n == 0 || !cym_fr_token(s, n)) return CYM_FR_EHEADER;
       name = s;
       name_len = n;
+    } else if (cym_fr_has_ctl(s, n)) {
+      return CYM_FR_EHEADER;
     } else if (!cym_fr_hop_by_hop(name, name_len)) {
       int repeat = 0;
       if (cym_fr_is(name, name_len, "content-length")) {

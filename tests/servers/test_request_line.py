@@ -1,6 +1,7 @@
 """The request line as both servers read it: absolute-form targets
-(RFC 9112 section 3.2.2) and HTTP versions other than 1.x (RFC 9110
-sections 2.5 and 15.6.6)."""
+(RFC 9112 section 3.2.2), fragments, HTTP versions other than 1.x (RFC 9110
+sections 2.5 and 15.6.6); and the one Host line a request may have (RFC
+9112 section 3.2)."""
 
 from typing import Any, Callable, List
 
@@ -65,6 +66,33 @@ def test_an_absolute_form_target_gives_its_path(server, target, path, query):
     assert calls[0][:2] == (path, query)
 
 
+@pytest.mark.parametrize("target, path, query", [
+    (b"/p#frag", "/p", ""),
+    (b"/p?a=1#frag", "/p", "a=1"),
+    (b"/p#frag?a=1", "/p", ""),  # the '?' is the fragment's
+    (b"http://example.com/q?b=2#f", "/q", "b=2"),
+])
+def test_a_fragment_is_cut_off_the_target(server, target, path, query):
+    port, calls = server
+    got = exchange(port, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert got.startswith(b"HTTP/1.1 200 ") and got.endswith(b"path=" + path.encode())
+    assert calls[0][:2] == (path, query)
+
+
+@pytest.mark.parametrize("body", [b"\r\n", b"Content-Length: 3\r\n\r\nabc",
+                                  b"Content-Length: 9\r\n\r\nabc"])
+def test_two_host_lines_are_answered_400_and_the_app_is_not_called(server, body):
+    port, calls = server
+    got = exchange(port, b"POST /h HTTP/1.1\r\nHost: a\r\nhost: b\r\n" + body)
+    assert got.startswith(b"HTTP/1.1 400 ") and b"Connection: close\r\n" in got
+    assert calls == []
+    # One Host line, or none (as uvicorn and gunicorn serve it), is served.
+    for head in (b"Host: a\r\n", b""):
+        got = exchange(port, b"GET /h HTTP/1.1\r\n" + head + b"Connection: close\r\n\r\n")
+        assert got.startswith(b"HTTP/1.1 200 ")
+    assert len(calls) == 2
+
+
 @pytest.mark.parametrize("version", [b"HTTP/2.0", b"HTTP/3.0", b"HTTP/0.9"])
 @pytest.mark.parametrize("body", [b"", b"Content-Length: 3\r\n\r\nabc", b"Content-Length: 9\r\n\r\nabc"])
 def test_a_version_other_than_1_x_is_answered_505_and_the_app_is_not_called(server, version,
@@ -92,7 +120,7 @@ def test_a_higher_minor_version_is_served_as_http_1_1(server):
 class DuckMessage:
     """A request view that is not an HttpMessage: the fields' slow path."""
 
-    method, query, proto = "GET", "x=1", "HTTP/1.2"
+    method, query, proto = "GET", "x=1#f", "HTTP/1.2"
     uri = "http://example.com/d"
     body_bytes = b""
 

@@ -1,7 +1,9 @@
 """The head of a final response, as both servers check it: its status is
 200-599 (RFC 9110 section 15: a 1xx sent as the answer would leave the
 client waiting for the real one, and reading the next response as this
-request's), and it carries one Content-Length at most."""
+request's), it carries one Content-Length at most, its header names are
+tokens and its values hold no control character but tab (RFC 9110 sections
+5.1 and 5.5)."""
 
 import logging
 from typing import Any
@@ -13,14 +15,25 @@ from support.servers import AsgiThread, WsgiThread, raw_exchange
 
 # Content-Length headers the application sends, by path (others: none).
 LENGTHS = {"/same": ["4", "4"], "/differ": ["4", "5"]}
+# Headers the servers must refuse, and headers they must send, by path.
+REFUSED = {
+    "/name-space": ("X Bad", "v1"), "/name-colon": ("X:Bad", "v2"), "/name-slash": ("X/B", "v3"),
+    "/name-del": ("X\x7fB", "v4"), "/value-ctl": ("X-A", "a\x01b"), "/value-esc": ("X-A", "\x1b[2J"),
+    "/value-del": ("X-A", "a\x7fb"),
+}
+SENT = {"/value-tab": ("X-A", "a\tb"), "/name-tchars": ("X!#$%&'*+.^_`|~-9", "v")}
+
+
+def extra(path: str) -> Any:
+    return [REFUSED.get(path) or SENT[path]] if path in REFUSED or path in SENT else []
 
 
 def wsgi_app(environ, start_response):
     path = environ["PATH_INFO"]
     lengths = LENGTHS.get(path, [])
-    status = "200" if lengths else path.strip("/")
+    status = "200" if lengths or extra(path) else path.strip("/")
     start_response(status + " Whatever", [("Content-Type", "text/plain")]
-                   + [("Content-Length", n) for n in lengths])
+                   + [("Content-Length", n) for n in lengths] + extra(path))
     return [b"body"]
 
 
@@ -28,11 +41,13 @@ async def asgi_app(scope, receive, send):
     if scope["type"] != "http":
         return
     await receive()
-    lengths = LENGTHS.get(scope["path"], [])
-    status = 200 if lengths else int(scope["path"].strip("/"))
+    path = scope["path"]
+    lengths = LENGTHS.get(path, [])
+    status = 200 if lengths or extra(path) else int(path.strip("/"))
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"text/plain")]
-                + [(b"content-length", n.encode()) for n in lengths]})
+                + [(b"content-length", n.encode()) for n in lengths]
+                + [(n.encode("latin-1"), v.encode("latin-1")) for n, v in extra(path)]})
     await send({"type": "http.response.body", "body": b"body"})
 
 
@@ -84,3 +99,23 @@ def test_the_same_content_length_twice_is_sent_once(port):
     head = got.split(b"\r\n\r\n", 1)[0].lower()
     assert got.startswith(b"HTTP/1.1 200 ") and head.count(b"content-length: 4") == 1
     assert got.count(b"HTTP/1.1 200 ") == 2
+
+
+@pytest.mark.parametrize("path", sorted(REFUSED))
+def test_a_header_name_that_is_not_a_token_or_a_control_character_is_refused(port, path, caplog):
+    with caplog.at_level(logging.ERROR, logger="cymongoose"):
+        got = two_requests(port, path.strip("/"))
+    name, value = REFUSED[path]
+    assert got.startswith(b"HTTP/1.1 500 ")
+    assert (name + ": " + value).encode("latin-1").lower() not in got.lower()
+    assert got.endswith(b"body") and got.count(b"HTTP/1.1 200 ") == 1
+    assert any(r.exc_info and isinstance(r.exc_info[1], ValueError) for r in caplog.records)
+
+
+@pytest.mark.parametrize("path", sorted(SENT))
+def test_a_tab_in_a_value_and_every_token_character_in_a_name_are_sent(port, path):
+    got = two_requests(port, path.strip("/"))
+    name, value = SENT[path]
+    head = got.split(b"\r\n\r\n", 1)[0]
+    assert got.startswith(b"HTTP/1.1 200 ")
+    assert ("\r\n%s: %s\r\n" % (name, value)).encode("latin-1").lower() in head.lower()
