@@ -78,6 +78,7 @@ def error_response(status: int, close: bool = False, headers: str = "") -> bytes
 _NO_BODY = int(lib.CYM_FR_NO_BODY)
 _HTTP10 = int(lib.CYM_FR_HTTP10)
 _CLOSE = int(lib.CYM_FR_CLOSE)
+_NO_LENGTH = int(lib.CYM_FR_NO_LENGTH)
 _EROOM = int(lib.CYM_FR_EROOM)
 _ELENGTH = int(lib.CYM_FR_ELENGTH)
 _SIZE_BITS = int(lib.CYM_FR_SIZE_BITS)
@@ -134,7 +135,9 @@ def flat_headers(pairs: Any) -> Tuple[bytes, int]:
 def _frame_flags(ex: "Exchange", code: int) -> int:
     flags = 0
     if ex.method == "HEAD" or code < 200 or code == 204 or code == 304:
-        flags = _NO_BODY
+        # A 204 has no Content-Length either (RFC 9110 section 8.6): a
+        # client that took it for the body's would wait for bytes.
+        flags = _NO_BODY | _NO_LENGTH if code == 204 else _NO_BODY
     if ex.http10:
         flags |= _HTTP10
     if ex.close_after:
@@ -176,8 +179,9 @@ def frame_response(ex: "Exchange", code: int, line: bytes, flat: bytes, npairs: 
     (``Framed.whole``).  Framing: the application's ``Content-Length``, else
     ``total``, else chunked (HTTP/1.1 clients) or the end of the connection
     (HTTP/1.0).  Hop-by-hop headers of the application are dropped (the
-    server frames the body), ``Date`` is added, and ``Connection`` says what
-    happens next (``ex.close_after`` is set when the connection closes).
+    server frames the body), as is a 204's ``Content-Length``; ``Date`` is
+    added, and ``Connection`` says what happens next (``ex.close_after`` is
+    set when the connection closes).
     Raises ``ValueError`` for a name that is not a token (empty, or with a
     space, colon or other separator), a control character other than tab
     in a value (CR, LF, NUL), a pair that is not two items, a

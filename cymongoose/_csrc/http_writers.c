@@ -15,6 +15,7 @@ const char *cym_http_status_text(int code) {
 #define CYM_FR_NO_BODY 1 /* HEAD request, 1xx, 204, 304: the body is not sent */
 #define CYM_FR_HTTP10 2  /* the client spoke HTTP/1.0 */
 #define CYM_FR_CLOSE 4   /* the connection closes after this response */
+#define CYM_FR_NO_LENGTH 8 /* 204: no Content-Length either (RFC 9110 section 8.6) */
 
 #define CYM_FR_EHEADER -1 /* a name not a token, a control character in a value, a count that is off */
 #define CYM_FR_ELENGTH -2 /* a Content-Length that is not a number, or two that differ */
@@ -135,7 +136,8 @@ long cym_http_frame(const char *line, size_t line_len, const char *hdrs, size_t 
         long v = cym_fr_length(s, n);
         /* Two that differ would let client and proxy frame it apart. */
         if (v < 0 || (length >= 0 && v != length)) return CYM_FR_ELENGTH;
-        repeat = length >= 0; /* the same again: sent once */
+        /* the same again is sent once; a 204 sends none */
+        repeat = length >= 0 || (flags & CYM_FR_NO_LENGTH);
         length = v;
       } else if (cym_fr_is(name, name_len, "connection")) {
         app_connection = 1;

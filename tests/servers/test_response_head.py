@@ -28,10 +28,20 @@ def extra(path: str) -> Any:
     return [REFUSED.get(path) or SENT[path]] if path in REFUSED or path in SENT else []
 
 
+def status_of(path: str) -> str:
+    """``/404`` and ``/204-cl`` (with ``Content-Length: 4``) ask for a status; others 200."""
+    code = path.strip("/").split("-")[0]
+    return code if code.isdigit() else "200"
+
+
+def lengths_of(path: str) -> Any:
+    return LENGTHS.get(path, ["4"] if path.endswith("-cl") else [])
+
+
 def wsgi_app(environ, start_response):
     path = environ["PATH_INFO"]
-    lengths = LENGTHS.get(path, [])
-    status = "200" if lengths or extra(path) else path.strip("/")
+    lengths = lengths_of(path)
+    status = status_of(path)
     start_response(status + " Whatever", [("Content-Type", "text/plain")]
                    + [("Content-Length", n) for n in lengths] + extra(path))
     return [b"body"]
@@ -42,8 +52,8 @@ async def asgi_app(scope, receive, send):
         return
     await receive()
     path = scope["path"]
-    lengths = LENGTHS.get(path, [])
-    status = 200 if lengths or extra(path) else int(path.strip("/"))
+    lengths = lengths_of(path)
+    status = int(status_of(path))
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"text/plain")]
                 + [(b"content-length", n.encode()) for n in lengths]
@@ -119,3 +129,13 @@ def test_a_tab_in_a_value_and_every_token_character_in_a_name_are_sent(port, pat
     head = got.split(b"\r\n\r\n", 1)[0]
     assert got.startswith(b"HTTP/1.1 200 ")
     assert ("\r\n%s: %s\r\n" % (name, value)).encode("latin-1").lower() in head.lower()
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_a_204_sends_no_content_length_and_a_304_keeps_it(port, method):
+    for path, length in (("204-cl", False), ("304-cl", True)):
+        got = raw_exchange(port, b"%s /%s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                           % (method.encode(), path.encode()), lambda d: False)
+        head, _, body = got.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 " + path[:3].encode()) and body == b""
+        assert (b"content-length: 4" in head.lower()) is length
