@@ -114,7 +114,8 @@ clean:
 # Autobahn WebSocket server cases against bench/autobahn/echo_server.py, then
 # the client cases (kosoku's fuzzing server) against bench/autobahn/echo_client.py.
 # kosoku (the Python 3 runner) needs CPython 3.10+; our side runs on CPython,
-# then on PyPy.  Reports: build/autobahn-{,client-}{cpython,pypy}/index.html.
+# then on PyPy.  Then the server cases against the ASGI server (run.py --asgi).
+# Reports: build/autobahn-{,client-,asgi-}{cpython,pypy}/index.html.
 .PHONY: autobahn
 autobahn: install-cpython install-pypy
 	$(CPY_VENV)/bin/pip install -q kosoku
@@ -122,6 +123,8 @@ autobahn: install-cpython install-pypy
 	$(CPY_VENV)/bin/python bench/autobahn/run.py --server-python $(PYPY_VENV)/bin/python --out build/autobahn-pypy
 	$(CPY_VENV)/bin/python bench/autobahn/run.py --client --server-python $(CPY_VENV)/bin/python --out build/autobahn-client-cpython
 	$(CPY_VENV)/bin/python bench/autobahn/run.py --client --server-python $(PYPY_VENV)/bin/python --out build/autobahn-client-pypy
+	$(CPY_VENV)/bin/python bench/autobahn/run.py --asgi --server-python $(CPY_VENV)/bin/python --out build/autobahn-asgi-cpython
+	$(CPY_VENV)/bin/python bench/autobahn/run.py --asgi --server-python $(PYPY_VENV)/bin/python --out build/autobahn-asgi-pypy
 
 # Pure C vs the Cython package 0.2.5 vs ours on CPython and PyPy, then our WSGI/ASGI/WS
 # servers vs uvicorn, granian, gunicorn, waitress, picows, websockets (bench/README.md);

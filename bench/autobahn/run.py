@@ -6,8 +6,12 @@ case files, on PyPI).  kosoku itself needs CPython 3.10+; the echo server
 server) runs on whichever interpreter ``--server-python`` names, so PyPy
 can be tested too.
 
+With ``--asgi`` the server cases run against our ASGI server instead
+(``python -m cymongoose asgi asgi_echo:app``), without chapters 9, 12 and
+13 (no permessage-deflate there, and Mongoose's default message size).
+
 Usage:
-    python bench/autobahn/run.py [--client] [--server-python PY] [--out DIR]
+    python bench/autobahn/run.py [--client | --asgi] [--server-python PY] [--out DIR]
                                  [-i CASE]... [-x CASE]... [-p N]
 
 Prints a table of verdicts per chapter and every case that is not OK; the
@@ -52,6 +56,23 @@ def _start_server(python: str) -> Tuple[subprocess.Popen, int]:
         proc.kill()
         sys.exit("echo server did not start (%r)" % line)
     return proc, int(line.split()[1])
+
+
+def _start_asgi_server(python: str) -> Tuple[subprocess.Popen, int]:
+    port = _free_port()
+    proc = subprocess.Popen([python, "-m", "cymongoose", "--log-level", "WARNING", "asgi",
+                             "--app-dir", HERE, "asgi_echo:app",
+                             "--listen", "http://127.0.0.1:%d" % port])
+    deadline = time.monotonic() + 30
+    while True:  # until the server accepts connections
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, port
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                sys.exit("ASGI echo server did not start")
+            time.sleep(0.05)  # polling a port that is not open yet
 
 
 def _free_port() -> int:
@@ -134,7 +155,11 @@ def main() -> None:
     ap.add_argument("-p", "--parallelism", type=int, default=2)
     ap.add_argument("--client", action="store_true",
                     help="run the client cases (kosoku's fuzzing server) instead")
+    ap.add_argument("--asgi", action="store_true",
+                    help="run the server cases against the ASGI server instead")
     args = ap.parse_args()
+    if args.asgi:
+        args.exclude += ["9.*", "12.*", "13.*"]
 
     kosoku = _kosoku()
     if args.client:
@@ -143,7 +168,7 @@ def main() -> None:
               % (args.server_python, kosoku, args.out))
         _finish(args.out)
         return
-    proc, port = _start_server(args.server_python)
+    proc, port = (_start_asgi_server if args.asgi else _start_server)(args.server_python)
     try:
         cmd = [kosoku, "127.0.0.1:%d" % port, "-o", args.out, "-p", str(args.parallelism)]
         for case in args.include:
