@@ -59,7 +59,7 @@ _ROUTE_CACHE_MAX = 10000  # topics whose subscriber list is remembered
 _WRITES_MAX = 1000  # topics per client whose ACL "write" decision is remembered
 _MQTT_CMD = C.MG_EV_MQTT_CMD
 _fields = lib.cym_mqtt_fields
-_BAD_FLAGS = int(lib.CYM_MQTT_BAD_FLAGS)
+_MALFORMED = int(lib.CYM_MQTT_MALFORMED)
 _unpack = ffi.unpack
 # CONNACK codes: (MQTT 3.1.1, MQTT 5)
 _BAD_ID, _UNAVAILABLE, _BAD_LOGIN, _NOT_AUTHORIZED = (2, 0x85), (3, 0x97), (4, 0x86), (5, 0x87)
@@ -246,8 +246,9 @@ class MqttBroker:
             cmd = f & 15
             session = self._conns.get(conn)
             try:
-                if f & _BAD_FLAGS:
-                    raise Malformed("bad fixed-header flags for packet type %d" % cmd)
+                if f & _MALFORMED:
+                    raise Malformed("malformed packet of type %d (its fixed-header flags, "
+                                    "packet identifier 0, or a PINGREQ with a body)" % cmd)
                 if session is None:
                     if cmd != _CONNECT:
                         raise Malformed("first packet must be CONNECT")

@@ -19,7 +19,7 @@ bool cym_mqtt_publish(struct mg_connection *c, const char *topic,
 void cym_mqtt_disconnect(struct mg_connection *c);
 int cym_mqtt_version(struct mg_connection *c);
 int cym_mqtt_prop_type(int id);
-#define CYM_MQTT_BAD_FLAGS ...
+#define CYM_MQTT_MALFORMED ...
 uint64_t cym_mqtt_fields(uintptr_t addr, const char **at,
                          size_t *span);
 void cym_mqtt_batch_acks(struct mg_connection *c);

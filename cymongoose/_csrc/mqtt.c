@@ -325,16 +325,37 @@ int cym_mqtt_prop_type(int id) {
   return id < 0 || id > 255 ? -1 : mqtt_prop_type_by_id((uint8_t) id);
 }
 
-#define CYM_MQTT_BAD_FLAGS 0x80
+#define CYM_MQTT_MALFORMED 0x80
+
+/* Is mm a packet the receiver must close the connection for, though
+ * Mongoose parsed it?  Fixed-header flags other than the ones its type
+ * requires: 2 for PUBREL, SUBSCRIBE and UNSUBSCRIBE, 0 for the others but
+ * PUBLISH (MQTT 3.1.1 section 2.2.2, MQTT-2.2.2-2); DUP on a QoS 0 PUBLISH
+ * (MQTT-3.3.1-2); packet identifier 0 on SUBSCRIBE, UNSUBSCRIBE or a QoS 1
+ * or 2 PUBLISH (MQTT-2.3.1-1); a PINGREQ with a body (section 3.12). */
+static bool cym_mqtt_malformed(const struct mg_mqtt_message *mm) {
+  uint8_t b0 = mm->dgram.len > 0 ? (uint8_t) mm->dgram.buf[0] : 0;
+  switch (mm->cmd) {
+    case MQTT_CMD_PUBLISH:
+      return mm->qos > 0 ? mm->id == 0 : (b0 & 8) != 0;
+    case MQTT_CMD_SUBSCRIBE:
+    case MQTT_CMD_UNSUBSCRIBE:
+      return (b0 & 15) != 2 || mm->id == 0;
+    case MQTT_CMD_PUBREL:
+      return (b0 & 15) != 2;
+    case MQTT_CMD_PINGREQ:
+      return (b0 & 15) != 0 || mm->dgram.len != 2;
+    default:
+      return (b0 & 15) != 0;
+  }
+}
 
 /* Every field a broker reads from a packet, in one call (a cffi call costs
  * CPython less than the five field reads it replaces).  Returns
  * cmd | qos << 4 | retain << 6 | id << 8 | topic length << 24 (for PUBACK:
  * how many PUBACKs the event carries, see cym_mqtt_more_acks), with bit 7
- * (CYM_MQTT_BAD_FLAGS) set when the fixed header's flags are not the ones
- * its packet type requires: 2 for PUBREL, SUBSCRIBE and UNSUBSCRIBE, 0 for
- * the others but PUBLISH (MQTT 3.1.1 section 2.2.2; the receiver must
- * close the connection, MQTT-2.2.2-2).  For
+ * (CYM_MQTT_MALFORMED) set for a packet the receiver must close the
+ * connection for (cym_mqtt_malformed).  For
  * PUBLISH, at[0] points at the topic and span[0] counts the bytes from there
  * to the packet's end, span[1] those from the topic to the payload (the
  * payload runs to the end); other packets leave them untouched.  `addr` is
@@ -344,11 +365,7 @@ uint64_t cym_mqtt_fields(uintptr_t addr, const char **at,
   const struct mg_mqtt_message *mm = (const struct mg_mqtt_message *) addr;
   uint64_t f = (uint64_t) (mm->cmd & 15) | (uint64_t) (mm->qos & 3) << 4 |
                (uint64_t) mm->id << 8;
-  if (mm->cmd != MQTT_CMD_PUBLISH && mm->dgram.len > 0) {
-    unsigned want = mm->cmd == MQTT_CMD_PUBREL || mm->cmd == MQTT_CMD_SUBSCRIBE ||
-                    mm->cmd == MQTT_CMD_UNSUBSCRIBE ? 2 : 0;
-    if (((uint8_t) mm->dgram.buf[0] & 15) != want) f |= CYM_MQTT_BAD_FLAGS;
-  }
+  if (cym_mqtt_malformed(mm)) f |= CYM_MQTT_MALFORMED;
   if (mm->cmd == MQTT_CMD_PUBACK) {
     const uint8_t *d = (const uint8_t *) mm->dgram.buf;
     size_t n = d[0] == (MQTT_CMD_PUBACK << 4) && d[1] == 2 ? mm->dgram.len / 4 : 1;

@@ -351,14 +351,15 @@ static bool cym_broker_took(struct mg_connection *c, struct cym_bsess *s,
     case MQTT_CMD_PUBREC:
     case MQTT_CMD_PUBCOMP:
       /* flags other than 0: Python closes the connection (cym_mqtt_fields) */
-      if (mm->dgram.buf[0] & 15) return false;
+      if (cym_mqtt_malformed(mm)) return false;
       cym_bsess_ack(s, mm->cmd, mm->id);
       return true;
     case MQTT_CMD_PUBLISH: break;
     default: return false;
   }
   b = cym_broker_of(c);
-  if (b == NULL || b->count == 0 || mm->qos > 1 || (mm->dgram.buf[0] & 1))
+  if (b == NULL || b->count == 0 || mm->qos > 1 || (mm->dgram.buf[0] & 1) ||
+      cym_mqtt_malformed(mm))
     return false;
   r = cym_route_find(b, mm->topic.buf, mm->topic.len,
                      cym_topic_hash(mm->topic.buf, mm->topic.len));

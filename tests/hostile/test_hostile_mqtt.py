@@ -128,21 +128,53 @@ def test_broker_refuses_packets_before_connect(broker, first):
     packet(0x42, b"\x00\x01"),  # PUBACK with flags 2 (the C engine's packet)
     packet(0x51, b"\x00\x01"),  # PUBREC with flags 1
     packet(0x74, b"\x00\x01"),  # PUBCOMP with flags 4
-], ids=["pingreq", "disconnect", "pubrel", "puback", "pubrec", "pubcomp"])
-def test_broker_closes_on_fixed_header_flags_its_packet_type_forbids(broker, caplog, bad):
-    """MQTT 3.1.1 section 2.2.2: reserved flags must be as the table gives them,
-    and a receiver that finds others must close the connection (MQTT-2.2.2-2)."""
+    packet(0x38, mqtt_string("t") + b"x"),  # DUP on a QoS 0 PUBLISH (MQTT-3.3.1-2)
+    packet(0x32, mqtt_string("t") + b"\x00\x00x"),  # QoS 1 PUBLISH with identifier 0
+    packet(0x34, mqtt_string("t") + b"\x00\x00x"),  # QoS 2 PUBLISH with identifier 0
+    packet(0x82, b"\x00\x00" + mqtt_string("t") + b"\x00"),  # SUBSCRIBE with identifier 0
+    packet(0xA2, b"\x00\x00" + mqtt_string("t")),  # UNSUBSCRIBE with identifier 0
+    b"\xc0\x01x",  # PINGREQ with a body (section 3.12)
+], ids=["pingreq", "disconnect", "pubrel", "puback", "pubrec", "pubcomp", "qos0-dup",
+        "qos1-id0", "qos2-id0", "subscribe-id0", "unsubscribe-id0", "pingreq-body"])
+def test_broker_closes_on_a_malformed_packet_mongoose_parsed(broker, caplog, bad):
+    """MQTT 3.1.1: reserved flags must be as the table of section 2.2.2 gives
+    them (MQTT-2.2.2-2), a QoS 0 PUBLISH has no DUP (MQTT-3.3.1-2), SUBSCRIBE,
+    UNSUBSCRIBE and a QoS 1 or 2 PUBLISH carry a packet identifier other
+    than 0 (MQTT-2.3.1-1), a PINGREQ has no body; a receiver that finds
+    otherwise must close the connection."""
     b, loop, good = broker
     with raw_client(b.port, "flags") as sock:
         sock.sendall(bad)
         assert closed_by_peer(sock)
-    assert any("bad fixed-header flags" in r.getMessage() for r in caplog.records)
+    assert any("malformed packet" in r.getMessage() for r in caplog.records)
     pings(good)
     # The same packets with the flags they require are taken as ever.
     with raw_client(b.port, "flags") as sock:
         sock.sendall(packet(0x62, b"\x00\x01"))  # PUBREL, flags 2
         assert recv_exact(sock, 4) == b"\x70\x02\x00\x01"  # its PUBCOMP
         pings(sock)
+
+
+@pytest.mark.parametrize("bad", [
+    packet(0x32, mqtt_string("t") + b"\x00\x00x"),  # identifier 0
+    packet(0x38, mqtt_string("t") + b"x"),  # DUP at QoS 0
+], ids=["qos1-id0", "qos0-dup"])
+def test_a_malformed_publish_on_a_cached_route_closes_and_is_not_delivered(broker, bad):
+    """The C engine, which takes PUBLISHes on routes it holds, leaves these to
+    Python, which closes the connection."""
+    b, loop, good = broker
+    good.sendall(packet(0x82, b"\x00\x01" + mqtt_string("t") + b"\x01"))
+    assert recv_exact(good, 5) == b"\x90\x03\x00\x01\x01"
+    with raw_client(b.port, "pub") as sock:
+        for pid in (1, 2):  # the first routes through Python, which leaves the route in C
+            sock.sendall(packet(0x32, mqtt_string("t") + bytes([0, pid]) + b"ok"))
+            assert recv_exact(sock, 4) == b"\x40\x02\x00" + bytes([pid])
+            got = recv_exact(good, 9)
+            assert got[0] & 0xF6 == 0x32 and got[-2:] == b"ok"
+            good.sendall(b"\x40\x02" + got[5:7])  # PUBACK
+        sock.sendall(bad)
+        assert closed_by_peer(sock)
+    pings(good)  # nothing was delivered before the PINGRESP
 
 
 @pytest.mark.parametrize("options, closes", [(0x31, True), (0x21, False)],
