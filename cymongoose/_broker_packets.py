@@ -66,6 +66,13 @@ class Reader:
         self.buf = packet
         self.pos = pos + 1
 
+    @classmethod
+    def over(cls, data: bytes) -> "Reader":
+        """A Reader of ``data`` itself (a field's bytes, not a packet)."""
+        r = cls.__new__(cls)
+        r.buf, r.pos = data, 0
+        return r
+
     def more(self) -> bool:
         return self.pos < len(self.buf)
 
@@ -112,21 +119,37 @@ class Reader:
 
 
 _SESSION_EXPIRY = 0x11
+# CONNECT properties with a fixed size: Session Expiry Interval, Receive
+# Maximum, Maximum Packet Size, Topic Alias Maximum, Request Response
+# Information, Request Problem Information.
+_CONNECT_SIZES = {0x11: 4, 0x21: 2, 0x27: 4, 0x22: 2, 0x19: 1, 0x17: 1}
+_USER_PROPERTY = 0x26
 
 
 def session_expiry(props: bytes) -> int:
-    """The Session Expiry Interval in a CONNECT's raw MQTT 5 properties (0 if absent)."""
-    # Every CONNECT property has a fixed-size or length-prefixed value.
-    sizes = {0x11: 4, 0x21: 2, 0x27: 4, 0x22: 2, 0x19: 1, 0x17: 1}
+    """The Session Expiry Interval in a CONNECT's raw MQTT 5 properties (0 if
+    absent).  Raises ``Malformed`` for what MQTT 5 section 3.1.2.11 calls a
+    protocol error: a property other than User Property given twice, a
+    Receive Maximum or Maximum Packet Size of 0, or a Request Response or
+    Request Problem Information other than 0 or 1."""
+    seen = set()
+    expiry = 0
     i = 0
     while i < len(props):
         pid = props[i]
         i += 1
-        if pid == _SESSION_EXPIRY and i + 4 <= len(props):
-            return int.from_bytes(props[i:i + 4], "big")
-        if pid in sizes:
-            i += sizes[pid]
-        elif pid == 0x26:  # user property: two strings
+        if pid in seen:
+            raise Malformed("CONNECT property 0x%02x given twice" % pid)
+        if pid != _USER_PROPERTY:
+            seen.add(pid)
+        if pid in _CONNECT_SIZES:
+            value = int.from_bytes(props[i:i + _CONNECT_SIZES[pid]], "big")
+            if (pid in (0x21, 0x27) and value == 0) or (pid in (0x19, 0x17) and value > 1):
+                raise Malformed("CONNECT property 0x%02x has the value %d" % (pid, value))
+            if pid == _SESSION_EXPIRY:
+                expiry = value
+            i += _CONNECT_SIZES[pid]
+        elif pid == _USER_PROPERTY:  # two strings
             for _ in range(2):
                 i += 2 + int.from_bytes(props[i:i + 2], "big")
         elif pid in (0x15, 0x16):  # authentication method / data
@@ -135,7 +158,7 @@ def session_expiry(props: bytes) -> int:
             raise Malformed("unknown CONNECT property 0x%02x" % pid)
     if i != len(props):
         raise Malformed("CONNECT properties run past their length")
-    return 0
+    return expiry
 
 
 class Connect(NamedTuple):
@@ -180,14 +203,27 @@ def parse_connect(packet: bytes) -> Connect:
     return Connect(level, bool(flags & 0x02), client_id, will, username, password, expiry)
 
 
+_SUBSCRIPTION_IDENTIFIER = 0x0B
+
+
 def _opening(packet: bytes, v5: bool, name: str) -> Tuple[Reader, int]:
-    """Check the flags of (UN)SUBSCRIBE, read its packet id and skip its properties."""
+    """Check the flags of (UN)SUBSCRIBE, read its packet id and its
+    properties: a Subscription Identifier, which the broker's CONNACK says it
+    does not support, is a protocol error (MQTT 5 section 3.8.2.1.2)."""
     if packet[0] & 0x0F != 2:
         raise Malformed("bad %s flags" % name)
     r = Reader(packet)
     pid = r.u16()
     if v5:
-        r.properties()
+        props = Reader.over(r.properties())
+        while props.more():
+            prop = props.u8()
+            if prop == _SUBSCRIPTION_IDENTIFIER:
+                raise Malformed("%s with a Subscription Identifier (not supported)" % name)
+            if prop != _USER_PROPERTY:
+                raise Malformed("%s property 0x%02x" % (name, prop))
+            props.blob()
+            props.blob()
     return r, pid
 
 
@@ -218,11 +254,20 @@ def parse_unsubscribe(packet: bytes, v5: bool) -> Tuple[int, List[str]]:
     return pid, filters
 
 
+#: What an MQTT 5 CONNACK tells the client the broker lacks (section
+#: 3.2.2.3): Subscription Identifiers Available 0, Shared Subscription
+#: Available 0.  No Topic Alias Maximum: 0, no topic aliases.
+CONNACK5_PROPERTIES = b"\x29\x00\x2a\x00"
+
+
 def connack(v5: bool, session_present: bool, code: int) -> bytes:
     """CONNACK with ``code`` (a 3.1.1 return code or an MQTT 5 reason code)."""
     flags = 1 if session_present and code == 0 else 0
     if v5:
-        return bytes((0x20, 3, flags, code, 0))
+        if code:
+            return bytes((0x20, 3, flags, code, 0))
+        props = CONNACK5_PROPERTIES
+        return bytes((0x20, 3 + len(props), flags, code, len(props))) + props
     return bytes((0x20, 2, flags, code))
 
 

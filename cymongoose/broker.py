@@ -16,6 +16,9 @@ an incoming QoS 2 message once even when the client resends it.  Optional:
 passwords (a mosquitto password file or a callback), topic ACLs (a
 mosquitto ACL file or a callback), limits on connections, in-flight and
 queued messages and packet size, and ``$SYS/broker/...`` statistics.
+MQTT 5 clients are told (CONNACK properties) that there are no topic
+aliases, subscription identifiers or shared subscriptions; a ``$share/``
+filter gets SUBACK 0x9E.
 
 Each bad input gets the protocol's answer and a line on the
 ``cymongoose.broker`` logger, and disturbs no other client: a malformed or
@@ -55,6 +58,7 @@ _CONNECT, _PUBLISH, _PUBREL, _SUBSCRIBE, _UNSUBSCRIBE, _PINGREQ, _DISCONNECT = \
     1, 3, 6, 8, 10, 12, 14
 _ACKS = frozenset((4, 5, 7))  # PUBACK, PUBREC, PUBCOMP: taken by the C engine
 _TO_CLIENT_ONLY = frozenset((2, 9, 11, 13))  # CONNACK, SUBACK, UNSUBACK, PINGRESP
+_AUTH = 15  # MQTT 5 enhanced authentication, which the broker does not offer
 _ROUTE_CACHE_MAX = 10000  # topics whose subscriber list is remembered
 _WRITES_MAX = 1000  # topics per client whose ACL "write" decision is remembered
 _MQTT_CMD = C.MG_EV_MQTT_CMD
@@ -291,6 +295,10 @@ class MqttBroker:
             raise Malformed("second CONNECT")
         elif cmd in _TO_CLIENT_ONLY:
             raise Malformed("packet type %d is sent by servers only" % cmd)
+        elif cmd == _AUTH:
+            # Only after a CONNECT with an Authentication Method (MQTT 5
+            # section 4.12), which the broker never takes up.
+            raise Malformed("AUTH without an authentication exchange")
 
     def _answer(self, conn: Connection, v5: bool, code: Tuple[int, int], why: str) -> None:
         log.warning("client at %s refused: %s", conn.remote_addr, why)
@@ -474,6 +482,8 @@ class MqttBroker:
         for topic_filter, qos in wanted:
             if not valid_filter(topic_filter):
                 codes.append(0x8F if v5 else 0x80)
+            elif v5 and topic_filter.startswith("$share/"):
+                codes.append(0x9E)  # Shared Subscriptions not supported (CONNACK says so)
             elif not self._guard.allows(session.client_id, session.username, topic_filter,
                                         "subscribe"):
                 log.warning("client %r: subscription to %r denied by the ACL",

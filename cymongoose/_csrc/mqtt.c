@@ -332,11 +332,22 @@ int cym_mqtt_prop_type(int id) {
  * requires: 2 for PUBREL, SUBSCRIBE and UNSUBSCRIBE, 0 for the others but
  * PUBLISH (MQTT 3.1.1 section 2.2.2, MQTT-2.2.2-2); DUP on a QoS 0 PUBLISH
  * (MQTT-3.3.1-2); packet identifier 0 on SUBSCRIBE, UNSUBSCRIBE or a QoS 1
- * or 2 PUBLISH (MQTT-2.3.1-1); a PINGREQ with a body (section 3.12). */
+ * or 2 PUBLISH (MQTT-2.3.1-1); a PINGREQ with a body (section 3.12); an
+ * MQTT 5 PUBLISH with a Topic Alias (a broker that gives no Topic Alias
+ * Maximum allows none, MQTT 5 section 3.3.2.3.4) or a Subscription
+ * Identifier (only servers send those, section 3.3.2.3.8). */
 static bool cym_mqtt_malformed(const struct mg_mqtt_message *mm) {
   uint8_t b0 = mm->dgram.len > 0 ? (uint8_t) mm->dgram.buf[0] : 0;
   switch (mm->cmd) {
     case MQTT_CMD_PUBLISH:
+      if (mm->props_size > 0) {
+        struct mg_mqtt_prop prop;
+        size_t ofs = 0;
+        while ((ofs = mg_mqtt_next_prop((struct mg_mqtt_message *) mm, &prop, ofs)) > 0) {
+          if (prop.id == MQTT_PROP_TOPIC_ALIAS || prop.id == MQTT_PROP_SUBSCRIPTION_IDENTIFIER)
+            return true;
+        }
+      }
       return mm->qos > 0 ? mm->id == 0 : (b0 & 8) != 0;
     case MQTT_CMD_SUBSCRIBE:
     case MQTT_CMD_UNSUBSCRIBE:

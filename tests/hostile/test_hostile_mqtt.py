@@ -12,7 +12,8 @@ import pytest
 import cymongoose as cm
 from support.hostile import Recorder, logged, mongoose_errors
 from support.loop import LoopThread, wait_until
-from support.mqtt import closed_by_peer, connect_packet, mqtt_string, packet, raw_client, recv_exact
+from support.mqtt import (CONNACK5, closed_by_peer, connect_packet, mqtt_string, packet,
+                          raw_client, recv_exact)
 from support.sockets import read_until_closed
 
 PINGREQ, PINGRESP = b"\xc0\x00", b"\xd0\x00"
@@ -185,7 +186,7 @@ def test_mqtt5_subscribe_with_retain_handling_3_closes(broker, caplog, options, 
     with socket.create_connection(("127.0.0.1", b.port), timeout=5) as sock:
         sock.sendall(packet(0x10, mqtt_string("MQTT") + b"\x05\x02\x00\x00\x00"
                             + mqtt_string("rh")))
-        assert recv_exact(sock, 5) == b"\x20\x03\x00\x00\x00"
+        assert recv_exact(sock, len(CONNACK5)) == CONNACK5
         sock.sendall(packet(0x82, b"\x00\x01\x00" + mqtt_string("t") + bytes([options])))
         if closes:
             assert closed_by_peer(sock)
@@ -193,6 +194,71 @@ def test_mqtt5_subscribe_with_retain_handling_3_closes(broker, caplog, options, 
         else:
             assert recv_exact(sock, 6) == b"\x90\x04\x00\x01\x00\x01"
     pings(good)
+
+
+def connect5(props: bytes = b"", client_id: str = "m5") -> bytes:
+    return packet(0x10, mqtt_string("MQTT") + b"\x05\x02\x00\x3c" + bytes([len(props)]) + props
+                  + mqtt_string(client_id))
+
+
+@pytest.mark.parametrize("props", [
+    b"\x21\x00\x00",  # Receive Maximum 0
+    b"\x27\x00\x00\x00\x00",  # Maximum Packet Size 0
+    b"\x17\x02",  # Request Problem Information 2
+    b"\x19\x02",  # Request Response Information 2
+    b"\x11\x00\x00\x00\x05\x11\x00\x00\x00\x05",  # Session Expiry Interval twice
+], ids=["receive-max-0", "max-packet-0", "problem-info-2", "response-info-2", "expiry-twice"])
+def test_mqtt5_connect_with_a_protocol_error_in_its_properties_closes(broker, props):
+    """MQTT 5 section 3.1.2.11: each of these is a protocol error."""
+    b, loop, good = broker
+    with socket.create_connection(("127.0.0.1", b.port), timeout=5) as sock:
+        sock.sendall(connect5(props))
+        assert closed_by_peer(sock)
+    pings(good)
+    # User Property may be given more than once.
+    user = b"\x26" + mqtt_string("k") + mqtt_string("v")
+    with socket.create_connection(("127.0.0.1", b.port), timeout=5) as sock:
+        sock.sendall(connect5(user + user + b"\x21\x00\x01"))
+        assert recv_exact(sock, len(CONNACK5)) == CONNACK5
+
+
+@pytest.mark.parametrize("bad", [
+    packet(0x30, mqtt_string("t") + b"\x03\x23\x00\x01" + b"x"),  # Topic Alias 1
+    packet(0x30, mqtt_string("t") + b"\x03\x23\x00\x00" + b"x"),  # Topic Alias 0
+    packet(0x32, mqtt_string("t") + b"\x00\x01\x02\x0b\x01" + b"x"),  # Subscription Identifier
+    packet(0x82, b"\x00\x01\x02\x0b\x01" + mqtt_string("t") + b"\x00"),  # the same, SUBSCRIBE
+    packet(0x82, b"\x00\x01\x02\x0b\x00" + mqtt_string("t") + b"\x00"),  # identifier 0
+    packet(0xF0, b"\x00\x00"),  # AUTH, with no Authentication Method in CONNECT
+], ids=["publish-alias", "publish-alias-0", "publish-subscription-id", "subscribe-id",
+        "subscribe-id-0", "auth"])
+def test_mqtt5_what_the_connack_rules_out_closes(broker, caplog, bad):
+    """The CONNACK gives no Topic Alias Maximum (no aliases) and says
+    Subscription Identifiers Available 0 (MQTT 5 sections 3.2.2.3.8 and
+    3.2.2.3.12); a client never sends a PUBLISH with a Subscription
+    Identifier, nor AUTH without having asked for an authentication method."""
+    b, loop, good = broker
+    with socket.create_connection(("127.0.0.1", b.port), timeout=5) as sock:
+        sock.sendall(connect5())
+        assert recv_exact(sock, len(CONNACK5)) == CONNACK5
+        sock.sendall(bad)
+        assert closed_by_peer(sock)
+    pings(good)
+
+
+def test_mqtt5_shared_subscriptions_are_refused_with_0x9e(broker):
+    """The CONNACK says Shared Subscription Available 0; a $share filter gets
+    reason code 0x9E in the SUBACK (MQTT 5 section 3.9.3) and the others
+    of the same SUBSCRIBE are granted.  MQTT 3.1.1 has no shared
+    subscriptions: there the filter is an ordinary one."""
+    b, loop, good = broker
+    with socket.create_connection(("127.0.0.1", b.port), timeout=5) as sock:
+        sock.sendall(connect5())
+        assert recv_exact(sock, len(CONNACK5)) == CONNACK5
+        sock.sendall(packet(0x82, b"\x00\x07\x00" + mqtt_string("$share/g/t") + b"\x01"
+                            + mqtt_string("t") + b"\x01"))
+        assert recv_exact(sock, 7) == b"\x90\x05\x00\x07\x00\x9e\x01"
+    good.sendall(packet(0x82, b"\x00\x08" + mqtt_string("$share/g/t") + b"\x01"))
+    assert recv_exact(good, 5) == b"\x90\x03\x00\x08\x01"
 
 
 def test_broker_survives_a_connect_flood_of_garbage(broker):

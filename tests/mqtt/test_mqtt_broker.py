@@ -11,7 +11,7 @@ from cymongoose.broker import topic_matches, valid_filter
 from support.fixtures import made
 from support.hostile import logged, mongoose_errors
 from support.loop import LoopThread, wait_until
-from support.mqtt import (Client, Paho, closed_by_peer, connect_packet, mqtt_string, packet,
+from support.mqtt import (CONNACK5, Client, Paho, closed_by_peer, connect_packet, mqtt_string, packet,
                           raw_client, recv_exact)
 
 
@@ -193,7 +193,7 @@ def test_mqtt5_clients_are_served(broker, peer, client):
     ours = client(client_id="ours5", version=5, properties=[
         (MQTT_PROP_SESSION_EXPIRY_INTERVAL, 60), (MQTT_PROP_USER_PROPERTY, ("k", "v"))]
     ).wait_open()
-    assert ours.connack_packet == b"\x20\x03\x00\x00\x00"
+    assert ours.connack_packet == CONNACK5
     ours.sub("v5/#", 2)
     ours.pub("v5/a", b"from ours", 1)
     p.pub("v5/b", b"from paho", 2)

@@ -5,7 +5,7 @@ import socket
 import pytest
 
 from support.loop import wait_until
-from support.mqtt import (Paho, closed_by_peer, connect_packet, mqtt_string, packet,
+from support.mqtt import (CONNACK5, Paho, closed_by_peer, connect_packet, mqtt_string, packet,
                           polled_brokers, raw_client, read_publish, recv_exact)
 
 
@@ -21,7 +21,7 @@ def subscriber(port, v5=False):
     if v5:
         sock.sendall(packet(0x10, mqtt_string("MQTT") + b"\x05\x02\x00\x00\x00"
                             + mqtt_string("s5")))
-        assert recv_exact(sock, 5) == b"\x20\x03\x00\x00\x00"
+        assert recv_exact(sock, len(CONNACK5)) == CONNACK5
         sock.sendall(packet(0x82, b"\x00\x01\x00" + mqtt_string("w") + b"\x01"))
         assert recv_exact(sock, 6) == b"\x90\x04\x00\x01\x00\x01"
     else:

@@ -269,6 +269,11 @@ def connect_packet(client_id: str, keepalive: int = 0, level: int = 4,
                   + keepalive.to_bytes(2, "big") + mqtt_string(client_id))
 
 
+#: The broker's MQTT 5 CONNACK accepting a new session: its properties say
+#: Subscription Identifiers Available 0 and Shared Subscription Available 0.
+CONNACK5 = b"\x20\x07\x00\x00\x04\x29\x00\x2a\x00"
+
+
 def recv_exact(sock: socket.socket, n: int, timeout: float = 5.0) -> bytes:
     sock.settimeout(timeout)
     data = b""
