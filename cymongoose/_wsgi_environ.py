@@ -121,8 +121,10 @@ def build_environ(hm: Any, conn: Any, server_name: str, server_port: int,
         key = "HTTP_" + key
         old = environ.get(key)
         environ[key] = value if old is None else old + ", " + value
-    # Most requests carry no proxy header: then only a root path changes anything.
-    if front is not None and (front.root_path or not _PROXY_KEYS.isdisjoint(environ)):
+    # Most requests carry no proxy header: then only a root path changes
+    # anything.  (A keys view tests the four proxy keys against the
+    # environ; the frozenset's own isdisjoint would walk every environ key.)
+    if front is not None and (front.root_path or not environ.keys().isdisjoint(_PROXY_KEYS)):
         front.apply_environ(environ)
     return environ
 
