@@ -79,6 +79,19 @@ long cym_http_head(uintptr_t hm_addr, char *buf, size_t size, int lower_names) {
   return (long) n;
 }
 
+/* Does hm have more than one Host line?  A server must answer 400 (RFC 9112
+ * section 3.2): a proxy and the server could each take another host. */
+static int cym_two_hosts(const struct mg_http_message *hm) {
+  size_t i, hosts = 0;
+  for (i = 0; i < MG_MAX_HTTP_HEADERS && hm->headers[i].name.len > 0; i++) {
+    if (hm->headers[i].name.len == 4 && mg_ncasecmp(hm->headers[i].name.buf, "host", 4) == 0 &&
+        ++hosts > 1) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
 #define CYM_REQ_HTTP 0
 #define CYM_REQ_WS 1
 #define CYM_REQ_VERSION 2
@@ -88,21 +101,15 @@ long cym_http_head(uintptr_t hm_addr, char *buf, size_t size, int lower_names) {
  * one call they make per request anyway: CYM_REQ_VERSION when its HTTP
  * major version is not 1 (they answer 505, RFC 9110 section 15.6.6;
  * Mongoose's parser has checked the form "HTTP/d.d"), CYM_REQ_BAD when it
- * has more than one Host line (400, RFC 9112 section 3.2: client and proxy
- * could pick different hosts), CYM_REQ_WS when it asks for a WebSocket
- * upgrade (Upgrade: websocket), else CYM_REQ_HTTP.  A higher minor version
- * (HTTP/1.2) is served as HTTP/1.1 (RFC 9110 section 2.5). */
+ * has more than one Host line (400: cym_two_hosts), CYM_REQ_WS when it asks
+ * for a WebSocket upgrade (Upgrade: websocket), else CYM_REQ_HTTP.  A
+ * higher minor version (HTTP/1.2) is served as HTTP/1.1 (RFC 9110 section
+ * 2.5). */
 int cym_http_kind(uintptr_t hm_addr) {
   struct mg_http_message *hm = (struct mg_http_message *) hm_addr;
   struct mg_str *v;
-  size_t i, hosts = 0;
   if (hm->proto.len < 6 || hm->proto.buf[5] != '1') return CYM_REQ_VERSION;
-  for (i = 0; i < MG_MAX_HTTP_HEADERS && hm->headers[i].name.len > 0; i++) {
-    if (hm->headers[i].name.len == 4 && mg_ncasecmp(hm->headers[i].name.buf, "host", 4) == 0 &&
-        ++hosts > 1) {
-      return CYM_REQ_BAD;
-    }
-  }
+  if (cym_two_hosts(hm)) return CYM_REQ_BAD;
   v = mg_http_get_header(hm, "Upgrade");
   return v != NULL && mg_strcasecmp(*v, mg_str("websocket")) == 0 ? CYM_REQ_WS : CYM_REQ_HTTP;
 }

@@ -334,11 +334,16 @@ void cym_serve(struct mg_connection *c, struct mg_http_message *hm,
     cym_serve_file(c, hm, file, opts, cache_control, mg_str_n(NULL, 0));
     return;
   }
-  if (hm->uri.len > 0 && hm->uri.buf[0] != '/') {
+  if (cym_two_hosts(hm)) {
+    mg_http_reply(c, 400, "", "Bad Request\n");  /* as the servers answer it */
+    return;
+  }
+  if (hm->uri.len > 0 && (hm->uri.buf[0] != '/' || memchr(hm->uri.buf, '#', hm->uri.len))) {
     /* An absolute-form target (http://host/p) maps its path, as the origin
-     * form would (http_head.c, cym_target_path). */
+     * form would, and a #fragment is cut off (http_head.c, cym_target_path,
+     * cym_no_fragment). */
     origin = *hm;
-    origin.uri = cym_target_path(hm->uri);
+    origin.uri = cym_no_fragment(cym_target_path(hm->uri));
     hm = &origin;
   }
   if (cym_bad_uri(hm->uri, &dotfile)) {

@@ -274,6 +274,8 @@ def test_control_characters_get_400(base: str, path: bytes) -> None:
     (b"http://example.com/a.txt", A_TXT),
     (b"HTTPS://example.com:8443/a.txt", A_TXT),
     (b"http://example.com/../outside/secret.txt", None),  # refused, as in the origin form
+    (b"/a.txt#fragment", A_TXT),  # RFC 9112 section 3.2: a fragment is no part of a target
+    (b"http://example.com/a.txt#f", A_TXT),
 ])
 def test_an_absolute_form_target_serves_its_path(base: str, target: bytes,
                                                  body: Optional[bytes]) -> None:
@@ -287,6 +289,12 @@ def test_an_absolute_form_target_serves_its_path(base: str, target: bytes,
         assert reply.startswith(b"HTTP/1.1 200 ") and reply.endswith(b"\r\n\r\n" + body)
     else:
         assert reply[:12] in (b"HTTP/1.1 400", b"HTTP/1.1 404") and b"secret" not in reply
+
+
+def test_two_host_lines_get_400(base: str) -> None:
+    """RFC 9112 section 3.2: a request with more than one Host line gets 400."""
+    reply = raw(base, b"GET /a.txt HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 400") and A_TXT not in reply
 
 
 def test_nul_with_curl(base: str) -> None:
