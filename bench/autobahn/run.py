@@ -7,8 +7,9 @@ server) runs on whichever interpreter ``--server-python`` names, so PyPy
 can be tested too.
 
 With ``--asgi`` the server cases run against our ASGI server instead
-(``python -m cymongoose asgi asgi_echo:app``), without chapters 9, 12 and
-13 (no permessage-deflate there, and Mongoose's default message size).
+(``python -m cymongoose asgi asgi_apps:ws_echo``, the echo application of
+the servers comparison), without chapters 9, 12 and 13 (no
+permessage-deflate there, and Mongoose's default message size).
 
 Usage:
     python bench/autobahn/run.py [--client | --asgi] [--server-python PY] [--out DIR]
@@ -61,8 +62,8 @@ def _start_server(python: str) -> Tuple[subprocess.Popen, int]:
 def _start_asgi_server(python: str) -> Tuple[subprocess.Popen, int]:
     port = _free_port()
     proc = subprocess.Popen([python, "-m", "cymongoose", "--log-level", "WARNING", "asgi",
-                             "--app-dir", HERE, "asgi_echo:app",
-                             "--listen", "http://127.0.0.1:%d" % port])
+                             "--app-dir", os.path.join(ROOT, "bench", "servers"),
+                             "asgi_apps:ws_echo", "--listen", "http://127.0.0.1:%d" % port])
     deadline = time.monotonic() + 30
     while True:  # until the server accepts connections
         try:
