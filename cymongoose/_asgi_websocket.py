@@ -11,10 +11,11 @@ import struct
 from typing import Any, Dict, Optional
 
 from ._asgi_exchange import AsgiExchange, AsgiResponse
-from ._asgi_scope import build_ws_scope, header_pairs
+from ._asgi_scope import build_ws_scope
 from ._ffi import ffi
 from ._http_exchange import CALL, WS, WS_CLOSE, ClientDisconnected
 from ._http_server import HttpCore
+from ._ws_handshake import accept_headers
 from .connection import Connection
 from .constants import WEBSOCKET_OP_BINARY, WEBSOCKET_OP_TEXT
 from .messages import HttpMessage
@@ -73,11 +74,7 @@ class WsSession(AsgiExchange):
         elif kind == "websocket.accept":
             if self.state != "connecting":
                 raise RuntimeError("websocket.accept while the WebSocket is %s" % self.state)
-            headers = {name.decode("latin-1"): value.decode("latin-1")
-                       for name, value in header_pairs(message.get("headers"))}
-            sub = message.get("subprotocol")
-            if sub:
-                headers["Sec-WebSocket-Protocol"] = sub
+            headers = accept_headers(message, self.scope["subprotocols"])
             self.state = "accepted"
             await self._push(CALL, lambda conn: self._accept(conn, headers))
         elif kind == "websocket.close":

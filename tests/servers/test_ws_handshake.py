@@ -1,9 +1,12 @@
 """The ASGI server checks a WebSocket opening handshake as RFC 6455
 section 4.2.1 asks: one that breaks it is answered 400 (426 for another
 protocol version), never upgraded and never handed to the application as
-plain HTTP."""
+plain HTTP.  And the application's ``websocket.accept`` as section 4.2.2
+asks: a subprotocol the client did not offer, a header the server writes
+itself, or a bad header raise in the application, and nothing is upgraded."""
 
-from typing import List
+import logging
+from typing import Any, List
 
 import pytest
 
@@ -97,3 +100,66 @@ def test_the_wsgi_server_serves_an_upgrade_request_as_plain_http():
     finally:
         srv.stop()
     assert got.startswith(b"HTTP/1.1 200 ") and got.endswith(b"websocket")
+
+
+# websocket.accept messages the application sends, by path.
+ACCEPTS = {
+    "/chat": {"type": "websocket.accept", "subprotocol": "chat"},
+    "/x-ok": {"type": "websocket.accept", "headers": [(b"x-ok", b"a\tb")]},
+    "/none": {"type": "websocket.accept", "subprotocol": None},
+    "/other": {"type": "websocket.accept", "subprotocol": "other"},
+    "/forged": {"type": "websocket.accept", "headers": [(b"Sec-WebSocket-Accept", b"forged")]},
+    "/protocol": {"type": "websocket.accept", "headers": [(b"sec-websocket-protocol", b"chat")]},
+    "/extension": {"type": "websocket.accept",
+                   "headers": [(b"sec-websocket-extensions", b"permessage-deflate")]},
+    "/name": {"type": "websocket.accept", "headers": [(b"x bad", b"v")]},
+    "/value": {"type": "websocket.accept", "headers": [(b"x-a", b"a\x01b")]},
+}
+
+
+@pytest.fixture
+def accepting():
+    """(port, errors): an ASGI app that accepts each WebSocket with the
+    message ACCEPTS names for its path; ``errors`` records what ``send`` raised."""
+    errors: List[Any] = []
+
+    async def app(scope, receive, send):
+        if scope["type"] != "websocket":
+            return
+        await receive()
+        try:
+            await send(ACCEPTS[scope["path"]])
+        except (ValueError, TypeError) as exc:
+            errors.append(exc)
+            raise
+        await send({"type": "websocket.close"})
+
+    srv = AsgiThread(app)
+    try:
+        yield srv.port, errors
+    finally:
+        srv.stop()
+
+
+def test_a_subprotocol_and_headers_the_client_may_get_are_sent(accepting):
+    port, errors = accepting
+    offer = VERSION + b"Sec-WebSocket-Protocol: chat, superchat\r\n"
+    head = answer(port, handshake(b"GET /chat HTTP/1.1", version=offer))
+    assert head.startswith(b"HTTP/1.1 101 ") and b"\r\nSec-WebSocket-Protocol: chat" in head
+    head = answer(port, handshake(b"GET /x-ok HTTP/1.1"))
+    assert head.startswith(b"HTTP/1.1 101 ") and b"\r\nx-ok: a\tb" in head
+    head = answer(port, handshake(b"GET /none HTTP/1.1", version=offer))
+    assert head.startswith(b"HTTP/1.1 101 ") and b"Sec-WebSocket-Protocol" not in head
+    assert errors == []
+
+
+@pytest.mark.parametrize("path", ["/other", "/forged", "/protocol", "/extension", "/name",
+                                  "/value"])
+def test_an_accept_that_would_break_the_handshake_raises_in_the_app(accepting, path, caplog):
+    port, errors = accepting
+    offer = VERSION + b"Sec-WebSocket-Protocol: chat\r\n"
+    with caplog.at_level(logging.ERROR, logger="cymongoose"):
+        head = answer(port, handshake(b"GET " + path.encode() + b" HTTP/1.1", version=offer))
+    assert head.startswith(b"HTTP/1.1 500 ")
+    assert b"forged" not in head and b"other" not in head and b"x bad" not in head
+    assert len(errors) == 1 and isinstance(errors[0], ValueError)
