@@ -164,7 +164,7 @@ def session_expiry(props: bytes) -> int:
 class Connect(NamedTuple):
     """What a CONNECT packet asks for."""
 
-    version: int  # 4 or 5; another level is refused before the rest is read
+    version: int  # 3 (MQTT 3.1), 4 or 5; 0: another protocol, refused unread
     clean: bool
     client_id: str
     will: Optional[Tuple[str, bytes, int, bool]]
@@ -173,18 +173,25 @@ class Connect(NamedTuple):
     expiry: int  # MQTT 5 Session Expiry Interval; 0 for 3.1.1
 
 
+#: The protocol names and levels the broker speaks: MQTT 3.1 ("MQIsdp"
+#: level 3, which older devices and mosquitto still speak; on the wire it
+#: differs from 3.1.1 only in CONNECT and CONNACK), 3.1.1 and 5.
+_PROTOCOLS = {(b"MQIsdp", 3), (b"MQTT", 4), (b"MQTT", 5)}
+
+
 def parse_connect(packet: bytes) -> Connect:
-    """Read CONNECT; ``version`` outside 4 and 5 comes back with nothing else read."""
+    """Read CONNECT; a protocol other than MQTT 3.1, 3.1.1 or 5 comes back
+    with ``version`` 0 and nothing else read."""
     r = Reader(packet)
     name = r.blob()
     level = r.u8()
-    if name != b"MQTT" or level not in (4, 5):
-        return Connect(level if name == b"MQTT" else 0, True, "", None, None, None, 0)
+    if (name, level) not in _PROTOCOLS:
+        return Connect(0, True, "", None, None, None, 0)
     flags = r.u8()
     r.u16()  # keep-alive: enforced by the C parser
     will_flag, will_qos, will_retain = flags & 0x04, (flags >> 3) & 3, flags & 0x20
     if flags & 0x01 or will_qos == 3 or (not will_flag and (will_qos or will_retain)) \
-            or (level == 4 and flags & 0x40 and not flags & 0x80):
+            or (level != 5 and flags & 0x40 and not flags & 0x80):
         raise Malformed("bad CONNECT flags 0x%02x" % flags)
     expiry = session_expiry(r.properties()) if level == 5 else 0
     client_id = r.text()

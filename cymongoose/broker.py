@@ -1,4 +1,4 @@
-"""An MQTT broker (3.1.1, and MQTT 5 CONNECT) on top of ``Manager.mqtt_listen``.
+"""An MQTT broker (3.1.1, MQTT 5 CONNECT, and MQTT 3.1) on top of ``Manager.mqtt_listen``.
 
 Start one in a few lines::
 
@@ -308,17 +308,19 @@ class MqttBroker:
     def _connect(self, conn: Connection, packet: bytes) -> None:
         hello = parse_connect(packet)
         v5 = hello.version == 5
-        if hello.version not in (4, 5):
-            # a v3.1 or unknown level: the 3.1.1 answer "unacceptable protocol version"
-            log.warning("client at %s refused: protocol level %d", conn.remote_addr,
-                        hello.version)
+        if hello.version not in (3, 4, 5):
+            # an unknown protocol: the 3.1.1 answer "unacceptable protocol version"
+            log.warning("client at %s refused: not MQTT 3.1, 3.1.1 or 5", conn.remote_addr)
             conn.send(connack(False, False, 1))
             conn.drain()
             return
         client_id = hello.client_id
         if not client_id:
-            if not hello.clean and not v5:  # a kept session needs an id (MQTT-3.1.3-8)
-                return self._answer(conn, v5, _BAD_ID, "empty client id, clean_session=0")
+            # A kept session needs an id (MQTT-3.1.3-8); MQTT 3.1 always does.
+            if (not hello.clean and not v5) or hello.version == 3:
+                why = "empty client id, " + ("MQTT 3.1" if hello.version == 3
+                                             else "clean_session=0")
+                return self._answer(conn, v5, _BAD_ID, why)
             self._next_id += 1
             client_id = "cymongoose-%d" % self._next_id
         max_connections, max_inflight, max_queued = self._max
@@ -347,7 +349,8 @@ class MqttBroker:
         self._sessions[client_id] = session
         self._conns[conn] = session
         self._peers[conn] = hello.will
-        conn.send(connack(v5, old is not None, 0))
+        # MQTT 3.1's CONNACK has no session-present flag.
+        conn.send(connack(v5, old is not None and hello.version != 3, 0))
         if not session.attach(conn):
             log.warning("client %r: out of memory for its session", client_id)
             conn.close()

@@ -203,6 +203,42 @@ def test_mqtt5_clients_are_served(broker, peer, client):
     assert broker[1].call(lambda: "ours5" in broker[0].sessions)
 
 
+def test_mqtt31_clients_are_served(broker, peer):
+    """MQTT 3.1 ("MQIsdp", level 3), which older devices speak: paho's
+    MQTTv31 client subscribes, publishes and receives at each QoS, with a
+    3.1.1 client on the same topics."""
+    old = peer(protocol=paho.MQTTv31, client_id="v31")
+    new = peer(client_id="v311")
+    old.sub("mixed/#", 2)
+    new.sub("mixed/#", 2)
+    for qos in (0, 1, 2):
+        old.pub("mixed/old", b"from 3.1 at %d" % qos, qos)
+        new.pub("mixed/new", b"from 3.1.1 at %d" % qos, qos)
+    wait_until(lambda: len(old.messages) == 6 and len(new.messages) == 6)
+    assert sorted(old.payloads()) == sorted(new.payloads())
+    assert set(m.qos for m in old.messages) == {0, 1, 2}
+
+
+def test_mqtt31_connack_has_no_session_flag_and_an_id_is_required(broker):
+    """MQTT 3.1's CONNACK has no session-present flag (its byte is reserved),
+    and a client id is required (1 to 23 characters in the 3.1 text; longer
+    ones are taken, as mosquitto takes them)."""
+    def connect31(client_id: str, flags: int) -> bytes:
+        return packet(0x10, mqtt_string("MQIsdp") + bytes([3, flags, 0, 60])
+                      + mqtt_string(client_id))
+
+    for flags in (0x00, 0x00):  # a kept session: the second connection finds it
+        with socket.create_connection(("127.0.0.1", broker[0].port), timeout=5) as sock:
+            sock.sendall(connect31("a-3.1-client-with-a-long-id", flags))
+            assert recv_exact(sock, 4) == b"\x20\x02\x00\x00"
+            sock.sendall(b"\xe0\x00")  # DISCONNECT
+            assert closed_by_peer(sock)
+    with socket.create_connection(("127.0.0.1", broker[0].port), timeout=5) as sock:
+        sock.sendall(connect31("", 0x02))
+        assert recv_exact(sock, 4) == b"\x20\x02\x00\x02"  # identifier rejected
+        assert closed_by_peer(sock)
+
+
 def test_unknown_protocol_level_is_refused(broker):
     sock = socket.create_connection(("127.0.0.1", broker[0].port), timeout=5)
     try:
