@@ -161,6 +161,27 @@ def session_expiry(props: bytes) -> int:
     return expiry
 
 
+def disconnect_expiry(packet: bytes) -> Optional[int]:
+    """The Session Expiry Interval an MQTT 5 DISCONNECT sets, or None."""
+    if len(packet) < 4:  # no reason code, or no properties
+        return None
+    r = Reader(packet)
+    r.u8()  # reason code
+    props = Reader.over(r.properties())
+    while props.more():
+        prop = props.u8()
+        if prop == _SESSION_EXPIRY:
+            return int.from_bytes(props.take(4), "big")
+        if prop == _USER_PROPERTY:
+            props.blob()
+            props.blob()
+        elif prop in (0x1F, 0x1C):  # Reason String, Server Reference
+            props.blob()
+        else:
+            raise Malformed("DISCONNECT property 0x%02x" % prop)
+    return None
+
+
 class Connect(NamedTuple):
     """What a CONNECT packet asks for."""
 

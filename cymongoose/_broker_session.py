@@ -16,6 +16,7 @@ finds it full is dropped (the newest one, as mosquitto does) and counted in
 the broker's ``dropped`` statistic.
 """
 
+import time
 from collections import OrderedDict, deque
 from typing import Any, Deque, Dict, List, Optional, Set, Tuple
 
@@ -29,15 +30,19 @@ _deliver = lib.cym_bsess_deliver
 class Session:
     """Subscriptions, in-flight and queued messages of one client id."""
 
-    __slots__ = ("client_id", "username", "subs", "persistent", "conn", "inflight",
-                 "queue", "qos2_in", "next_pid", "max_inflight", "max_queued", "dropped",
-                 "sent", "writes", "acl_epoch", "engine")
+    __slots__ = ("client_id", "username", "subs", "persistent", "expiry", "left_at", "conn",
+                 "inflight", "queue", "qos2_in", "next_pid", "max_inflight", "max_queued",
+                 "dropped", "sent", "writes", "acl_epoch", "engine")
 
     def __init__(self, client_id: str, max_inflight: int, max_queued: int) -> None:
         self.client_id = client_id
         self.username: Optional[str] = None
         self.subs: Dict[str, int] = {}  # topic filter -> granted QoS
         self.persistent = False
+        #: Seconds a persistent session outlives its connection (MQTT 5's
+        #: Session Expiry Interval); None: until the client cleans it.
+        self.expiry: Optional[int] = None
+        self.left_at = 0.0  # time.monotonic() when its connection ended
         self.conn: Any = None  # the Connection while the client is connected
         # While no connection holds the session: packet id -> [message, PUBREC
         # seen] in sending order, and the messages behind them.
@@ -104,6 +109,7 @@ class Session:
         the records freed here.
         """
         engine, self.engine, self.conn = self.engine, None, None
+        self.left_at = time.monotonic()
         if engine is not None:
             try:
                 sent, dropped, _, _, self.next_pid = _stats(engine)
@@ -117,6 +123,10 @@ class Session:
             self.inflight.clear()
             self.queue = None
             self.qos2_in.clear()
+
+    def expired(self, now: float) -> bool:
+        """Whether the session, without a connection, has outlived its expiry."""
+        return self.conn is None and self.expiry is not None and now - self.left_at >= self.expiry
 
     def counts(self) -> Tuple[int, int, int, int]:
         """Messages sent, dropped, in flight and queued."""

@@ -10,6 +10,7 @@ the queue; they are resent with DUP when their client comes back.
 import base64
 import json
 import os
+import time
 from collections import OrderedDict, deque
 from typing import Dict, Iterable, Tuple
 
@@ -25,6 +26,7 @@ def save(path: str, sessions: Iterable[Session], retained: Dict[str, Tuple[bytes
             inflight, queue, next_pid = s.snapshot()
             saved.append({
                 "client_id": s.client_id, "username": s.username, "subs": s.subs,
+                "expiry": s.expiry,
                 "inflight": [[pid, encode_message(m), rel] for pid, (m, rel) in inflight.items()],
                 "queue": [encode_message(m) for m in queue], "qos2_in": sorted(s.qos2_in),
                 "next_pid": next_pid,
@@ -57,6 +59,10 @@ def load(path: str, max_inflight: int, max_queued: int
             s = Session(str(item["client_id"]), max_inflight, max_queued)
             s.username = item["username"]
             s.persistent = True
+            # (counted again from the load: the file does not say how long ago it went)
+            expiry = item.get("expiry")
+            s.expiry = None if expiry is None else int(expiry)
+            s.left_at = time.monotonic()
             s.subs = {str(k): int(v) for k, v in item["subs"].items()}
             s.inflight = OrderedDict((int(pid), [decode_message(m), bool(rel)])
                                      for pid, m, rel in item["inflight"])

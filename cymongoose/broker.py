@@ -37,7 +37,8 @@ from . import _broker_store
 from . import constants as C
 from ._broker_auth import Acl, Authenticate, Guard
 from ._broker_bridge import Bridge
-from ._broker_packets import (Malformed, connack, parse_connect, parse_subscribe,
+from ._broker_packets import (Malformed, connack, disconnect_expiry, parse_connect,
+                              parse_subscribe,
                               parse_unsubscribe, suback, topic_matches, unsuback, valid_filter)
 from ._broker_session import Session
 from ._dispatch import handles
@@ -59,6 +60,7 @@ _CONNECT, _PUBLISH, _PUBREL, _SUBSCRIBE, _UNSUBSCRIBE, _PINGREQ, _DISCONNECT = \
 _ACKS = frozenset((4, 5, 7))  # PUBACK, PUBREC, PUBCOMP: taken by the C engine
 _TO_CLIENT_ONLY = frozenset((2, 9, 11, 13))  # CONNACK, SUBACK, UNSUBACK, PINGRESP
 _AUTH = 15  # MQTT 5 enhanced authentication, which the broker does not offer
+_NEVER = 0xFFFFFFFF  # a Session Expiry Interval that never ends
 _ROUTE_CACHE_MAX = 10000  # topics whose subscriber list is remembered
 _WRITES_MAX = 1000  # topics per client whose ACL "write" decision is remembered
 _MQTT_CMD = C.MG_EV_MQTT_CMD
@@ -136,6 +138,15 @@ class MqttBroker:
         self._span = ffi.new("size_t[2]")
         self._bridges: List[Bridge] = []
         self._mgr = mgr
+        #: Kept sessions without a connection that expire (MQTT 5), by client
+        #: id, and the timer that sweeps them while there are any.
+        self._expiring: Dict[str, Session] = {}
+        self._sweeper: Optional[Timer] = None
+        for session in self._sessions.values():  # loaded from the persistence file
+            if session.expiry is not None:
+                self._expiring[session.client_id] = session
+        if self._expiring:
+            self._sweeper = mgr.timer_add(1000, self._sweep, repeat=True)
         self._next_id = 0
         self._max = (max_connections, max_inflight, max_queued)
         self._received = 0
@@ -227,6 +238,9 @@ class MqttBroker:
         """Stop listening, disconnect every client (wills are published), save sessions."""
         if self._sys is not None:
             self._sys.cancel()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for bridge in self._bridges:
             bridge.close()
         self.listener.close()
@@ -288,8 +302,15 @@ class MqttBroker:
             conn.mqtt_pong()
         elif cmd == _DISCONNECT:
             dgram = msg.dgram
-            if not (lib.cym_mqtt_version(conn._c) == 5 and len(dgram) > 2 and dgram[2] == 4):
+            v5 = lib.cym_mqtt_version(conn._c) == 5
+            if not (v5 and len(dgram) > 2 and dgram[2] == 4):
                 self._peers[conn] = None  # a normal DISCONNECT discards the will
+            expiry = disconnect_expiry(dgram) if v5 else None
+            # A session that CONNECT said ends with the connection stays so
+            # (MQTT-3.14.2-2); others take the new interval.
+            if expiry is not None and session.persistent:
+                session.persistent = expiry > 0
+                session.expiry = None if expiry == _NEVER else expiry
             conn.close()
         elif cmd == _CONNECT:
             raise Malformed("second CONNECT")
@@ -340,12 +361,15 @@ class MqttBroker:
                 self._peers[previous] = None
                 previous.close()
             old = self._sessions.get(client_id)
-        if old is not None and (hello.clean or old.username != hello.username):
+        if old is not None and (hello.clean or old.username != hello.username
+                                or old.expired(time.monotonic())):
             self._drop_session(old)
             old = None
         session = old or Session(client_id, max_inflight, max_queued)
         session.username = hello.username
         session.persistent = hello.expiry > 0 if v5 else not hello.clean
+        session.expiry = hello.expiry if v5 and hello.expiry != _NEVER else None
+        self._expiring.pop(client_id, None)
         self._sessions[client_id] = session
         self._conns[conn] = session
         self._peers[conn] = hello.will
@@ -522,6 +546,24 @@ class MqttBroker:
         session.detach()
         if not session.persistent:
             self._drop_session(session)
+        elif session.expiry is not None:
+            self._expiring[session.client_id] = session
+            if self._sweeper is None:
+                self._sweeper = self._mgr.timer_add(1000, self._sweep, repeat=True)
+
+    def _sweep(self) -> None:
+        """Once a second while any kept session may expire: drop those that
+        have (MQTT 5 section 3.1.2.11.2)."""
+        now = time.monotonic()
+        for client_id, session in list(self._expiring.items()):
+            if session.conn is not None or session.expired(now):
+                del self._expiring[client_id]
+                if session.conn is None and self._sessions.get(client_id) is session:
+                    log.info("client %r: session expired", client_id)
+                    self._drop_session(session)
+        if not self._expiring and self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
 
     def __repr__(self) -> str:
         return "<MqttBroker port=%d clients=%d>" % (self.port, len(self._conns))

@@ -1,5 +1,7 @@
 """MqttBroker sessions: kept subscriptions, offline queueing, resending, exactly-once QoS 2."""
 
+import socket
+
 import pytest
 
 import cymongoose as cm
@@ -146,3 +148,51 @@ def test_overlapping_subscriptions_deliver_once_at_the_highest_qos(peer):
     b2.pub("o/y", b"end", 0)
     wait_until(lambda: len(a.messages) == 2)
     assert [(m.payload, m.qos) for m in a.messages] == [(b"m", 2), (b"end", 0)]
+
+
+# -- MQTT 5 session expiry --------------------------------------------------------
+
+def connect5(port: int, client_id: str, expiry: int):
+    """A raw MQTT 5 client (Clean Start 0) asking for a Session Expiry Interval
+    of ``expiry`` seconds; returns the socket and CONNACK's session-present flag."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    props = b"\x11" + expiry.to_bytes(4, "big")
+    sock.sendall(packet(0x10, mqtt_string("MQTT") + b"\x05\x00\x00\x00" + bytes([len(props)])
+                        + props + mqtt_string(client_id)))
+    ack = recv_exact(sock, 9)
+    assert ack[0] == 0x20 and ack[3] == 0, ack
+    return sock, ack[2]
+
+
+def disconnect5(sock, expiry=None) -> None:
+    """DISCONNECT (normal), with a new Session Expiry Interval when given; then closed."""
+    if expiry is None:
+        sock.sendall(b"\xe0\x00")
+    else:
+        sock.sendall(b"\xe0\x07\x00\x05\x11" + expiry.to_bytes(4, "big"))
+    sock.settimeout(5)
+    assert sock.recv(1) == b""
+    sock.close()
+
+
+def test_an_mqtt5_session_expires_its_interval_after_its_connection(broker):
+    """MQTT 5 section 3.1.2.11.2: the broker drops a session once its Session
+    Expiry Interval has passed without a connection; one that never expires
+    (0xFFFFFFFF), or that DISCONNECT gave a longer interval, stays; one that
+    DISCONNECT set to 0 goes with its connection; reconnecting in time finds it."""
+    b, loop = broker
+    sessions = lambda: set(loop.call(lambda: b.sessions))  # noqa: E731
+    for client_id, expiry in (("short", 1), ("never", 0xFFFFFFFF), ("longer", 1),
+                              ("zeroed", 60), ("back", 60)):
+        sock, present = connect5(b.port, client_id, expiry)
+        assert present == 0
+        disconnect5(sock, {"longer": 3600, "zeroed": 0}.get(client_id))
+    wait_until(lambda: "zeroed" not in sessions())
+    sock, present = connect5(b.port, "back", 60)  # within its interval: still there
+    assert present == 1
+    disconnect5(sock, 0)  # and DISCONNECT ends it now
+    wait_until(lambda: "short" not in sessions())
+    assert sessions() == {"never", "longer"}
+    sock, present = connect5(b.port, "short", 1)  # a new session, not the expired one
+    assert present == 0
+    sock.close()
