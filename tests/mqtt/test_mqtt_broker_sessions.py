@@ -196,3 +196,33 @@ def test_an_mqtt5_session_expires_its_interval_after_its_connection(broker):
     sock, present = connect5(b.port, "short", 1)  # a new session, not the expired one
     assert present == 0
     sock.close()
+
+
+def test_the_persistence_file_keeps_a_session_expiry(tmp_path):
+    """A kept MQTT 5 session comes back from the persistence file with its
+    interval, counted again from the start: a long one is there to resume,
+    a short one expires."""
+    path = str(tmp_path / "broker.json")
+    mgr = cm.Manager()
+    b = cm.MqttBroker(mgr, "mqtt://127.0.0.1:0", persistence_file=path)
+    loop = LoopThread(mgr).start()
+    try:
+        for client_id, expiry in (("long", 3600), ("brief", 2)):
+            disconnect5(connect5(b.port, client_id, expiry)[0])
+        wait_until(lambda: loop.call(lambda: b.clients) == ())
+        loop.call(b.close)
+    finally:
+        loop.stop()
+        mgr.close()
+    mgr = cm.Manager()
+    b = cm.MqttBroker(mgr, "mqtt://127.0.0.1:0", persistence_file=path)
+    loop = LoopThread(mgr).start()
+    try:
+        assert set(loop.call(lambda: b.sessions)) == {"long", "brief"}
+        wait_until(lambda: loop.call(lambda: b.sessions) == ("long",))
+        sock, present = connect5(b.port, "long", 3600)
+        assert present == 1
+        sock.close()
+    finally:
+        loop.stop()
+        mgr.close()
