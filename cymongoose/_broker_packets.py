@@ -126,14 +126,19 @@ _CONNECT_SIZES = {0x11: 4, 0x21: 2, 0x27: 4, 0x22: 2, 0x19: 1, 0x17: 1}
 _USER_PROPERTY = 0x26
 
 
-def session_expiry(props: bytes) -> int:
-    """The Session Expiry Interval in a CONNECT's raw MQTT 5 properties (0 if
-    absent).  Raises ``Malformed`` for what MQTT 5 section 3.1.2.11 calls a
-    protocol error: a property other than User Property given twice, a
-    Receive Maximum or Maximum Packet Size of 0, or a Request Response or
-    Request Problem Information other than 0 or 1."""
+_RECEIVE_MAXIMUM = 0x21
+
+
+def connect_properties(props: bytes) -> Tuple[int, int]:
+    """The Session Expiry Interval (0 if absent) and Receive Maximum (65535
+    if absent) in a CONNECT's raw MQTT 5 properties.  Raises ``Malformed``
+    for what MQTT 5 section 3.1.2.11 calls a protocol error: a property
+    other than User Property given twice, a Receive Maximum or Maximum
+    Packet Size of 0, or a Request Response or Request Problem Information
+    other than 0 or 1."""
     seen = set()
     expiry = 0
+    receive_max = 65535
     i = 0
     while i < len(props):
         pid = props[i]
@@ -148,6 +153,8 @@ def session_expiry(props: bytes) -> int:
                 raise Malformed("CONNECT property 0x%02x has the value %d" % (pid, value))
             if pid == _SESSION_EXPIRY:
                 expiry = value
+            elif pid == _RECEIVE_MAXIMUM:
+                receive_max = value
             i += _CONNECT_SIZES[pid]
         elif pid == _USER_PROPERTY:  # two strings
             for _ in range(2):
@@ -158,7 +165,7 @@ def session_expiry(props: bytes) -> int:
             raise Malformed("unknown CONNECT property 0x%02x" % pid)
     if i != len(props):
         raise Malformed("CONNECT properties run past their length")
-    return expiry
+    return expiry, receive_max
 
 
 def disconnect_expiry(packet: bytes) -> Optional[int]:
@@ -192,6 +199,7 @@ class Connect(NamedTuple):
     username: Optional[str]
     password: Optional[bytes]
     expiry: int  # MQTT 5 Session Expiry Interval; 0 for 3.1.1
+    receive_max: int  # MQTT 5 Receive Maximum (QoS 1/2 PUBLISHes unacknowledged); 65535
 
 
 #: The protocol names and levels the broker speaks: MQTT 3.1 ("MQIsdp"
@@ -207,14 +215,14 @@ def parse_connect(packet: bytes) -> Connect:
     name = r.blob()
     level = r.u8()
     if (name, level) not in _PROTOCOLS:
-        return Connect(0, True, "", None, None, None, 0)
+        return Connect(0, True, "", None, None, None, 0, 65535)
     flags = r.u8()
     r.u16()  # keep-alive: enforced by the C parser
     will_flag, will_qos, will_retain = flags & 0x04, (flags >> 3) & 3, flags & 0x20
     if flags & 0x01 or will_qos == 3 or (not will_flag and (will_qos or will_retain)) \
             or (level != 5 and flags & 0x40 and not flags & 0x80):
         raise Malformed("bad CONNECT flags 0x%02x" % flags)
-    expiry = session_expiry(r.properties()) if level == 5 else 0
+    expiry, receive_max = connect_properties(r.properties()) if level == 5 else (0, 65535)
     client_id = r.text()
     will = None
     if will_flag:
@@ -228,7 +236,8 @@ def parse_connect(packet: bytes) -> Connect:
     password = r.blob() if flags & 0x40 else None
     if r.more():
         raise Malformed("bytes after the CONNECT payload")
-    return Connect(level, bool(flags & 0x02), client_id, will, username, password, expiry)
+    return Connect(level, bool(flags & 0x02), client_id, will, username, password, expiry,
+                   receive_max)
 
 
 _SUBSCRIPTION_IDENTIFIER = 0x0B

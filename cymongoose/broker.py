@@ -94,8 +94,9 @@ class MqttBroker:
     * ``max_connections`` (0: no limit): more clients get CONNACK "server
       unavailable".
     * ``max_inflight`` (20) and ``max_queued`` (1000): per client, the QoS
-      1/2 messages awaiting acknowledgement, and those queued behind them or
-      while the client is away; a message finding the queue full is dropped.
+      1/2 messages awaiting acknowledgement (fewer when an MQTT 5 client's
+      Receive Maximum is lower), and those queued behind them or while the
+      client is away; a message finding the queue full is dropped.
     * ``max_packet_size`` (0: Mongoose's 3 MB receive limit): larger packets
       close the connection.
     * ``sys_interval`` (seconds, 0 turns it off): how often the
@@ -367,6 +368,9 @@ class MqttBroker:
             old = None
         session = old or Session(client_id, max_inflight, max_queued)
         session.username = hello.username
+        # Never more unacknowledged QoS 1/2 deliveries than the client takes
+        # (MQTT 5 Receive Maximum, MQTT-3.3.4-9).
+        session.max_inflight = min(max_inflight, hello.receive_max)
         session.persistent = hello.expiry > 0 if v5 else not hello.clean
         session.expiry = hello.expiry if v5 and hello.expiry != _NEVER else None
         self._expiring.pop(client_id, None)

@@ -226,3 +226,35 @@ def test_the_persistence_file_keeps_a_session_expiry(tmp_path):
     finally:
         loop.stop()
         mgr.close()
+
+
+def test_an_mqtt5_receive_maximum_caps_the_unacknowledged_deliveries(broker, peer):
+    """MQTT-3.3.4-9: no more QoS 1 PUBLISHes unacknowledged than the client's
+    Receive Maximum (2 here, under the broker's max_inflight of 20); each
+    PUBACK lets the next one go."""
+    b, loop = broker
+    sock = socket.create_connection(("127.0.0.1", b.port), timeout=5)
+    props = b"\x21\x00\x02"  # Receive Maximum 2
+    sock.sendall(packet(0x10, mqtt_string("MQTT") + b"\x05\x02\x00\x00" + bytes([len(props)])
+                        + props + mqtt_string("small")))
+    assert recv_exact(sock, 9)[:4] == b"\x20\x07\x00\x00"
+    sock.sendall(packet(0x82, b"\x00\x01\x00" + mqtt_string("r/#") + b"\x01"))
+    assert recv_exact(sock, 6) == b"\x90\x04\x00\x01\x00\x01"
+    pub = peer(client_id="pub")
+    for i in range(4):
+        pub.pub("r/%d" % i, b"m%d" % i, 1)  # each acknowledged: the broker has routed it
+
+    def publish() -> bytes:
+        head = recv_exact(sock, 2)
+        assert head[0] & 0xF0 == 0x30 and head[1] < 128
+        return recv_exact(sock, head[1])
+
+    got = [publish(), publish()]
+    sock.sendall(b"\xc0\x00")  # PINGREQ: anything sent before it comes first
+    assert recv_exact(sock, 2) == b"\xd0\x00"  # PINGRESP, and no third PUBLISH
+    for body in got:
+        pid = body[2 + body[1]:4 + body[1]]  # after the topic
+        sock.sendall(b"\x40\x02" + pid)  # PUBACK: one more may go
+    got += [publish(), publish()]
+    assert [body[2:2 + body[1]] for body in got] == [b"r/0", b"r/1", b"r/2", b"r/3"]
+    sock.close()
