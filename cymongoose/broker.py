@@ -38,8 +38,8 @@ from . import constants as C
 from ._broker_auth import Acl, Authenticate, Guard
 from ._broker_bridge import Bridge
 from ._broker_packets import (Malformed, connack, disconnect_expiry, parse_connect,
-                              parse_subscribe,
-                              parse_unsubscribe, suback, topic_matches, unsuback, valid_filter)
+                              parse_subscribe, parse_unsubscribe, suback, topic_matches,
+                              unsuback, valid_filter)
 from ._broker_session import Session
 from ._dispatch import handles
 from ._ffi import ffi, lib
@@ -266,8 +266,9 @@ class MqttBroker:
             session = self._conns.get(conn)
             try:
                 if f & _MALFORMED:
-                    raise Malformed("malformed packet of type %d (its fixed-header flags, "
-                                    "packet identifier 0, or a PINGREQ with a body)" % cmd)
+                    # the rules of _csrc/mqtt.c, cym_mqtt_malformed
+                    raise Malformed("malformed packet of type %d (fixed-header flags, "
+                                    "packet identifier or properties)" % cmd)
                 if session is None:
                     if cmd != _CONNECT:
                         raise Malformed("first packet must be CONNECT")
