@@ -545,16 +545,18 @@ class HttpCore:
         return False
 
     def frame_whole(self, ex: Exchange, conn: Connection, code: int, line: bytes, flat: bytes,
-                    npairs: int, body: bytes) -> bool:
+                    npairs: int, body: bytes, total: int) -> bool:
         """``respond_whole`` once its server said ``conn`` may be written
-        now (none of the C calls here fires an event).  False when an access
-        record wants the response's bytes: the general path gives them."""
+        now (none of the C calls here fires an event); ``total`` as in
+        ``frame_whole_into``.  False when an access record wants the
+        response's bytes (the general path gives them), or when ``body`` is
+        not the whole body."""
         if ex.access is not None:
             return False
         peer = conn.userdata
         if peer is not None and peer.paused:
             self.pause(conn, False)  # as in write_whole
-        waiting = frame_whole_into(ex, conn._c, code, line, flat, npairs, body)
+        waiting = frame_whole_into(ex, conn._c, code, line, flat, npairs, body, total)
         if waiting < 0:
             return False
         self._finish(ex, conn, waiting)

@@ -146,20 +146,23 @@ def _frame_flags(ex: "Exchange", code: int) -> int:
 
 
 def frame_whole_into(ex: "Exchange", c: Any, code: int, line: bytes, flat: bytes,
-                     npairs: int, body: bytes) -> int:
-    """Frame a whole response (``frame_response``'s rules and arguments,
-    ``body`` its entire body) straight into the send buffer of ``c``, the
-    connection's C struct, in one C call.  Returns 0 when written, 1 when
-    written and bytes of a next request wait in the receive buffer, and
-    -1, with nothing written, when the head would frame another body than
-    this one (the application's own ``Content-Length`` differs) or a
-    header is bad: the caller then takes the general path, which reports
-    it."""
+                     npairs: int, body: bytes, total: int) -> int:
+    """Frame a whole response (``frame_response``'s rules and arguments)
+    straight into the send buffer of ``c``, the connection's C struct, in
+    one C call.  ``total`` is ``len(body)`` when ``body`` is the entire
+    body, -1 when more may follow: then only the application's own
+    ``Content-Length`` (or a response without a body) makes ``body`` the
+    whole of it.  Returns 0 when written, 1 when written and bytes of a
+    next request wait in the receive buffer, and -1, with nothing written,
+    when the head would frame another body than this one (the
+    application's own ``Content-Length`` differs, or there is none and
+    ``total`` is -1) or a header is bad: the caller then takes the general
+    path, which reports it."""
     if _date_cache[0] != int(time.time()):
         http_date()
     date = _date_cache[2]
     n: int = lib.cym_http_respond(c, line, len(line), flat, len(flat), npairs, date, len(date),
-                                  body, len(body), _frame_flags(ex, code))
+                                  total, body, len(body), _frame_flags(ex, code))
     if n < 0 or not n >> _WHOLE_BIT & 1:
         return -1
     if n >> _CLOSE_BIT & 1:

@@ -155,18 +155,18 @@ class WsgiExchange(Exchange):
         self.send(END, framed.data())
 
     def respond_whole(self, code: int, line: bytes, flat: bytes, npairs: int,
-                      body: bytes) -> bool:
+                      body: bytes, total: int) -> bool:
         """Frame and send a whole response in one step where the producer
         may write into Mongoose's send buffer itself (``InlineExchange``, or
-        a worker while the poll thread waits); False: ``send_whole`` it
-        instead."""
+        a worker while the poll thread waits); ``total`` as in
+        ``frame_whole_into``.  False: ``send_whole`` it instead."""
         if self.access is not None:
             return False  # frame_whole would refuse: the access log wants the bytes
         conn = self._take_place()
         if conn is None:
             return False
         try:
-            return self.server.frame_whole(self, conn, code, line, flat, npairs, body)
+            return self.server.frame_whole(self, conn, code, line, flat, npairs, body, total)
         finally:
             self._give_place(conn)
 
@@ -247,13 +247,13 @@ class InlineExchange(WsgiExchange):
         self.server.write_whole(self, self.conn, framed.buf, framed.size)
 
     def respond_whole(self, code: int, line: bytes, flat: bytes, npairs: int,
-                      body: bytes) -> bool:
+                      body: bytes, total: int) -> bool:
         if self.dead or self.ended:
             raise ClientDisconnected("client disconnected")
         conn = self.conn
         if conn._c is None or conn._closing:
             return False
-        return self.server.frame_whole(self, conn, code, line, flat, npairs, body)
+        return self.server.frame_whole(self, conn, code, line, flat, npairs, body, total)
 
     def abort(self, flush: bool = False) -> None:
         if not (self.dead or self.ended):
@@ -408,7 +408,7 @@ class WsgiResponse:
 
     def _whole(self, data: bytes) -> bool:
         head = self._head()
-        if self.ex.respond_whole(head[0], head[1], head[2], len(self.headers), data):
+        if self.ex.respond_whole(head[0], head[1], head[2], len(self.headers), data, len(data)):
             self.head_sent = True
             self.sent = len(data)
             return True
@@ -435,7 +435,12 @@ class WsgiResponse:
                     # A first piece as long as the declared Content-Length
                     # (a framework's usual response) is the whole response:
                     # one write, and nothing more is pulled.
-                    framed = self._frame(None, data)
+                    head = self._head()
+                    if self.ex.respond_whole(head[0], head[1], head[2], len(self.headers),
+                                             data, -1):
+                        self.head_sent = True
+                        return True
+                    framed = self._frame(None, data, head)
                     if framed.whole:
                         self.sent = len(data) if framed.op >= 0 else 0
                         self.ex.send_whole(framed)

@@ -134,7 +134,8 @@ class _Core(HttpCore):
     def respond_whole(self, ex: Exchange, code: int, line: bytes, flat: bytes, npairs: int,
                       body: bytes) -> bool:
         conn = self._writable(ex)
-        if conn is None or not self.frame_whole(ex, conn, code, line, flat, npairs, body):
+        if conn is None or not self.frame_whole(ex, conn, code, line, flat, npairs, body,
+                                                   len(body)):
             return False
         self._sent(conn)
         return True

@@ -15,4 +15,5 @@ long cym_http_frame(const char *line, size_t line_len, const char *hdrs, size_t 
                     struct cym_http_framing *res);
 long cym_http_respond(struct mg_connection *c, const char *line, size_t line_len,
                       const char *hdrs, size_t hlen, size_t npairs, const char *date,
-                      size_t date_len, const char *body, size_t blen, int flags);
+                      size_t date_len, long total, const char *body, size_t blen,
+                      int flags);

@@ -203,12 +203,15 @@ long cym_http_frame(const char *line, size_t line_len, const char *hdrs, size_t 
  * no scratch buffer to copy from, one C call.  Returns what cym_http_frame
  * returns, with bit CYM_FR_SIZE_BITS + 4 set when bytes of a next request
  * wait in the receive buffer (the caller needs to know, and this saves it
- * a crossing), or CYM_FR_EROOM when the buffer cannot grow.  When the head does
- * not frame exactly this body (whole is 0), or on an error, the send buffer
- * is left as it was: the caller takes its general path. */
+ * a crossing), or CYM_FR_EROOM when the buffer cannot grow.  total is
+ * cym_http_frame's: blen when body is all there is, -1 when more may follow
+ * (then only the application's own Content-Length makes it whole).  When the
+ * head does not frame exactly this body (whole is 0), or on an error, the
+ * send buffer is left as it was: the caller takes its general path. */
 long cym_http_respond(struct mg_connection *c, const char *line, size_t line_len,
                       const char *hdrs, size_t hlen, size_t npairs, const char *date,
-                      size_t date_len, const char *body, size_t blen, int flags) {
+                      size_t date_len, long total, const char *body, size_t blen,
+                      int flags) {
   struct cym_http_framing res;
   size_t guess = line_len + hlen + 2 * npairs + date_len + blen + 96;
   long n;
@@ -216,14 +219,14 @@ long cym_http_respond(struct mg_connection *c, const char *line, size_t line_len
       !mg_iobuf_resize(&c->send, c->send.len + guess)) {
     return CYM_FR_EROOM;
   }
-  n = cym_http_frame(line, line_len, hdrs, hlen, npairs, date, date_len, (long) blen, body,
-                     blen, flags, (char *) c->send.buf + c->send.len,
-                     c->send.size - c->send.len, &res);
+  n = cym_http_frame(line, line_len, hdrs, hlen, npairs, date, date_len, total, body, blen,
+                     flags, (char *) c->send.buf + c->send.len, c->send.size - c->send.len,
+                     &res);
   if (n == CYM_FR_EROOM) {
     if (!mg_iobuf_resize(&c->send, c->send.len + (size_t) res.need)) return CYM_FR_EROOM;
-    n = cym_http_frame(line, line_len, hdrs, hlen, npairs, date, date_len, (long) blen, body,
-                       blen, flags, (char *) c->send.buf + c->send.len,
-                       c->send.size - c->send.len, &res);
+    n = cym_http_frame(line, line_len, hdrs, hlen, npairs, date, date_len, total, body, blen,
+                       flags, (char *) c->send.buf + c->send.len, c->send.size - c->send.len,
+                       &res);
   }
   if (n < 0 || !res.whole) return n;
   c->send.len += (size_t) res.need;
