@@ -36,11 +36,13 @@ class Standby:
     """The standby thread of one Manager, whose park (``Manager._park``) it
     shares; started by the first ``run``, ended by ``close``.
 
-    ``run_one(ex)`` runs a request on the calling thread; ``hand_off(ex)``
-    gives it to the pool; ``poll()`` is one poll of the Manager.
+    ``run_one(ex)`` runs a request on the calling thread, or returns False
+    at once when the pool has no slot free (the standby then hands it
+    off); ``hand_off(ex)`` gives it to the pool; ``poll()`` is one poll of
+    the Manager.
     """
 
-    def __init__(self, mgr: Any, run_one: Callable[[WsgiExchange], None],
+    def __init__(self, mgr: Any, run_one: Callable[[WsgiExchange], bool],
                  hand_off: Callable[[WsgiExchange], None], poll: Callable[[], None]) -> None:
         self._mgr = mgr
         # A reference of its own: the C struct must outlive the thread's wait.
@@ -82,7 +84,8 @@ class Standby:
                 except IndexError:
                     break
                 ex.held = held
-                run_one(ex)
+                if not run_one(ex):
+                    self._hand_off(ex)
                 done[0] = 1
         finally:
             if lib.cym_park_return(park):

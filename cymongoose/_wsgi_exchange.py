@@ -20,7 +20,7 @@ import logging
 import tempfile
 import threading
 import time
-from typing import Any, Callable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Set, Tuple
 
 from ._http_exchange import (ABORT, END, FLUSH, LOW_WATER, NO_LOCK, NOW, RAW, STREAM_BATCH_SIZE,
                              ClientDisconnected, Exchange)
@@ -45,14 +45,19 @@ class Stalled(Exception):
 class Place:
     """The poll thread's place, which a pool worker takes while that thread
     waits in epoll_wait, or has left it to run applications
-    (``_poll_standby``), to write a whole response itself (``_csrc/park.c``)."""
+    (``_poll_standby``), to write a whole response itself (``_csrc/park.c``).
 
-    __slots__ = ("park", "alone")
+    ``running`` and ``queue`` are the pool's: the idents of its threads
+    running an application, and its queue of requests not started.  They
+    are read here, not asked for through a method, as this runs once per
+    response."""
 
-    def __init__(self, park: Any, alone: Callable[[], bool]) -> None:
+    __slots__ = ("park", "running", "queue")
+
+    def __init__(self, park: Any, running: Set[int], queue: Any) -> None:
         self.park = park
-        #: Whether the caller is the only worker with an application to run.
-        self.alone = alone
+        self.running = running
+        self.queue = queue
 
     def take(self) -> bool:
         """True, holding the place, when the poll thread waits (or has left)
@@ -62,10 +67,10 @@ class Place:
         the middle of an application could keep it meanwhile, for up to a
         switch interval (5 ms), while the poll thread waits for the place:
         Flask on 8 threads went from 70 to 92 us per request that way."""
-        alone = self.alone
-        if not alone() or not lib.cym_park_take(self.park):
+        running, queue = self.running, self.queue
+        if len(running) > 1 or not queue.empty() or not lib.cym_park_take(self.park):
             return False
-        if alone():
+        if len(running) <= 1 and queue.empty():
             return True
         lib.cym_park_give(self.park)
         return False
@@ -191,7 +196,7 @@ class WsgiExchange(Exchange):
         a connection to drain)."""
         c = conn._c
         again = c is not None and not self.held and lib.cym_send_now(c)
-        self.place.give()  # type: ignore[union-attr]
+        lib.cym_park_give(self.place.park)  # type: ignore[union-attr]
         if again:
             mgr = self.server.manager
             try:

@@ -258,8 +258,11 @@ class _Pool:
         in one of the pool's ``size`` slots; False, running nothing, when
         none is free."""
         me = threading.get_ident()
-        if not self._enter(me, False):
-            return False
+        with self._slot_lock:  # _enter without waiting, inline: once per request
+            running = self._running
+            if len(running) >= self._size:
+                return False
+            running.add(me)
         try:
             run_exchange(self._app, ex)
         finally:
@@ -293,10 +296,6 @@ class _Pool:
         """No application runs or waits in the queue."""
         return not self._running and self._queue.empty()
 
-    def alone(self) -> bool:
-        """No application runs or waits in the queue but the caller's (``Place``)."""
-        return len(self._running) <= 1 and self._queue.empty()
-
     def shutdown(self) -> None:
         """Let each thread finish its request and exit; queued ones are dropped."""
         self._closed = True
@@ -329,8 +328,9 @@ class _Core(HttpCore):
             if park == ffi.NULL:
                 raise MemoryError("cannot allocate the WSGI server's park")
             self._mgr._park = ffi.gc(park, lib.cym_park_free)
-            self._place = Place(self._mgr._park, server._pool.alone)
-            self._standby = Standby(self._mgr, self._run_here, self._hand_off,
+            pool = server._pool
+            self._place = Place(self._mgr._park, pool._running, pool._queue)
+            self._standby = Standby(self._mgr, pool.run_here, self._hand_off,
                                     self._standby_poll)
         #: Set around ``run()``'s own polls: only then may ``_submit`` keep
         #: requests for the poll thread (``Standby.batch``).
@@ -365,14 +365,6 @@ class _Core(HttpCore):
             pool.submit(ex)
         except RuntimeError:  # the pool is shut down: the server is closing
             ex.mark_dead()
-
-    def _run_here(self, ex: WsgiExchange) -> None:
-        """Run ``ex`` on this thread in a slot of the pool, or hand it to
-        the pool when every slot is taken."""
-        pool = self._server._pool
-        assert pool is not None
-        if not pool.run_here(ex):
-            self._hand_off(ex)
 
     def poll(self, poll_ms: int) -> None:
         """``run()``'s poll: the requests that found the pool idle are then
