@@ -342,7 +342,8 @@ class _Core(HttpCore):
 
     def start_exchange(self, conn: Connection, hm: HttpMessage) -> Exchange:
         if self._inline:
-            return InlineExchange(self, conn, hm, self._server._stream_timeout, self._run_inline)
+            return InlineExchange(self, conn, hm, self._server._stream_timeout, self._run_inline,
+                                  False)
         return WsgiExchange(self, conn, hm, self._server._stream_timeout, self._submit,
                             place=self._place)
 

@@ -139,3 +139,35 @@ def test_a_204_sends_no_content_length_and_a_304_keeps_it(port, method):
         head, _, body = got.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 " + path[:3].encode()) and body == b""
         assert (b"content-length: 4" in head.lower()) is length
+
+
+# WSGI header lists that are not lists of (str, str) pairs, by path.
+NOT_PAIRS = {
+    "/three": [("X-A", "v", "w")], "/one": [("X-A",)], "/int-value": [("X-A", 1)],
+    "/bytes-name": [(b"X-A", "v")], "/not-a-tuple": [5], "/string": ["abc"],
+    "/nul-name": [("X\0A", "v")], "/lf-value": [("X-A", "a\nb")],
+}
+
+
+def not_pairs_app(environ, start_response):
+    path = environ["PATH_INFO"]
+    try:
+        start_response("200 OK", NOT_PAIRS[path])
+    except (TypeError, ValueError) as exc:
+        start_response("200 OK", [("X-Refused", type(exc).__name__)])
+        return [b"refused"]
+    return [b"sent"]
+
+
+@pytest.mark.parametrize("path", sorted(NOT_PAIRS))
+@pytest.mark.parametrize("workers", [0, 2])
+def test_start_response_refuses_headers_that_are_not_pairs_of_str(path, workers):
+    srv = WsgiThread(not_pairs_app, workers=workers)
+    try:
+        got = raw_exchange(srv.port, b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                           % path.encode(), lambda d: False)
+    finally:
+        srv.stop()
+    want = b"ValueError" if path in ("/nul-name", "/lf-value") else b"TypeError"
+    assert got.startswith(b"HTTP/1.1 200 ") and got.endswith(b"refused")
+    assert b"X-Refused: " + want in got
