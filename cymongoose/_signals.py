@@ -25,21 +25,24 @@ class SignalStop:
 
     def __init__(self, required: bool = True) -> None:
         self.received: List[int] = []
-        self._event = threading.Event()
+        #: True once a stop was asked for: a plain attribute, which the
+        #: serving loop reads once per poll without a call (nothing waits
+        #: on the flag, so it needs no Event).
+        self.stopped = False
         self._required = required
         self._saved: List[Any] = []
 
     def set(self) -> None:
-        """Request a stop; thread-safe."""
-        self._event.set()
+        """Request a stop; thread-safe (one attribute store)."""
+        self.stopped = True
 
     def is_set(self) -> bool:
         """True once a signal arrived or ``set()`` was called."""
-        return self._event.is_set()
+        return self.stopped
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.received.append(signum)
-        self._event.set()
+        self.stopped = True
 
     def __enter__(self) -> "SignalStop":
         if not self._required and threading.current_thread() is not threading.main_thread():
@@ -77,7 +80,7 @@ def serve_until_signal(step: Callable[[], Any], *,
         stop = SignalStop()
     stop.__enter__()
     try:
-        while not stop.is_set():
+        while not stop.stopped:
             step()
         if finish is not None:
             finish(stop)

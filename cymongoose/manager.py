@@ -115,7 +115,10 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
         self._poller = 0  # ident of the thread inside poll(), 0 between polls
         self._loop_thread = 0  # ident of the thread that last entered poll()
         self._freed = False
-        self._poll_lock = threading.Lock()
+        # Held (emptied) by poll() and close(): list.pop and append are atomic
+        # on both interpreters, and cheaper than a Lock's acquire(False),
+        # which parses its arguments on every call of the hottest loop.
+        self._poll_token: List[bool] = [True]
         self._pending: Optional[BaseException] = None
         # The bracket around every call into C that may dispatch events.
         self._calling_c = _CallingC(self)
@@ -226,8 +229,13 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
         """
         # _inside also covers handlers run by listen(), close() or error()
         # outside a poll: Mongoose is mid-call there too.
-        if self._inside or not self._poll_lock.acquire(False):
+        if self._inside:
             raise self._busy(_FREED if self._freed else _REENTRANT)
+        token = self._poll_token
+        try:
+            token.pop()
+        except IndexError:  # another thread holds it
+            raise self._busy(_FREED if self._freed else _REENTRANT) from None
         try:
             if self._freed:
                 raise MongooseError(_FREED)
@@ -263,7 +271,7 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
             if self._pending is not None or _dispatch.escaped:
                 self._raise_pending()
         finally:
-            self._poll_lock.release()
+            token.append(True)
 
     def run(self, poll_ms: int = 100, *, grace_ms: int = 1000) -> None:
         """Poll until SIGINT or SIGTERM, then close.
@@ -291,8 +299,13 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
         """
         if self._freed:
             return
-        if self._inside or not self._poll_lock.acquire(False):
+        if self._inside:
             raise self._busy(_CLOSE_WHILE_POLLING)
+        token = self._poll_token
+        try:
+            token.pop()
+        except IndexError:  # another thread holds it
+            raise self._busy(_CLOSE_WHILE_POLLING) from None
         try:
             self._freed = True
             self._before_free()
@@ -308,7 +321,7 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
                     self._cm = self._mgr = None
                     _LIVE.discard(self)
         finally:
-            self._poll_lock.release()
+            token.append(True)
 
     def __enter__(self) -> "Manager":
         return self
