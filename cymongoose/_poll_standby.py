@@ -55,6 +55,7 @@ class Standby:
         #: those not started (each ``popleft`` is atomic).
         self.batch: Deque[WsgiExchange] = deque()
         self._thread: Optional[threading.Thread] = None
+        self._ident = 0  # the standby thread's, once started
         self._lock = threading.Lock()
         self._closed = False
         #: What the standby's poll raised, for the poll thread to re-raise.
@@ -72,13 +73,16 @@ class Standby:
         me = mgr._loop_thread
         # While away this thread is not the poll thread: a carried call it
         # makes is queued for whoever polls next (``_carry.elsewhere``).
-        mgr._loop_thread = thread.ident
+        mgr._loop_thread = self._ident
         try:
+            batch = self.batch
             # Several: their whole responses wait for the poll after the
             # batch, which writes them in one burst (``WsgiExchange.held``).
-            held = len(self.batch) > 1
-            pop, run_one, done = self.batch.popleft, self._run_one, self._done
-            while True:
+            held = len(batch) > 1
+            pop, run_one, done = batch.popleft, self._run_one, self._done
+            # Tested before each pop, so that a batch run to its end raises
+            # nothing; the except is for the standby emptying it meanwhile.
+            while batch:
                 try:
                     ex = pop()
                 except IndexError:
@@ -117,6 +121,7 @@ class Standby:
                                      daemon=True)
                 t.start()
                 self._thread = t
+                self._ident = t.ident or 0
             return self._thread
 
     def _wait(self) -> None:
