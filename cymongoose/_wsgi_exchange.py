@@ -416,6 +416,7 @@ class WsgiResponse:
     def _whole(self, data: bytes) -> bool:
         status, flat = self.status, self.flat
         assert status is not None and flat is not None
+        # _head(), inline: this runs for nearly every response.
         head = (int(status[:3]), ("HTTP/1.1 " + status).encode("latin-1"), flat.encode("latin-1"))
         if self.ex.respond_whole(head[0], head[1], head[2], len(self.headers), data, len(data)):
             self.head_sent = True
