@@ -16,8 +16,9 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 class SignalStop:
     """A stop flag that SIGINT and SIGTERM set while it is entered.
 
-    ``received`` lists the signals caught so far, in order.  ``set()`` asks
-    for a stop from any thread.  Entering installs the handlers: on the main
+    ``received`` lists the signals caught so far, in order; ``stopped`` is
+    True once a signal arrived or ``set()`` asked for a stop from any
+    thread.  Entering installs the handlers: on the main
     thread always; elsewhere ``signal.signal`` raises ``ValueError`` before
     anything changes, unless ``required`` is False, in which case nothing is
     installed and only ``set()`` stops.  Leaving restores what was there.
@@ -25,9 +26,8 @@ class SignalStop:
 
     def __init__(self, required: bool = True) -> None:
         self.received: List[int] = []
-        #: True once a stop was asked for: a plain attribute, which the
-        #: serving loop reads once per poll without a call (nothing waits
-        #: on the flag, so it needs no Event).
+        # A plain attribute, which the serving loop reads once per poll
+        # without a call (nothing waits on the flag, so it needs no Event).
         self.stopped = False
         self._required = required
         self._saved: List[Any] = []
@@ -35,10 +35,6 @@ class SignalStop:
     def set(self) -> None:
         """Request a stop; thread-safe (one attribute store)."""
         self.stopped = True
-
-    def is_set(self) -> bool:
-        """True once a signal arrived or ``set()`` was called."""
-        return self.stopped
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.received.append(signum)

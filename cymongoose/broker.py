@@ -146,8 +146,7 @@ class MqttBroker:
         for session in self._sessions.values():  # loaded from the persistence file
             if session.expiry is not None:
                 self._expiring[session.client_id] = session
-        if self._expiring:
-            self._sweeper = mgr.timer_add(1000, self._sweep, repeat=True)
+                self._arm_sweeper()
         self._next_id = 0
         self._max = (max_connections, max_inflight, max_queued)
         self._received = 0
@@ -553,8 +552,12 @@ class MqttBroker:
             self._drop_session(session)
         elif session.expiry is not None:
             self._expiring[session.client_id] = session
-            if self._sweeper is None:
-                self._sweeper = self._mgr.timer_add(1000, self._sweep, repeat=True)
+            self._arm_sweeper()
+
+    def _arm_sweeper(self) -> None:
+        """Start the once-a-second sweep of expiring sessions, unless it runs."""
+        if self._sweeper is None:
+            self._sweeper = self._mgr.timer_add(1000, self._sweep, repeat=True)
 
     def _sweep(self) -> None:
         """Once a second while any kept session may expire: drop those that

@@ -384,7 +384,7 @@ class _Core(HttpCore):
         """The standby's poll, in place of ``run()``'s: it also starts the
         shutdown that ``stop()`` asks for (``run()`` finishes it)."""
         self._mgr.poll(self._poll_ms)
-        if self._server._stop.is_set():
+        if self._server._stop.stopped:
             self.begin_shutdown()
 
     def close(self) -> None:
