@@ -33,12 +33,22 @@ class Stream:
             on_reconnect=lambda n, delay: self.attempts.append(("sub", n, delay)), **FAST))
         self.loop.call(lambda: self.sub.subscribe("stream/#", 2))
         wait_until(lambda: self.sub.connected)
+        # Connected is not subscribed: the SUBSCRIBE may still be on its way
+        # (through a relay, say) when the publisher starts, and what the
+        # broker routes before it reaches no one.  A message of the
+        # subscriber's own, sent after its SUBSCRIBE on the same connection,
+        # comes back once the broker holds the subscription.
+        self.subscribed = False
+        self.loop.call(lambda: self.sub.publish("stream/probe", b"", 1))
+        wait_until(lambda: self.subscribed)
         self.pub = self.loop.call(lambda: cm.MqttClient(
             self.mgr, url, client_id="stream-pub",
             on_reconnect=lambda n, delay: self.attempts.append(("pub", n, delay)), **FAST))
 
     def _on_msg(self, conn, ev, data):
-        if ev == cm.MG_EV_MQTT_MSG:
+        if ev == cm.MG_EV_MQTT_MSG and data.topic == "stream/probe":
+            self.subscribed = True
+        elif ev == cm.MG_EV_MQTT_MSG:
             self.got.append((data.qos, data.data))
             if len(self.got) in self.drop_at:
                 conn.close()  # mid-stream by construction, between two messages
