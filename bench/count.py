@@ -65,17 +65,18 @@ def read_until(s: socket.socket, done: Callable[[bytes], bool]) -> None:
         buf += chunk
 
 
-def rounds(socks: List[socket.socket], n: int, ws: bool = False) -> None:
+def rounds(socks: List[socket.socket], n: int, ws: bool = False, serial: bool = False) -> None:
     """``n`` rounds of one request (or WebSocket message) per connection,
-    each answered before the next."""
+    each answered before the next; with ``serial`` one at a time."""
     for _ in range(n):
-        for s in socks:
-            s.sendall(FRAME if ws else REQUEST)
-        for s in socks:
-            if ws:
-                read_until(s, lambda b: len(b) >= len(ECHO))
-            else:
-                read_until(s, lambda b: b"\r\n\r\n" in b and b.endswith(b"ok"))
+        for group in ([[s] for s in socks] if serial else [socks]):
+            for s in group:
+                s.sendall(FRAME if ws else REQUEST)
+            for s in group:
+                if ws:
+                    read_until(s, lambda b: len(b) >= len(ECHO))
+                else:
+                    read_until(s, lambda b: b"\r\n\r\n" in b and b.endswith(b"ok"))
 
 
 def upgrade(socks: List[socket.socket]) -> None:
@@ -91,6 +92,10 @@ def main() -> None:
     p.add_argument("--ws", action="store_true",
                    help="upgrade each connection and echo 32-byte text messages "
                         "(bench/servers/ws_echo.py) instead of GET /")
+    p.add_argument("--serial", action="store_true",
+                   help="one request in flight in all, the connections taking turns: "
+                        "each poll finds one request and the other connections idle, "
+                        "as an open-loop load well below capacity does")
     p.add_argument("--annotate", type=int, default=0, metavar="N",
                    help="also print the N functions with the most instructions")
     p.add_argument("server", nargs=argparse.REMAINDER)
@@ -108,10 +113,10 @@ def main() -> None:
         n = max(1, args.requests // args.conns)
         if args.ws:
             upgrade(socks)
-        rounds(socks, max(1, n // 5), args.ws)  # warm-up: imports, first allocations, PyPy's JIT
+        rounds(socks, max(1, n // 5), args.ws, args.serial)  # warm-up: imports, first allocations, PyPy's JIT
         subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        rounds(socks, n, args.ws)
+        rounds(socks, n, args.ws, args.serial)
         subprocess.run(["callgrind_control", "-i", "off", str(proc.pid)], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for s in socks:

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator, List, Optional, Set, Tuple
 
 from ._http_exchange import (ABORT, END, FLUSH, LOW_WATER, NO_LOCK, NOW, RAW, STREAM_BATCH_SIZE,
                              ClientDisconnected, Exchange)
-from ._ffi import lib
+from ._ffi import ffi, lib
 from ._http_server import HttpCore
 from ._http_writers import Framed, error_response, frame_response
 from ._access_log import access_record
@@ -45,7 +45,8 @@ class Stalled(Exception):
 class Place:
     """The poll thread's place, which a pool worker takes while that thread
     waits in epoll_wait, or has left it to run applications
-    (``_poll_standby``), to write a whole response itself (``_csrc/park.c``).
+    (``_poll_standby``), to write a whole response itself (``_csrc/park.c``;
+    ``WsgiExchange._take_place``).
 
     ``running`` and ``queue`` are the pool's: the idents of its threads
     running an application, and its queue of requests not started.  They
@@ -58,25 +59,6 @@ class Place:
         self.park = park
         self.running = running
         self.queue = queue
-
-    def take(self) -> bool:
-        """True, holding the place, when the poll thread waits (or has left)
-        and no other thread runs an application or has one queued (the
-        poll thread queues none meanwhile, so that holds until ``give``).  The
-        holder needs the GIL back after each of its C calls, and a worker in
-        the middle of an application could keep it meanwhile, for up to a
-        switch interval (5 ms), while the poll thread waits for the place:
-        Flask on 8 threads went from 70 to 92 us per request that way."""
-        running, queue = self.running, self.queue
-        if len(running) > 1 or not queue.empty() or not lib.cym_park_take(self.park):
-            return False
-        if len(running) <= 1 and queue.empty():
-            return True
-        lib.cym_park_give(self.park)
-        return False
-
-    def give(self) -> None:
-        lib.cym_park_give(self.park)
 
 
 class WsgiExchange(Exchange):
@@ -182,28 +164,40 @@ class WsgiExchange(Exchange):
             self._give_place(conn)
 
     def _take_place(self) -> Optional[Connection]:
-        """Take the poll thread's place while it waits in epoll_wait
-        (``_csrc/park.c``) and return the connection to write the whole
-        response into; ``_give_place`` then hands it back.  None, holding
-        nothing, when the poll thread is busy, or the response cannot skip
-        the outbox (something is queued there, or the exchange is over)."""
+        """Take the poll thread's place while it waits in epoll_wait (or has
+        left it) and return the connection to write the whole response into;
+        ``_give_place`` then hands it back.  None, holding nothing, when the
+        poll thread is busy, or the response cannot skip the outbox
+        (something is queued there, or the exchange is over).
+
+        Only with no other thread running an application or one queued
+        (the poll thread queues none meanwhile, so that holds until the
+        place is given back): the holder needs the GIL back after each of
+        its C calls, and a worker in the middle of an application could
+        keep it meanwhile, for up to a switch interval (5 ms), while the
+        poll thread waits for the place.  Flask on 8 threads went from 70 to
+        92 us per request that way."""
         place = self.place
-        if place is None or not place.take():
+        if place is None:
+            return None
+        running, queue = place.running, place.queue
+        if len(running) > 1 or not queue.empty() or not lib.cym_park_take(place.park):
             return None
         conn = self.conn
-        if self.scheduled or self.dead or self.ended or conn._c is None or conn._closing:
-            place.give()
+        if (len(running) > 1 or not queue.empty() or self.scheduled or self.dead or self.ended
+                or conn._c is None or conn._closing):
+            lib.cym_park_give(place.park)
             return None
         return conn
 
     def _give_place(self, conn: Connection) -> None:
-        """Write what was queued to the socket, give the poll thread its
-        place back, and wake it when the rest needs a poll (bytes left over,
-        a connection to drain)."""
+        """Write what was queued to the socket (unless ``held``), give the
+        poll thread its place back, and wake it when the rest needs a poll
+        (bytes left over, a connection to drain)."""
         c = conn._c
-        again = c is not None and not self.held and lib.cym_send_now(c)
-        lib.cym_park_give(self.place.park)  # type: ignore[union-attr]
-        if again:
+        if self.held or c is None:
+            c = ffi.NULL
+        if lib.cym_park_give_sending(self.place.park, c):  # type: ignore[union-attr]
             mgr = self.server.manager
             try:
                 mgr.wakeup(mgr.wakeup_id, b"")

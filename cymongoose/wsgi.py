@@ -258,7 +258,9 @@ class _Pool:
         in one of the pool's ``size`` slots; False, running nothing, when
         none is free."""
         me = threading.get_ident()
-        with self._slot_lock:  # _enter without waiting, inline: once per request
+        lock = self._slot_lock
+        # _enter without waiting, and _leave, inline: once per request.
+        with lock:
             running = self._running
             if len(running) >= self._size:
                 return False
@@ -266,7 +268,10 @@ class _Pool:
         try:
             run_exchange(self._app, ex)
         finally:
-            self._leave(me)
+            with lock:
+                running.discard(me)
+                if self._slot_waiters:
+                    self._slots.notify()
         return True
 
     def _enter(self, me: int, wait: bool) -> bool:
@@ -291,10 +296,6 @@ class _Pool:
             self._running.discard(me)
             if self._slot_waiters:
                 self._slots.notify()
-
-    def idle(self) -> bool:
-        """No application runs or waits in the queue."""
-        return not self._running and self._queue.empty()
 
     def shutdown(self) -> None:
         """Let each thread finish its request and exit; queued ones are dropped."""
@@ -349,11 +350,12 @@ class _Core(HttpCore):
 
     def _submit(self, ex: WsgiExchange) -> None:
         if self._deferring:
-            pool = self._server._pool
-            assert pool is not None
             batch = self._standby.batch
-            if batch or pool.idle():
-                batch.append(ex)  # the poll thread runs it after this poll
+            # The pool idle (``_Pool.idle``, read through the place: once
+            # per request): the poll thread runs it after this poll.
+            if batch or (not self._place.running  # type: ignore[union-attr]
+                         and self._place.queue.empty()):  # type: ignore[union-attr]
+                batch.append(ex)
                 return
         self._hand_off(ex)
 

@@ -112,6 +112,16 @@ int cym_park_take(struct cym_park *p) {
 
 void cym_park_give(struct cym_park *p) { pthread_mutex_unlock(&p->lock); }
 
+/* The holder of the place: write c's queued output to its socket first
+ * (cym_send_now, loop.c; none when c is NULL), then give the place back.
+ * One call where a whole response ends, which always does both.  Returns
+ * cym_send_now's answer (1: a poll is still needed), 0 without c. */
+int cym_park_give_sending(struct cym_park *p, struct mg_connection *c) {
+  int again = c != NULL && cym_send_now(c);
+  pthread_mutex_unlock(&p->lock);
+  return again;
+}
+
 /* The poll thread, between polls: 1 when it has left the place vacant to
  * run applications, the standby to poll after one to two ticks of ms with
  * none finished; 0 when it may not (closed, or no timer), and has not left. */
