@@ -36,19 +36,24 @@ class Standby:
     """The standby thread of one Manager, whose park (``Manager._park``) it
     shares; started by the first ``run``, ended by ``close``.
 
-    ``run_one(ex)`` runs a request on the calling thread, or returns False
-    at once when the pool has no slot free (the standby then hands it
-    off); ``hand_off(ex)`` gives it to the pool; ``poll()`` is one poll of
-    the Manager.
+    ``take_slot(ident)`` takes one of the pool's slots for the poll thread,
+    or returns False at once when none is free (the batch then goes to the
+    pool), and ``give_slot(ident)`` gives it back: the poll thread holds one
+    for a whole batch, as it runs one application at a time.  ``run(ex)`` runs
+    a request on the calling thread; ``hand_off(ex)`` gives it to the pool;
+    ``poll()`` is one poll of the Manager.
     """
 
-    def __init__(self, mgr: Any, run_one: Callable[[WsgiExchange], bool],
-                 hand_off: Callable[[WsgiExchange], None], poll: Callable[[], None]) -> None:
+    def __init__(self, mgr: Any, take_slot: Callable[[int], bool], give_slot: Callable[[int], None],
+                 run: Callable[[WsgiExchange], None], hand_off: Callable[[WsgiExchange], None],
+                 poll: Callable[[], None]) -> None:
         self._mgr = mgr
         # A reference of its own: the C struct must outlive the thread's wait.
         self._park = mgr._park
         self._done = lib.cym_park_progress(self._park)
-        self._run_one = run_one
+        self._take_slot = take_slot
+        self._give_slot = give_slot
+        self._run = run
         self._hand_off = hand_off
         self._poll = poll
         #: The requests the poll thread keeps for itself; the standby takes
@@ -67,10 +72,14 @@ class Standby:
         the standby's poll raised."""
         thread = self._thread or self._start()
         park, mgr = self._park, self._mgr
-        if thread is None or not lib.cym_park_leave(park, TAKEOVER_MS):
+        me = mgr._loop_thread
+        if thread is None or not self._take_slot(me):
+            self._spill()  # closed, or every slot is a worker's
+            return
+        if not lib.cym_park_leave(park, TAKEOVER_MS):
+            self._give_slot(me)
             self._spill()
             return
-        me = mgr._loop_thread
         # While away this thread is not the poll thread: a carried call it
         # makes is queued for whoever polls next (``_carry.elsewhere``).
         mgr._loop_thread = self._ident
@@ -79,7 +88,7 @@ class Standby:
             # Several: their whole responses wait for the poll after the
             # batch, which writes them in one burst (``WsgiExchange.held``).
             held = len(batch) > 1
-            pop, run_one, done = batch.popleft, self._run_one, self._done
+            pop, run, done = batch.popleft, self._run, self._done
             # Tested before each pop, so that a batch run to its end raises
             # nothing; the except is for the standby emptying it meanwhile.
             while batch:
@@ -88,10 +97,10 @@ class Standby:
                 except IndexError:
                     break
                 ex.held = held
-                if not run_one(ex):
-                    self._hand_off(ex)
+                run(ex)
                 done[0] = 1
         finally:
+            self._give_slot(me)
             if lib.cym_park_return(park):
                 try:
                     mgr.wakeup(mgr.wakeup_id, b"")  # end the standby's poll now

@@ -59,6 +59,7 @@ its place and the requests not yet started go to the workers
 * HTTPS: ``listen(url, tls=TlsOpts(...))`` with an ``https://`` URL.
 """
 
+import functools
 import logging
 import queue
 import threading
@@ -206,7 +207,7 @@ class _Pool:
 
     Cheaper per request than ``concurrent.futures`` (no ``Future``, no
     condition variable per task).  The poll thread may run an exchange too
-    (``run_here``), in one of the same ``size`` slots.  The threads start with the first request
+    (``take_slot``), in one of the same ``size`` slots.  The threads start with the first request
     and are daemons, so an application stuck in a call cannot keep the
     process alive after ``close()``.  Each runs under ``SCHED_BATCH``: one
     woken with a request waits for the poll thread to block rather than
@@ -221,7 +222,7 @@ class _Pool:
         self._threads: List[threading.Thread] = []
         self._closed = False
         #: Idents of the threads running an application now: at most
-        #: ``size``, the poll thread included (``run_here``).
+        #: ``size``, the poll thread included (``take_slot``).
         self._running: Set[int] = set()
         self._slot_lock = threading.Lock()
         self._slots = threading.Condition(self._slot_lock)
@@ -253,26 +254,23 @@ class _Pool:
             finally:
                 leave(me)
 
-    def run_here(self, ex: WsgiExchange) -> bool:
-        """Run ``ex`` on the calling thread (the poll thread: ``Standby``)
-        in one of the pool's ``size`` slots; False, running nothing, when
+    def take_slot(self, me: int) -> bool:
+        """Take one of the ``size`` slots for thread ``me`` (the poll
+        thread, for the batch it runs: ``Standby``); False at once when
         none is free."""
-        me = threading.get_ident()
-        lock = self._slot_lock
-        # _enter without waiting, and _leave, inline: once per request.
-        with lock:
+        with self._slot_lock:  # _enter without waiting, inline: once per poll
             running = self._running
             if len(running) >= self._size:
                 return False
             running.add(me)
-        try:
-            run_exchange(self._app, ex)
-        finally:
-            with lock:
-                running.discard(me)
-                if self._slot_waiters:
-                    self._slots.notify()
         return True
+
+    def give_slot(self, me: int) -> None:
+        """Give back the slot of thread ``me`` (``take_slot``)."""
+        with self._slot_lock:  # _leave, inline: once per poll
+            self._running.discard(me)
+            if self._slot_waiters:
+                self._slots.notify()
 
     def _enter(self, me: int, wait: bool) -> bool:
         """Take a slot for thread ``me``: with ``wait``, until one is free
@@ -331,8 +329,9 @@ class _Core(HttpCore):
             self._mgr._park = ffi.gc(park, lib.cym_park_free)
             pool = server._pool
             self._place = Place(self._mgr._park, pool._running, pool._queue)
-            self._standby = Standby(self._mgr, pool.run_here, self._hand_off,
-                                    self._standby_poll)
+            self._standby = Standby(self._mgr, pool.take_slot, pool.give_slot,
+                                    functools.partial(run_exchange, server._app),
+                                    self._hand_off, self._standby_poll)
         #: Set around ``run()``'s own polls: only then may ``_submit`` keep
         #: requests for the poll thread (``Standby.batch``).
         self._deferring = False
