@@ -36,15 +36,16 @@ class Standby:
     """The standby thread of one Manager, whose park (``Manager._park``) it
     shares; started by the first ``run``, ended by ``close``.
 
-    ``take_slot(ident)`` takes one of the pool's slots for the poll thread,
-    or returns False at once when none is free (the batch then goes to the
-    pool), and ``give_slot(ident)`` gives it back: the poll thread holds one
-    for a whole batch, as it runs one application at a time.  ``run(ex)`` runs
+    ``take_slot(ident, False)`` takes one of the pool's slots for the poll
+    thread, or returns False at once when none is free (the batch then goes
+    to the pool), and ``give_slot(ident)`` gives it back: the poll thread
+    holds one for a whole batch, as it runs one application at a time.  ``run(ex)`` runs
     a request on the calling thread; ``hand_off(ex)`` gives it to the pool;
     ``poll()`` is one poll of the Manager.
     """
 
-    def __init__(self, mgr: Any, take_slot: Callable[[int], bool], give_slot: Callable[[int], None],
+    def __init__(self, mgr: Any, take_slot: Callable[[int, bool], bool],
+                 give_slot: Callable[[int], None],
                  run: Callable[[WsgiExchange], None], hand_off: Callable[[WsgiExchange], None],
                  poll: Callable[[], None]) -> None:
         self._mgr = mgr
@@ -72,8 +73,8 @@ class Standby:
         the standby's poll raised."""
         thread = self._thread or self._start()
         park, mgr = self._park, self._mgr
-        me = mgr._loop_thread
-        if thread is None or not self._take_slot(me):
+        me = mgr._loop_thread  # this thread's: its poll() has just set it
+        if thread is None or not self._take_slot(me, False):
             self._spill()  # closed, or every slot is a worker's
             return
         if not lib.cym_park_leave(park, TAKEOVER_MS):

@@ -226,7 +226,7 @@ class _Pool:
         self._running: Set[int] = set()
         self._slot_lock = threading.Lock()
         self._slots = threading.Condition(self._slot_lock)
-        self._slot_waiters = 0  # threads waiting in _enter
+        self._slot_waiters = 0  # threads waiting in take_slot
 
     def submit(self, ex: WsgiExchange) -> None:
         """Queue ``ex``; raises ``RuntimeError`` after ``shutdown``."""
@@ -242,7 +242,7 @@ class _Pool:
 
     def _work(self) -> None:
         run_as_helper()
-        get, app, enter, leave = self._queue.get, self._app, self._enter, self._leave
+        get, app, enter, leave = self._queue.get, self._app, self.take_slot, self.give_slot
         me = threading.get_ident()
         while True:
             ex = get()
@@ -254,28 +254,11 @@ class _Pool:
             finally:
                 leave(me)
 
-    def take_slot(self, me: int) -> bool:
-        """Take one of the ``size`` slots for thread ``me`` (the poll
-        thread, for the batch it runs: ``Standby``); False at once when
-        none is free."""
-        with self._slot_lock:  # _enter without waiting, inline: once per poll
-            running = self._running
-            if len(running) >= self._size:
-                return False
-            running.add(me)
-        return True
-
-    def give_slot(self, me: int) -> None:
-        """Give back the slot of thread ``me`` (``take_slot``)."""
-        with self._slot_lock:  # _leave, inline: once per poll
-            self._running.discard(me)
-            if self._slot_waiters:
-                self._slots.notify()
-
-    def _enter(self, me: int, wait: bool) -> bool:
+    def take_slot(self, me: int, wait: bool) -> bool:
         """Take a slot for thread ``me``: with ``wait``, until one is free
         (only while the poll thread runs one can none be); else False at
-        once when none is."""
+        once when none is (the poll thread, for the batch it runs:
+        ``Standby``)."""
         with self._slot_lock:
             if len(self._running) >= self._size:
                 if not wait:
@@ -289,7 +272,8 @@ class _Pool:
             self._running.add(me)
         return True
 
-    def _leave(self, me: int) -> None:
+    def give_slot(self, me: int) -> None:
+        """Give back the slot of thread ``me`` (``take_slot``)."""
         with self._slot_lock:
             self._running.discard(me)
             if self._slot_waiters:
