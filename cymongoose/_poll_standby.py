@@ -39,9 +39,9 @@ class Standby:
     ``take_slot(ident, False)`` takes one of the pool's slots for the poll
     thread, or returns False at once when none is free (the batch then goes
     to the pool), and ``give_slot(ident)`` gives it back: the poll thread
-    holds one for a whole batch, as it runs one application at a time.  ``run(ex)`` runs
-    a request on the calling thread; ``hand_off(ex)`` gives it to the pool;
-    ``poll()`` is one poll of the Manager.
+    holds one for a whole batch, as it runs one application at a time.
+    ``run(ex)`` runs a request on the calling thread; ``hand_off(ex)`` gives
+    it to the pool; ``poll()`` is one poll of the Manager.
     """
 
     def __init__(self, mgr: Any, take_slot: Callable[[int, bool], bool],

@@ -50,8 +50,9 @@ class Place:
 
     ``running`` and ``queue`` are the pool's: the idents of its threads
     running an application, and its queue of requests not started.  They
-    are read here, not asked for through a method, as this runs once per
-    response."""
+    are read as attributes (``WsgiExchange._take_place``, and the server's
+    ``_submit`` to see the pool idle), not asked for through a method, as
+    both run once per request."""
 
     __slots__ = ("park", "running", "queue")
 

@@ -206,13 +206,14 @@ class _Pool:
     """The worker threads: each takes the next exchange from one queue.
 
     Cheaper per request than ``concurrent.futures`` (no ``Future``, no
-    condition variable per task).  The poll thread may run an exchange too
-    (``take_slot``), in one of the same ``size`` slots.  The threads start with the first request
-    and are daemons, so an application stuck in a call cannot keep the
-    process alive after ``close()``.  Each runs under ``SCHED_BATCH``: one
-    woken with a request waits for the poll thread to block rather than
-    preempting it only to find the GIL taken (on one core that churn was a
-    fifth of a hello-world request's CPU: bench/README.md, "Ninth pass").
+    condition variable per task).  The poll thread may run exchanges too,
+    in one of the same ``size`` slots (``take_slot``).  The threads start
+    with the first request and are daemons, so an application stuck in a
+    call cannot keep the process alive after ``close()``.  Each runs under
+    ``SCHED_BATCH``: one woken with a request waits for the poll thread to
+    block rather than preempting it only to find the GIL taken (on one core
+    that churn was a fifth of a hello-world request's CPU: bench/README.md,
+    "Ninth pass").
     """
 
     def __init__(self, app: WSGIApp, size: int) -> None:
@@ -334,8 +335,9 @@ class _Core(HttpCore):
     def _submit(self, ex: WsgiExchange) -> None:
         if self._deferring:
             batch = self._standby.batch
-            # The pool idle (``_Pool.idle``, read through the place: once
-            # per request): the poll thread runs it after this poll.
+            # The pool idle (no application running, none queued; read
+            # through the place, once per request): the poll thread runs
+            # it after this poll.
             if batch or (not self._place.running  # type: ignore[union-attr]
                          and self._place.queue.empty()):  # type: ignore[union-attr]
                 batch.append(ex)
