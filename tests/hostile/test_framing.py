@@ -138,6 +138,31 @@ def test_ambiguous_framing_is_rejected_unseen(server, request_bytes):
     assert seen == []
 
 
+@pytest.mark.parametrize("request_bytes", [
+    b"G(T / HTTP/1.1\r\nHost: t\r\n\r\n",
+    b"GET / http/1.1\r\nHost: t\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: t\r\nX(y: v\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: t\r\nX\xc3\xa9: v\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: t\r\nX: a\x7fb\r\n\r\n",
+], ids=["method-not-a-token", "version-lower-case", "field-name-not-a-token",
+        "field-name-utf8", "del-in-field-value"])
+def test_malformed_request_line_or_field_is_rejected_unseen(server, request_bytes):
+    # RFC 9110 5.1, 5.5 and 9.1; RFC 9112 2.3
+    port, seen = server
+    raw = raw_request(port, request_bytes)
+    assert _statuses(raw) == [400]
+    assert b"Connection: close" in raw
+    assert seen == []
+
+
+def test_unusual_but_valid_tokens_pass(server):
+    port, seen = server
+    raw = _responses(port, b"M-1.x~! /a HTTP/1.1\r\nHost: t\r\nX-a_b.c|d~e'f: \xe9 v\r\n"
+                     b"Connection: close\r\n\r\n", 1)
+    assert _statuses(raw) == [200]
+    assert [s[:2] for s in seen] == [("M-1.x~!", "/a")]
+
+
 def test_one_header_line_too_many_gets_431_unseen(server):
     port, seen = server
     lines = b"".join(b"X-%d: v\r\n" % i for i in range(101))  # MG_MAX_HTTP_HEADERS + 1
