@@ -140,6 +140,8 @@ ffibuilder.set_source(
         # Vendor patch 0085: mg_iotest tells the shim when it waits in
         # epoll_wait (park.c).
         ("CYM_AROUND_WAIT", "cym_park_wait"),
+        # Vendor patch 0087: MG_EV_POLL only where a handler acts on it.
+        ("CYM_POLL_WANTED", "cym_poll_wanted"),
     ],
     extra_compile_args=["-std=gnu99"] + compile_args,
     # permessage-deflate (_csrc/deflate.c) needs zlib.

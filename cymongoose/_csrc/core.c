@@ -281,19 +281,33 @@ int cym_burst_needed(struct mg_mgr *mgr) {
 
 static void cym_ev_full(struct mg_connection *c, int ev, void *ev_data);
 
-/* The trampoline.  An MG_EV_POLL that Python does not want, on a poll that
- * neither frees idle buffers nor looks at limits, returns here: Mongoose
- * raises one per connection per poll, and cym_ev_full's prologue alone
- * cost an idle connection a fifth of its time per poll. */
+/* True when cym_ev has nothing to do with this MG_EV_POLL: Python does not
+ * want it, and the poll neither frees idle buffers nor looks at limits. */
+static inline int cym_poll_quiet(struct mg_connection *c, uint64_t now) {
+  struct cym_mgr *m = (struct cym_mgr *) c->mgr->userdata;
+  uintptr_t state = (uintptr_t) c->fn_data;
+  return m != NULL && m->live && !m->iobuf_sweep && !(state & ((uintptr_t) 1 << MG_EV_POLL)) &&
+         (!(state & CYM_LIM_MASK) || cym_limits_idle_poll(m, c, now));
+}
+
+/* The trampoline.  A quiet MG_EV_POLL returns here: Mongoose raises one per
+ * connection per poll, and cym_ev_full's prologue alone cost an idle
+ * connection a fifth of its time per poll. */
 void cym_ev(struct mg_connection *c, int ev, void *ev_data) {
-  if (ev == MG_EV_POLL) {
-    struct cym_mgr *m = (struct cym_mgr *) c->mgr->userdata;
-    uintptr_t state = (uintptr_t) c->fn_data;
-    if (m != NULL && m->live && !m->iobuf_sweep && !(state & ((uintptr_t) 1 << MG_EV_POLL)) &&
-        (!(state & CYM_LIM_MASK) || cym_limits_idle_poll(m, c, *(uint64_t *) ev_data)))
-      return;
-  }
+  if (ev == MG_EV_POLL && cym_poll_quiet(c, *(uint64_t *) ev_data)) return;
   cym_ev_full(c, ev, ev_data);
+}
+
+static void cym_ws_cb(struct mg_connection *c, int ev, void *ev_data);
+static int cym_ws_poll_quiet(struct mg_connection *c);
+
+/* Vendor patch 0087: whether a handler of c acts on this MG_EV_POLL.  Of
+ * the user handlers only cym_ev is known to ignore it (when quiet), of
+ * the protocol handlers cym_ws_cb and those mg_pfn_ignores_poll names. */
+int cym_poll_wanted(struct mg_connection *c, uint64_t now) {
+  if (c->pfn == cym_ws_cb ? !cym_ws_poll_quiet(c) : !mg_pfn_ignores_poll(c)) return 1;
+  if (c->fn != cym_ev) return c->fn != NULL;
+  return !cym_poll_quiet(c, now);
 }
 
 /* Everything else cym_ev does, for every event. */

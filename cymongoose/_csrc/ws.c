@@ -520,6 +520,14 @@ static bool cym_ws_client_answer(struct mg_connection *c) {
   return false;
 }
 
+/* True when cym_ws_cb has nothing to do on MG_EV_POLL (core.c,
+ * cym_poll_wanted): it keeps the branches of the POLL case below. */
+static int cym_ws_poll_quiet(struct mg_connection *c) {
+  struct cym_ws *ws = cym_ws_of(c);
+  return !c->is_resp && !(ws->flags & CYM_WS_CLOSE_SENT) &&
+         !(ws->x != NULL && ws->x->ping_ms);
+}
+
 static void cym_ws_cb(struct mg_connection *c, int ev, void *ev_data) {
   if (ev == MG_EV_POLL) {
     struct cym_ws *ws = cym_ws_of(c);
