@@ -9,6 +9,7 @@ are read from the response head Mongoose has just queued.  ``BYTES`` is the
 body length (``-`` when there is none, 0 for ``HEAD``).
 """
 
+import functools
 import logging
 import os
 import re
@@ -162,7 +163,7 @@ def run(directory: str, url: str, tls: Any, ws_echo: Optional[str], opts: Any,
             if announce:
                 banner("serving %s" % root, listen_url(listener, "https" if https else "http"))
             notify_ready()
-            serve_until_signal(lambda: mgr.poll(100),
+            serve_until_signal(functools.partial(mgr.poll, 100),
                                finish=lambda stop: _drain(mgr, server, stop.received,
                                                           opts.graceful_timeout))
         finally:

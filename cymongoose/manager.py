@@ -1,5 +1,6 @@
 """``Manager``: owns the Mongoose event manager and every connection."""
 
+import functools
 import os
 import threading
 from typing import (Any, Callable, Dict, List, Literal, Mapping, Optional, Sequence, Set, Tuple,
@@ -287,7 +288,7 @@ class Manager(NetManagerMixin, MqttManagerMixin, TimerManagerMixin, WakeupManage
         """
         grace_ms = to_int(grace_ms, "grace_ms", 0)
         serve_until_signal(
-            lambda: self.poll(poll_ms),
+            functools.partial(self.poll, poll_ms),  # a lambda's frame less per poll
             finish=lambda stop: finish_in_flight(self, stop.received, poll_ms, grace_ms),
             cleanup=self.close)
 
