@@ -51,15 +51,18 @@ class LengthBody:
 
 
 _HEX = b"0123456789abcdefABCDEF"
+_CTL = bytes(range(9)) + bytes(range(10, 32)) + b"\x7f"  # all but HTAB
 _MAX_LINE = 8192
 
 
 class ChunkedBody:
     """A ``Transfer-Encoding: chunked`` body, decoded incrementally.
 
-    Raises ``BodyError(400)`` for a malformed stream (bare LF line ends are
-    refused, as Mongoose does) and ``BodyError(413)`` once the decoded size
-    passes ``limit``.  Trailers are read and ignored.
+    Raises ``BodyError(400)`` for a malformed stream: bare LF line ends (as
+    Mongoose refuses them), whitespace before a chunk's size or after it
+    unless an extension follows, a control character in an extension.
+    Raises ``BodyError(413)`` once the decoded size passes ``limit``.
+    Extensions and trailers are read and ignored.
     """
 
     __slots__ = ("state", "left", "line", "limit", "total")
@@ -104,9 +107,15 @@ class ChunkedBody:
                     raise BodyError(400)
                 self.state = 0
             elif self.state == 0:
-                size = line.split(b";", 1)[0].strip(b" \t")
-                # Hex digits only: int() would also take "0x", "_" and signs.
-                if not size or size.strip(_HEX):
+                # RFC 9112 7.1: hex digits, then whitespace only before an
+                # extension (";"), which holds no control character.  int()
+                # would also take "0x", "_", signs and surrounding spaces,
+                # which a proxy in front may read otherwise.
+                size, semi, ext = line.partition(b";")
+                if semi:
+                    size = size.rstrip(b" \t")
+                if (not size or size.strip(_HEX)
+                        or len(ext.translate(None, _CTL)) != len(ext)):
                     raise BodyError(400)
                 self.left = int(size, 16)
                 self.total += self.left

@@ -163,6 +163,33 @@ def test_unusual_but_valid_tokens_pass(server):
     assert [s[:2] for s in seen] == [("M-1.x~!", "/a")]
 
 
+@pytest.mark.parametrize("chunk", [b" 3", b"3 ", b"0x3", b"+3", b"3;\x01"],
+                         ids=["space-before", "space-after", "0x", "sign", "control-in-extension"])
+def test_malformed_chunk_size_line_is_rejected_unseen(request, server, chunk):
+    # RFC 9112 7.1.  The Manager's parser (Mongoose's) closes without an answer.
+    port, seen = server
+    raw = raw_request(port, b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      + chunk + b"\r\nabc\r\n0\r\n\r\n")
+    manager = request.node.callspec.params["server"] == "manager"
+    assert _statuses(raw) == ([] if manager else [400])
+    assert seen == []
+
+
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_chunk_extension_after_whitespace_is_read(kind):
+    # The servers' own chunk parser (Mongoose's takes no extension at all).
+    seen: Seen = []
+    thread = (WsgiThread(_wsgi_app(seen)) if kind == "wsgi"
+              else AsgiThread(_asgi_app(seen), lifespan="off"))
+    try:
+        raw = _responses(thread.port, b"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked"
+                         b"\r\n\r\n3 ;a=b\r\nabc\r\n0\r\n\r\n", 1)
+        assert _statuses(raw) == [200]
+        assert seen == [("POST", "/x", b"abc")]
+    finally:
+        thread.stop()
+
+
 def test_one_header_line_too_many_gets_431_unseen(server):
     port, seen = server
     lines = b"".join(b"X-%d: v\r\n" % i for i in range(101))  # MG_MAX_HTTP_HEADERS + 1
