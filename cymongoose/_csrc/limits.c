@@ -63,6 +63,10 @@ struct cym_lim_conn {
   uint8_t chunked;
   uint8_t shut;      /* LINGER: our side is shut down */
   uint8_t last;      /* CYM_LAST_*: the connection ends after this request */
+  uint8_t head;      /* the request under way had its HTTP_HDRS, and neither
+                        its HTTP_MSG nor a takeover of its body came yet:
+                        http_cb parses its head again on every read until
+                        the body is in, and each time fires HTTP_HDRS */
 };
 
 /* st->last: the request under way ends the connection ("Connection: close",
@@ -221,6 +225,7 @@ static int cym_lim_head(struct mg_connection *c, struct cym_limits *l,
                         struct cym_lim_conn *st, struct mg_http_message *hm) {
   size_t start = (size_t) (hm->head.buf - (char *) c->recv.buf);
   struct mg_str *te = mg_http_get_header(hm, "Transfer-Encoding");
+  if (st->head) return 0; /* the same request again, checked already */
   if (st->last != CYM_LAST_NO) {
     /* A request after the last one: dropped unseen, and so is the rest
      * (http_cb sees the buffer change and detaches). */
@@ -234,6 +239,7 @@ static int cym_lim_head(struct mg_connection *c, struct cym_limits *l,
     return 1;
   }
   st->last = (uint8_t) cym_lim_is_last(hm);
+  st->head = 1;
   st->phase = CYM_LP_BODY;
   st->deadline = 0;
   st->chunked = te != NULL;
@@ -257,6 +263,7 @@ static int cym_lim_read(struct mg_connection *c, struct cym_limits *l,
     c->recv.len = 0; /* input after the last request: read and dropped */
     return 1;
   }
+  if (c->pfn != http_cb) st->head = 0; /* the body was taken over */
   if (c->pfn != http_cb || c->is_resp) return 0; /* body taken over, busy */
   /* A head http_cb cannot parse: it empties the buffer and sets is_draining
    * (its only use of that flag) to close without a word.  With no request
@@ -379,7 +386,10 @@ int cym_limits_ev(struct mg_connection *c, int ev, void *ev_data) {
     case MG_EV_READ: return cym_lim_read(c, l, st, *(long *) ev_data);
     case MG_EV_HTTP_HDRS:
       return cym_lim_head(c, l, st, (struct mg_http_message *) ev_data);
-    case MG_EV_HTTP_MSG: st->phase = CYM_LP_RESP; return 0;
+    case MG_EV_HTTP_MSG:
+      st->phase = CYM_LP_RESP;
+      st->head = 0;
+      return 0;
     default: return 0;
   }
 }
