@@ -24,6 +24,8 @@ void cym_adapters_write(struct mg_connection *c, const char *buf, size_t len,
   if (how & CYM_AD_END) c->is_resp = 0;
 }
 
+static void cym_limits_body_taken(struct mg_connection *c);
+
 /* Called from MG_EV_HTTP_HDRS: drops the parsed head from the receive
  * buffer.  http_cb sees the buffer change and detaches itself, so the body
  * bytes that follow reach the handler as MG_EV_READ. */
@@ -31,6 +33,7 @@ void cym_adapters_take_body(struct mg_connection *c,
                             struct mg_http_message *hm) {
   size_t end = (size_t) (hm->body.buf - (char *) c->recv.buf);
   if (end <= c->recv.len) mg_iobuf_del(&c->recv, 0, end);
+  cym_limits_body_taken(c);
 }
 
 /* How many body bytes of the request whose head hm describes are already

@@ -66,7 +66,8 @@ struct cym_lim_conn {
   uint8_t head;      /* the request under way had its HTTP_HDRS, and neither
                         its HTTP_MSG nor a takeover of its body came yet:
                         http_cb parses its head again on every read until
-                        the body is in, and each time fires HTTP_HDRS */
+                        the body is in, and each time fires HTTP_HDRS (a
+                        handler that detaches http_cb gets none after) */
 };
 
 /* st->last: the request under way ends the connection ("Connection: close",
@@ -263,7 +264,6 @@ static int cym_lim_read(struct mg_connection *c, struct cym_limits *l,
     c->recv.len = 0; /* input after the last request: read and dropped */
     return 1;
   }
-  if (c->pfn != http_cb) st->head = 0; /* the body was taken over */
   if (c->pfn != http_cb || c->is_resp) return 0; /* body taken over, busy */
   /* A head http_cb cannot parse: it empties the buffer and sets is_draining
    * (its only use of that flag) to close without a word.  With no request
@@ -392,6 +392,16 @@ int cym_limits_ev(struct mg_connection *c, int ev, void *ev_data) {
       return 0;
     default: return 0;
   }
+}
+
+/* The servers took over the body of the request under way
+ * (cym_adapters_take_body): http_cb parses nothing until it is read, and
+ * the next HTTP_HDRS is the next request's. */
+static void cym_limits_body_taken(struct mg_connection *c) {
+  unsigned slot = cym_lim_slot(c);
+  if (slot != 0 && slot != CYM_LIM_REFUSED && cym_lim[slot].http && !c->is_listening &&
+      !c->is_websocket)
+    cym_lim_of(c)->head = 0;
 }
 
 /* Whether the request being answered on c is its last: reply() then says

@@ -108,6 +108,19 @@ def test_nothing_after_the_last_request_reaches_the_application(server, first):
     assert [s[1] for s in seen] == ["/a"]
 
 
+def test_nothing_after_a_pipelined_chunked_last_request_reaches_the_application(server):
+    # The chunked request is parsed on a poll, not a read, and its body taken
+    # over there (WSGI, ASGI): the request after it is still the one after
+    # the last.
+    port, seen = server
+    raw = raw_request(port, b"GET /0 HTTP/1.1\r\nHost: t\r\n\r\n"
+                      b"POST /a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+                      b"Connection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+                      b"GET /b HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert _statuses(raw) == [200, 200]
+    assert [s[1:] for s in seen] == [("/0", b""), ("/a", b"abc")]
+
+
 def test_http10_keep_alive_goes_on(server):
     port, seen = server
     raw = _responses(port, b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
