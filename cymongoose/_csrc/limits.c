@@ -70,6 +70,10 @@ struct cym_lim_conn {
                         handler that detaches http_cb gets none after) */
 };
 
+/* The end of c->data holds the length of a static file being sent
+ * (static.c, and Mongoose's own static_cb). */
+typedef char cym_lim_fits[sizeof(struct cym_lim_conn) <= MG_DATA_SIZE - sizeof(size_t) ? 1 : -1];
+
 /* st->last: the request under way ends the connection ("Connection: close",
  * or HTTP/1.0 without keep-alive), and then whether another one followed it.
  * Nothing after such a request reaches the application (RFC 9112 9.6). */
