@@ -398,24 +398,29 @@ int cym_limits_ev(struct mg_connection *c, int ev, void *ev_data) {
   }
 }
 
+/* c's state when it is an HTTP child with limits (not refused, not yet a
+ * WebSocket, which owns c->data then); else NULL. */
+static struct cym_lim_conn *cym_lim_http_child(struct mg_connection *c) {
+  unsigned slot = cym_lim_slot(c);
+  if (slot == 0 || slot == CYM_LIM_REFUSED || c->is_listening || c->is_websocket ||
+      !cym_lim[slot].http)
+    return NULL;
+  return cym_lim_of(c);
+}
+
 /* The servers took over the body of the request under way
  * (cym_adapters_take_body): http_cb parses nothing until it is read, and
  * the next HTTP_HDRS is the next request's. */
 static void cym_limits_body_taken(struct mg_connection *c) {
-  unsigned slot = cym_lim_slot(c);
-  if (slot != 0 && slot != CYM_LIM_REFUSED && cym_lim[slot].http && !c->is_listening &&
-      !c->is_websocket)
-    cym_lim_of(c)->head = 0;
+  struct cym_lim_conn *st = cym_lim_http_child(c);
+  if (st != NULL) st->head = 0;
 }
 
 /* Whether the request being answered on c is its last: reply() then says
  * "Connection: close" (core.c). */
 int cym_limits_last(struct mg_connection *c) {
-  unsigned slot = cym_lim_slot(c);
-  if (slot == 0 || slot == CYM_LIM_REFUSED || c->is_listening || c->is_websocket ||
-      !cym_lim[slot].http)
-    return 0;
-  return cym_lim_of(c)->last != CYM_LAST_NO;
+  struct cym_lim_conn *st = cym_lim_http_child(c);
+  return st != NULL && st->last != CYM_LAST_NO;
 }
 
 /* ---- calls from Python and ws.c ------------------------------------------ */
