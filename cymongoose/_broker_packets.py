@@ -10,7 +10,13 @@ from typing import List, NamedTuple, Optional, Tuple
 
 
 class Malformed(Exception):
-    """A packet that breaks the MQTT rules."""
+    """A packet that breaks the MQTT rules; ``code`` is the MQTT 5 reason
+    code of the DISCONNECT that tells the client (0x82 Protocol Error by
+    default)."""
+
+    def __init__(self, why: str, code: int = 0x82) -> None:
+        super().__init__(why)
+        self.code = code
 
 
 def topic_matches(topic_filter: str, topic: str) -> bool:
@@ -42,6 +48,14 @@ def valid_filter(topic_filter: str) -> bool:
         if "+" in level and level != "+":
             return False
     return True
+
+
+def shared_filter(topic_filter: str) -> bool:
+    """Whether ``$share/NAME/FILTER`` is a well-formed shared subscription:
+    a name without wildcards, and a filter (MQTT 5 section 4.8.2)."""
+    parts = topic_filter.split("/", 2)
+    return (len(parts) == 3 and bool(parts[1]) and "+" not in parts[1] and "#" not in parts[1]
+            and valid_filter(parts[2]))
 
 
 def varint(n: int) -> bytes:
@@ -127,17 +141,19 @@ _USER_PROPERTY = 0x26
 
 
 _RECEIVE_MAXIMUM = 0x21
+_MAXIMUM_PACKET_SIZE = 0x27
 
 
-def connect_properties(props: bytes) -> Tuple[int, int]:
-    """The Session Expiry Interval (0 if absent) and Receive Maximum (65535
-    if absent) in a CONNECT's raw MQTT 5 properties.  Raises ``Malformed``
+def connect_properties(props: bytes) -> Tuple[int, int, int]:
+    """The Session Expiry Interval (0 if absent), Receive Maximum (65535
+    if absent) and Maximum Packet Size (0 if absent) in a CONNECT's raw MQTT
+    5 properties.  Raises ``Malformed``
     for what MQTT 5 section 3.1.2.11 calls a protocol error: a property
     other than User Property given twice, a Receive Maximum or Maximum
     Packet Size of 0, or a Request Response or Request Problem Information
     other than 0 or 1."""
     seen = set()
-    expiry = 0
+    expiry = max_packet = 0
     receive_max = 65535
     i = 0
     while i < len(props):
@@ -155,6 +171,8 @@ def connect_properties(props: bytes) -> Tuple[int, int]:
                 expiry = value
             elif pid == _RECEIVE_MAXIMUM:
                 receive_max = value
+            elif pid == _MAXIMUM_PACKET_SIZE:
+                max_packet = value
             i += _CONNECT_SIZES[pid]
         elif pid == _USER_PROPERTY:  # two strings
             for _ in range(2):
@@ -165,7 +183,62 @@ def connect_properties(props: bytes) -> Tuple[int, int]:
             raise Malformed("unknown CONNECT property 0x%02x" % pid)
     if i != len(props):
         raise Malformed("CONNECT properties run past their length")
-    return expiry, receive_max
+    return expiry, receive_max, max_packet
+
+
+# PUBLISH (and will) properties a subscriber gets as they came (MQTT 5
+# section 3.3.2.3), by id: Payload Format Indicator, Content Type, Response
+# Topic, Correlation Data, User Property.  The Message Expiry Interval goes
+# on as what is left of it; a will's Will Delay Interval is the broker's.
+_BYTE, _FOUR, _TEXT, _BINARY, _PAIR = range(5)
+_PASSED_ON = {0x01: _BYTE, 0x03: _TEXT, 0x08: _TEXT, 0x09: _BINARY, _USER_PROPERTY: _PAIR}
+_MESSAGE_EXPIRY = 0x02
+_WILL_DELAY = 0x18
+_TOPIC_ALIAS = 0x23
+
+
+def message_properties(props: bytes, will: bool = False) -> Tuple[bytes, int]:
+    """The properties of a PUBLISH (or, ``will``, of a will) to pass on,
+    and its Message Expiry Interval in seconds (-1: none).  Raises
+    ``Malformed`` for a property PUBLISH may not carry, one given twice
+    (other than User Property), a Payload Format Indicator other than 0 or
+    1, a string that is not UTF-8, a Response Topic with a wildcard, or a
+    Topic Alias (0x94: the broker's CONNACK allows none)."""
+    r = Reader.over(props)
+    keep = bytearray()
+    seen = set()
+    expiry = -1
+    while r.more():
+        at = r.pos
+        pid = r.u8()
+        if pid in seen:
+            raise Malformed("PUBLISH property 0x%02x given twice" % pid)
+        if pid != _USER_PROPERTY:
+            seen.add(pid)
+        kind = _PASSED_ON.get(pid)
+        if kind is None:
+            if pid == _MESSAGE_EXPIRY:
+                expiry = r.u16() << 16 | r.u16()
+                continue
+            if will and pid == _WILL_DELAY:
+                r.take(4)
+                continue
+            if pid == _TOPIC_ALIAS:
+                raise Malformed("PUBLISH with a Topic Alias (none allowed)", 0x94)
+            raise Malformed("%s property 0x%02x" % ("will" if will else "PUBLISH", pid))
+        if kind == _BYTE:
+            if r.u8() > 1:
+                raise Malformed("Payload Format Indicator above 1")
+        elif kind == _BINARY:
+            r.blob()
+        else:
+            text = r.text()
+            if pid == 0x08 and ("+" in text or "#" in text or not text):
+                raise Malformed("bad Response Topic %r" % text)
+            if kind == _PAIR:
+                r.text()
+        keep += props[at:r.pos]
+    return bytes(keep), expiry
 
 
 def disconnect_expiry(packet: bytes) -> Optional[int]:
@@ -195,11 +268,14 @@ class Connect(NamedTuple):
     version: int  # 3 (MQTT 3.1), 4 or 5; 0: another protocol, refused unread
     clean: bool
     client_id: str
-    will: Optional[Tuple[str, bytes, int, bool]]
+    #: topic, payload, QoS, retain, MQTT 5 properties passed on, Message
+    #: Expiry Interval (-1: none), as ``message_properties`` reads them
+    will: Optional[Tuple[str, bytes, int, bool, bytes, int]]
     username: Optional[str]
     password: Optional[bytes]
     expiry: int  # MQTT 5 Session Expiry Interval; 0 for 3.1.1
     receive_max: int  # MQTT 5 Receive Maximum (QoS 1/2 PUBLISHes unacknowledged); 65535
+    max_packet: int  # MQTT 5 Maximum Packet Size the client takes; 0: no limit
 
 
 #: The protocol names and levels the broker speaks: MQTT 3.1 ("MQIsdp"
@@ -215,29 +291,30 @@ def parse_connect(packet: bytes) -> Connect:
     name = r.blob()
     level = r.u8()
     if (name, level) not in _PROTOCOLS:
-        return Connect(0, True, "", None, None, None, 0, 65535)
+        return Connect(0, True, "", None, None, None, 0, 65535, 0)
     flags = r.u8()
     r.u16()  # keep-alive: enforced by the C parser
     will_flag, will_qos, will_retain = flags & 0x04, (flags >> 3) & 3, flags & 0x20
     if flags & 0x01 or will_qos == 3 or (not will_flag and (will_qos or will_retain)) \
             or (level != 5 and flags & 0x40 and not flags & 0x80):
         raise Malformed("bad CONNECT flags 0x%02x" % flags)
-    expiry, receive_max = connect_properties(r.properties()) if level == 5 else (0, 65535)
+    expiry, receive_max, max_packet = (connect_properties(r.properties()) if level == 5
+                                       else (0, 65535, 0))
     client_id = r.text()
     will = None
     if will_flag:
-        if level == 5:
-            r.properties()  # will properties: not kept
+        props, will_expiry = (message_properties(r.properties(), True) if level == 5
+                              else (b"", -1))
         will_topic = r.text()
         if not will_topic or "+" in will_topic or "#" in will_topic:
             raise Malformed("bad will topic")
-        will = (will_topic, r.blob(), will_qos, bool(will_retain))
+        will = (will_topic, r.blob(), will_qos, bool(will_retain), props, will_expiry)
     username = r.text() if flags & 0x80 else None
     password = r.blob() if flags & 0x40 else None
     if r.more():
         raise Malformed("bytes after the CONNECT payload")
     return Connect(level, bool(flags & 0x02), client_id, will, username, password, expiry,
-                   receive_max)
+                   receive_max, max_packet)
 
 
 _SUBSCRIPTION_IDENTIFIER = 0x0B
@@ -264,8 +341,16 @@ def _opening(packet: bytes, v5: bool, name: str) -> Tuple[Reader, int]:
     return r, pid
 
 
+#: Subscription options a session keeps with a filter's granted QoS (MQTT 5
+#: section 3.8.3.1): No Local, Retain As Published.
+NO_LOCAL, RETAIN_AS_PUBLISHED = 0x04, 0x08
+
+
 def parse_subscribe(packet: bytes, v5: bool) -> Tuple[int, List[Tuple[str, int]]]:
-    """Packet id and ``(filter, requested QoS)`` pairs of SUBSCRIBE."""
+    """Packet id and ``(filter, options)`` pairs of SUBSCRIBE: the options
+    byte holds the requested QoS in its low two bits, and for MQTT 5
+    ``NO_LOCAL``, ``RETAIN_AS_PUBLISHED`` and the Retain Handling (bits 4
+    and 5)."""
     r, pid = _opening(packet, v5, "SUBSCRIBE")
     wanted = []
     while r.more():
@@ -274,7 +359,7 @@ def parse_subscribe(packet: bytes, v5: bool) -> Tuple[int, List[Tuple[str, int]]
         # QoS 3, reserved bits, or (MQTT 5) Retain Handling 3: protocol errors
         if options & 3 == 3 or options & (0xC0 if v5 else 0xFC) or options & 0x30 == 0x30:
             raise Malformed("bad subscription options 0x%02x" % options)
-        wanted.append((topic_filter, options & 3))
+        wanted.append((topic_filter, options))
     if not wanted:
         raise Malformed("SUBSCRIBE without topic filters")
     return pid, wanted
@@ -292,19 +377,25 @@ def parse_unsubscribe(packet: bytes, v5: bool) -> Tuple[int, List[str]]:
 
 
 #: What an MQTT 5 CONNACK tells the client the broker lacks (section
-#: 3.2.2.3): Subscription Identifiers Available 0, Shared Subscription
-#: Available 0.  No Topic Alias Maximum: 0, no topic aliases.
-CONNACK5_PROPERTIES = b"\x29\x00\x2a\x00"
+#: 3.2.2.3): Subscription Identifiers Available 0.  No Topic Alias Maximum:
+#: 0, no topic aliases.
+CONNACK5_PROPERTIES = b"\x29\x00"
 
 
-def connack(v5: bool, session_present: bool, code: int) -> bytes:
-    """CONNACK with ``code`` (a 3.1.1 return code or an MQTT 5 reason code)."""
+def connack(v5: bool, session_present: bool, code: int, assigned: str = "") -> bytes:
+    """CONNACK with ``code`` (a 3.1.1 return code or an MQTT 5 reason code);
+    ``assigned``: the client id the broker chose for a client that sent an
+    empty one (MQTT 5 Assigned Client Identifier, MQTT-3.2.2-16)."""
     flags = 1 if session_present and code == 0 else 0
     if v5:
         if code:
             return bytes((0x20, 3, flags, code, 0))
         props = CONNACK5_PROPERTIES
-        return bytes((0x20, 3 + len(props), flags, code, len(props))) + props
+        if assigned:
+            name = assigned.encode("utf-8")
+            props += b"\x12" + len(name).to_bytes(2, "big") + name
+        body = bytes((flags, code)) + varint(len(props)) + props
+        return b"\x20" + varint(len(body)) + body
     return bytes((0x20, 2, flags, code))
 
 
@@ -318,6 +409,11 @@ def unsuback(v5: bool, pid: int, codes: bytes) -> bytes:
         return b"\xb0\x02" + pid.to_bytes(2, "big")
     body = pid.to_bytes(2, "big") + b"\x00" + codes
     return b"\xb0" + varint(len(body)) + body
+
+
+def disconnect(code: int) -> bytes:
+    """An MQTT 5 DISCONNECT with reason ``code`` and no properties."""
+    return bytes((0xE0, 2, code, 0))
 
 
 def pubrel(pid: int) -> bytes:

@@ -21,8 +21,10 @@ from collections import OrderedDict, deque
 from typing import Any, Deque, Dict, List, Optional, Set, Tuple
 
 from ._ffi import ffi, lib
-from ._mqtt_session import Message
 
+#: A message a session holds: topic, payload, QoS, retain, the MQTT 5
+#: properties passed on, and the wall-clock ms it expires (0: never).
+Message = Tuple[bytes, bytes, int, bool, bytes, int]
 
 _deliver = lib.cym_bsess_deliver
 
@@ -37,7 +39,8 @@ class Session:
     def __init__(self, client_id: str, max_inflight: int, max_queued: int) -> None:
         self.client_id = client_id
         self.username: Optional[str] = None
-        self.subs: Dict[str, int] = {}  # topic filter -> granted QoS
+        # topic filter -> granted QoS | NO_LOCAL | RETAIN_AS_PUBLISHED
+        self.subs: Dict[str, int] = {}
         self.persistent = False
         #: Seconds a persistent session outlives its connection (MQTT 5's
         #: Session Expiry Interval); None: until the client cleans it.
@@ -63,11 +66,14 @@ class Session:
         #: The C engine's ``struct cym_bsess *`` while connected, else None.
         self.engine: Any = None
 
-    def deliver(self, topic: bytes, data: bytes, qos: int, retain: bool) -> None:
-        """Send a message now, or queue it (QoS 1/2) when it cannot go yet."""
+    def deliver(self, topic: bytes, data: bytes, qos: int, retain: bool, props: bytes = b"",
+                expire_at: int = 0) -> None:
+        """Send a message now, or queue it (QoS 1/2) when it cannot go yet;
+        ``props`` and ``expire_at`` as in ``Message``."""
         engine = self.engine
         if engine is not None:
-            _deliver(engine, topic, len(topic), data, len(data), qos, 1 if retain else 0)
+            _deliver(engine, topic, len(topic), data, len(data), qos, 1 if retain else 0,
+                     props, len(props), expire_at)
             return
         if qos == 0:
             return  # QoS 0 is not kept for an absent client
@@ -77,26 +83,27 @@ class Session:
         if len(queue) >= self.max_queued:
             self.dropped += 1
         else:
-            queue.append((topic, data, qos, retain))
+            queue.append((topic, data, qos, retain, props, expire_at))
 
-    def attach(self, conn: Any) -> bool:
+    def attach(self, conn: Any, max_packet: int = 0) -> bool:
         """A connection takes the session: resend what is unacknowledged, in order.
 
-        False when the C engine cannot take it (out of memory, or the
-        connection is closing already).
+        ``max_packet``: the largest packet the client takes (MQTT 5); bigger
+        messages are dropped for it.  False when the C engine cannot take it
+        (out of memory, or the connection is closing already).
         """
         engine = lib.cym_bsess_attach(conn._c, self.max_inflight, self.max_queued,
-                                      self.next_pid)
+                                      self.next_pid, max_packet)
         if engine == ffi.NULL:
             return False
         self.conn, self.engine = conn, engine
         inflight, queue = self.inflight, self.queue
         self.inflight, self.queue = OrderedDict(), None
         for pid, (msg, released) in inflight.items():
-            topic, data = msg[0], msg[1]
+            topic, data, props = msg[0], msg[1], msg[4]
             if lib.cym_bsess_resume(engine, pid, topic, len(topic), data, len(data),
                                     (msg[2] << 1) | (1 if msg[3] else 0),
-                                    1 if released else 0) != 0:
+                                    1 if released else 0, props, len(props), msg[5]) != 0:
                 self.dropped += 1
         for msg in queue or ():
             self.deliver(*msg)
@@ -158,7 +165,8 @@ def _held(engine: Any) -> Tuple["OrderedDict[int, List[Any]]", Deque[Message]]:
     i = 0
     while lib.cym_bsess_item(engine, i, item):
         msg = (ffi.unpack(item.topic, item.topic_len), ffi.unpack(item.data, item.data_len),
-               item.flags >> 1, bool(item.flags & 1))
+               item.flags >> 1, bool(item.flags & 1), ffi.unpack(item.props, item.props_len),
+               int(item.expire_at))
         if i < n_inflight:
             inflight[int(item.pid)] = [msg, bool(item.released)]
         else:

@@ -12,13 +12,31 @@ import json
 import os
 import time
 from collections import OrderedDict, deque
-from typing import Dict, Iterable, Tuple
+from typing import Any, Dict, Iterable, List, Tuple
 
-from ._broker_session import Session
-from ._mqtt_session import decode_message, encode_message
+from ._broker_session import Message, Session
+from ._mqtt_session import decode_message as client_decode
+from ._mqtt_session import encode_message as client_encode
 
 
-def save(path: str, sessions: Iterable[Session], retained: Dict[str, Tuple[bytes, int]]) -> None:
+def encode_message(msg: Message) -> List[Any]:
+    """A message as JSON-friendly values: the client's four (base64 topic
+    and payload, QoS, retain), then base64 properties and expiry."""
+    return client_encode(msg[:4]) + [base64.b64encode(msg[4]).decode(), msg[5]]
+
+
+def decode_message(item: List[Any]) -> Message:
+    """The inverse of ``encode_message``; a file from before MQTT 5
+    properties were kept has the first four fields only."""
+    topic, data, qos, retain = client_decode(item[:4])
+    return (topic, data, qos, retain, base64.b64decode(item[4]) if len(item) > 4 else b"",
+            int(item[5]) if len(item) > 5 else 0)
+
+
+Retained = Tuple[bytes, int, bytes, int]
+
+
+def save(path: str, sessions: Iterable[Session], retained: Dict[str, Retained]) -> None:
     """Write the persistent sessions and the retained messages to ``path``."""
     saved = []
     for s in sessions:
@@ -33,8 +51,8 @@ def save(path: str, sessions: Iterable[Session], retained: Dict[str, Tuple[bytes
             })
     state = {
         "sessions": saved,
-        "retained": {t: [base64.b64encode(d).decode(), q] for t, (d, q) in retained.items()
-                     if not t.startswith("$SYS/")},
+        "retained": {t: [base64.b64encode(d).decode(), q, base64.b64encode(p).decode(), x]
+                     for t, (d, q, p, x) in retained.items() if not t.startswith("$SYS/")},
     }
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
@@ -43,7 +61,7 @@ def save(path: str, sessions: Iterable[Session], retained: Dict[str, Tuple[bytes
 
 
 def load(path: str, max_inflight: int, max_queued: int
-         ) -> Tuple[Dict[str, Session], Dict[str, Tuple[bytes, int]]]:
+         ) -> Tuple[Dict[str, Session], Dict[str, Retained]]:
     """Sessions by client id and retained messages from ``path`` (empty when it is missing).
 
     Raises ``ValueError`` for a file that is not one of ours.
@@ -70,8 +88,10 @@ def load(path: str, max_inflight: int, max_queued: int
             s.qos2_in = set(int(p) for p in item["qos2_in"])
             s.next_pid = int(item["next_pid"])
             sessions[s.client_id] = s
-        retained = {str(t): (base64.b64decode(d), int(q))
-                    for t, (d, q) in state["retained"].items()}
+        retained = {str(t): (base64.b64decode(v[0]), int(v[1]),
+                             base64.b64decode(v[2]) if len(v) > 2 else b"",
+                             int(v[3]) if len(v) > 3 else 0)
+                    for t, v in state["retained"].items()}
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError("%s is not an MqttBroker persistence file: %r" % (path, exc)) from None
     return sessions, retained

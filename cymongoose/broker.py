@@ -1,4 +1,4 @@
-"""An MQTT broker (3.1.1, MQTT 5 CONNECT, and MQTT 3.1) on top of ``Manager.mqtt_listen``.
+"""An MQTT broker (MQTT 5, 3.1.1 and 3.1) on top of ``Manager.mqtt_listen``.
 
 Start one in a few lines::
 
@@ -16,13 +16,22 @@ an incoming QoS 2 message once even when the client resends it.  Optional:
 passwords (a mosquitto password file or a callback), topic ACLs (a
 mosquitto ACL file or a callback), limits on connections, in-flight and
 queued messages and packet size, and ``$SYS/broker/...`` statistics.
-MQTT 5 clients are told (CONNACK properties) that there are no topic
-aliases, subscription identifiers or shared subscriptions; a ``$share/``
-filter gets SUBACK 0x9E.
+
+MQTT 5: a message's properties (user properties, content type, payload
+format, response topic, correlation data) reach MQTT 5 subscribers, its
+Message Expiry Interval as what is left of it, and a message that expires
+before it could go is not sent; subscription options No Local, Retain As
+Published and Retain Handling; shared subscriptions (``$share/NAME/FILTER``:
+each message to one member, in turn); the client's Maximum Packet Size and
+Receive Maximum; a client id assigned in CONNACK to a client that sent none.
+The CONNACK says there are no topic aliases or subscription identifiers,
+and a protocol error gets a DISCONNECT with its reason code before the
+connection closes.
 
 Each bad input gets the protocol's answer and a line on the
 ``cymongoose.broker`` logger, and disturbs no other client: a malformed or
-oversize packet or a packet before CONNECT closes that connection; a wrong
+oversize packet or a packet before CONNECT closes that connection (MQTT 5:
+after a DISCONNECT that says why); a wrong
 password gets CONNACK "bad user name or password" (or "not authorized" when
 no user name was given); a refused subscription gets SUBACK 0x80 (MQTT 5:
 0x87); a refused publish is dropped; a client id already connected takes
@@ -37,9 +46,11 @@ from . import _broker_store
 from . import constants as C
 from ._broker_auth import Acl, Authenticate, Guard
 from ._broker_bridge import Bridge
-from ._broker_packets import (Malformed, connack, disconnect_expiry, parse_connect,
-                              parse_subscribe, parse_unsubscribe, suback, topic_matches,
-                              unsuback, valid_filter)
+from ._broker_packets import (NO_LOCAL, RETAIN_AS_PUBLISHED, Malformed, Reader, connack,
+                              disconnect,
+                              disconnect_expiry, message_properties, parse_connect,
+                              parse_subscribe, parse_unsubscribe, shared_filter, suback,
+                              topic_matches, unsuback, valid_filter)
 from ._broker_session import Session
 from ._dispatch import handles
 from ._ffi import ffi, lib
@@ -70,12 +81,22 @@ _unpack = ffi.unpack
 # CONNACK codes: (MQTT 3.1.1, MQTT 5)
 _BAD_ID, _UNAVAILABLE, _BAD_LOGIN, _NOT_AUTHORIZED = (2, 0x85), (3, 0x97), (4, 0x86), (5, 0x87)
 
-Will = Tuple[str, bytes, int, bool]
+# topic, payload, QoS, retain, MQTT 5 properties passed on, Message Expiry
+# Interval in seconds (-1: none)
+Will = Tuple[str, bytes, int, bool, bytes, int]
+# a receiving session, and its granted QoS with the options NO_LOCAL and
+# RETAIN_AS_PUBLISHED of its matching subscriptions
 Route = Tuple[Session, int]
+# a retained message: payload, QoS, MQTT 5 properties, wall-clock ms it
+# expires (0: never)
+Retained = Tuple[bytes, int, bytes, int]
 # What the broker remembers per topic until the subscriptions change: the
 # topic as text and as bytes, the subscribers with their granted QoS, the
 # bridges that take it.
-Entry = Tuple[str, bytes, List[Route], List[Bridge]]
+# the shared subscription groups it matches, each as its key and members,
+# of which each message goes to one (MQTT 5 section 4.8.2).
+Group = Tuple[str, List[Route]]
+Entry = Tuple[str, bytes, List[Route], List[Bridge], List[Group]]
 
 
 class MqttBroker:
@@ -89,7 +110,8 @@ class MqttBroker:
       True without passwords and False with them.
     * ``acl_file``: a mosquitto ACL file; or ``acl(client_id, username,
       topic, access) -> bool`` with access ``"read"``, ``"write"`` or
-      ``"subscribe"``.  A decision is remembered until the subscriptions
+      ``"subscribe"`` (for a shared subscription, its filter without
+      ``$share/NAME/``).  A decision is remembered until the subscriptions
       change: per topic, and for publishing per topic and client.
     * ``max_connections`` (0: no limit): more clients get CONNACK "server
       unavailable".
@@ -128,11 +150,12 @@ class MqttBroker:
         self._persistence = persistence_file
         # by client id, connected or kept; retained messages by topic
         self._sessions: Dict[str, Session] = {}
-        self._retained: Dict[str, Tuple[bytes, int]] = {}
+        self._retained: Dict[str, Retained] = {}
         if persistence_file is not None:
             self._sessions, self._retained = _broker_store.load(
                 persistence_file, max_inflight, max_queued)
         self._routes: Dict[bytes, Entry] = {}  # by topic, as sent
+        self._turns: Dict[str, int] = {}  # shared subscription group -> messages it took
         self._epoch = 0  # counts subscription changes: older ACL decisions are void
         # where cym_mqtt_fields leaves a PUBLISH's topic and lengths
         self._at = ffi.new("const char *[1]")
@@ -186,7 +209,7 @@ class MqttBroker:
     @property
     def retained(self) -> Dict[str, bytes]:
         """A copy of the retained messages, by topic (``$SYS`` ones left out)."""
-        return {topic: data for topic, (data, _) in self._retained.items()
+        return {topic: kept[0] for topic, kept in self._retained.items()
                 if not topic.startswith("$SYS/")}
 
     @property
@@ -265,6 +288,8 @@ class MqttBroker:
             session = self._conns.get(conn)
             try:
                 if f & _MALFORMED:
+                    if cmd == _PUBLISH and session is not None:
+                        self._properties(f)  # raises the MQTT 5 reason, if it is theirs
                     # the rules of _csrc/mqtt.c, cym_mqtt_malformed
                     raise Malformed("malformed packet of type %d (fixed-header flags, "
                                     "packet identifier or properties)" % cmd)
@@ -277,7 +302,13 @@ class MqttBroker:
                 else:
                     self._packet(conn, session, cmd, msg)
             except Malformed as exc:
-                conn.error("MQTT protocol error: %s" % exc)  # logged on MG_EV_ERROR
+                if session is None or lib.cym_mqtt_version(conn._c) != 5:
+                    conn.error("MQTT protocol error: %s" % exc)  # logged on MG_EV_ERROR
+                else:
+                    # MQTT 5 tells the client why before closing (section 4.13.1)
+                    log.warning("client %s: MQTT protocol error: %s", self._who(conn), exc)
+                    conn.send(disconnect(exc.code))
+                    conn.drain()
         elif ev == C.MG_EV_ACCEPT:
             self._peers[conn] = None
         elif ev == C.MG_EV_ERROR:
@@ -336,7 +367,7 @@ class MqttBroker:
             conn.send(connack(False, False, 1))
             conn.drain()
             return
-        client_id = hello.client_id
+        client_id = assigned = hello.client_id
         if not client_id:
             # A kept session needs an id (MQTT-3.1.3-8); MQTT 3.1 always does.
             if (not hello.clean and not v5) or hello.version == 3:
@@ -344,7 +375,7 @@ class MqttBroker:
                                              else "clean_session=0")
                 return self._answer(conn, v5, _BAD_ID, why)
             self._next_id += 1
-            client_id = "cymongoose-%d" % self._next_id
+            client_id = assigned = "cymongoose-%d" % self._next_id
         max_connections, max_inflight, max_queued = self._max
         old = self._sessions.get(client_id)
         taking_over = old is not None and old.conn is not None
@@ -378,8 +409,9 @@ class MqttBroker:
         self._conns[conn] = session
         self._peers[conn] = hello.will
         # MQTT 3.1's CONNACK has no session-present flag.
-        conn.send(connack(v5, old is not None and hello.version != 3, 0))
-        if not session.attach(conn):
+        conn.send(connack(v5, old is not None and hello.version != 3, 0,
+                          assigned if assigned != hello.client_id else ""))
+        if not session.attach(conn, hello.max_packet):
             log.warning("client %r: out of memory for its session", client_id)
             conn.close()
 
@@ -392,8 +424,10 @@ class MqttBroker:
         """A client's PUBLISH, whose fields ``cym_mqtt_fields`` returned as ``f``.
 
         One the C engine could not route by itself; when it can route the
-        next ones (QoS 0/1, no retain flag, no bridge for the topic, every
-        receiver connected), the route is left to it.
+        next ones (QoS 0/1, no retain flag, no bridge for the topic, no
+        shared subscription group, every receiver connected and none with No
+        Local), the route is left to it.  Those with MQTT 5 properties keep
+        coming here.
         """
         span = self._span
         whole = _unpack(self._at[0], span[0])  # topic .. end of packet
@@ -409,7 +443,7 @@ class MqttBroker:
             entry = self._route(raw)
             if entry is None:
                 raise Malformed("bad PUBLISH topic %r" % raw)
-        topic, _, routes, bridges = entry
+        topic, _, routes, bridges, groups = entry
         if self._guard.acl is not None:
             writes = session.writes
             if writes is None or session.acl_epoch != self._epoch:
@@ -427,44 +461,80 @@ class MqttBroker:
                 return
         self._received += 1
         data = whole[span[1]:]
-        if f & 64 or bridges:
-            self._send(entry, data, qos, f & 64 != 0, None)
+        # an MQTT 5 publisher's properties: more than their empty length
+        props, expire_at = self._properties(f) if span[1] - (f >> 24) > (3 if qos else 1) \
+            else (b"", 0)
+        if f & 64 or bridges or props or expire_at or groups:
+            self._send(entry, data, qos, f & 64 != 0, None, props, expire_at, session)
             return
         for sub, granted in routes:
-            sub.deliver(raw, data, qos if qos < granted else granted, False)
+            if granted > 3:
+                self._deliver(sub, granted, raw, data, qos, False, b"", 0, session)
+            else:
+                sub.deliver(raw, data, qos if qos < granted else granted, False)
         if qos < 2:
             self._offer_route(conn, raw, routes)
+
+    def _properties(self, f: int) -> Tuple[bytes, int]:
+        """The MQTT 5 properties of the PUBLISH that ``cym_mqtt_fields``
+        read (``f``) to pass on, and when it expires (wall-clock ms, 0:
+        never); ``Malformed`` for those it may not carry."""
+        start = (f >> 24) + (2 if (f >> 4) & 3 else 0)  # past the topic and packet id
+        block = _unpack(self._at[0] + start, self._span[1] - start)
+        if not block:  # MQTT 3.1.1
+            return b"", 0
+        props, expiry = message_properties(Reader.over(block).properties())
+        return props, _expire_at(expiry)
+
+    @staticmethod
+    def _deliver(sub: Session, granted: int, raw: bytes, data: bytes, qos: int, retain: bool,
+                 props: bytes, expire_at: int, publisher: Optional[Session]) -> None:
+        """One message for a subscriber whose matching subscriptions have
+        options (``granted`` above 3): none for its own publisher with No
+        Local, the publisher's retain flag with Retain As Published."""
+        if granted & NO_LOCAL and sub is publisher:
+            return
+        sub.deliver(raw, data, min(qos, granted & 3),
+                    retain and granted & RETAIN_AS_PUBLISHED != 0, props, expire_at)
 
     def _offer_route(self, conn: Connection, raw: bytes, routes: List[Route]) -> None:
         """Leave a route to the C engine (it takes the next publishes to the
         topic from ``conn``, and without an ACL from anyone, until the
-        routes change), unless a receiver is away."""
+        routes change), unless a receiver is away or does not take its own
+        messages (No Local)."""
         engines = [s.engine for s, _ in routes]
-        if None in engines:
+        if None in engines or any(granted & NO_LOCAL for _, granted in routes):
             return
         lib.cym_broker_route(self._engine, raw, len(raw), ffi.new("struct cym_bsess *[]",
                                                                     engines or 1),
-                             bytes(granted for _, granted in routes), len(routes), conn._c)
+                             bytes(granted & 3 for _, granted in routes), len(routes), conn._c)
 
     def _publish(self, topic: str, data: bytes, qos: int, retain: bool,
-                 origin: Optional[Bridge] = None) -> None:
+                 origin: Optional[Bridge] = None, props: bytes = b"",
+                 expire_at: int = 0) -> None:
         """A message from inside the broker: a will, ``$SYS``, or one a bridge brought."""
         raw = topic.encode("utf-8")
-        entry = self._routes.get(raw) or self._route(raw)
-        if entry is None:  # a topic no client could publish to: not cached
-            entry = (topic, raw, self._match(topic), self._bridges_out(topic))
-        self._send(entry, data, qos, retain, origin)
+        entry = self._routes.get(raw) or self._route(raw) or self._entry(topic, raw)
+        self._send(entry, data, qos, retain, origin, props, expire_at)
 
     def _send(self, entry: Entry, data: bytes, qos: int, retain: bool,
-              origin: Optional[Bridge]) -> None:
-        topic, raw, routes, bridges = entry
+              origin: Optional[Bridge], props: bytes = b"", expire_at: int = 0,
+              publisher: Optional[Session] = None) -> None:
+        topic, raw, routes, bridges, groups = entry
+        if groups:
+            routes = routes + [self._member(key, members) for key, members in groups]
         if retain:
             if data:
-                self._retained[topic] = (data, qos)
+                self._retained[topic] = (data, qos, props, expire_at)
             else:
                 self._retained.pop(topic, None)
         for session, granted in routes:
-            session.deliver(raw, data, qos if qos < granted else granted, False)
+            if granted > 3:
+                self._deliver(session, granted, raw, data, qos, retain, props, expire_at,
+                              publisher)
+            else:
+                session.deliver(raw, data, qos if qos < granted else granted, False, props,
+                                expire_at)
         for bridge in bridges:
             if bridge is not origin:  # never back where it came from
                 bridge.forward(topic, data, qos, retain)
@@ -479,58 +549,103 @@ class MqttBroker:
             return None
         if len(self._routes) >= _ROUTE_CACHE_MAX:
             self._routes.clear()
-        entry = self._routes[raw] = (topic, raw, self._match(topic), self._bridges_out(topic))
+        entry = self._routes[raw] = self._entry(topic, raw)
         return entry
+
+    def _entry(self, topic: str, raw: bytes) -> Entry:
+        routes, groups = self._match(topic)
+        return (topic, raw, routes, self._bridges_out(topic), groups)
+
+    def _member(self, key: str, members: List[Route]) -> Route:
+        """The member of a shared subscription group that takes the next
+        message: in turn, among those connected if any is."""
+        turn = self._turns.get(key, 0)
+        self._turns[key] = turn + 1
+        connected = [m for m in members if m[0].engine is not None] or members
+        return connected[turn % len(connected)]
 
     def _forget_routes(self) -> None:
         """Subscriptions changed: drop the cached routes and ACL decisions."""
         self._routes.clear()
+        self._turns.clear()
         lib.cym_broker_routes_clear(self._engine)
         self._epoch += 1
 
     def _bridges_out(self, topic: str) -> List[Bridge]:
         return [b for b in self._bridges if b.forwards(topic)]
 
-    def _match(self, topic: str) -> List[Route]:
-        """Every session subscribed to ``topic`` with its highest granted QoS."""
+    def _match(self, topic: str) -> Tuple[List[Route], List[Group]]:
+        """Every session subscribed to ``topic`` with its highest granted
+        QoS, and the options of its matching subscriptions: No Local when
+        all of them have it, Retain As Published when any has; and the
+        shared subscription groups that match, with their members."""
         guard = self._guard
         routes = []
+        shared: Dict[str, List[Route]] = {}
         for session in self._sessions.values():
             granted = -1
-            for topic_filter, sub_qos in session.subs.items():
-                if sub_qos > granted and topic_matches(topic_filter, topic):
-                    granted = sub_qos
+            options = NO_LOCAL
+            for topic_filter, sub in session.subs.items():
+                if topic_filter.startswith("$share/"):
+                    if topic_matches(topic_filter.split("/", 2)[2], topic) and (
+                            guard.acl is None or guard.allows(
+                                session.client_id, session.username, topic, "read")):
+                        shared.setdefault(topic_filter, []).append((session, sub))
+                    continue
+                # (a lower QoS matters only while No Local may still be undone)
+                if (sub > granted or options) and topic_matches(topic_filter, topic):
+                    if sub & 3 > granted:
+                        granted = sub & 3
+                    options = (options & sub & NO_LOCAL) | ((options | sub) & RETAIN_AS_PUBLISHED)
+            if granted >= 0 and options:
+                granted |= options
             if granted >= 0 and (guard.acl is None or guard.allows(
                     session.client_id, session.username, topic, "read")):
                 routes.append((session, granted))
-        return routes
+        return routes, sorted(shared.items())
 
     def _subscribe(self, conn: Connection, session: Session, packet: bytes) -> None:
         v5 = lib.cym_mqtt_version(conn._c) == 5
         pid, wanted = parse_subscribe(packet, v5)
         codes = bytearray()
         new: List[Tuple[str, int]] = []
-        for topic_filter, qos in wanted:
-            if not valid_filter(topic_filter):
+        for topic_filter, options in wanted:
+            qos = options & 3
+            share = topic_filter.startswith("$share/")
+            if not valid_filter(topic_filter) or (share and not shared_filter(topic_filter)):
                 codes.append(0x8F if v5 else 0x80)
-            elif v5 and topic_filter.startswith("$share/"):
-                codes.append(0x9E)  # Shared Subscriptions not supported (CONNACK says so)
-            elif not self._guard.allows(session.client_id, session.username, topic_filter,
+            elif share and options & NO_LOCAL:
+                raise Malformed("No Local on a shared subscription")  # MQTT-3.8.3-4
+            elif not self._guard.allows(session.client_id, session.username,
+                                        # a group's filter, as mosquitto checks it
+                                        topic_filter.split("/", 2)[2] if share else topic_filter,
                                         "subscribe"):
                 log.warning("client %r: subscription to %r denied by the ACL",
                             session.client_id, topic_filter)
                 codes.append(0x87 if v5 else 0x80)
             else:
-                session.subs[topic_filter] = qos
-                new.append((topic_filter, qos))
+                # Retain Handling: retained messages 0: always, 1: for a new
+                # subscription, 2: never
+                # (none for a shared subscription, MQTT 5 section 4.8.2)
+                handling = 2 if share else options >> 4
+                if handling == 0 or (handling == 1 and topic_filter not in session.subs):
+                    new.append((topic_filter, qos))
+                session.subs[topic_filter] = options & 15
                 codes.append(qos)
         self._forget_routes()
         conn.send(suback(v5, pid, bytes(codes)))
-        for topic, (data, qos) in list(self._retained.items()):
+        if not new:
+            return
+        now = _expire_at(0)
+        for topic, (data, qos, props, expire_at) in list(self._retained.items()):
+            if expire_at and expire_at < now:
+                del self._retained[topic]  # its Message Expiry Interval has run out
+                continue
             granted = max((q for f, q in new if topic_matches(f, topic)), default=-1)
             if granted >= 0 and self._guard.allows(session.client_id, session.username,
                                                    topic, "read"):
-                session.deliver(topic.encode("utf-8"), data, min(qos, granted), True)
+                session.deliver(topic.encode("utf-8"), data, min(qos, granted), True, props,
+                                expire_at)
 
     def _unsubscribe(self, conn: Connection, session: Session, packet: bytes) -> None:
         v5 = lib.cym_mqtt_version(conn._c) == 5
@@ -544,8 +659,8 @@ class MqttBroker:
         if session is None:
             return
         if will is not None:
-            topic, data, qos, retain = will
-            self._publish(topic, data, qos, retain)
+            topic, data, qos, retain, props, expiry = will
+            self._publish(topic, data, qos, retain, None, props, _expire_at(expiry))
         lib.cym_broker_routes_clear(self._engine)  # before the engine forgets the session
         session.detach()
         if not session.persistent:
@@ -575,6 +690,13 @@ class MqttBroker:
 
     def __repr__(self) -> str:
         return "<MqttBroker port=%d clients=%d>" % (self.port, len(self._conns))
+
+
+def _expire_at(expiry: int) -> int:
+    """The wall-clock ms (the C engine's clock) that a Message Expiry
+    Interval of ``expiry`` seconds ends; 0 for -1 (none).  An interval of 0
+    lets the message go only to those who can take it at once."""
+    return int(time.time() * 1000) + expiry * 1000 if expiry >= 0 else 0
 
 
 __all__ = ["MqttBroker", "topic_matches", "valid_filter"]

@@ -12,6 +12,9 @@ struct cym_bitem {
   size_t topic_len;
   const char *data;
   size_t data_len;
+  const char *props; /* MQTT 5 properties passed on, less the expiry */
+  size_t props_len;
+  uint64_t expire_at; /* wall-clock ms the message expires; 0: never */
 };
 
 /* Hangs on the listener (and the connections it accepts); free it only
@@ -27,12 +30,16 @@ int cym_broker_route(struct cym_broker *b, const char *topic, size_t n,
 
 struct cym_bsess *cym_bsess_attach(struct mg_connection *c,
                                    unsigned max_inflight, unsigned max_queued,
-                                   unsigned next_pid);
+                                   unsigned next_pid, unsigned max_packet);
+/* props: MQTT 5 properties passed on, less the Message Expiry Interval;
+ * expire_at: wall-clock ms the message expires, 0: never. */
 int cym_bsess_resume(struct cym_bsess *s, unsigned pid, const char *topic,
                      size_t tl, const char *data, size_t dl, int flags,
-                     int released);
+                     int released, const char *props, size_t pl,
+                     uint64_t expire_at);
 void cym_bsess_deliver(struct cym_bsess *s, const char *topic, size_t tl,
-                       const char *data, size_t dl, int qos, int retain);
+                       const char *data, size_t dl, int qos, int retain,
+                       const char *props, size_t pl, uint64_t expire_at);
 void cym_bsess_stats(struct cym_bsess *s, uint64_t out[5]);
 int cym_bsess_item(struct cym_bsess *s, size_t i, struct cym_bitem *out);
 void cym_bsess_free(struct cym_bsess *s);

@@ -159,7 +159,9 @@ static void cym_mqtt_more_acks(struct mg_connection *c,
  * registers saved (-600 instructions per poll with 52 clients, callgrind). */
 __attribute__((noinline)) static void cym_mqtt_read(struct mg_connection *c, struct cym_mqtt *st) {
   size_t limit = cym_broker_max_packet(c);
-  while (!c->is_closing) {
+  /* draining: the last answer (a refusing CONNACK, an MQTT 5 DISCONNECT)
+   * is out, and no later packet counts */
+  while (!c->is_closing && !c->is_draining) {
     struct mg_mqtt_message mm;
     int rc;
     if (limit != 0 && cym_mqtt_announced(&c->recv) > limit) {

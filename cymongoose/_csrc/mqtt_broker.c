@@ -18,8 +18,10 @@
  *     there.  Later PUBLISH packets on that topic from those publishers go
  *     straight to the sessions (the publisher's PUBACK has gone out in
  *     cym_mqtt_react already).  Python offers a route only when C can do all
- *     the work (no retain flag, no bridge wanting the topic, every receiver
- *     connected) and clears the cache whenever any of that may change.
+ *     the work (no bridge wanting the topic, no shared subscription group,
+ *     every receiver connected and none with No Local) and clears the cache
+ *     whenever any of that may change; a PUBLISH with the retain flag or
+ *     MQTT 5 properties still takes Python, which checks the properties.
  *
  * The broker struct hangs on the listener's pfn_data, which accepted
  * connections inherit, and carries the packet size limit too.  This file
@@ -34,11 +36,18 @@ struct cym_bitem {
   size_t topic_len;
   const char *data;
   size_t data_len;
+  const char *props;
+  size_t props_len;
+  uint64_t expire_at;
 };
 
-struct cym_bmsg { /* one message, shared by the sessions holding it */
-  uint32_t refs, topic_len, data_len;
-  char buf[]; /* topic, then payload */
+/* One message, shared by the sessions holding it.  `props` are the MQTT 5
+ * properties passed on to v5 subscribers (PUBLISH's own, less its Message
+ * Expiry Interval, which goes out as what is left of it at `expire_at`). */
+struct cym_bmsg {
+  uint32_t refs, topic_len, props_len, data_len;
+  uint64_t expire_at; /* wall-clock ms (cym_wall_ms) the message expires; 0: never */
+  char buf[]; /* topic, properties, payload */
 };
 
 struct cym_bslot {
@@ -57,6 +66,7 @@ struct cym_bsess {
   struct cym_bslot *q;
   uint32_t qhead, qlen, qcap;
   uint32_t max_inflight, max_queued;
+  uint32_t max_packet; /* the client's MQTT 5 Maximum Packet Size; 0: none */
   uint16_t next_pid;
   uint64_t sent, dropped;
 };
@@ -99,18 +109,43 @@ static size_t cym_broker_max_packet(struct mg_connection *c) {
 
 /* -- messages ---------------------------------------------------------------- */
 
-static struct cym_bmsg *cym_bmsg_new(const char *topic, size_t tl,
-                                     const char *data, size_t dl) {
+/* A message's parts, borrowed from a packet or a cym_bmsg. */
+struct cym_bview {
+  const char *topic, *props, *data;
+  size_t tl, pl, dl;
+  uint64_t expire_at;
+};
+
+static uint64_t cym_wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
+
+static struct cym_bmsg *cym_bmsg_new(const struct cym_bview *v) {
   struct cym_bmsg *m;
-  if (tl > 0xFFFF || dl > UINT32_MAX - tl) return NULL;
-  m = (struct cym_bmsg *) malloc(sizeof(*m) + tl + dl);
+  if (v->tl > 0xFFFF || v->pl > 0xFFFFFF || v->dl > UINT32_MAX - v->tl - v->pl)
+    return NULL;
+  m = (struct cym_bmsg *) malloc(sizeof(*m) + v->tl + v->pl + v->dl);
   if (m == NULL) return NULL;
   m->refs = 0;
-  m->topic_len = (uint32_t) tl;
-  m->data_len = (uint32_t) dl;
-  memcpy(m->buf, topic, tl);
-  if (dl) memcpy(m->buf + tl, data, dl);
+  m->topic_len = (uint32_t) v->tl;
+  m->props_len = (uint32_t) v->pl;
+  m->data_len = (uint32_t) v->dl;
+  m->expire_at = v->expire_at;
+  memcpy(m->buf, v->topic, v->tl);
+  if (v->pl) memcpy(m->buf + v->tl, v->props, v->pl);
+  if (v->dl) memcpy(m->buf + v->tl + v->pl, v->data, v->dl);
   return m;
+}
+
+static struct cym_bview cym_bmsg_view(const struct cym_bmsg *m) {
+  struct cym_bview v;
+  v.topic = m->buf, v.tl = m->topic_len;
+  v.props = m->buf + m->topic_len, v.pl = m->props_len;
+  v.data = v.props + m->props_len, v.dl = m->data_len;
+  v.expire_at = m->expire_at;
+  return v;
 }
 
 static void cym_bmsg_unref(struct cym_bmsg *m) {
@@ -121,38 +156,80 @@ static bool cym_bsess_open(const struct cym_bsess *s) {
   return s->c != NULL && !s->c->is_closing;
 }
 
+static size_t cym_varint_len(size_t v) {
+  return v < 128 ? 1 : v < 16384 ? 2 : v < 2097152 ? 3 : 4;
+}
+
+/* The remaining seconds of a message's expiry interval, as the PUBLISH
+ * passed on carries it (MQTT-3.3.2-6); 0 once it has run out. */
+static uint32_t cym_bview_ttl(const struct cym_bview *v, uint64_t now) {
+  return v->expire_at > now ? (uint32_t) ((v->expire_at - now + 999) / 1000) : 0;
+}
+
+/* The size of the PUBLISH that carries `v` to this client, and its property
+ * block's length (MQTT 5). */
+static size_t cym_bview_size(const struct mg_connection *c,
+                             const struct cym_bview *v, unsigned flags,
+                             size_t *plen) {
+  size_t len;
+  *plen = c->is_mqtt5 ? v->pl + (v->expire_at ? 5 : 0) : 0;
+  len = 2 + v->tl + ((flags & 6) ? 2 : 0) + v->dl +
+        (c->is_mqtt5 ? cym_varint_len(*plen) + *plen : 0);
+  return 1 + cym_varint_len(len) + len;
+}
+
+/* Whether `v` may still go to this session's client: not expired unsent
+ * (MQTT-3.3.2-5), nor over the Maximum Packet Size the client asked for
+ * (MQTT-3.1.2-25: such a message is dropped as if it had been sent). */
+static bool cym_bsess_may_send(const struct cym_bsess *s,
+                               const struct cym_bview *v, unsigned flags) {
+  size_t plen;
+  if (v->expire_at && v->expire_at < cym_wall_ms()) return false;
+  if (s->max_packet && s->c != NULL &&
+      cym_bview_size(s->c, v, flags, &plen) > s->max_packet)
+    return false;
+  return true;
+}
+
 /* PUBLISH (flags: DUP, QoS, RETAIN) framed straight into the send buffer
  * in one piece, as cym_mqtt_publish frames it in four. */
-static void cym_bsess_publish(struct mg_connection *c, const char *topic,
-                              size_t tl, const char *data, size_t dl,
-                              unsigned flags, uint16_t pid) {
-  uint8_t head[5];
-  size_t n = 0, at = c->send.len;
-  size_t len = 2 + tl + ((flags & 6) ? 2 : 0) + (c->is_mqtt5 ? 1 : 0) + dl, v = len;
+static void cym_bsess_publish(struct mg_connection *c,
+                              const struct cym_bview *v, unsigned flags,
+                              uint16_t pid) {
+  size_t plen, size = cym_bview_size(c, v, flags, &plen), at = c->send.len;
+  size_t rest, vl;
   uint8_t *p;
-  if (len > 268435455) return; /* beyond MQTT's remaining length */
-  head[n++] = (uint8_t) ((MQTT_CMD_PUBLISH << 4) | (flags & 0x0F));
-  do {
-    head[n] = (uint8_t) (v & 0x7F);
-    v >>= 7;
-    if (v) head[n] |= 0x80;
-    n++;
-  } while (v);
-  if (mg_iobuf_add(&c->send, at, NULL, n + len) != n + len) return; /* out of memory */
+  rest = 2 + v->tl + ((flags & 6) ? 2 : 0) + v->dl +
+         (c->is_mqtt5 ? cym_varint_len(plen) + plen : 0);
+  if (rest > 268435455) return; /* beyond MQTT's remaining length */
+  if (mg_iobuf_add(&c->send, at, NULL, size) != size) return; /* out of memory */
   p = c->send.buf + at;
-  memcpy(p, head, n), p += n;
-  *p++ = (uint8_t) (tl >> 8), *p++ = (uint8_t) (tl & 0xFF);
-  memcpy(p, topic, tl), p += tl;
+  *p++ = (uint8_t) ((MQTT_CMD_PUBLISH << 4) | (flags & 0x0F));
+  for (vl = rest; vl >= 128; vl >>= 7) *p++ = (uint8_t) ((vl & 0x7F) | 0x80);
+  *p++ = (uint8_t) vl;
+  *p++ = (uint8_t) (v->tl >> 8), *p++ = (uint8_t) (v->tl & 0xFF);
+  memcpy(p, v->topic, v->tl), p += v->tl;
   if (flags & 6) *p++ = (uint8_t) (pid >> 8), *p++ = (uint8_t) (pid & 0xFF);
-  if (c->is_mqtt5) *p++ = 0; /* no properties */
-  if (dl) memcpy(p, data, dl);
+  if (c->is_mqtt5) {
+    for (vl = plen; vl >= 128; vl >>= 7) *p++ = (uint8_t) ((vl & 0x7F) | 0x80);
+    *p++ = (uint8_t) vl;
+    if (v->expire_at) {
+      uint32_t ttl = cym_bview_ttl(v, cym_wall_ms());
+      *p++ = MQTT_PROP_MESSAGE_EXPIRY_INTERVAL;
+      *p++ = (uint8_t) (ttl >> 24), *p++ = (uint8_t) (ttl >> 16);
+      *p++ = (uint8_t) (ttl >> 8), *p++ = (uint8_t) ttl;
+    }
+    if (v->pl) memcpy(p, v->props, v->pl), p += v->pl;
+  }
+  if (v->dl) memcpy(p, v->data, v->dl);
 }
 
 static void cym_bsess_write(struct cym_bsess *s, const struct cym_bslot *e,
                             int dup) {
+  struct cym_bview v;
   if (!cym_bsess_open(s)) return;
-  cym_bsess_publish(s->c, e->m->buf, e->m->topic_len, e->m->buf + e->m->topic_len,
-                    e->m->data_len, e->flags | (dup ? 8u : 0u), e->pid);
+  v = cym_bmsg_view(e->m);
+  cym_bsess_publish(s->c, &v, e->flags | (dup ? 8u : 0u), e->pid);
   s->sent++;
 }
 
@@ -189,7 +266,9 @@ static struct cym_bslot *cym_bsess_slot(struct cym_bsess *s) {
 static bool cym_bsess_send_new(struct cym_bsess *s, struct cym_bmsg *m,
                                uint8_t flags) {
   struct cym_bslot *e;
+  struct cym_bview v = cym_bmsg_view(m);
   uint16_t pid = s->next_pid;
+  if (!cym_bsess_may_send(s, &v, flags)) return true; /* gone as if sent */
   do {
     pid = (uint16_t) (pid % 0xFFFF + 1); /* 1..65535, skipping ids in use */
   } while (s->live != 0 && cym_bsess_pid_used(s, pid));
@@ -245,19 +324,18 @@ static void cym_bsess_pump(struct cym_bsess *s) {
  * the window, or behind it (a full queue drops it, the newest one, as
  * mosquitto does).  `*shared` is the message made for an earlier receiver
  * of the same publish, or NULL. */
-static void cym_bsess_put(struct cym_bsess *s, const char *topic, size_t tl,
-                          const char *data, size_t dl, int qos, int retain,
-                          struct cym_bmsg **shared) {
+static void cym_bsess_put(struct cym_bsess *s, const struct cym_bview *v,
+                          int qos, int retain, struct cym_bmsg **shared) {
   uint8_t flags = (uint8_t) ((qos << 1) | (retain ? 1 : 0));
   bool ok;
   if (qos == 0) {
-    if (cym_bsess_open(s)) {
-      cym_bsess_publish(s->c, topic, tl, data, dl, flags, 0);
+    if (cym_bsess_open(s) && cym_bsess_may_send(s, v, flags)) {
+      cym_bsess_publish(s->c, v, flags, 0);
       s->sent++;
     }
     return;
   }
-  if (*shared == NULL) *shared = cym_bmsg_new(topic, tl, data, dl);
+  if (*shared == NULL) *shared = cym_bmsg_new(v);
   if (*shared == NULL) {
     s->dropped++;
     return;
@@ -345,6 +423,7 @@ static bool cym_broker_took(struct mg_connection *c, struct cym_bsess *s,
   struct cym_broker *b;
   struct cym_route *r;
   struct cym_bmsg *shared = NULL;
+  struct cym_bview v;
   size_t i;
   switch (mm->cmd) {
     case MQTT_CMD_PUBACK:
@@ -358,17 +437,20 @@ static bool cym_broker_took(struct mg_connection *c, struct cym_bsess *s,
     default: return false;
   }
   b = cym_broker_of(c);
+  /* MQTT 5 properties take Python, which checks and passes them on */
   if (b == NULL || b->count == 0 || mm->qos > 1 || (mm->dgram.buf[0] & 1) ||
-      cym_mqtt_malformed(mm))
+      mm->props_size != 0 || cym_mqtt_malformed(mm))
     return false;
   r = cym_route_find(b, mm->topic.buf, mm->topic.len,
                      cym_topic_hash(mm->topic.buf, mm->topic.len));
   if (r == NULL || (b->acl && !cym_route_writer(r, c->id))) return false;
   b->received++;
+  memset(&v, 0, sizeof(v));
+  v.topic = mm->topic.buf, v.tl = mm->topic.len;
+  v.data = mm->data.buf, v.dl = mm->data.len;
   for (i = 0; i < r->nt; i++) {
     int q = r->t[i].qos < mm->qos ? r->t[i].qos : mm->qos;
-    cym_bsess_put(r->t[i].s, mm->topic.buf, mm->topic.len, mm->data.buf,
-                  mm->data.len, q, 0, &shared);
+    cym_bsess_put(r->t[i].s, &v, q, 0, &shared);
   }
   if (shared != NULL && shared->refs == 0) free(shared);
   return true;
@@ -463,7 +545,7 @@ int cym_broker_route(struct cym_broker *b, const char *topic, size_t n,
  * memory, or when the connection is closing or has one already. */
 struct cym_bsess *cym_bsess_attach(struct mg_connection *c,
                                    unsigned max_inflight, unsigned max_queued,
-                                   unsigned next_pid) {
+                                   unsigned next_pid, unsigned max_packet) {
   struct cym_bsess *s;
   if (c->pfn != cym_mqtt_cb || !c->is_accepted || c->is_closing ||
       cym_mqtt_state(c)->bsess != NULL)
@@ -473,6 +555,7 @@ struct cym_bsess *cym_bsess_attach(struct mg_connection *c,
   s->c = c;
   s->max_inflight = max_inflight < 0xFFFF ? max_inflight : 0xFFFF;
   s->max_queued = max_queued;
+  s->max_packet = max_packet;
   s->next_pid = (uint16_t) next_pid;
   cym_mqtt_state(c)->bsess = s;
   return s;
@@ -483,8 +566,13 @@ struct cym_bsess *cym_bsess_attach(struct mg_connection *c,
  * 0, or CYM_E_NOMEM. */
 int cym_bsess_resume(struct cym_bsess *s, unsigned pid, const char *topic,
                      size_t tl, const char *data, size_t dl, int flags,
-                     int released) {
-  struct cym_bmsg *m = cym_bmsg_new(topic, tl, data, dl);
+                     int released, const char *props, size_t pl,
+                     uint64_t expire_at) {
+  struct cym_bview v;
+  struct cym_bmsg *m;
+  v.topic = topic, v.tl = tl, v.props = props, v.pl = pl;
+  v.data = data, v.dl = dl, v.expire_at = expire_at;
+  m = cym_bmsg_new(&v);
   struct cym_bslot *e = m != NULL ? cym_bsess_slot(s) : NULL;
   if (e == NULL) {
     free(m);
@@ -505,9 +593,13 @@ int cym_bsess_resume(struct cym_bsess *s, unsigned pid, const char *topic,
 }
 
 void cym_bsess_deliver(struct cym_bsess *s, const char *topic, size_t tl,
-                       const char *data, size_t dl, int qos, int retain) {
+                       const char *data, size_t dl, int qos, int retain,
+                       const char *props, size_t pl, uint64_t expire_at) {
   struct cym_bmsg *shared = NULL;
-  cym_bsess_put(s, topic, tl, data, dl, qos, retain, &shared);
+  struct cym_bview v;
+  v.topic = topic, v.tl = tl, v.props = props, v.pl = pl;
+  v.data = data, v.dl = dl, v.expire_at = expire_at;
+  cym_bsess_put(s, &v, qos, retain, &shared);
   if (shared != NULL && shared->refs == 0) free(shared);
 }
 
@@ -541,8 +633,11 @@ int cym_bsess_item(struct cym_bsess *s, size_t i, struct cym_bitem *out) {
   out->released = e->released;
   out->topic = e->m->buf;
   out->topic_len = e->m->topic_len;
-  out->data = e->m->buf + e->m->topic_len;
+  out->props = e->m->buf + e->m->topic_len;
+  out->props_len = e->m->props_len;
+  out->data = out->props + e->m->props_len;
   out->data_len = e->m->data_len;
+  out->expire_at = e->m->expire_at;
   return 1;
 }
 

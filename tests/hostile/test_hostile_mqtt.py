@@ -245,22 +245,6 @@ def test_mqtt5_what_the_connack_rules_out_closes(broker, caplog, bad):
     pings(good)
 
 
-def test_mqtt5_shared_subscriptions_are_refused_with_0x9e(broker):
-    """The CONNACK says Shared Subscription Available 0; a $share filter gets
-    reason code 0x9E in the SUBACK (MQTT 5 section 3.9.3) and the others
-    of the same SUBSCRIBE are granted.  MQTT 3.1.1 has no shared
-    subscriptions: there the filter is an ordinary one."""
-    b, loop, good = broker
-    with socket.create_connection(("127.0.0.1", b.port), timeout=5) as sock:
-        sock.sendall(connect5())
-        assert recv_exact(sock, len(CONNACK5)) == CONNACK5
-        sock.sendall(packet(0x82, b"\x00\x07\x00" + mqtt_string("$share/g/t") + b"\x01"
-                            + mqtt_string("t") + b"\x01"))
-        assert recv_exact(sock, 7) == b"\x90\x05\x00\x07\x00\x9e\x01"
-    good.sendall(packet(0x82, b"\x00\x08" + mqtt_string("$share/g/t") + b"\x01"))
-    assert recv_exact(good, 5) == b"\x90\x03\x00\x08\x01"
-
-
 def test_broker_survives_a_connect_flood_of_garbage(broker):
     b, loop, good = broker
     for i in range(50):

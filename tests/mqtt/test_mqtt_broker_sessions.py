@@ -159,7 +159,7 @@ def connect5(port: int, client_id: str, expiry: int):
     props = b"\x11" + expiry.to_bytes(4, "big")
     sock.sendall(packet(0x10, mqtt_string("MQTT") + b"\x05\x00\x00\x00" + bytes([len(props)])
                         + props + mqtt_string(client_id)))
-    ack = recv_exact(sock, 9)
+    ack = recv_exact(sock, 7)
     assert ack[0] == 0x20 and ack[3] == 0, ack
     return sock, ack[2]
 
@@ -237,7 +237,7 @@ def test_an_mqtt5_receive_maximum_caps_the_unacknowledged_deliveries(broker, pee
     props = b"\x21\x00\x02"  # Receive Maximum 2
     sock.sendall(packet(0x10, mqtt_string("MQTT") + b"\x05\x02\x00\x00" + bytes([len(props)])
                         + props + mqtt_string("small")))
-    assert recv_exact(sock, 9)[:4] == b"\x20\x07\x00\x00"
+    assert recv_exact(sock, 7)[:4] == b"\x20\x05\x00\x00"
     sock.sendall(packet(0x82, b"\x00\x01\x00" + mqtt_string("r/#") + b"\x01"))
     assert recv_exact(sock, 6) == b"\x90\x04\x00\x01\x00\x01"
     pub = peer(client_id="pub")

@@ -182,13 +182,17 @@ class Paho:
     def __init__(self, port: int, protocol: int = paho.MQTTv311, client_id: str = "",
                  keepalive: int = 60, will: Optional[Dict[str, Any]] = None,
                  clean_session: Optional[bool] = None, username: Optional[str] = None,
-                 password: Optional[str] = None) -> None:
+                 password: Optional[str] = None, properties: Any = None) -> None:
+        # MQTT 5 says Clean Start, on connect
+        v5 = protocol == paho.MQTTv5
         self.c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                             protocol=protocol, clean_session=clean_session)
+                             protocol=protocol, clean_session=None if v5 else clean_session)
         if username is not None:
             self.c.username_pw_set(username, password)
         self.messages: List[paho.MQTTMessage] = []
         self.connected = threading.Event()
+        self.connack: Any = None  # CONNACK's properties (MQTT 5)
+        self.reason: Any = None  # the reason code of the broker's DISCONNECT, if any
         self.disconnected = threading.Event()
         self.acks: set = set()
         self.c.on_connect = self._on_connect
@@ -198,17 +202,21 @@ class Paho:
         self.c.on_unsubscribe = self._on_ack
         if will:
             self.c.will_set(**will)
-        self.c.connect("127.0.0.1", port, keepalive=keepalive)
+        self.c.connect("127.0.0.1", port, keepalive=keepalive, properties=properties,
+                       clean_start=(clean_session if v5 and clean_session is not None
+                                    else paho.MQTT_CLEAN_START_FIRST_ONLY))
         self.c.loop_start()
         assert self.connected.wait(10), "paho did not connect"
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any,
                     properties: Any) -> None:
         if not reason.is_failure:
+            self.connack = properties
             self.connected.set()
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any,
                        properties: Any) -> None:
+        self.reason = reason
         self.disconnected.set()
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
@@ -218,9 +226,11 @@ class Paho:
                 properties: Any) -> None:
         self.acks.add(mid)
 
-    def sub(self, topic: str, qos: int = 0) -> None:
-        """Subscribe and wait for the SUBACK."""
-        rc, mid = self.c.subscribe(topic, qos)
+    def sub(self, topic: str, qos: int = 0, options: Any = None) -> None:
+        """Subscribe (MQTT 5: with paho's ``SubscribeOptions`` as ``options``)
+        and wait for the SUBACK."""
+        rc, mid = (self.c.subscribe(topic, qos) if options is None
+                   else self.c.subscribe(topic, options=options))
         assert rc == paho.MQTT_ERR_SUCCESS
         wait_until(lambda: mid in self.acks)
 
@@ -269,9 +279,9 @@ def connect_packet(client_id: str, keepalive: int = 0, level: int = 4,
                   + keepalive.to_bytes(2, "big") + mqtt_string(client_id))
 
 
-#: The broker's MQTT 5 CONNACK accepting a new session: its properties say
-#: Subscription Identifiers Available 0 and Shared Subscription Available 0.
-CONNACK5 = b"\x20\x07\x00\x00\x04\x29\x00\x2a\x00"
+#: The broker's MQTT 5 CONNACK accepting a new session: its one property says
+#: Subscription Identifiers Available 0.
+CONNACK5 = b"\x20\x05\x00\x00\x02\x29\x00"
 
 
 def recv_exact(sock: socket.socket, n: int, timeout: float = 5.0) -> bytes:
