@@ -391,7 +391,11 @@ class MqttBroker:
             if previous is not None:
                 self._gone(previous, self._peers.get(previous))
                 self._peers[previous] = None
-                previous.close()
+                if lib.cym_mqtt_version(previous._c) == 5:
+                    previous.send(disconnect(0x8E))  # Session taken over
+                    previous.drain()
+                else:
+                    previous.close()
             old = self._sessions.get(client_id)
         if old is not None and (hello.clean or old.username != hello.username
                                 or old.expired(time.monotonic())):

@@ -286,3 +286,10 @@ def test_the_acl_judges_a_shared_subscription_by_its_filter(brokers):
                                                              for f in filters)))
         assert recv_exact(sock, 7) == b"\x90\x05\x00\x03\x00\x01\x87"
     assert ("jobs/#", "subscribe") in asked and ("other", "subscribe") in asked
+
+
+def test_a_connection_whose_session_is_taken_over_is_told_so(peer):
+    first = peer(client_id="same", protocol=V5)
+    peer(client_id="same", protocol=V5)
+    assert first.disconnected.wait(5)
+    assert first.reason.value == 0x8E  # Session taken over
