@@ -241,6 +241,38 @@ def message_properties(props: bytes, will: bool = False) -> Tuple[bytes, int]:
     return bytes(keep), expiry
 
 
+# MQTT 5 properties of a fixed size, by id (the others are a variable
+# integer, Subscription Identifier, a string pair, User Property, or a
+# string or binary data).
+_FIXED_SIZES = dict.fromkeys((0x01, 0x17, 0x19, 0x24, 0x25, 0x28, 0x29, 0x2A), 1)
+_FIXED_SIZES.update(dict.fromkeys((0x13, 0x21, 0x22, 0x23), 2))
+_FIXED_SIZES.update(dict.fromkeys((0x02, 0x11, 0x18, 0x27), 4))
+
+
+def connack_receive_maximum(packet: bytes) -> int:
+    """The Receive Maximum of an MQTT 5 CONNACK: how many QoS 1/2
+    publishes the broker takes unacknowledged (65535 when absent).
+    ``Malformed`` for a property block that runs short."""
+    r = Reader(packet)
+    r.u8()  # session present
+    r.u8()  # reason code
+    props = Reader.over(r.properties()) if r.more() else Reader.over(b"")
+    while props.more():
+        prop = props.u8()
+        if prop == _RECEIVE_MAXIMUM:
+            return props.u16() or 65535
+        size = _FIXED_SIZES.get(prop)
+        if size is not None:
+            props.take(size)
+        elif prop == _SUBSCRIPTION_IDENTIFIER:
+            props.varint()
+        else:
+            props.blob()
+            if prop == _USER_PROPERTY:
+                props.blob()
+    return 65535
+
+
 def disconnect_expiry(packet: bytes) -> Optional[int]:
     """The Session Expiry Interval an MQTT 5 DISCONNECT sets, or None."""
     if len(packet) < 4:  # no reason code, or no properties

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from . import constants as C
 from ._args import to_bytes
-from ._broker_packets import varint
+from ._broker_packets import Malformed, connack_receive_maximum, varint
 from ._dispatch import handles, mask_of
 from ._ffi import ffi, lib
 from ._mqtt_session import ClientSession
@@ -51,7 +51,9 @@ class MqttClient:
       doubles from the first to at most the second; each delay is drawn
       between half of it and all of it (jitter);
     * ``on_reconnect(attempt, delay)``: called when a reconnect is scheduled;
-    * ``max_inflight`` (20): QoS 1/2 messages awaiting acknowledgement;
+    * ``max_inflight`` (20): QoS 1/2 messages awaiting acknowledgement
+      (MQTT 5: fewer when the broker's CONNACK gives a lower Receive
+      Maximum);
     * ``max_queued`` (1000): publishes waiting, while disconnected or behind
       a full window; ``publish`` raises ``BufferError`` beyond it;
     * ``session_file``: a JSON file holding the session; loaded now, saved
@@ -92,6 +94,7 @@ class MqttClient:
         self._backoff = (reconnect_min, reconnect_max)
         self._on_reconnect = on_reconnect
         self._session_file = session_file
+        self._max_inflight = max_inflight
         self.session = ClientSession(max_inflight, max_queued)
         if session_file is not None:
             self.session.load(session_file)
@@ -259,7 +262,16 @@ class MqttClient:
         elif cmd == _PUBREL:
             session.qos2_in.discard(pid)
         elif cmd == _CONNACK and msg.ack == 0:
-            present = bool(msg.dgram[2] & 1)
+            dgram = msg.dgram
+            present = bool(dgram[2] & 1)
+            # never more in flight than the broker's Receive Maximum (MQTT-3.3.4-7)
+            window = self._max_inflight
+            if self._login["version"] == 5:
+                try:
+                    window = min(window, connack_receive_maximum(dgram))
+                except Malformed:
+                    pass  # the C parser took the packet; keep our own window
+            session.max_inflight = window
             c = conn._c
             for packet in session.resume(c, present):
                 conn.send(packet)

@@ -324,3 +324,22 @@ def test_a_retained_publish_reaches_a_later_subscriber(mosquitto, qos):
     finally:
         loop.stop()
         mgr.close()
+
+
+def test_an_mqtt5_client_keeps_to_the_brokers_receive_maximum(fake):
+    """MQTT-3.3.4-7: no more QoS 1/2 publishes unacknowledged than the
+    Receive Maximum of the broker's CONNACK (2 here, under max_inflight)."""
+    broker, mgr, loop = fake
+    client = start(loop, mgr, broker.url, version=5, clean_session=True)
+    broker.accept(b"\x20\x06\x00\x00\x03\x21\x00\x02")  # CONNACK, Receive Maximum 2
+    wait_until(lambda: loop.call(lambda: client.connected))
+    loop.call(lambda: [client.publish("t", b"%d" % i, 1) for i in range(5)])
+    assert loop.call(lambda: (client.inflight, client.queued)) == (2, 3)
+    sent = [read_packet(broker.sock) for _ in range(2)]
+    assert [(first, body[3:5]) for first, body in sent] == [(0x32, b"\x00\x01"),
+                                                             (0x32, b"\x00\x02")]
+    broker.sock.sendall(puback(1))
+    first, body = read_packet(broker.sock)
+    assert (first, body[3:5], body[6:]) == (0x32, b"\x00\x03", b"2")
+    assert loop.call(lambda: (client.inflight, client.queued)) == (2, 2)
+    loop.call(client.close)
