@@ -8,6 +8,8 @@ filters, MQTT 5 properties) are read here.  A broken packet raises
 
 from typing import List, NamedTuple, Optional, Tuple
 
+from ._ffi import ffi, lib
+
 
 class Malformed(Exception):
     """A packet that breaks the MQTT rules; ``code`` is the MQTT 5 reason
@@ -137,7 +139,6 @@ _SESSION_EXPIRY = 0x11
 # Maximum, Maximum Packet Size, Topic Alias Maximum, Request Response
 # Information, Request Problem Information.
 _CONNECT_SIZES = {0x11: 4, 0x21: 2, 0x27: 4, 0x22: 2, 0x19: 1, 0x17: 1}
-_USER_PROPERTY = 0x26
 
 
 _RECEIVE_MAXIMUM = 0x21
@@ -155,14 +156,10 @@ def connect_properties(props: bytes) -> Tuple[int, int, int]:
     seen = set()
     expiry = max_packet = 0
     receive_max = 65535
-    i = 0
-    while i < len(props):
-        pid = props[i]
-        i += 1
+    for pid, i in walk_properties(props, "CONNECT"):
         if pid in seen:
             raise Malformed("CONNECT property 0x%02x given twice" % pid)
-        if pid != _USER_PROPERTY:
-            seen.add(pid)
+        seen.add(pid)
         if pid in _CONNECT_SIZES:
             value = int.from_bytes(props[i:i + _CONNECT_SIZES[pid]], "big")
             if (pid in (0x21, 0x27) and value == 0) or (pid in (0x19, 0x17) and value > 1):
@@ -173,103 +170,70 @@ def connect_properties(props: bytes) -> Tuple[int, int, int]:
                 receive_max = value
             elif pid == _MAXIMUM_PACKET_SIZE:
                 max_packet = value
-            i += _CONNECT_SIZES[pid]
-        elif pid == _USER_PROPERTY:  # two strings
-            for _ in range(2):
-                i += 2 + int.from_bytes(props[i:i + 2], "big")
-        elif pid in (0x15, 0x16):  # authentication method / data
-            i += 2 + int.from_bytes(props[i:i + 2], "big")
-        else:
-            raise Malformed("unknown CONNECT property 0x%02x" % pid)
-    if i != len(props):
-        raise Malformed("CONNECT properties run past their length")
+        elif pid not in (0x15, 0x16):  # authentication method / data
+            raise Malformed("CONNECT property 0x%02x" % pid)
     return expiry, receive_max, max_packet
 
 
-# PUBLISH (and will) properties a subscriber gets as they came (MQTT 5
-# section 3.3.2.3), by id: Payload Format Indicator, Content Type, Response
-# Topic, Correlation Data, User Property.  The Message Expiry Interval goes
-# on as what is left of it; a will's Will Delay Interval is the broker's.
-_BYTE, _FOUR, _TEXT, _BINARY, _PAIR = range(5)
-_PASSED_ON = {0x01: _BYTE, 0x03: _TEXT, 0x08: _TEXT, 0x09: _BINARY, _USER_PROPERTY: _PAIR}
-_MESSAGE_EXPIRY = 0x02
-_WILL_DELAY = 0x18
-_TOPIC_ALIAS = 0x23
+def walk_properties(props: bytes, what: str) -> List[Tuple[int, int]]:
+    """The id and value offset of each property in an MQTT 5 property block
+    but User Property; ``Malformed`` for a block with an unknown id, one
+    that runs short or a string that is not UTF-8, or one that gives some
+    id twice (``what`` names the packet).  The walk is in C
+    (``cym_mqtt_props_walk``): a packet may hold a few MB of User
+    Properties."""
+    cap = 32
+    ids = ffi.new("uint8_t[]", cap)
+    at = ffi.new("size_t[]", cap)
+    k = lib.cym_mqtt_props_walk(props, len(props), ids, at, cap)
+    if k == -1:
+        raise Malformed("%s properties: an unknown one, one that runs short or a string "
+                        "that is not UTF-8" % what)
+    if k < 0:
+        raise Malformed("%s properties: some given twice" % what)
+    return [(ids[i], int(at[i])) for i in range(k)]
 
 
 def message_properties(props: bytes, will: bool = False) -> Tuple[bytes, int]:
-    """The properties of a PUBLISH (or, ``will``, of a will) to pass on,
-    and its Message Expiry Interval in seconds (-1: none).  Raises
-    ``Malformed`` for a property PUBLISH may not carry, one given twice
-    (other than User Property), a Payload Format Indicator other than 0 or
-    1, a string that is not UTF-8, a Response Topic with a wildcard, or a
-    Topic Alias (0x94: the broker's CONNACK allows none)."""
-    r = Reader.over(props)
-    keep = bytearray()
-    seen = set()
-    expiry = -1
-    while r.more():
-        at = r.pos
-        pid = r.u8()
-        if pid in seen:
-            raise Malformed("PUBLISH property 0x%02x given twice" % pid)
-        if pid != _USER_PROPERTY:
-            seen.add(pid)
-        kind = _PASSED_ON.get(pid)
-        if kind is None:
-            if pid == _MESSAGE_EXPIRY:
-                expiry = r.u16() << 16 | r.u16()
-                continue
-            if will and pid == _WILL_DELAY:
-                r.take(4)
-                continue
-            if pid == _TOPIC_ALIAS:
-                raise Malformed("PUBLISH with a Topic Alias (none allowed)", 0x94)
-            raise Malformed("%s property 0x%02x" % ("will" if will else "PUBLISH", pid))
-        if kind == _BYTE:
-            if r.u8() > 1:
-                raise Malformed("Payload Format Indicator above 1")
-        elif kind == _BINARY:
-            r.blob()
-        else:
-            text = r.text()
-            if pid == 0x08 and ("+" in text or "#" in text or not text):
-                raise Malformed("bad Response Topic %r" % text)
-            if kind == _PAIR:
-                r.text()
-        keep += props[at:r.pos]
-    return bytes(keep), expiry
-
-
-# MQTT 5 properties of a fixed size, by id (the others are a variable
-# integer, Subscription Identifier, a string pair, User Property, or a
-# string or binary data).
-_FIXED_SIZES = dict.fromkeys((0x01, 0x17, 0x19, 0x24, 0x25, 0x28, 0x29, 0x2A), 1)
-_FIXED_SIZES.update(dict.fromkeys((0x13, 0x21, 0x22, 0x23), 2))
-_FIXED_SIZES.update(dict.fromkeys((0x02, 0x11, 0x18, 0x27), 4))
+    """The properties of a PUBLISH (or, ``will``, of a will) to pass on as
+    they came (MQTT 5 section 3.3.2.3), and its Message Expiry Interval in
+    seconds (-1: none), which goes on as what is left of it; a will's Will
+    Delay Interval is the broker's.  Raises ``Malformed`` for a property
+    such a packet may not carry, one given twice (other than User
+    Property), a string that is not UTF-8, a Payload Format Indicator other
+    than 0 or 1, a Response Topic with a wildcard, or a Topic Alias (0x94:
+    the broker's CONNACK allows none); ``_csrc/mqtt_broker.c`` checks them."""
+    cut = ffi.new("size_t[3]")
+    code = lib.cym_mqtt_props_check(props, len(props), 1 if will else 0, cut)
+    what = "will" if will else "PUBLISH"
+    if code == 0x94:
+        raise Malformed("%s with a Topic Alias (none allowed)" % what, code)
+    if code:
+        raise Malformed("%s properties: one it may not carry, given twice, or a bad value"
+                        % what, code)
+    n = len(props)
+    expiry_at, delay_at = int(cut[0]), int(cut[2])
+    if expiry_at == n and delay_at == n:
+        return props, -1
+    keep = bytearray(props)
+    for at in sorted((at for at in (expiry_at, delay_at) if at < n), reverse=True):
+        del keep[at:at + 5]
+    return bytes(keep), int(cut[1]) if expiry_at < n else -1
 
 
 def connack_receive_maximum(packet: bytes) -> int:
     """The Receive Maximum of an MQTT 5 CONNACK: how many QoS 1/2
     publishes the broker takes unacknowledged (65535 when absent).
-    ``Malformed`` for a property block that runs short."""
+    ``Malformed`` for a broken property block."""
     r = Reader(packet)
     r.u8()  # session present
     r.u8()  # reason code
-    props = Reader.over(r.properties()) if r.more() else Reader.over(b"")
-    while props.more():
-        prop = props.u8()
+    if not r.more():
+        return 65535
+    props = r.properties()
+    for prop, i in walk_properties(props, "CONNACK"):
         if prop == _RECEIVE_MAXIMUM:
-            return props.u16() or 65535
-        size = _FIXED_SIZES.get(prop)
-        if size is not None:
-            props.take(size)
-        elif prop == _SUBSCRIPTION_IDENTIFIER:
-            props.varint()
-        else:
-            props.blob()
-            if prop == _USER_PROPERTY:
-                props.blob()
+            return int.from_bytes(props[i:i + 2], "big") or 65535
     return 65535
 
 
@@ -279,19 +243,14 @@ def disconnect_expiry(packet: bytes) -> Optional[int]:
         return None
     r = Reader(packet)
     r.u8()  # reason code
-    props = Reader.over(r.properties())
-    while props.more():
-        prop = props.u8()
-        if prop == _SESSION_EXPIRY:
-            return int.from_bytes(props.take(4), "big")
-        if prop == _USER_PROPERTY:
-            props.blob()
-            props.blob()
-        elif prop in (0x1F, 0x1C):  # Reason String, Server Reference
-            props.blob()
-        else:
+    props = r.properties()
+    expiry = None
+    for prop, i in walk_properties(props, "DISCONNECT"):
+        if prop == _SESSION_EXPIRY and expiry is None:
+            expiry = int.from_bytes(props[i:i + 4], "big")
+        elif prop not in (0x1F, 0x1C):  # Reason String, Server Reference
             raise Malformed("DISCONNECT property 0x%02x" % prop)
-    return None
+    return expiry
 
 
 class Connect(NamedTuple):
@@ -361,15 +320,10 @@ def _opening(packet: bytes, v5: bool, name: str) -> Tuple[Reader, int]:
     r = Reader(packet)
     pid = r.u16()
     if v5:
-        props = Reader.over(r.properties())
-        while props.more():
-            prop = props.u8()
+        for prop, _ in walk_properties(r.properties(), name):
             if prop == _SUBSCRIPTION_IDENTIFIER:
                 raise Malformed("%s with a Subscription Identifier (not supported)" % name)
-            if prop != _USER_PROPERTY:
-                raise Malformed("%s property 0x%02x" % (name, prop))
-            props.blob()
-            props.blob()
+            raise Malformed("%s property 0x%02x" % (name, prop))
     return r, pid
 
 

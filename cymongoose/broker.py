@@ -430,8 +430,8 @@ class MqttBroker:
         One the C engine could not route by itself; when it can route the
         next ones (QoS 0/1, no retain flag, no bridge for the topic, no
         shared subscription group, every receiver connected and none with No
-        Local), the route is left to it.  Those with MQTT 5 properties keep
-        coming here.
+        Local), the route is left to it (a PUBLISH with a Message Expiry
+        Interval or a bad property still comes here).
         """
         span = self._span
         whole = _unpack(self._at[0], span[0])  # topic .. end of packet
@@ -468,14 +468,15 @@ class MqttBroker:
         # an MQTT 5 publisher's properties: more than their empty length
         props, expire_at = self._properties(f) if span[1] - (f >> 24) > (3 if qos else 1) \
             else (b"", 0)
-        if f & 64 or bridges or props or expire_at or groups:
+        if f & 64 or bridges or groups:
             self._send(entry, data, qos, f & 64 != 0, None, props, expire_at, session)
             return
         for sub, granted in routes:
             if granted > 3:
-                self._deliver(sub, granted, raw, data, qos, False, b"", 0, session)
+                self._deliver(sub, granted, raw, data, qos, False, props, expire_at, session)
             else:
-                sub.deliver(raw, data, qos if qos < granted else granted, False)
+                sub.deliver(raw, data, qos if qos < granted else granted, False, props,
+                            expire_at)
         if qos < 2:
             self._offer_route(conn, raw, routes)
 

@@ -1,6 +1,7 @@
 /* libFuzzer harness for the parsers that read what a peer sends: HTTP heads
  * (with our patches and build options), chunked bodies, WebSocket frames,
- * MQTT packets (3.1.1 and 5, properties walked) and the request framing
+ * MQTT packets (3.1.1 and 5, properties walked, as Mongoose and the broker
+ * walk them) and the request framing
  * checks of the shim's limits.  Built and run by run.sh; not part of CI.
  *
  * The first input byte picks the parser; the rest is the peer's bytes. */
@@ -61,6 +62,14 @@ static void fuzz_mqtt(const uint8_t *data, size_t len, uint8_t version) {
     size_t ofs = 0;
     int guard = 0;
     while ((ofs = mg_mqtt_next_prop(&mm, &prop, ofs)) > 0 && guard++ < 100000) (void) 0;
+    if (mm.props_start <= mm.dgram.len && mm.props_size <= mm.dgram.len - mm.props_start) {
+      /* the broker's own checks of the same block (mqtt_broker.c) */
+      const char *p = mm.dgram.buf + mm.props_start;
+      uint8_t ids[32];
+      size_t at[32], cut[3];
+      (void) cym_mqtt_props_walk(p, mm.props_size, ids, at, 32);
+      (void) cym_mqtt_props_check(p, mm.props_size, (int) (len & 1), cut);
+    }
   }
 }
 

@@ -43,3 +43,12 @@ void cym_bsess_deliver(struct cym_bsess *s, const char *topic, size_t tl,
 void cym_bsess_stats(struct cym_bsess *s, uint64_t out[5]);
 int cym_bsess_item(struct cym_bsess *s, size_t i, struct cym_bitem *out);
 void cym_bsess_free(struct cym_bsess *s);
+
+/* MQTT 5 properties of a PUBLISH (or a will): 0, or a DISCONNECT reason
+ * code; cut: offset and value of the Message Expiry Interval, offset of the
+ * Will Delay Interval (the block's length when absent). */
+int cym_mqtt_props_check(const char *block, size_t n, int will, size_t cut[3]);
+/* Any MQTT 5 property block: the ids and value offsets of the properties
+ * other than User Property (at most cap); -1: broken, -2: more than cap. */
+int cym_mqtt_props_walk(const char *block, size_t n, uint8_t *ids, size_t *at,
+                        int cap);

@@ -20,8 +20,8 @@
  *     cym_mqtt_react already).  Python offers a route only when C can do all
  *     the work (no bridge wanting the topic, no shared subscription group,
  *     every receiver connected and none with No Local) and clears the cache
- *     whenever any of that may change; a PUBLISH with the retain flag or
- *     MQTT 5 properties still takes Python, which checks the properties.
+ *     whenever any of that may change; a PUBLISH with the retain flag, a
+ *     Message Expiry Interval or a bad property still takes Python.
  *
  * The broker struct hangs on the listener's pfn_data, which accepted
  * connections inherit, and carries the packet size limit too.  This file
@@ -373,6 +373,8 @@ static void cym_bsess_ack(struct cym_bsess *s, int cmd, uint16_t pid) {
 
 /* -- routes ------------------------------------------------------------------- */
 
+int cym_mqtt_props_check(const char *block, size_t n, int will, size_t cut[3]);
+
 static uint64_t cym_topic_hash(const char *p, size_t n) {
   uint64_t h = 1469598103934665603ULL; /* FNV-1a */
   size_t i;
@@ -437,15 +439,21 @@ static bool cym_broker_took(struct mg_connection *c, struct cym_bsess *s,
     default: return false;
   }
   b = cym_broker_of(c);
-  /* MQTT 5 properties take Python, which checks and passes them on */
   if (b == NULL || b->count == 0 || mm->qos > 1 || (mm->dgram.buf[0] & 1) ||
-      mm->props_size != 0 || cym_mqtt_malformed(mm))
+      cym_mqtt_malformed(mm))
     return false;
   r = cym_route_find(b, mm->topic.buf, mm->topic.len,
                      cym_topic_hash(mm->topic.buf, mm->topic.len));
   if (r == NULL || (b->acl && !cym_route_writer(r, c->id))) return false;
-  b->received++;
   memset(&v, 0, sizeof(v));
+  if (mm->props_size != 0) {
+    /* passed on as they are; a bad one, or an expiry, takes Python */
+    size_t cut[3];
+    v.props = mm->dgram.buf + mm->props_start, v.pl = mm->props_size;
+    if (cym_mqtt_props_check(v.props, v.pl, 0, cut) != 0 || cut[0] != v.pl)
+      return false;
+  }
+  b->received++;
   v.topic = mm->topic.buf, v.tl = mm->topic.len;
   v.data = mm->data.buf, v.dl = mm->data.len;
   for (i = 0; i < r->nt; i++) {
@@ -461,6 +469,135 @@ static bool cym_broker_took(struct mg_connection *c, struct cym_bsess *s,
 static void cym_broker_closed(struct mg_connection *c, struct cym_bsess *s) {
   s->c = NULL;
   cym_mqtt_state(c)->bsess = NULL;
+}
+
+/* -- MQTT 5 message properties ------------------------------------------------ */
+
+static bool cym_utf8_feed(uint32_t *state, const uint8_t *p, size_t n,
+                          const uint8_t *mask); /* ws.c */
+
+/* A UTF-8 string or binary field at p (its 2-byte length first) within end;
+ * its length in *len, or false when it runs short or (text) is not UTF-8. */
+static bool cym_prop_field(const uint8_t *p, const uint8_t *end, bool text,
+                           size_t *len) {
+  uint32_t st = 0;
+  if (end - p < 2) return false;
+  *len = 2 + ((size_t) p[0] << 8 | p[1]);
+  if ((size_t) (end - p) < *len) return false;
+  return !text || (cym_utf8_feed(&st, p + 2, *len - 2, NULL) && st == 0);
+}
+
+/* The length of the value of property `id` at p (MQTT 5 section 2.2.2.2),
+ * or false when the id is unknown, or the value runs short or has a string
+ * that is not UTF-8. */
+static bool cym_prop_value(uint8_t id, const uint8_t *p, const uint8_t *end,
+                           size_t *len) {
+  size_t more = 0;
+  switch (id) {
+    case 0x01: case 0x17: case 0x19: case 0x24:
+    case 0x25: case 0x28: case 0x29: case 0x2A:
+      *len = 1;
+      break;
+    case 0x13: case 0x21: case 0x22: case 0x23:
+      *len = 2;
+      break;
+    case 0x02: case 0x11: case 0x18: case 0x27:
+      *len = 4;
+      break;
+    case 0x0B: /* variable byte integer */
+      for (*len = 0; *len < 4 && p + *len < end; (*len)++)
+        if (!(p[*len] & 0x80)) return ++(*len), true;
+      return false;
+    case 0x03: case 0x08: case 0x12: case 0x15:
+    case 0x1A: case 0x1C: case 0x1F:
+      return cym_prop_field(p, end, true, len);
+    case 0x09: case 0x16:
+      return cym_prop_field(p, end, false, len);
+    case 0x26: /* User Property: two strings */
+      if (!cym_prop_field(p, end, true, len) ||
+          !cym_prop_field(p + *len, end, true, &more))
+        return false;
+      *len += more;
+      return true;
+    default:
+      return false;
+  }
+  return (size_t) (end - p) >= *len;
+}
+
+/* Walks an MQTT 5 property block: every property of a known id and whole,
+ * its strings UTF-8.  Records the id and the value's offset of each one
+ * other than User Property, at most `cap`, for Python to read (a packet of
+ * a few MB may hold hundreds of thousands of User Properties, which stay
+ * here).  Returns how many it recorded; -1 for a broken block, -2 for more
+ * than `cap` (with 30-odd ids, some id is given twice). */
+int cym_mqtt_props_walk(const char *block, size_t n, uint8_t *ids, size_t *at,
+                        int cap) {
+  const uint8_t *p = (const uint8_t *) block, *end = p + n;
+  int k = 0;
+  while (p < end) {
+    uint8_t id = *p++;
+    size_t len;
+    if (!cym_prop_value(id, p, end, &len)) return -1;
+    if (id != 0x26) {
+      if (k == cap) return -2;
+      ids[k] = id;
+      at[k++] = (size_t) (p - (const uint8_t *) block);
+    }
+    p += len;
+  }
+  return k;
+}
+
+/* Checks the MQTT 5 properties of a PUBLISH (or, `will`, of a will): every
+ * one whole and one such a packet may carry (MQTT 5 section 3.3.2.3), none
+ * but User Property twice, strings UTF-8, a Payload Format Indicator of 0
+ * or 1, a Response Topic without wildcards.  Returns 0, or the reason code
+ * of the DISCONNECT: 0x94 for a Topic Alias (the CONNACK allows none), 0x82
+ * (Protocol Error) for the rest.  cut[0], cut[1]: where the Message Expiry
+ * Interval is and its value (cut[0] = n: none); cut[2]: where a will's Will
+ * Delay Interval is (n: none); each is 5 bytes. */
+int cym_mqtt_props_check(const char *block, size_t n, int will, size_t cut[3]) {
+  const uint8_t *p = (const uint8_t *) block, *start = p, *end = p + n;
+  uint32_t seen = 0; /* bit per id below 32 */
+  cut[0] = cut[2] = n, cut[1] = 0;
+  while (p < end) {
+    uint8_t id = *p++;
+    size_t len;
+    if (id == 0x23) return will ? 0x82 : 0x94; /* Topic Alias */
+    if (!cym_prop_value(id, p, end, &len)) return 0x82;
+    if (id == 0x26) {
+      p += len;
+      continue;
+    }
+    if (id >= 32 || (seen >> id & 1)) return 0x82; /* not for PUBLISH, or twice */
+    seen |= 1u << id;
+    switch (id) {
+      case 0x01: /* Payload Format Indicator */
+        if (*p > 1) return 0x82;
+        break;
+      case 0x02: /* Message Expiry Interval */
+        cut[0] = (size_t) (p - 1 - start);
+        cut[1] = (size_t) p[0] << 24 | (size_t) p[1] << 16 | (size_t) p[2] << 8 | p[3];
+        break;
+      case 0x18: /* Will Delay Interval */
+        if (!will) return 0x82;
+        cut[2] = (size_t) (p - 1 - start);
+        break;
+      case 0x08: /* Response Topic: a topic name */
+        if (len == 2 || memchr(p + 2, '+', len - 2) != NULL ||
+            memchr(p + 2, '#', len - 2) != NULL)
+          return 0x82;
+        break;
+      case 0x03: /* Content Type */
+      case 0x09: /* Correlation Data */
+        break;
+      default:
+        return 0x82;
+    }
+    p += len;
+  }
+  return 0;
 }
 
 /* -- what Python calls ------------------------------------------------------ */

@@ -13,8 +13,9 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from support.fixtures import made
 from support.loop import wait_until
+from cymongoose._broker_packets import varint
 from support.mqtt import (CONNACK5, Paho, closed_by_peer, mqtt_string, packet, polled_brokers,
-                          recv_exact)
+                          read_packet, recv_exact)
 
 V5 = paho.MQTTv5
 
@@ -252,8 +253,11 @@ def test_the_client_maximum_packet_size_drops_bigger_messages(broker):
     (b"\x03\x00\x01a\x03\x00\x01b", 0x82),  # Content Type twice
     (b"\x08\x00\x01#", 0x82),  # a wildcard in the Response Topic
     (b"\x01\x02", 0x82),  # Payload Format Indicator 2
+    (b"\x26\x00\x01\xff\x00\x00", 0x82),  # a User Property name that is not UTF-8
+    (b"\x26\x00\x05ab", 0x82),  # running past the block
+    (b"\x18\x00\x00\x00\x01", 0x82),  # Will Delay Interval: a will's only
 ], ids=["alias", "alias-0", "subscription-id", "max-qos", "content-type-twice",
-        "response-wildcard", "format-2"])
+        "response-wildcard", "format-2", "not-utf8", "short", "will-delay"])
 def test_a_bad_publish_property_gets_a_disconnect_with_its_reason(broker, peer, props, code):
     b, _ = broker
     sub = peer(client_id="sub")
@@ -293,3 +297,51 @@ def test_a_connection_whose_session_is_taken_over_is_told_so(peer):
     peer(client_id="same", protocol=V5)
     assert first.disconnected.wait(5)
     assert first.reason.value == 0x8E  # Session taken over
+
+
+def test_a_publish_with_many_user_properties_is_passed_on_whole(broker):
+    """A large property block (100,000 User Properties, as a hostile client
+    might send) is checked in C and reaches the subscriber intact, on the
+    first publish (Python's path) and on the cached route in C."""
+    b, _ = broker
+    props = b"\x26\x00\x01k\x00\x01v" * 100000
+    block = varint(len(props)) + props
+    with socket.create_connection(("127.0.0.1", b.port), timeout=5) as sub, \
+            socket.create_connection(("127.0.0.1", b.port), timeout=5) as pub:
+        for sock, name in ((sub, "sub"), (pub, "pub")):
+            sock.sendall(connect5(name))
+            assert recv_exact(sock, len(CONNACK5)) == CONNACK5
+        sub.sendall(packet(0x82, b"\x00\x01\x00" + mqtt_string("many") + b"\x00"))
+        assert recv_exact(sub, 6) == b"\x90\x04\x00\x01\x00\x00"
+        for payload in (b"first", b"second"):
+            pub.sendall(packet(0x30, mqtt_string("many") + block + payload))
+            first, body = read_packet(sub, timeout=30)
+            assert first == 0x30 and body == mqtt_string("many") + block + payload
+
+
+@pytest.mark.parametrize("kind", ["connect", "subscribe"])
+def test_huge_blocks_of_user_properties_elsewhere_are_read_in_c(broker, kind):
+    """CONNECT and SUBSCRIBE properties hold User Properties too: a block of
+    100,000 is read (in C), and one whose name is not UTF-8 closes."""
+    b, _ = broker
+    many = b"\x26\x00\x01k\x00\x01v" * 100000
+    bad = b"\x26\x00\x01\xff\x00\x00"
+    for props, ok in ((many, True), (bad, False)):
+        with socket.create_connection(("127.0.0.1", b.port), timeout=5) as sock:
+            if kind == "connect":
+                sock.sendall(packet(0x10, mqtt_string("MQTT") + b"\x05\x02\x00\x00"
+                                    + varint(len(props)) + props + mqtt_string("c")))
+                if not ok:
+                    assert closed_by_peer(sock)
+                    continue
+                assert recv_exact(sock, len(CONNACK5), timeout=30) == CONNACK5
+            else:
+                sock.sendall(connect5("s"))
+                assert recv_exact(sock, len(CONNACK5)) == CONNACK5
+                sock.sendall(packet(0x82, b"\x00\x01" + varint(len(props)) + props
+                                    + mqtt_string("t") + b"\x01"))
+                if not ok:
+                    assert recv_exact(sock, 4) == b"\xe0\x02\x82\x00"
+                    assert closed_by_peer(sock)
+                    continue
+                assert recv_exact(sock, 6, timeout=30) == b"\x90\x04\x00\x01\x00\x01"

@@ -9,25 +9,13 @@ import pytest
 import cymongoose as cm
 from cymongoose._mqtt_session import ClientSession
 from support.loop import LoopThread, wait_until
-from support.mqtt import Mosquitto, Paho, packet, read_publish, recv_exact, unique
+from support.mqtt import Mosquitto, Paho, packet, read_packet, read_publish, recv_exact, unique
 
 CONNACK_NEW, CONNACK_KEPT = b"\x20\x02\x00\x00", b"\x20\x02\x01\x00"
 
 
 def puback(pid):
     return packet(0x40, pid.to_bytes(2, "big"))
-
-
-def read_packet(sock):
-    """(first byte, body) of the next packet."""
-    head = recv_exact(sock, 2)
-    n, shift, b = 0, 0, head[1]
-    while b & 0x80:
-        n |= (b & 0x7F) << shift
-        shift += 7
-        b = recv_exact(sock, 1)[0]
-    n |= (b & 0x7F) << shift
-    return head[0], recv_exact(sock, n)
 
 
 class FakeBroker:

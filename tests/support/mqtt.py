@@ -295,6 +295,18 @@ def recv_exact(sock: socket.socket, n: int, timeout: float = 5.0) -> bytes:
     return data
 
 
+def read_packet(sock: socket.socket, timeout: float = 5.0) -> Tuple[int, bytes]:
+    """(first byte, body) of the next packet."""
+    head = recv_exact(sock, 2, timeout)
+    n, shift, b = 0, 0, head[1]
+    while b & 0x80:
+        n |= (b & 0x7F) << shift
+        shift += 7
+        b = recv_exact(sock, 1, timeout)[0]
+    n |= (b & 0x7F) << shift
+    return head[0], recv_exact(sock, n, timeout)
+
+
 def read_publish(sock: socket.socket) -> Tuple[int, str, int, bytes]:
     """(flags, topic, packet id, payload) of the next packet, which must be PUBLISH."""
     head = recv_exact(sock, 2)
