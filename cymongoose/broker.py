@@ -47,10 +47,9 @@ from . import constants as C
 from ._broker_auth import Acl, Authenticate, Guard
 from ._broker_bridge import Bridge
 from ._broker_packets import (NO_LOCAL, RETAIN_AS_PUBLISHED, Malformed, Reader, connack,
-                              disconnect,
-                              disconnect_expiry, message_properties, parse_connect,
-                              parse_subscribe, parse_unsubscribe, shared_filter, suback,
-                              topic_matches, unsuback, valid_filter)
+                              disconnect, disconnect_expiry, message_properties,
+                              parse_connect, parse_subscribe, parse_unsubscribe, shared_filter,
+                              suback, topic_matches, unsuback, valid_filter)
 from ._broker_session import Session
 from ._dispatch import handles
 from ._ffi import ffi, lib
@@ -90,12 +89,12 @@ Route = Tuple[Session, int]
 # a retained message: payload, QoS, MQTT 5 properties, wall-clock ms it
 # expires (0: never)
 Retained = Tuple[bytes, int, bytes, int]
+# A shared subscription group: its key ($share/NAME/FILTER) and members, of
+# which each message goes to one (MQTT 5 section 4.8.2).
+Group = Tuple[str, List[Route]]
 # What the broker remembers per topic until the subscriptions change: the
 # topic as text and as bytes, the subscribers with their granted QoS, the
-# bridges that take it.
-# the shared subscription groups it matches, each as its key and members,
-# of which each message goes to one (MQTT 5 section 4.8.2).
-Group = Tuple[str, List[Route]]
+# bridges that take it, the shared subscription groups that match it.
 Entry = Tuple[str, bytes, List[Route], List[Bridge], List[Group]]
 
 
