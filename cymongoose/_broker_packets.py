@@ -177,11 +177,11 @@ def connect_properties(props: bytes) -> Tuple[int, int, int]:
 
 def walk_properties(props: bytes, what: str) -> List[Tuple[int, int]]:
     """The id and value offset of each property in an MQTT 5 property block
-    but User Property; ``Malformed`` for a block with an unknown id, one
-    that runs short or a string that is not UTF-8, or one that gives some
-    id twice (``what`` names the packet).  The walk is in C
-    (``cym_mqtt_props_walk``): a packet may hold a few MB of User
-    Properties."""
+    but User Property; ``Malformed`` (``what`` names the packet) for a block
+    with an unknown id, one that runs short or a string that is not UTF-8,
+    or more than 32 such properties (some id given twice: callers check
+    duplicates among fewer).  The walk is in C (``cym_mqtt_props_walk``): a
+    packet may hold a few MB of User Properties."""
     cap = 32
     ids = ffi.new("uint8_t[]", cap)
     at = ffi.new("size_t[]", cap)

@@ -139,13 +139,20 @@ static struct cym_bmsg *cym_bmsg_new(const struct cym_bview *v) {
   return m;
 }
 
-static struct cym_bview cym_bmsg_view(const struct cym_bmsg *m) {
+static struct cym_bview cym_bview_of(const char *topic, size_t tl,
+                                     const char *props, size_t pl,
+                                     const char *data, size_t dl,
+                                     uint64_t expire_at) {
   struct cym_bview v;
-  v.topic = m->buf, v.tl = m->topic_len;
-  v.props = m->buf + m->topic_len, v.pl = m->props_len;
-  v.data = v.props + m->props_len, v.dl = m->data_len;
-  v.expire_at = m->expire_at;
+  v.topic = topic, v.tl = tl, v.props = props, v.pl = pl;
+  v.data = data, v.dl = dl, v.expire_at = expire_at;
   return v;
+}
+
+static struct cym_bview cym_bmsg_view(const struct cym_bmsg *m) {
+  const char *props = m->buf + m->topic_len;
+  return cym_bview_of(m->buf, m->topic_len, props, m->props_len,
+                      props + m->props_len, m->data_len, m->expire_at);
 }
 
 static void cym_bmsg_unref(struct cym_bmsg *m) {
@@ -166,16 +173,14 @@ static uint32_t cym_bview_ttl(const struct cym_bview *v, uint64_t now) {
   return v->expire_at > now ? (uint32_t) ((v->expire_at - now + 999) / 1000) : 0;
 }
 
-/* The size of the PUBLISH that carries `v` to this client, and its property
- * block's length (MQTT 5). */
-static size_t cym_bview_size(const struct mg_connection *c,
+/* The remaining length of the PUBLISH that carries `v` to this client, and
+ * its property block's length (MQTT 5). */
+static size_t cym_bview_rest(const struct mg_connection *c,
                              const struct cym_bview *v, unsigned flags,
                              size_t *plen) {
-  size_t len;
   *plen = c->is_mqtt5 ? v->pl + (v->expire_at ? 5 : 0) : 0;
-  len = 2 + v->tl + ((flags & 6) ? 2 : 0) + v->dl +
-        (c->is_mqtt5 ? cym_varint_len(*plen) + *plen : 0);
-  return 1 + cym_varint_len(len) + len;
+  return 2 + v->tl + ((flags & 6) ? 2 : 0) + v->dl +
+         (c->is_mqtt5 ? cym_varint_len(*plen) + *plen : 0);
 }
 
 /* Whether `v` may still go to this session's client: not expired unsent
@@ -183,12 +188,11 @@ static size_t cym_bview_size(const struct mg_connection *c,
  * (MQTT-3.1.2-25: such a message is dropped as if it had been sent). */
 static bool cym_bsess_may_send(const struct cym_bsess *s,
                                const struct cym_bview *v, unsigned flags) {
-  size_t plen;
+  size_t plen, rest;
   if (v->expire_at && v->expire_at < cym_wall_ms()) return false;
-  if (s->max_packet && s->c != NULL &&
-      cym_bview_size(s->c, v, flags, &plen) > s->max_packet)
-    return false;
-  return true;
+  if (s->max_packet == 0 || s->c == NULL) return true;
+  rest = cym_bview_rest(s->c, v, flags, &plen);
+  return 1 + cym_varint_len(rest) + rest <= s->max_packet;
 }
 
 /* PUBLISH (flags: DUP, QoS, RETAIN) framed straight into the send buffer
@@ -196,11 +200,9 @@ static bool cym_bsess_may_send(const struct cym_bsess *s,
 static void cym_bsess_publish(struct mg_connection *c,
                               const struct cym_bview *v, unsigned flags,
                               uint16_t pid) {
-  size_t plen, size = cym_bview_size(c, v, flags, &plen), at = c->send.len;
-  size_t rest, vl;
+  size_t plen, rest = cym_bview_rest(c, v, flags, &plen), at = c->send.len;
+  size_t size = 1 + cym_varint_len(rest) + rest, vl;
   uint8_t *p;
-  rest = 2 + v->tl + ((flags & 6) ? 2 : 0) + v->dl +
-         (c->is_mqtt5 ? cym_varint_len(plen) + plen : 0);
   if (rest > 268435455) return; /* beyond MQTT's remaining length */
   if (mg_iobuf_add(&c->send, at, NULL, size) != size) return; /* out of memory */
   p = c->send.buf + at;
@@ -445,17 +447,15 @@ static bool cym_broker_took(struct mg_connection *c, struct cym_bsess *s,
   r = cym_route_find(b, mm->topic.buf, mm->topic.len,
                      cym_topic_hash(mm->topic.buf, mm->topic.len));
   if (r == NULL || (b->acl && !cym_route_writer(r, c->id))) return false;
-  memset(&v, 0, sizeof(v));
-  if (mm->props_size != 0) {
+  v = cym_bview_of(mm->topic.buf, mm->topic.len, mm->dgram.buf + mm->props_start,
+                   mm->props_size, mm->data.buf, mm->data.len, 0);
+  if (v.pl != 0) {
     /* passed on as they are; a bad one, or an expiry, takes Python */
     size_t cut[3];
-    v.props = mm->dgram.buf + mm->props_start, v.pl = mm->props_size;
     if (cym_mqtt_props_check(v.props, v.pl, 0, cut) != 0 || cut[0] != v.pl)
       return false;
   }
   b->received++;
-  v.topic = mm->topic.buf, v.tl = mm->topic.len;
-  v.data = mm->data.buf, v.dl = mm->data.len;
   for (i = 0; i < r->nt; i++) {
     int q = r->t[i].qos < mm->qos ? r->t[i].qos : mm->qos;
     cym_bsess_put(r->t[i].s, &v, q, 0, &shared);
@@ -705,11 +705,8 @@ int cym_bsess_resume(struct cym_bsess *s, unsigned pid, const char *topic,
                      size_t tl, const char *data, size_t dl, int flags,
                      int released, const char *props, size_t pl,
                      uint64_t expire_at) {
-  struct cym_bview v;
-  struct cym_bmsg *m;
-  v.topic = topic, v.tl = tl, v.props = props, v.pl = pl;
-  v.data = data, v.dl = dl, v.expire_at = expire_at;
-  m = cym_bmsg_new(&v);
+  struct cym_bview v = cym_bview_of(topic, tl, props, pl, data, dl, expire_at);
+  struct cym_bmsg *m = cym_bmsg_new(&v);
   struct cym_bslot *e = m != NULL ? cym_bsess_slot(s) : NULL;
   if (e == NULL) {
     free(m);
@@ -733,9 +730,7 @@ void cym_bsess_deliver(struct cym_bsess *s, const char *topic, size_t tl,
                        const char *data, size_t dl, int qos, int retain,
                        const char *props, size_t pl, uint64_t expire_at) {
   struct cym_bmsg *shared = NULL;
-  struct cym_bview v;
-  v.topic = topic, v.tl = tl, v.props = props, v.pl = pl;
-  v.data = data, v.dl = dl, v.expire_at = expire_at;
+  struct cym_bview v = cym_bview_of(topic, tl, props, pl, data, dl, expire_at);
   cym_bsess_put(s, &v, qos, retain, &shared);
   if (shared != NULL && shared->refs == 0) free(shared);
 }
@@ -753,6 +748,7 @@ void cym_bsess_stats(struct cym_bsess *s, uint64_t out[5]) {
  * 0 when there is none. */
 int cym_bsess_item(struct cym_bsess *s, size_t i, struct cym_bitem *out) {
   const struct cym_bslot *e = NULL;
+  struct cym_bview v;
   if (i < s->live) {
     uint32_t k;
     for (k = s->first; k < s->n; k++) {
@@ -768,13 +764,11 @@ int cym_bsess_item(struct cym_bsess *s, size_t i, struct cym_bitem *out) {
   out->pid = e->pid;
   out->flags = e->flags;
   out->released = e->released;
-  out->topic = e->m->buf;
-  out->topic_len = e->m->topic_len;
-  out->props = e->m->buf + e->m->topic_len;
-  out->props_len = e->m->props_len;
-  out->data = out->props + e->m->props_len;
-  out->data_len = e->m->data_len;
-  out->expire_at = e->m->expire_at;
+  v = cym_bmsg_view(e->m);
+  out->topic = v.topic, out->topic_len = v.tl;
+  out->props = v.props, out->props_len = v.pl;
+  out->data = v.data, out->data_len = v.dl;
+  out->expire_at = v.expire_at;
   return 1;
 }
 
