@@ -1,6 +1,6 @@
 """Instructions per request of one server, counted by callgrind (deterministic A/B).
 
-    PYTHONPATH=. python3 bench/count.py [--conns 50] [--requests 20000] SERVER ARGS...
+    PYTHONPATH=. python3 bench/count.py [--conns 50] [--requests 20000] [--browser] SERVER ARGS...
     e.g. PYTHONPATH=. python3 bench/count.py --annotate 30 \
              "$(python3 -c 'import sys; print(sys.executable)')" bench/servers/hello.py declared
 
@@ -29,6 +29,17 @@ import time
 from typing import Callable, List
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+#: What a browser sends for a page (Chromium's 15 fields, cookie shortened).
+BROWSER = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nConnection: keep-alive\r\n"
+           b'sec-ch-ua: "Chromium";v="131", "Not_A Brand";v="24"\r\nsec-ch-ua-mobile: ?0\r\n'
+           b'sec-ch-ua-platform: "Linux"\r\nUpgrade-Insecure-Requests: 1\r\n'
+           b"User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+           b"Chrome/131.0.0.0 Safari/537.36\r\n"
+           b"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,"
+           b"image/webp,*/*;q=0.8\r\nSec-Fetch-Site: none\r\nSec-Fetch-Mode: navigate\r\n"
+           b"Sec-Fetch-User: ?1\r\nSec-Fetch-Dest: document\r\n"
+           b"Accept-Encoding: gzip, deflate, br, zstd\r\nAccept-Language: en-US,en;q=0.9\r\n"
+           b"Cookie: session=abc123; theme=dark\r\n\r\n")
 UPGRADE = (b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
 PAYLOAD = b"x" * 32
@@ -65,13 +76,14 @@ def read_until(s: socket.socket, done: Callable[[bytes], bool]) -> None:
         buf += chunk
 
 
-def rounds(socks: List[socket.socket], n: int, ws: bool = False, serial: bool = False) -> None:
-    """``n`` rounds of one request (or WebSocket message) per connection,
+def rounds(socks: List[socket.socket], n: int, ws: bool = False, serial: bool = False,
+           request: bytes = REQUEST) -> None:
+    """``n`` rounds of one ``request`` (or WebSocket message) per connection,
     each answered before the next; with ``serial`` one at a time."""
     for _ in range(n):
         for group in ([[s] for s in socks] if serial else [socks]):
             for s in group:
-                s.sendall(FRAME if ws else REQUEST)
+                s.sendall(FRAME if ws else request)
             for s in group:
                 if ws:
                     read_until(s, lambda b: len(b) >= len(ECHO))
@@ -96,6 +108,8 @@ def main() -> None:
                    help="one request in flight in all, the connections taking turns: "
                         "each poll finds one request and the other connections idle, "
                         "as an open-loop load well below capacity does")
+    p.add_argument("--browser", action="store_true",
+                   help="send the 15 header fields of a browser's page request, not Host alone")
     p.add_argument("--annotate", type=int, default=0, metavar="N",
                    help="also print the N functions with the most instructions")
     p.add_argument("server", nargs=argparse.REMAINDER)
@@ -113,10 +127,11 @@ def main() -> None:
         n = max(1, args.requests // args.conns)
         if args.ws:
             upgrade(socks)
-        rounds(socks, max(1, n // 5), args.ws, args.serial)  # warm-up: imports, first allocations, PyPy's JIT
+        request = BROWSER if args.browser else REQUEST
+        rounds(socks, max(1, n // 5), args.ws, args.serial, request)  # warm-up: imports, first allocations, PyPy's JIT
         subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        rounds(socks, n, args.ws, args.serial)
+        rounds(socks, n, args.ws, args.serial, request)
         subprocess.run(["callgrind_control", "-i", "off", str(proc.pid)], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for s in socks:

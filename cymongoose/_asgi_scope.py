@@ -5,6 +5,7 @@ import re
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import unquote
 
+from ._ffi import lib
 from ._http_request import head_blob, request_target
 from .forwarded import Front
 
@@ -37,7 +38,7 @@ def _scope_common(hm: Any, conn: Any, server_name: str, server_port: int,
                   scheme: str) -> Tuple[Dict[str, Any], Optional[bytes], bool]:
     """The scope entries HTTP and WebSocket share, the ``Connection`` header
     and whether any proxy header came."""
-    blob = head_blob(hm, True)
+    blob = head_blob(hm, lib.CYM_HEAD_LOWER)
     connection = None
     proxied = False
     if blob is not None:

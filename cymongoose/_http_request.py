@@ -59,11 +59,13 @@ def peer_of(conn: Any) -> Tuple[str, int]:
 
 
 
-def head_blob(hm: Any, lower_names: bool = False) -> Optional[bytes]:
+def head_blob(hm: Any, form: int = lib.CYM_HEAD_AS_IS) -> Optional[bytes]:
     """Method, uri, query, proto, then header names and values alternating,
-    separated by NUL bytes, from one C copy of the head (names lowercased
-    with ``lower_names``); None when the head must be read field by field
-    (a duck-typed ``hm``, a field holding NUL)."""
+    separated by NUL bytes, from one C copy of the head; ``form`` says how
+    the names come (``cym_http_head``: as they are, ``CYM_HEAD_LOWER`` or
+    as WSGI environ keys with ``CYM_HEAD_CGI``).  None when the head must
+    be read field by field (a duck-typed ``hm``, a field holding NUL, and
+    with ``CYM_HEAD_CGI`` two headers of the same key)."""
     if not isinstance(hm, HttpMessage):
         return None
     addr = hm._addr
@@ -74,10 +76,10 @@ def head_blob(hm: Any, lower_names: bool = False) -> Optional[bytes]:
     buf = getattr(_scratch, "buf", None)
     if buf is None:
         buf = _scratch.buf = ffi.new("char[]", _SCRATCH_SIZE)
-    n = lib.cym_http_head(addr, buf, _SCRATCH_SIZE, lower_names)
+    n = lib.cym_http_head(addr, buf, _SCRATCH_SIZE, form)
     if n > _SCRATCH_SIZE:
         buf = ffi.new("char[]", n)  # a rare huge head: not kept
-        n = lib.cym_http_head(addr, buf, n, lower_names)
+        n = lib.cym_http_head(addr, buf, n, form)
     if n < 0:
         return None
     blob: bytes = ffi.unpack(buf, n - 1)

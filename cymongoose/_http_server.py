@@ -60,6 +60,7 @@ _request_kind = lib.cym_http_kind
 _REQ_WS = int(lib.CYM_REQ_WS)
 _REQ_VERSION = int(lib.CYM_REQ_VERSION)
 _REQ_BAD = int(lib.CYM_REQ_BAD)
+_REQ_EMPTY = int(lib.CYM_REQ_EMPTY)
 
 
 class _Peer:
@@ -329,7 +330,7 @@ class HttpCore:
         ex.body_done = True
         self._answering = conn
         try:
-            ex.on_body(hm.body_bytes, False)
+            ex.on_body(b"" if kind == _REQ_EMPTY else hm.body_bytes, False)
         finally:
             self._answering = None
 

@@ -5,6 +5,7 @@ import sys
 from typing import Any, Dict, List, Optional
 from urllib.parse import unquote_to_bytes
 
+from ._ffi import lib
 from ._http_request import head_blob, peer_of, request_target, wsgi_str
 from .forwarded import Front
 
@@ -87,13 +88,14 @@ def build_environ(hm: Any, conn: Any, server_name: str, server_port: int,
     """
     fields = _head_fields(hm)
     if fields is not None:
-        # One C call: every field already as PEP 3333 wants it (latin-1).
+        # One C call: every field already as PEP 3333 wants it (latin-1),
+        # each header under its environ key, none twice.
         method, uri, query, proto = fields[0], fields[1], fields[2], fields[3]
         if "?" in uri:  # Mongoose may leave ?query in uri
             uri, _, rest = uri.partition("?")
             query = query or rest
         path = uri if "%" not in uri else unquote_to_bytes(uri.encode("latin-1")).decode("latin-1")
-        headers: Any = zip(fields[4::2], fields[5::2])
+        headers: Any = None
     else:
         method, proto = hm.method, hm.proto
         uri, query = request_target(hm)
@@ -111,6 +113,22 @@ def build_environ(hm: Any, conn: Any, server_name: str, server_port: int,
     environ["QUERY_STRING"] = query
     environ["SERVER_PROTOCOL"] = proto or "HTTP/1.1"
     environ["wsgi.errors"] = sys.stderr
+    if headers is None:
+        environ.update(zip(fields[4::2], fields[5::2]))  # type: ignore[index]
+    else:
+        _add_headers(environ, headers)
+    # Most requests carry no proxy header: then only a root path changes
+    # anything.  (A keys view tests the four proxy keys against the
+    # environ; the frozenset's own isdisjoint would walk every environ key.)
+    if front is not None and (front.root_path or not environ.keys().isdisjoint(_PROXY_KEYS)):
+        front.apply_environ(environ)
+    return environ
+
+
+def _add_headers(environ: Dict[str, Any], headers: List[Any]) -> None:
+    """Each header under its environ key (``HTTP_X_Y`` for ``X-Y``), the
+    values of a repeated one joined with ", "; a name holding ``_`` is left
+    out, as ``cym_http_head`` leaves it out."""
     for name, value in headers:
         if "_" in name:
             continue
@@ -121,17 +139,12 @@ def build_environ(hm: Any, conn: Any, server_name: str, server_port: int,
         key = "HTTP_" + key
         old = environ.get(key)
         environ[key] = value if old is None else old + ", " + value
-    # Most requests carry no proxy header: then only a root path changes
-    # anything.  (A keys view tests the four proxy keys against the
-    # environ; the frozenset's own isdisjoint would walk every environ key.)
-    if front is not None and (front.root_path or not environ.keys().isdisjoint(_PROXY_KEYS)):
-        front.apply_environ(environ)
-    return environ
 
 
 def _head_fields(hm: Any) -> Optional[List[str]]:
-    """The head's fields decoded as latin-1 (``head_blob``), or None."""
-    blob = head_blob(hm)
+    """The head's fields decoded as latin-1, names as environ keys
+    (``head_blob``), or None."""
+    blob = head_blob(hm, lib.CYM_HEAD_CGI)
     if blob is None:
         return None
     return blob.decode("latin-1").split("\0")

@@ -320,11 +320,12 @@ class WsgiResponse:
             raise AssertionError("start_response called twice without exc_info")
         # A final status is 200-599: a 1xx would leave the client waiting
         # for the real answer (RFC 9110 section 15), and above 599 is invalid.
-        if not isinstance(status, str) or len(status) < 4 or not "2" <= status[0] <= "5" \
-                or not status[1:3].isdigit() or status[3] != " ":
+        if not isinstance(status, str) or len(status) < 4 or status[3] != " " \
+                or status[:3] not in _FINAL_CODES:
             raise ValueError("invalid WSGI status %r (want '200 OK' to '599 ...')" % (status,))
         if type(headers) is not list:
             headers = list(headers)
+        npairs = len(headers)
         # The names and values NUL-joined, as frame_response takes them: one
         # scan of that run for CR and LF, and a NUL of their own (or a
         # header that is not a pair) shows in the count; only a hit looks at
@@ -334,7 +335,7 @@ class WsgiResponse:
         except TypeError:
             flat = None
         if flat is None or "\r" in flat or "\n" in flat \
-                or flat.count("\0") != max(0, 2 * len(headers) - 1):
+                or (flat.count("\0") != 2 * npairs - 1 and npairs):
             _check_headers(headers)
         self.status = status
         self.headers = headers
@@ -476,6 +477,10 @@ class WsgiResponse:
         if close is not None:
             close()
 
+
+#: The status codes a WSGI application may give (final ones, 200-599), as
+#: the first three characters of its status.
+_FINAL_CODES = frozenset(str(code) for code in range(200, 600))
 
 #: What ``next`` gives ``WsgiResponse.pump`` at the end of the body.
 _DONE: Any = object()

@@ -396,6 +396,40 @@ def test_environ_is_complete(start):
     assert hasattr(seen["wsgi.errors"], "write")
 
 
+def test_environ_keys_of_repeated_mixed_case_and_many_headers(start):
+    seen = []
+
+    def app(environ, start_response):
+        seen.append(environ)
+        start_response("200 OK", [("Content-Length", "0")])
+        return []
+
+    srv = start(app)
+    many = "".join("X-H%d: v%d\r\n" % (i, i) for i in range(90))
+    heads = [
+        # Each key once: the head's one C copy gives the keys.
+        "x-lower-case: 1\r\nCONTENT-type: a/b\r\n" + many,
+        # A repeated key (in another case, too) takes the joined values.
+        "Accept: a\r\nX-Other: o\r\naccept: b\r\nACCEPT: c\r\nX_Gone: z\r\n",
+    ]
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        for head in heads:
+            s.sendall(("GET / HTTP/1.1\r\nHost: h\r\n" + head + "\r\n").encode())
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = s.recv(4096)
+                assert chunk, "connection closed"
+                data += chunk
+            assert data.startswith(b"HTTP/1.1 200")
+    first, second = seen
+    assert first["HTTP_X_LOWER_CASE"] == "1"
+    assert first["CONTENT_TYPE"] == "a/b" and "HTTP_CONTENT_TYPE" not in first
+    assert [first["HTTP_X_H%d" % i] for i in range(90)] == ["v%d" % i for i in range(90)]
+    assert second["HTTP_ACCEPT"] == "a, b, c"
+    assert second["HTTP_X_OTHER"] == "o" and second["HTTP_HOST"] == "h"
+    assert not [k for k in second if "GONE" in k]
+
+
 def test_build_environ_accepts_duck_typed_objects():
     class Hm:
         method, uri, query, proto, body_bytes = "GET", "/p%2Fq?a=1", "", "", b"xyz"
