@@ -29,17 +29,28 @@ import time
 from typing import Callable, List
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
-#: What a browser sends for a page (Chromium's 15 fields, cookie shortened).
-BROWSER = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nConnection: keep-alive\r\n"
-           b'sec-ch-ua: "Chromium";v="131", "Not_A Brand";v="24"\r\nsec-ch-ua-mobile: ?0\r\n'
-           b'sec-ch-ua-platform: "Linux"\r\nUpgrade-Insecure-Requests: 1\r\n'
-           b"User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-           b"Chrome/131.0.0.0 Safari/537.36\r\n"
-           b"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,"
-           b"image/webp,*/*;q=0.8\r\nSec-Fetch-Site: none\r\nSec-Fetch-Mode: navigate\r\n"
-           b"Sec-Fetch-User: ?1\r\nSec-Fetch-Dest: document\r\n"
-           b"Accept-Encoding: gzip, deflate, br, zstd\r\nAccept-Language: en-US,en;q=0.9\r\n"
-           b"Cookie: session=abc123; theme=dark\r\n\r\n")
+#: The header fields a browser sends for a page after Host (Chromium's,
+#: the cookie shortened); ``--browser`` here and in pair.py sends them.
+BROWSER_FIELDS = [
+    "Connection: keep-alive",
+    'sec-ch-ua: "Chromium";v="131", "Not_A Brand";v="24"',
+    "sec-ch-ua-mobile: ?0",
+    'sec-ch-ua-platform: "Linux"',
+    "Upgrade-Insecure-Requests: 1",
+    "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36",
+    "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,"
+    "*/*;q=0.8",
+    "Sec-Fetch-Site: none",
+    "Sec-Fetch-Mode: navigate",
+    "Sec-Fetch-User: ?1",
+    "Sec-Fetch-Dest: document",
+    "Accept-Encoding: gzip, deflate, br, zstd",
+    "Accept-Language: en-US,en;q=0.9",
+    "Cookie: session=abc123; theme=dark",
+]
+BROWSER = ("GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n"
+           + "".join(f + "\r\n" for f in BROWSER_FIELDS) + "\r\n").encode()
 UPGRADE = (b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
 PAYLOAD = b"x" * 32

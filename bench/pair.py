@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Two or more HTTP servers compared in one run: CPU per request, req/s, p99.
 
-    python3 bench/pair.py [--rounds N] [--secs S] [--ws SIZE] [--rate R] NAME=COMMAND ...
+    python3 bench/pair.py [--rounds N] [--secs S] [--ws SIZE] [--rate R] [--browser] NAME=COMMAND ...
 
 Each COMMAND is a server command line with ``{port}`` where its port goes;
 it runs from bench/servers pinned to core 0 (as bench/servers_compare.py
@@ -29,7 +29,8 @@ time each request fell due: the latency of servers of different speeds
 compared at the same offered load, which wrk's closed loop cannot do.
 ``--ws SIZE --rate R`` does the same for WebSocket echo servers with
 ``bin/ws_rate``: R messages per second, each sent on a connection with
-none in flight.
+none in flight.  With ``--browser`` wrk sends the 15 header fields of a
+browser's page request (``count.BROWSER_FIELDS``) instead of Host alone.
 """
 
 import argparse
@@ -42,6 +43,8 @@ import subprocess
 import sys
 import time
 from typing import Dict, List, Tuple
+
+from count import BROWSER_FIELDS
 
 SERVERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "servers")
 
@@ -90,9 +93,10 @@ def wait_port(port: int, proc: "subprocess.Popen[bytes]") -> None:
             time.sleep(0.1)  # polling a port another process opens
 
 
-def wrk(port: int, secs: int) -> Tuple[int, float, str]:
+def wrk(port: int, secs: int, browser: bool = False) -> Tuple[int, float, str]:
+    fields = [a for f in BROWSER_FIELDS for a in ("-H", f)] if browser else []
     out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c50", "-d%ds" % secs,
-                          "--latency", "http://127.0.0.1:%d/" % port],
+                          "--latency"] + fields + ["http://127.0.0.1:%d/" % port],
                          stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
     count = re.search(r"(\d+) requests in", out)
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -140,6 +144,9 @@ def main() -> int:
     p.add_argument("--rate", type=float, metavar="R",
                    help="open-loop load of R requests/s (bin/http_rate, or bin/ws_rate with "
                         "--ws); latency p50/p99/p99.9")
+    p.add_argument("--browser", action="store_true",
+                   help="wrk sends the header fields of a browser's page request "
+                        "(count.BROWSER_FIELDS), not Host alone")
     p.add_argument("servers", nargs="+", metavar="NAME=COMMAND")
     args = p.parse_args()
     if args.rate:
@@ -147,7 +154,7 @@ def main() -> int:
     elif args.ws:
         load = lambda port, secs: ws_load(port, secs, args.ws)  # noqa: E731
     else:
-        load = wrk
+        load = lambda port, secs: wrk(port, secs, args.browser)  # noqa: E731
     procs = []
     try:
         for spec in args.servers:

@@ -25,8 +25,14 @@ static void fuzz_http(const char *buf, size_t len) {
   struct mg_http_message hm;
   int n = mg_http_parse(buf, len, &hm);
   if (n > 0) {
+    static char head[2 * 65536]; /* room for any head cym_http_head writes */
     size_t i;
+    int form;
     struct mg_str *h = mg_http_get_header(&hm, "Host");
+    (void) cym_http_kind((uintptr_t) &hm);
+    for (form = CYM_HEAD_AS_IS; form <= CYM_HEAD_CGI; form++) {
+      (void) cym_http_head((uintptr_t) &hm, head, sizeof(head), form);
+    }
     for (i = 0; i < MG_MAX_HTTP_HEADERS && hm.headers[i].name.len > 0; i++) {
       (void) hm.headers[i].value.len;
     }
