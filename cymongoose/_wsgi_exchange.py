@@ -17,10 +17,11 @@ Two ways to run the application:
 
 import io
 import logging
+import re
 import tempfile
 import threading
 import time
-from typing import Any, Callable, Iterator, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from ._http_exchange import (ABORT, END, FLUSH, LOW_WATER, NO_LOCK, NOW, RAW, STREAM_BATCH_SIZE,
                              ClientDisconnected, Exchange)
@@ -292,12 +293,14 @@ class InlineExchange(WsgiExchange):
 class WsgiResponse:
     """``start_response``, ``write`` and the framing of one response."""
 
-    __slots__ = ("ex", "status", "headers", "flat", "head_sent", "op", "length", "sent",
-                 "result", "pieces", "total")
+    __slots__ = ("ex", "status", "line", "headers", "flat", "head_sent", "op", "length",
+                 "sent", "result", "pieces", "total")
 
     def __init__(self, ex: WsgiExchange) -> None:
         self.ex = ex
         self.status: Optional[str] = None
+        #: The status code and status line of ``status`` (``_status_line``).
+        self.line: Tuple[int, bytes] = _NO_LINE
         self.headers: List[Tuple[str, str]] = []
         self.flat: Optional[str] = None  # the headers NUL-joined
         self.head_sent = False
@@ -318,11 +321,9 @@ class WsgiResponse:
                 exc_info = None
         elif self.status is not None:
             raise AssertionError("start_response called twice without exc_info")
-        # A final status is 200-599: a 1xx would leave the client waiting
-        # for the real answer (RFC 9110 section 15), and above 599 is invalid.
-        if not isinstance(status, str) or len(status) < 4 or status[3] != " " \
-                or status[:3] not in _FINAL_CODES:
-            raise ValueError("invalid WSGI status %r (want '200 OK' to '599 ...')" % (status,))
+        line = _STATUS_LINES.get(status) if type(status) is str else None
+        if line is None:
+            line = _status_line(status)
         if type(headers) is not list:
             headers = list(headers)
         npairs = len(headers)
@@ -338,6 +339,7 @@ class WsgiResponse:
                 or (flat.count("\0") != 2 * npairs - 1 and npairs):
             _check_headers(headers)
         self.status = status
+        self.line = line
         self.headers = headers
         self.flat = flat
         return self.write
@@ -351,11 +353,8 @@ class WsgiResponse:
 
     def _head(self) -> Tuple[int, bytes, bytes]:
         """Status code, status line and NUL-joined headers, as the framers take them."""
-        status = self.status
-        assert status is not None
         assert self.flat is not None
-        return (int(status[:3]), ("HTTP/1.1 " + status).encode("latin-1"),
-                self.flat.encode("latin-1"))
+        return self.line[0], self.line[1], self.flat.encode("latin-1")
 
     def _frame(self, total: Optional[int], body: Optional[bytes] = None,
                head: Optional[Tuple[int, bytes, bytes]] = None) -> Framed:
@@ -410,10 +409,10 @@ class WsgiResponse:
         return False
 
     def _whole(self, data: bytes) -> bool:
-        status, flat = self.status, self.flat
-        assert status is not None and flat is not None
+        flat, line = self.flat, self.line
+        assert flat is not None
         # _head(), inline: this runs for nearly every response.
-        head = (int(status[:3]), ("HTTP/1.1 " + status).encode("latin-1"), flat.encode("latin-1"))
+        head = (line[0], line[1], flat.encode("latin-1"))
         if self.ex.respond_whole(head[0], head[1], head[2], len(self.headers), data, len(data)):
             self.head_sent = True
             self.sent = len(data)
@@ -481,6 +480,35 @@ class WsgiResponse:
 #: The status codes a WSGI application may give (final ones, 200-599), as
 #: the first three characters of its status.
 _FINAL_CODES = frozenset(str(code) for code in range(200, 600))
+#: Status code and status line of each status seen (``_status_line``): an
+#: application gives a few statuses, over and over.
+_STATUS_LINES: Dict[str, Tuple[int, bytes]] = {}
+#: How many statuses ``_STATUS_LINES`` keeps (reason phrases are free text).
+_STATUS_LINES_MAX = 256
+_NO_LINE = (0, b"")
+#: What a reason phrase may not hold: controls but tab, DEL, and beyond latin-1.
+_NOT_IN_REASON = re.compile("[\x00-\x08\x0a-\x1f\x7f\u0100-\U0010ffff]")
+
+
+def _status_line(status: Any) -> Tuple[int, bytes]:
+    """The code and status line of a WSGI ``status`` (``"404 Not Found"``),
+    remembered in ``_STATUS_LINES``.  ``ValueError`` for one that is not a
+    final status (200-599: a 1xx would leave the client waiting for the
+    real answer, RFC 9110 section 15, and above 599 is invalid), or whose
+    reason phrase is not latin-1 or holds a control character other than
+    tab (RFC 9112 section 4): a CR or LF there would start a header line of
+    its own."""
+    if not isinstance(status, str) or len(status) < 4 or status[3] != " " \
+            or status[:3] not in _FINAL_CODES:
+        raise ValueError("invalid WSGI status %r (want '200 OK' to '599 ...')" % (status,))
+    if _NOT_IN_REASON.search(status) is not None:
+        raise ValueError("WSGI status %r holds a control character or is not latin-1"
+                         % (status,))
+    line = ("HTTP/1.1 " + status).encode("latin-1")
+    head = (int(status[:3]), line)
+    if type(status) is str and len(_STATUS_LINES) < _STATUS_LINES_MAX:
+        _STATUS_LINES[status] = head
+    return head
 
 #: What ``next`` gives ``WsgiResponse.pump`` at the end of the body.
 _DONE: Any = object()

@@ -171,3 +171,37 @@ def test_start_response_refuses_headers_that_are_not_pairs_of_str(path, workers)
     want = b"ValueError" if path in ("/nul-name", "/lf-value") else b"TypeError"
     assert got.startswith(b"HTTP/1.1 200 ") and got.endswith(b"refused")
     assert b"X-Refused: " + want in got
+
+
+# Reason phrases a WSGI application may give, and ones it may not: a CR or
+# LF would start a header line of the application's choosing (RFC 9112
+# section 4: HTAB, SP, visible characters and obs-text only).
+REASONS = {"/tab": "200 Fine\there", "/obs": "200 Tr\xe8s bien", "/crlf": "200 OK\r\nX-Injected: 1",
+           "/lf": "200 OK\nX-Injected: 1", "/nul": "200 O\x00K", "/del": "200 O\x7fK",
+           "/wide": "200 \u2713"}
+
+
+def reason_app(environ, start_response):
+    start_response(REASONS[environ["PATH_INFO"]], [("Content-Type", "text/plain")])
+    return [b"body"]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_wsgi_reason_phrase_with_a_control_character_is_an_application_error(workers, caplog):
+    srv = WsgiThread(reason_app, workers=workers)
+    try:
+        for path in ("/tab", "/obs"):
+            got = raw_exchange(srv.port, b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                               % path.encode(), lambda d: False)
+            assert got.startswith(("HTTP/1.1 " + REASONS[path]).encode("latin-1") + b"\r\n")
+        for path in ("/crlf", "/lf", "/nul", "/del", "/wide"):
+            with caplog.at_level(logging.ERROR, logger="cymongoose"):
+                got = raw_exchange(srv.port, b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close"
+                                   b"\r\n\r\n" % path.encode(), lambda d: False)
+            assert got.startswith(b"HTTP/1.1 500 "), path
+            assert b"X-Injected" not in got
+            assert any(r.exc_info and isinstance(r.exc_info[1], ValueError)
+                       for r in caplog.records)
+            caplog.clear()
+    finally:
+        srv.stop()
