@@ -11,8 +11,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 import cymongoose as cm
 from cymongoose._broker_auth import check_password, load_password_file
 from support.loop import LoopThread, wait_until
-from support.mqtt import (MOSQUITTO_PASSWD, Paho, closed_by_peer, connect_packet, mqtt_string,
-                          packet, recv_exact)
+from support.mqtt import (MOSQUITTO_PASSWD, Paho, closed_by_peer, connect_packet,
+                          disconnect_and_stop, mqtt_string, packet, recv_exact)
 
 
 @pytest.fixture
@@ -44,8 +44,7 @@ def connack_code(port, username=None, password=None, protocol=paho.MQTTv311):
     try:
         wait_until(lambda: got)
     finally:
-        c.disconnect()
-        c.loop_stop()
+        disconnect_and_stop(c)
     return got[0].value
 
 

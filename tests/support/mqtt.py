@@ -250,8 +250,19 @@ class Paho:
         return [m.payload for m in self.messages if topic is None or m.topic == topic]
 
     def stop(self) -> None:
-        self.c.disconnect()
-        self.c.loop_stop()
+        disconnect_and_stop(self.c)
+
+
+def disconnect_and_stop(client: Any) -> None:
+    """``disconnect()`` a paho client, then ``loop_stop()`` its thread.
+    paho's ``loop_stop`` reads its thread attribute twice, and the thread,
+    which ends by itself after ``disconnect()``, may clear it in between: the
+    ``AttributeError`` then says the thread has ended."""
+    client.disconnect()
+    try:
+        client.loop_stop()
+    except AttributeError:
+        pass
 
 
 # -- raw MQTT 3.1.1 over a plain socket, for what paho will not send ---------
