@@ -17,7 +17,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Deque, Optional, Tuple
 
 from ._access_log import AccessRecord
-from ._http_writers import CHUNK, END, RAW
+from ._http_writers import CHUNK, END, FRAME_HTTP10, FRAME_NO_BODY, RAW
 from .connection import Connection
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ class Exchange:
 
     __slots__ = ("server", "conn", "lock", "outbox", "queued", "scheduled", "waiting",
                  "dead", "progress", "keep_alive", "close_after", "body_done", "ended", "writing",
-                 "method", "http10", "access", "__weakref__")
+                 "method", "http10", "frame_bits", "access", "__weakref__")
 
     def __init__(self, server: "HttpCore", conn: Connection, method: str, proto: str,
                  connection_header: Optional[str], lock: Any = None) -> None:
@@ -97,9 +97,12 @@ class Exchange:
         self.dead = False         # client gone or exchange aborted
         self.progress = 0         # outbox items handed to Mongoose so far
         self.method = method
-        self.http10 = proto == "HTTP/1.0"
+        http10 = self.http10 = proto == "HTTP/1.0"
+        #: The framers' flags for this request (``_http_writers``).
+        self.frame_bits = ((FRAME_NO_BODY if method == "HEAD" else 0)
+                           | (FRAME_HTTP10 if http10 else 0))
         token = (connection_header or "").lower()
-        if self.http10:
+        if http10:
             self.keep_alive = "keep-alive" in token
         else:
             self.keep_alive = "close" not in token

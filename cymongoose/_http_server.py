@@ -477,7 +477,10 @@ class HttpCore:
             record.done()
         peer = conn.userdata
         if peer is not None:
-            self._forget(peer, ex)
+            # _forget, inline: this runs once per response.
+            if peer.ex is ex:
+                peer.ex = None
+            self._inflight.pop(ex, None)
         if ex.writing:
             ex.writing = False
             _set_events(conn, _WRITE_BIT, False)

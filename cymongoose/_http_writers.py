@@ -5,11 +5,9 @@ The reason phrases come from Mongoose's own table (the one
 ``mg_http_reply`` uses), read through ``cym_http_status_text``.
 """
 
-import email.utils
 from itertools import chain
 import threading
-import time
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 from ._ffi import ffi, lib
 
@@ -51,16 +49,10 @@ def status_line(code: int) -> bytes:
     return line
 
 
-_date_cache: List[Any] = [0, "", b""]
-
-
 def http_date() -> str:
-    """The ``Date`` header value for now, formatted once per second."""
-    now = int(time.time())
-    if _date_cache[0] != now:
-        date = email.utils.formatdate(now, usegmt=True)
-        _date_cache[:] = [now, date, ("Date: " + date).encode("latin-1")]
-    text: str = _date_cache[1]
+    """The ``Date`` header value for now (``cym_http_date_line``, which the
+    framers below also use, formats it once per second)."""
+    text: str = ffi.string(lib.cym_http_date_line())[6:].decode("latin-1")
     return text
 
 
@@ -75,10 +67,11 @@ def error_response(status: int, close: bool = False, headers: str = "") -> bytes
                                          body)).encode("latin-1")
 
 
-_NO_BODY = int(lib.CYM_FR_NO_BODY)
-_HTTP10 = int(lib.CYM_FR_HTTP10)
+#: The framers' flags for a request (``Exchange.frame_bits``): it wants no
+#: body (HEAD; the framer adds 1xx, 204 and 304 itself), or it is HTTP/1.0.
+FRAME_NO_BODY = int(lib.CYM_FR_NO_BODY)
+FRAME_HTTP10 = int(lib.CYM_FR_HTTP10)
 _CLOSE = int(lib.CYM_FR_CLOSE)
-_NO_LENGTH = int(lib.CYM_FR_NO_LENGTH)
 _EROOM = int(lib.CYM_FR_EROOM)
 _ELENGTH = int(lib.CYM_FR_ELENGTH)
 _SIZE_BITS = int(lib.CYM_FR_SIZE_BITS)
@@ -132,19 +125,6 @@ def flat_headers(pairs: Any) -> Tuple[bytes, int]:
     return flat, len(pairs)
 
 
-def _frame_flags(ex: "Exchange", code: int) -> int:
-    flags = 0
-    if ex.method == "HEAD" or code < 200 or code == 204 or code == 304:
-        # A 204 has no Content-Length either (RFC 9110 section 8.6): a
-        # client that took it for the body's would wait for bytes.
-        flags = _NO_BODY | _NO_LENGTH if code == 204 else _NO_BODY
-    if ex.http10:
-        flags |= _HTTP10
-    if ex.close_after:
-        flags |= _CLOSE
-    return flags
-
-
 def frame_whole_into(ex: "Exchange", c: Any, code: int, line: bytes, flat: bytes,
                      npairs: int, body: bytes, total: int) -> int:
     """Frame a whole response (``frame_response``'s rules and arguments)
@@ -158,11 +138,9 @@ def frame_whole_into(ex: "Exchange", c: Any, code: int, line: bytes, flat: bytes
     application's own ``Content-Length`` differs, or there is none and
     ``total`` is -1) or a header is bad: the caller then takes the general
     path, which reports it."""
-    if _date_cache[0] != int(time.time()):
-        http_date()
-    date = _date_cache[2]
-    n: int = lib.cym_http_respond(c, line, len(line), flat, len(flat), npairs, date, len(date),
-                                  total, body, len(body), _frame_flags(ex, code))
+    n: int = lib.cym_http_respond(c, line, len(line), flat, len(flat), npairs, total, body,
+                                  len(body), code,
+                                  ex.frame_bits | _CLOSE if ex.close_after else ex.frame_bits)
     if n < 0 or not n >> _WHOLE_BIT & 1:
         return -1
     if n >> _CLOSE_BIT & 1:
@@ -191,28 +169,25 @@ def frame_response(ex: "Exchange", code: int, line: bytes, flat: bytes, npairs: 
     ``Content-Length`` that is not a number, or two that differ (a repeat
     of the same one is sent once).
     """
-    flags = _frame_flags(ex, code)
+    flags = ex.frame_bits | _CLOSE if ex.close_after else ex.frame_bits
     buf = getattr(_scratch, "buf", None)
     if buf is None:
         buf = _scratch.buf = ffi.new("char[]", _SCRATCH_SIZE)
         _scratch.res = ffi.new("struct cym_http_framing *")
     res = _scratch.res
-    if _date_cache[0] != int(time.time()):
-        http_date()
-    date = _date_cache[2]
     if total is None:
         total = -1
     if body is None:
         body, blen = ffi.NULL, 0
     else:
         blen = len(body)
-    n = lib.cym_http_frame(line, len(line), flat, len(flat), npairs, date, len(date), total,
-                           body, blen, flags, buf, _SCRATCH_SIZE, res)
+    n = lib.cym_http_frame(line, len(line), flat, len(flat), npairs, total, body, blen, code,
+                           flags, buf, _SCRATCH_SIZE, res)
     if n == _EROOM:
         room = res.need
         buf = ffi.new("char[]", room)
-        n = lib.cym_http_frame(line, len(line), flat, len(flat), npairs, date, len(date), total,
-                               body, blen, flags, buf, room, res)
+        n = lib.cym_http_frame(line, len(line), flat, len(flat), npairs, total, body, blen,
+                               code, flags, buf, room, res)
     if n < 0:
         if n == _ELENGTH:
             raise ValueError("invalid Content-Length in the response headers")

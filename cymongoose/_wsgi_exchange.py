@@ -272,7 +272,8 @@ class InlineExchange(WsgiExchange):
         if response is not None:
             self.response = None
             response.close()
-            self._close_spool()
+            if self.spool is not None:
+                self.spool.close()
 
     def resume(self) -> bool:
         """MG_EV_WRITE: pull more of the body; True once the response is over."""
@@ -284,10 +285,6 @@ class InlineExchange(WsgiExchange):
             return False
         self.response = None
         return True
-
-    def _close_spool(self) -> None:
-        if self.spool is not None:
-            self.spool.close()
 
 
 class WsgiResponse:
@@ -617,4 +614,5 @@ def _settle(ex: InlineExchange, response: WsgiResponse, exc: Optional[BaseExcept
         exc = exc or close_exc
     if exc is not None:
         _failed(ex, response, exc)
-    ex._close_spool()
+    if ex.spool is not None:
+        ex.spool.close()

@@ -6,15 +6,46 @@ const char *cym_http_status_text(int code) {
   return mg_http_status_code_str(code);
 }
 
+static const char *const s_cym_days[] = {"Sun", "Mon", "Tue", "Wed",
+                                         "Thu", "Fri", "Sat"};
+static const char *const s_cym_months[] = {"Jan", "Feb", "Mar", "Apr",
+                                           "May", "Jun", "Jul", "Aug",
+                                           "Sep", "Oct", "Nov", "Dec"};
+
+/* IMF-fixdate, "Sun, 06 Nov 1994 08:49:37 GMT" (locale independent). */
+static void cym_http_date(time_t t, char *buf, size_t len) {
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  mg_snprintf(buf, len, "%s, %02d %s %d %02d:%02d:%02d GMT",
+              s_cym_days[tm.tm_wday], tm.tm_mday, s_cym_months[tm.tm_mon],
+              tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+/* The "Date: ..." line of a response sent now, formatted once per second
+ * (per thread: pool workers frame responses too). */
+const char *cym_http_date_line(void) {
+  static __thread time_t at = -1;
+  static __thread char line[48];
+  time_t now = time(NULL);
+  if (now != at) {
+    memcpy(line, "Date: ", 6);
+    cym_http_date(now, line + 6, sizeof(line) - 6);
+    at = now;
+  }
+  return line;
+}
+
 /* cym_http_frame: the head of a response (and with it a whole body), for
  * the WSGI and ASGI servers.  Python passes the application's headers as
  * one NUL-joined run of names and values; checking, filtering and framing
  * them here costs one C call instead of a Python loop over the headers.
  * The rules are the ones _http_writers.frame_response documents. */
 
-#define CYM_FR_NO_BODY 1 /* HEAD request, 1xx, 204, 304: the body is not sent */
+/* The flags Python passes, which say what the request and connection want. */
+#define CYM_FR_NO_BODY 1 /* a HEAD request (or 1xx, 204, 304): the body is not sent */
 #define CYM_FR_HTTP10 2  /* the client spoke HTTP/1.0 */
 #define CYM_FR_CLOSE 4   /* the connection closes after this response */
+/* Added here from the status code. */
 #define CYM_FR_NO_LENGTH 8 /* 204: no Content-Length either (RFC 9110 section 8.6) */
 
 #define CYM_FR_EHEADER -1 /* a name not a token, a control character in a value, a count that is off */
@@ -100,25 +131,27 @@ static int cym_fr_hop_by_hop(const char *s, size_t n) {
          cym_fr_is(s, n, "proxy-connection");
 }
 
-/* Frames line (the status line), the npairs headers in hdrs, date (a
- * whole "Date: ..." line, added unless the application sent one) and the
- * framing headers into out.  total is the body length when already known
+/* Frames line (the status line of status code code), the npairs headers
+ * in hdrs, a Date line (unless the application sent one) and the framing
+ * headers into out.  A 1xx, 204 or 304 has no body.  total is the body length when already known
  * (-1 otherwise).  With body non-NULL and a head that frames exactly
  * blen raw bytes, the body is copied after the head (res->whole).
  * Returns the bytes written (the low CYM_FR_SIZE_BITS bits), res->op + 1
  * (2 bits), res->close and res->whole (a bit each) above them; or a
  * CYM_FR_E* code. */
 long cym_http_frame(const char *line, size_t line_len, const char *hdrs, size_t hlen,
-                    size_t npairs, const char *date, size_t date_len, long total,
-                    const char *body, size_t blen, int flags, char *out, size_t room,
-                    struct cym_http_framing *res) {
+                    size_t npairs, long total, const char *body, size_t blen, int code,
+                    int flags, char *out, size_t room, struct cym_http_framing *res) {
   size_t pos = 0, at = 0, fields = 0, i;
   const char *name = NULL;
   size_t name_len = 0;
   long length = -1;
-  int has_date = 0, app_connection = 0, close = (flags & CYM_FR_CLOSE) != 0;
+  int has_date = 0, app_connection = 0, close;
   char num[32];
 
+  if (code < 200 || code == 204 || code == 304) flags |= CYM_FR_NO_BODY;
+  if (code == 204) flags |= CYM_FR_NO_LENGTH;
+  close = (flags & CYM_FR_CLOSE) != 0;
   cym_fr_put(out, room, &pos, line, line_len);
   cym_fr_put(out, room, &pos, "\r\n", 2);
   while (npairs > 0 && at <= hlen) {
@@ -158,7 +191,8 @@ long cym_http_frame(const char *line, size_t line_len, const char *hdrs, size_t 
   }
   if (fields != 2 * npairs) return CYM_FR_EHEADER;
   if (!has_date) {
-    cym_fr_put(out, room, &pos, date, date_len);
+    const char *date = cym_http_date_line();
+    cym_fr_put(out, room, &pos, date, strlen(date));
     cym_fr_put(out, room, &pos, "\r\n", 2);
   }
   res->op = 0;
@@ -209,22 +243,21 @@ long cym_http_frame(const char *line, size_t line_len, const char *hdrs, size_t 
  * head does not frame exactly this body (whole is 0), or on an error, the
  * send buffer is left as it was: the caller takes its general path. */
 long cym_http_respond(struct mg_connection *c, const char *line, size_t line_len,
-                      const char *hdrs, size_t hlen, size_t npairs, const char *date,
-                      size_t date_len, long total, const char *body, size_t blen,
-                      int flags) {
+                      const char *hdrs, size_t hlen, size_t npairs, long total,
+                      const char *body, size_t blen, int code, int flags) {
   struct cym_http_framing res;
-  size_t guess = line_len + hlen + 2 * npairs + date_len + blen + 96;
+  size_t guess = line_len + hlen + 2 * npairs + blen + 136;
   long n;
   if (c->send.size - c->send.len < guess &&
       !mg_iobuf_resize(&c->send, c->send.len + guess)) {
     return CYM_FR_EROOM;
   }
-  n = cym_http_frame(line, line_len, hdrs, hlen, npairs, date, date_len, total, body, blen,
+  n = cym_http_frame(line, line_len, hdrs, hlen, npairs, total, body, blen, code,
                      flags, (char *) c->send.buf + c->send.len, c->send.size - c->send.len,
                      &res);
   if (n == CYM_FR_EROOM) {
     if (!mg_iobuf_resize(&c->send, c->send.len + (size_t) res.need)) return CYM_FR_EROOM;
-    n = cym_http_frame(line, line_len, hdrs, hlen, npairs, date, date_len, total, body, blen,
+    n = cym_http_frame(line, line_len, hdrs, hlen, npairs, total, body, blen, code,
                        flags, (char *) c->send.buf + c->send.len, c->send.size - c->send.len,
                        &res);
   }

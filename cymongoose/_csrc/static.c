@@ -13,21 +13,6 @@
 #define CYM_STATIC_NO_SYMLINKS 1
 #define CYM_STATIC_NO_DOTFILES 2
 
-static const char *const s_cym_days[] = {"Sun", "Mon", "Tue", "Wed",
-                                         "Thu", "Fri", "Sat"};
-static const char *const s_cym_months[] = {"Jan", "Feb", "Mar", "Apr",
-                                           "May", "Jun", "Jul", "Aug",
-                                           "Sep", "Oct", "Nov", "Dec"};
-
-/* IMF-fixdate, "Sun, 06 Nov 1994 08:49:37 GMT" (locale independent). */
-static void cym_http_date(time_t t, char *buf, size_t len) {
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  mg_snprintf(buf, len, "%s, %02d %s %d %02d:%02d:%02d GMT",
-              s_cym_days[tm.tm_wday], tm.tm_mday, s_cym_months[tm.tm_mon],
-              tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-}
-
 static int cym_num(const char *s, size_t n, int *out) {
   size_t i;
   int v = 0;

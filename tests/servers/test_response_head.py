@@ -5,7 +5,9 @@ request's), it carries one Content-Length at most, its header names are
 tokens and its values hold no control character but tab (RFC 9110 sections
 5.1 and 5.5)."""
 
+import email.utils
 import logging
+import time
 from typing import Any
 
 import pytest
@@ -21,7 +23,8 @@ REFUSED = {
     "/name-del": ("X\x7fB", "v4"), "/value-ctl": ("X-A", "a\x01b"), "/value-esc": ("X-A", "\x1b[2J"),
     "/value-del": ("X-A", "a\x7fb"),
 }
-SENT = {"/value-tab": ("X-A", "a\tb"), "/name-tchars": ("X!#$%&'*+.^_`|~-9", "v")}
+SENT = {"/value-tab": ("X-A", "a\tb"), "/name-tchars": ("X!#$%&'*+.^_`|~-9", "v"),
+        "/own-date": ("Date", "Sun, 06 Nov 1994 08:49:37 GMT")}
 
 
 def extra(path: str) -> Any:
@@ -139,6 +142,30 @@ def test_a_204_sends_no_content_length_and_a_304_keeps_it(port, method):
         head, _, body = got.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 " + path[:3].encode()) and body == b""
         assert (b"content-length: 4" in head.lower()) is length
+
+
+def dates_of(head: bytes) -> Any:
+    return [line.split(b":", 1)[1].strip().decode() for line in head.split(b"\r\n")[1:]
+            if line.lower().startswith(b"date:")]
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_every_response_has_one_date_of_now_unless_the_application_gives_its_own(port, method):
+    """RFC 9110 section 6.6.1: an origin server with a clock sends Date, in
+    IMF-fixdate; the server's own is never added to the application's."""
+    for path in ("200", "204-cl", "304-cl", "999", "own-date"):
+        before = time.time()
+        got = raw_exchange(port, b"%s /%s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                           % (method.encode(), path.encode()), lambda d: False)
+        after = time.time()
+        dates = dates_of(got.partition(b"\r\n\r\n")[0])
+        assert len(dates) == 1, (path, got)
+        if path == "own-date":
+            assert dates == [SENT["/own-date"][1]]
+            continue
+        when = email.utils.parsedate_to_datetime(dates[0])
+        assert email.utils.format_datetime(when, usegmt=True) == dates[0]  # IMF-fixdate
+        assert int(before) <= when.timestamp() <= after + 1
 
 
 # WSGI header lists that are not lists of (str, str) pairs, by path.
