@@ -41,6 +41,8 @@ class FileWrapper:
 #: The environ keys of the headers a trusted proxy sets (``forwarded.Front``).
 _PROXY_KEYS = frozenset(("HTTP_FORWARDED", "HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO",
                          "HTTP_X_FORWARDED_HOST"))
+#: ``head_blob``'s form for an environ: each header name as its key.
+_CGI = int(lib.CYM_HEAD_CGI)
 #: The entries every environ shares; ``build_environ`` copies it.
 _STATIC: Dict[str, Any] = {
     "SCRIPT_NAME": "",
@@ -86,10 +88,11 @@ def build_environ(hm: Any, conn: Any, server_name: str, server_port: int,
     ``server_name``, ``server_port`` and ``multithread``) the caller sets
     ``wsgi.input`` itself.
     """
-    fields = _head_fields(hm)
-    if fields is not None:
+    blob = head_blob(hm, _CGI)
+    if blob is not None:
         # One C call: every field already as PEP 3333 wants it (latin-1),
         # each header under its environ key, none twice.
+        fields = blob.decode("latin-1").split("\0")
         method, uri, query, proto = fields[0], fields[1], fields[2], fields[3]
         if "?" in uri:  # Mongoose may leave ?query in uri
             uri, _, rest = uri.partition("?")
@@ -114,7 +117,7 @@ def build_environ(hm: Any, conn: Any, server_name: str, server_port: int,
     environ["SERVER_PROTOCOL"] = proto or "HTTP/1.1"
     environ["wsgi.errors"] = sys.stderr
     if headers is None:
-        environ.update(zip(fields[4::2], fields[5::2]))  # type: ignore[index]
+        environ.update(zip(fields[4::2], fields[5::2]))
     else:
         _add_headers(environ, headers)
     # Most requests carry no proxy header: then only a root path changes
@@ -140,11 +143,3 @@ def _add_headers(environ: Dict[str, Any], headers: List[Any]) -> None:
         old = environ.get(key)
         environ[key] = value if old is None else old + ", " + value
 
-
-def _head_fields(hm: Any) -> Optional[List[str]]:
-    """The head's fields decoded as latin-1, names as environ keys
-    (``head_blob``), or None."""
-    blob = head_blob(hm, lib.CYM_HEAD_CGI)
-    if blob is None:
-        return None
-    return blob.decode("latin-1").split("\0")
