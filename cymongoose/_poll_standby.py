@@ -13,11 +13,14 @@ it, one by one (``Standby.run``):
 * each application runs as on a worker, in one of the pool's slots;
 * while it leaves now and then, a timer in C wakes the standby thread
   every ``TAKEOVER_MS``; a tick that finds it away since the previous tick,
-  with no application finished meanwhile (one waits for a database, a
-  client, another request), makes the standby hand the requests not yet
-  started to the pool's workers and poll the Manager in the poll thread's
-  place until it returns.  Leaving and returning make no system call, and
-  the timer stops after a tick with no leave.
+  with no application finished meanwhile and the poll thread asleep (its
+  application waits for a database, a client, another request), makes the
+  standby hand the requests not yet started to the pool's workers and poll
+  the Manager in the poll thread's place until it returns.  A poll thread
+  that is not asleep (an application that computes, or a thread the host
+  holds off the CPU for a moment) is taken over after ten such ticks.
+  Leaving and returning make no system call, and the timer stops after a
+  tick with no leave.
 """
 
 import threading
@@ -28,7 +31,8 @@ from ._ffi import lib
 from ._wsgi_exchange import WsgiExchange
 
 #: The standby's tick: it polls in the poll thread's place after one to two
-#: ticks with the poll thread away and no application finished.
+#: ticks with the poll thread away, asleep, and no application finished
+#: (ten ticks when it is not asleep: ``_csrc/park.c``).
 TAKEOVER_MS = 1
 
 

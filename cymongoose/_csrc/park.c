@@ -18,8 +18,15 @@
  * cym_park_standby) while the poll thread leaves now and then, and the
  * poll thread flags each application it finishes (cym_park_progress).
  * When a tick finds it away since the previous tick with none finished
- * meanwhile, the standby polls instead until the poll thread is back and
- * asks for its place (cym_park_reclaim).  A tick that finds no leave
+ * meanwhile, and asleep (an application that waits: cym_park_asleep), the
+ * standby polls instead until the poll thread is back and asks for its
+ * place (cym_park_reclaim).  A poll thread that is not asleep is running
+ * an application, or is held off the CPU by the host (a shared machine's
+ * vCPU stalls for milliseconds now and then): it has the GIL and is about
+ * to go on, and polling in its place would only hand its batch to workers
+ * that wait for that GIL.  So the standby takes over from a running one
+ * only after CYM_PARK_BUSY_TICKS ticks with none finished (an application
+ * that computes for long).  A tick that finds no leave
  * since the previous one stops the timer; the next leave starts it again.
  * So a busy server's poll thread leaves and returns with no system call,
  * and an idle one is not woken.
@@ -31,9 +38,15 @@
  * returns for good. */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
+
+/* Ticks with nothing finished before the standby polls in the place of a
+ * poll thread that is not asleep. */
+#define CYM_PARK_BUSY_TICKS 10
 
 struct cym_park {
   pthread_mutex_t lock;
@@ -47,6 +60,8 @@ struct cym_park {
   int ticking;         /* the timer runs (periodic) */
   unsigned leaves;     /* cym_park_leave calls so far */
   unsigned seen;       /* leaves at the standby's previous tick */
+  unsigned stuck;      /* ticks in a row that found it away with none finished */
+  pid_t poller;        /* the thread id of the poll thread that left last */
   volatile int done;   /* the poll thread finished an application since the
                           previous tick (Python sets it, the standby clears it) */
 };
@@ -80,6 +95,32 @@ static int cym_park_arm(struct cym_park *p, long ns, int periodic) {
   t.it_value.tv_nsec = ns % 1000000000L;
   if (periodic) t.it_interval = t.it_value;
   return timerfd_settime(p->timer, 0, &t, NULL);
+}
+
+/* The calling thread's id (cached: one system call per thread). */
+static pid_t cym_park_tid(void) {
+  static __thread pid_t tid;
+  if (tid == 0) tid = (pid_t) syscall(SYS_gettid);
+  return tid;
+}
+
+/* Is thread tid of this process asleep: blocked in the kernel (state S or
+ * D in /proc), as an application that waits for a database, a client or a
+ * lock is?  0 when it runs or is runnable, or when that cannot be read. */
+static int cym_park_asleep(pid_t tid) {
+  char path[64], buf[512];
+  const char *end;
+  ssize_t n;
+  int fd;
+  snprintf(path, sizeof(path), "/proc/self/task/%ld/stat", (long) tid);
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  end = strrchr(buf, ')'); /* after the name, which may hold ')' itself */
+  return end != NULL && end[1] == ' ' && (end[2] == 'S' || end[2] == 'D');
 }
 
 /* Between polls, on the thread that polls m.  NULL without memory. */
@@ -138,6 +179,7 @@ int cym_park_leave(struct cym_park *p, int ms) {
     p->vacant = 1;
     p->done = 0;
     p->leaves++;
+    p->poller = cym_park_tid();
   }
   pthread_mutex_unlock(&p->lock);
   return ok;
@@ -181,10 +223,16 @@ int cym_park_standby(struct cym_park *p) {
       return -1;
     }
     if (p->vacant && p->leaves == p->seen && !p->done) {
-      p->vacant = 0; /* away since the last tick, and nothing finished */
-      p->standby = 1;
-      pthread_mutex_unlock(&p->lock);
-      return 1;
+      /* Away since the last tick, and nothing finished. */
+      if (++p->stuck >= CYM_PARK_BUSY_TICKS || cym_park_asleep(p->poller)) {
+        p->vacant = 0;
+        p->standby = 1;
+        p->stuck = 0;
+        pthread_mutex_unlock(&p->lock);
+        return 1;
+      }
+    } else {
+      p->stuck = 0;
     }
     if (!p->vacant && p->leaves == p->seen) {
       cym_park_arm(p, 0, 0); /* no leave for a whole tick: stop */

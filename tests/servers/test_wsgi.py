@@ -10,6 +10,7 @@ import os
 import socket
 import sys
 import threading
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from wsgiref.validate import validator
@@ -275,6 +276,36 @@ def test_a_request_the_poll_thread_runs_may_block_while_others_are_served(start)
     assert ran_on["/second"].startswith("cymongoose-wsgi-")
     # Back on the poll thread: the next lone request is its own again.
     assert httpx.get(srv.url + "/third", timeout=10).text == "/third"
+
+
+def test_a_request_the_poll_thread_runs_may_compute_long_while_others_are_served(start):
+    # As above, but the first application never sleeps: it computes (in
+    # Python, so the GIL changes hands every switch interval) until the
+    # second request is answered.  The standby takes over from a poll
+    # thread that runs after some ticks with nothing finished (_csrc/park.c).
+    second_done = threading.Event()
+    ran_on = {}
+
+    def app(environ, start_response):
+        path = environ["PATH_INFO"]
+        ran_on[path] = threading.current_thread().name
+        if path == "/first":
+            deadline = time.monotonic() + 10
+            while not second_done.is_set():
+                assert time.monotonic() < deadline
+        else:
+            second_done.set()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [path.encode()]
+
+    srv = start(app, workers=2, poll_ms=60000)  # no poll timeout can help
+    with ThreadPoolExecutor(1) as ex:
+        first = ex.submit(httpx.get, srv.url + "/first", timeout=15)
+        wait_until(lambda: "/first" in ran_on)
+        assert httpx.get(srv.url + "/second", timeout=10).text == "/second"
+        assert first.result().text == "/first"
+    assert ran_on["/first"] == srv.thread.name
+    assert ran_on["/second"].startswith("cymongoose-wsgi-")
 
 
 @pytest.mark.parametrize("logged", [False, True], ids=["no-access-log", "access-log"])
