@@ -249,52 +249,28 @@ def test_requests_one_poll_brings_to_an_idle_pool_run_on_the_poll_thread_and_are
     assert ran_on == [srv.thread.name] * 3
 
 
-def test_a_request_the_poll_thread_runs_may_block_while_others_are_served(start):
+@pytest.mark.parametrize("waits", [True, False], ids=["waits", "computes"])
+def test_a_request_the_poll_thread_runs_may_block_while_others_are_served(start, waits):
     # A lone request finds the pool idle and runs on the poll thread; when
     # it blocks, the standby polls in its place and a worker serves the
-    # next one, which is what unblocks the first.
+    # next one, which is what unblocks the first.  An application that
+    # computes (in Python, so the GIL changes hands every switch interval)
+    # never sleeps: the standby takes over from a poll thread that runs
+    # after some ticks with nothing finished (_csrc/park.c).
     second_done = threading.Event()
     ran_on = {}
 
     def app(environ, start_response):
         path = environ["PATH_INFO"]
         ran_on[path] = threading.current_thread().name
-        if path == "/first":
+        if path != "/first":
+            second_done.set()
+        elif waits:
             assert second_done.wait(10)
         else:
-            second_done.set()
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return [path.encode()]
-
-    srv = start(app, workers=2, poll_ms=60000)  # no poll timeout can help
-    with ThreadPoolExecutor(1) as ex:
-        first = ex.submit(httpx.get, srv.url + "/first", timeout=10)
-        wait_until(lambda: "/first" in ran_on)
-        assert httpx.get(srv.url + "/second", timeout=10).text == "/second"
-        assert first.result().text == "/first"
-    assert ran_on["/first"] == srv.thread.name
-    assert ran_on["/second"].startswith("cymongoose-wsgi-")
-    # Back on the poll thread: the next lone request is its own again.
-    assert httpx.get(srv.url + "/third", timeout=10).text == "/third"
-
-
-def test_a_request_the_poll_thread_runs_may_compute_long_while_others_are_served(start):
-    # As above, but the first application never sleeps: it computes (in
-    # Python, so the GIL changes hands every switch interval) until the
-    # second request is answered.  The standby takes over from a poll
-    # thread that runs after some ticks with nothing finished (_csrc/park.c).
-    second_done = threading.Event()
-    ran_on = {}
-
-    def app(environ, start_response):
-        path = environ["PATH_INFO"]
-        ran_on[path] = threading.current_thread().name
-        if path == "/first":
             deadline = time.monotonic() + 10
             while not second_done.is_set():
                 assert time.monotonic() < deadline
-        else:
-            second_done.set()
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [path.encode()]
 
@@ -306,6 +282,8 @@ def test_a_request_the_poll_thread_runs_may_compute_long_while_others_are_served
         assert first.result().text == "/first"
     assert ran_on["/first"] == srv.thread.name
     assert ran_on["/second"].startswith("cymongoose-wsgi-")
+    # Back on the poll thread: the next lone request is its own again.
+    assert httpx.get(srv.url + "/third", timeout=10).text == "/third"
 
 
 @pytest.mark.parametrize("logged", [False, True], ids=["no-access-log", "access-log"])
