@@ -223,8 +223,20 @@ int cym_park_standby(struct cym_park *p) {
       return -1;
     }
     if (p->vacant && p->leaves == p->seen && !p->done) {
-      /* Away since the last tick, and nothing finished. */
-      if (++p->stuck >= CYM_PARK_BUSY_TICKS || cym_park_asleep(p->poller)) {
+      /* Away since the last tick, and nothing finished.  /proc is read
+       * without the lock: a poll thread waiting for it would read as
+       * asleep.  What it did meanwhile is checked again after. */
+      unsigned leaves = p->leaves;
+      pid_t poller = p->poller;
+      int take = ++p->stuck >= CYM_PARK_BUSY_TICKS;
+      pthread_mutex_unlock(&p->lock);
+      if (!take) take = cym_park_asleep(poller);
+      pthread_mutex_lock(&p->lock);
+      if (p->closed) {
+        pthread_mutex_unlock(&p->lock);
+        return -1;
+      }
+      if (take && p->vacant && p->leaves == leaves && !p->done) {
         p->vacant = 0;
         p->standby = 1;
         p->stuck = 0;
