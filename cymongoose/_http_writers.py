@@ -140,7 +140,7 @@ def frame_whole_into(ex: "Exchange", c: Any, code: int, line: bytes, flat: bytes
     path, which reports it."""
     n: int = lib.cym_http_respond(c, line, len(line), flat, len(flat), npairs, total, body,
                                   len(body), code,
-                                  ex.frame_bits | _CLOSE if ex.close_after else ex.frame_bits)
+                                  (ex.frame_bits | _CLOSE) if ex.close_after else ex.frame_bits)
     if n < 0 or not n >> _WHOLE_BIT & 1:
         return -1
     if n >> _CLOSE_BIT & 1:
@@ -169,7 +169,7 @@ def frame_response(ex: "Exchange", code: int, line: bytes, flat: bytes, npairs: 
     ``Content-Length`` that is not a number, or two that differ (a repeat
     of the same one is sent once).
     """
-    flags = ex.frame_bits | _CLOSE if ex.close_after else ex.frame_bits
+    flags = (ex.frame_bits | _CLOSE) if ex.close_after else ex.frame_bits
     buf = getattr(_scratch, "buf", None)
     if buf is None:
         buf = _scratch.buf = ffi.new("char[]", _SCRATCH_SIZE)

@@ -133,9 +133,10 @@ static int cym_fr_hop_by_hop(const char *s, size_t n) {
 
 /* Frames line (the status line of status code code), the npairs headers
  * in hdrs, a Date line (unless the application sent one) and the framing
- * headers into out.  A 1xx, 204 or 304 has no body.  total is the body length when already known
- * (-1 otherwise).  With body non-NULL and a head that frames exactly
- * blen raw bytes, the body is copied after the head (res->whole).
+ * headers into out.  A 1xx, 204 or 304 has no body.  total is the body
+ * length when already known (-1 otherwise).  With body non-NULL and a
+ * head that frames exactly blen raw bytes, the body is copied after the
+ * head (res->whole).
  * Returns the bytes written (the low CYM_FR_SIZE_BITS bits), res->op + 1
  * (2 bits), res->close and res->whole (a bit each) above them; or a
  * CYM_FR_E* code. */

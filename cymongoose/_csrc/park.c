@@ -26,8 +26,8 @@
  * to go on, and polling in its place would only hand its batch to workers
  * that wait for that GIL.  So the standby takes over from a running one
  * only after CYM_PARK_BUSY_TICKS ticks with none finished (an application
- * that computes for long).  A tick that finds no leave
- * since the previous one stops the timer; the next leave starts it again.
+ * that computes for long).  A tick that finds no leave since the previous
+ * one stops the timer; the next leave starts it again.
  * So a busy server's poll thread leaves and returns with no system call,
  * and an idle one is not woken.
  *
