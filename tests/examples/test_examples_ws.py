@@ -2,13 +2,12 @@
 
 import json
 import os
-import threading
 
 import pytest
 import websocket
-from websockets.sync.server import serve as ws_serve
 
 from support.subprocs import EXAMPLES, run_example
+from support.ws import WebsocketsServer
 
 pytestmark = pytest.mark.skipif(not os.path.isdir(EXAMPLES), reason="needs the source tree's examples/")
 
@@ -56,16 +55,13 @@ def test_websocket_example_rejects_other_paths(start_example):
 @pytest.fixture
 def echo_server():
     """A websockets (the library) echo server on a thread: its port."""
-    def echo(conn):
-        for message in conn:
-            conn.send(message.upper())
+    async def echo(conn):
+        async for message in conn:
+            await conn.send(message.upper())
 
-    with ws_serve(echo, "127.0.0.1", 0) as server:
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        yield server.socket.getsockname()[1]
-        server.shutdown()
-        thread.join(10)
+    server = WebsocketsServer(echo)
+    yield server.port
+    server.stop()
 
 
 def test_websocket_client(echo_server):

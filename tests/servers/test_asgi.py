@@ -23,6 +23,7 @@ from support.servers import (AsgiThread, check_form_and_10mib_upload, count_resp
                              started)
 from support.sockets import read_until
 from support.subprocs import run_python
+from support.ws import SyncClient
 
 MiB = 1024 * 1024
 IS_PYPY = platform.python_implementation() == "PyPy"
@@ -651,11 +652,10 @@ WS_LOG: List[Any] = []
 @needs_ws
 def test_websocket_accept_echo_and_close_codes(start):
     from websockets.exceptions import ConnectionClosed, InvalidStatus
-    from websockets.sync.client import connect
 
     WS_LOG.clear()
     srv = start(ws_app)
-    with connect(srv.ws_url + "/chat", subprotocols=["a", "b"]) as ws:
+    with SyncClient(srv.ws_url + "/chat", subprotocols=["a", "b"]) as ws:
         assert ws.subprotocol == "b"
         assert ws.response.headers["x-accepted"] == "yes"
         ws.send("hi")
@@ -666,13 +666,13 @@ def test_websocket_accept_echo_and_close_codes(start):
         assert ws.recv(10) == "X" * 300000
         ws.close(4005, "done")
     wait_until(lambda: WS_LOG == [(4005, "done")])
-    with connect(srv.ws_url + "/chat") as ws:
+    with SyncClient(srv.ws_url + "/chat") as ws:
         ws.send("bye")
         with pytest.raises(ConnectionClosed) as info:
             ws.recv(10)
         assert info.value.rcvd.code == 4001 and info.value.rcvd.reason == "see you"
     with pytest.raises(InvalidStatus) as rejected:
-        connect(srv.ws_url + "/reject")
+        SyncClient(srv.ws_url + "/reject")
     assert rejected.value.response.status_code == 403
     wait_until(lambda: len(srv.server.manager.connections) == 1)
 
@@ -680,11 +680,10 @@ def test_websocket_accept_echo_and_close_codes(start):
 @needs_ws
 def test_websocket_clients_get_1012_on_shutdown():
     from websockets.exceptions import ConnectionClosed
-    from websockets.sync.client import connect
 
     WS_LOG.clear()
     srv = AsgiThread(ws_app)
-    with connect(srv.ws_url + "/chat") as ws:
+    with SyncClient(srv.ws_url + "/chat") as ws:
         ws.send("ping")
         assert ws.recv(10) == "PING"
         srv.stop()

@@ -200,6 +200,10 @@ class SyncClient:
         return self.ws.response
 
     @property
+    def subprotocol(self) -> Optional[str]:
+        return self.ws.subprotocol
+
+    @property
     def close_code(self) -> Optional[int]:
         return self.ws.close_code
 

@@ -9,6 +9,7 @@ import websocket
 import cymongoose as cm
 from support.tls import Certs, Pki, mqtts_round_trip, server_and_client
 from support.tls import mosquitto_tls as mosquitto_tls_body
+from support.ws import SyncClient
 
 
 
@@ -51,18 +52,16 @@ def test_wss_echo_with_websockets(server_factory: Any, certs: Certs) -> None:
     """The other client library, verifying our certificate with the fixture's CA."""
     import ssl
 
-    from websockets.sync.client import connect
-
     opts = cm.TlsOpts(cert=certs.server.cert, key=certs.server.key)
     _, port = server_factory(_wss_echo(opts), url="wss://127.0.0.1:0")
     ctx = ssl.create_default_context(cafile=certs.pki.ca_path)
-    with connect("wss://127.0.0.1:%d/echo" % port, ssl=ctx, server_hostname="localhost",
-                 open_timeout=5, close_timeout=5) as ws:
+    with SyncClient("wss://127.0.0.1:%d/echo" % port, ssl=ctx, server_hostname="localhost",
+                    open_timeout=5, close_timeout=5) as ws:
         ws.send("héllo over wss")
         assert ws.recv(timeout=5) == "héllo over wss"
         ws.send(bytes(range(256)) * 256)
         assert ws.recv(timeout=5) == bytes(range(256)) * 256
-        assert ws.protocol.state.name == "OPEN"
+        assert ws.ws.state.name == "OPEN"
 
 
 def test_wss_client_to_wss_server(server_factory: Any, certs: Certs) -> None:
