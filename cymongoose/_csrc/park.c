@@ -243,6 +243,9 @@ int cym_park_standby(struct cym_park *p) {
         pthread_mutex_unlock(&p->lock);
         return 1;
       }
+      /* An application finished, or the poll thread came back, while the
+       * lock was free: that was progress (the done flag is cleared below). */
+      if (p->done || p->leaves != leaves) p->stuck = 0;
     } else {
       p->stuck = 0;
     }
