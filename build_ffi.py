@@ -141,6 +141,7 @@ ffibuilder.set_source(
         # epoll_wait (park.c).
         ("CYM_AROUND_WAIT", "cym_park_wait"),
         # Vendor patch 0087: MG_EV_POLL only where a handler acts on it.
+        ("CYM_POLL_SKIPS", "cym_poll_skips"),
         ("CYM_POLL_WANTED", "cym_poll_wanted"),
     ],
     extra_compile_args=["-std=gnu99"] + compile_args,

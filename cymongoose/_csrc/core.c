@@ -96,6 +96,8 @@ static void cym_python_ran(void) {
 
 static int cym_limits_idle_poll(struct cym_mgr *m, struct mg_connection *c,
                                 uint64_t now);
+static int cym_limits_tick(struct cym_mgr *m, uint64_t now);
+static int cym_limits_idle_conn(struct mg_connection *c);
 
 static void _cym_dispatch(unsigned slot, unsigned long id, int ev, uintptr_t arg);
 
@@ -301,13 +303,27 @@ void cym_ev(struct mg_connection *c, int ev, void *ev_data) {
 static void cym_ws_cb(struct mg_connection *c, int ev, void *ev_data);
 static int cym_ws_poll_quiet(struct mg_connection *c);
 
-/* Vendor patch 0087: whether a handler of c acts on this MG_EV_POLL.  Of
- * the user handlers only cym_ev is known to ignore it (when quiet), of
- * the protocol handlers cym_ws_cb and those mg_pfn_ignores_poll names. */
-int cym_poll_wanted(struct mg_connection *c, uint64_t now) {
+/* Vendor patch 0087, once a poll: whether its MG_EV_POLL may skip the
+ * connections cym_poll_wanted names.  Not when the manager is not live,
+ * nor on a poll that frees idle buffers or looks at limits' timers: every
+ * connection gets that one. */
+int cym_poll_skips(struct mg_mgr *mgr, uint64_t now) {
+  struct cym_mgr *m = (struct cym_mgr *) mgr->userdata;
+  return m != NULL && m->live && !m->iobuf_sweep && !cym_limits_tick(m, now);
+}
+
+/* Vendor patch 0087, per connection on a poll that skips: whether a
+ * handler of c acts on MG_EV_POLL.  Of the user handlers only cym_ev is
+ * known to ignore it (when Python does not want it and limits have nothing
+ * to do), of the protocol handlers cym_ws_cb and those mg_pfn_ignores_poll
+ * names.  Inlined: mg_mgr_poll asks for every connection on every poll. */
+__attribute__((always_inline)) inline int cym_poll_wanted(struct mg_connection *c) {
+  uintptr_t state;
   if (c->pfn == cym_ws_cb ? !cym_ws_poll_quiet(c) : !mg_pfn_ignores_poll(c)) return 1;
   if (c->fn != cym_ev) return c->fn != NULL;
-  return !cym_poll_quiet(c, now);
+  state = (uintptr_t) c->fn_data;
+  return (state & ((uintptr_t) 1 << MG_EV_POLL)) ||
+         ((state & CYM_LIM_MASK) && !cym_limits_idle_conn(c));
 }
 
 /* Everything else cym_ev does, for every event. */

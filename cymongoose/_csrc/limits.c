@@ -339,23 +339,31 @@ static int cym_lim_poll(struct mg_connection *c, struct cym_limits *l,
   return 0;
 }
 
-/* True for an MG_EV_POLL that cym_limits_ev may skip.  Phases and timers
- * are looked at on one poll every CYM_LIM_TICK_MS, not on every poll, so
- * an idle connection costs little more than Mongoose's own walk (cym_ev
- * inlines this test).  Every MG_EV_POLL of one mg_mgr_poll carries the same
- * time, which marks the poll that looks.  Refused and lingering children
- * are never skipped: their events must not reach the application. */
+/* True on the poll that looks at phases and timers, one every
+ * CYM_LIM_TICK_MS rather than every poll, so that an idle connection
+ * costs little more than Mongoose's own walk.  Every MG_EV_POLL of one
+ * mg_mgr_poll carries the same time, which marks that poll. */
+static int cym_limits_tick(struct cym_mgr *m, uint64_t now) {
+  if (now == m->lim_tick) return 1;
+  if (now < m->lim_next) return 0;
+  m->lim_tick = now;
+  m->lim_next = now + CYM_LIM_TICK_MS;
+  return 1;
+}
+
+/* True when cym_limits_ev has nothing to do with c's MG_EV_POLL outside
+ * that poll.  Refused and lingering children are never skipped: their
+ * events must not reach the application. */
+static int cym_limits_idle_conn(struct mg_connection *c) {
+  return cym_lim_slot(c) != CYM_LIM_REFUSED &&
+         (c->is_listening || c->is_websocket || cym_lim_of(c)->phase != CYM_LP_LINGER);
+}
+
+/* True for an MG_EV_POLL that cym_limits_ev may skip (cym_ev inlines this
+ * test). */
 static int cym_limits_idle_poll(struct cym_mgr *m, struct mg_connection *c,
                                 uint64_t now) {
-  if (now == m->lim_tick) return 0;
-  if (now >= m->lim_next) {
-    m->lim_tick = now;
-    m->lim_next = now + CYM_LIM_TICK_MS;
-    return 0;
-  }
-  return cym_lim_slot(c) != CYM_LIM_REFUSED &&
-         (c->is_listening || c->is_websocket ||
-          cym_lim_of(c)->phase != CYM_LP_LINGER);
+  return !cym_limits_tick(m, now) && cym_limits_idle_conn(c);
 }
 
 /* The hook of cym_ev: returns non-zero when the event must not reach the
