@@ -303,13 +303,16 @@ void cym_ev(struct mg_connection *c, int ev, void *ev_data) {
 static void cym_ws_cb(struct mg_connection *c, int ev, void *ev_data);
 static int cym_ws_poll_quiet(struct mg_connection *c);
 
-/* Vendor patch 0087, once a poll: whether its MG_EV_POLL may skip the
- * connections cym_poll_wanted names.  Not when the manager is not live,
- * nor on a poll that frees idle buffers or looks at limits' timers: every
- * connection gets that one. */
+/* Vendor patch 0087, once a poll: 0 when its MG_EV_POLL reaches every
+ * connection (the manager is not live, or this poll frees idle buffers),
+ * else what cym_poll_wanted needs to know of the poll: CYM_SKIP_TICK when
+ * it is the one that looks at limits' timers, else CYM_SKIP. */
+#define CYM_SKIP 1
+#define CYM_SKIP_TICK 2
 int cym_poll_skips(struct mg_mgr *mgr, uint64_t now) {
   struct cym_mgr *m = (struct cym_mgr *) mgr->userdata;
-  return m != NULL && m->live && !m->iobuf_sweep && !cym_limits_tick(m, now);
+  if (m == NULL || !m->live || m->iobuf_sweep) return 0;
+  return cym_limits_tick(m, now) ? CYM_SKIP_TICK : CYM_SKIP;
 }
 
 /* Vendor patch 0087, per connection on a poll that skips: whether a
@@ -317,13 +320,13 @@ int cym_poll_skips(struct mg_mgr *mgr, uint64_t now) {
  * known to ignore it (when Python does not want it and limits have nothing
  * to do), of the protocol handlers cym_ws_cb and those mg_pfn_ignores_poll
  * names.  Inlined: mg_mgr_poll asks for every connection on every poll. */
-__attribute__((always_inline)) inline int cym_poll_wanted(struct mg_connection *c) {
+__attribute__((always_inline)) inline int cym_poll_wanted(struct mg_connection *c, int skips) {
   uintptr_t state;
   if (c->pfn == cym_ws_cb ? !cym_ws_poll_quiet(c) : !mg_pfn_ignores_poll(c)) return 1;
   if (c->fn != cym_ev) return c->fn != NULL;
   state = (uintptr_t) c->fn_data;
   return (state & ((uintptr_t) 1 << MG_EV_POLL)) ||
-         ((state & CYM_LIM_MASK) && !cym_limits_idle_conn(c));
+         ((state & CYM_LIM_MASK) && (skips == CYM_SKIP_TICK || !cym_limits_idle_conn(c)));
 }
 
 /* Everything else cym_ev does, for every event. */
