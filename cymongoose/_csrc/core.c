@@ -283,13 +283,31 @@ int cym_burst_needed(struct mg_mgr *mgr) {
 
 static void cym_ev_full(struct mg_connection *c, int ev, void *ev_data);
 
-/* True when cym_ev has nothing to do with this MG_EV_POLL: Python does not
- * want it, and the poll neither frees idle buffers nor looks at limits. */
-static inline int cym_poll_quiet(struct mg_connection *c, uint64_t now) {
-  struct cym_mgr *m = (struct cym_mgr *) c->mgr->userdata;
+/* Vendor patch 0087, once a poll (and cym_ev for each MG_EV_POLL it gets):
+ * 0 when cym_ev acts on this poll's MG_EV_POLL for every connection (the
+ * manager is not live, or this poll frees idle buffers), else what
+ * cym_ev_wants_poll needs to know of the poll: CYM_SKIP_TICK when it is
+ * the one that looks at limits' timers, else CYM_SKIP. */
+#define CYM_SKIP 1
+#define CYM_SKIP_TICK 2
+int cym_poll_skips(struct mg_mgr *mgr, uint64_t now) {
+  struct cym_mgr *m = (struct cym_mgr *) mgr->userdata;
+  if (m == NULL || !m->live || m->iobuf_sweep) return 0;
+  return cym_limits_tick(m, now) ? CYM_SKIP_TICK : CYM_SKIP;
+}
+
+/* On a poll that skips: whether cym_ev acts on c's MG_EV_POLL (Python
+ * wants it, or limits have something to do). */
+static inline int cym_ev_wants_poll(struct mg_connection *c, int skips) {
   uintptr_t state = (uintptr_t) c->fn_data;
-  return m != NULL && m->live && !m->iobuf_sweep && !(state & ((uintptr_t) 1 << MG_EV_POLL)) &&
-         (!(state & CYM_LIM_MASK) || cym_limits_idle_poll(m, c, now));
+  return (state & ((uintptr_t) 1 << MG_EV_POLL)) ||
+         ((state & CYM_LIM_MASK) && (skips == CYM_SKIP_TICK || !cym_limits_idle_conn(c)));
+}
+
+/* True when cym_ev has nothing to do with this MG_EV_POLL. */
+static inline int cym_poll_quiet(struct mg_connection *c, uint64_t now) {
+  int skips = cym_poll_skips(c->mgr, now);
+  return skips && !cym_ev_wants_poll(c, skips);
 }
 
 /* The trampoline.  A quiet MG_EV_POLL returns here: Mongoose raises one per
@@ -303,30 +321,15 @@ void cym_ev(struct mg_connection *c, int ev, void *ev_data) {
 static void cym_ws_cb(struct mg_connection *c, int ev, void *ev_data);
 static int cym_ws_poll_quiet(struct mg_connection *c);
 
-/* Vendor patch 0087, once a poll: 0 when its MG_EV_POLL reaches every
- * connection (the manager is not live, or this poll frees idle buffers),
- * else what cym_poll_wanted needs to know of the poll: CYM_SKIP_TICK when
- * it is the one that looks at limits' timers, else CYM_SKIP. */
-#define CYM_SKIP 1
-#define CYM_SKIP_TICK 2
-int cym_poll_skips(struct mg_mgr *mgr, uint64_t now) {
-  struct cym_mgr *m = (struct cym_mgr *) mgr->userdata;
-  if (m == NULL || !m->live || m->iobuf_sweep) return 0;
-  return cym_limits_tick(m, now) ? CYM_SKIP_TICK : CYM_SKIP;
-}
-
 /* Vendor patch 0087, per connection on a poll that skips: whether a
  * handler of c acts on MG_EV_POLL.  Of the user handlers only cym_ev is
  * known to ignore it (when Python does not want it and limits have nothing
  * to do), of the protocol handlers cym_ws_cb and those mg_pfn_ignores_poll
  * names.  Inlined: mg_mgr_poll asks for every connection on every poll. */
 __attribute__((always_inline)) inline int cym_poll_wanted(struct mg_connection *c, int skips) {
-  uintptr_t state;
   if (c->pfn == cym_ws_cb ? !cym_ws_poll_quiet(c) : !mg_pfn_ignores_poll(c)) return 1;
   if (c->fn != cym_ev) return c->fn != NULL;
-  state = (uintptr_t) c->fn_data;
-  return (state & ((uintptr_t) 1 << MG_EV_POLL)) ||
-         ((state & CYM_LIM_MASK) && (skips == CYM_SKIP_TICK || !cym_limits_idle_conn(c)));
+  return cym_ev_wants_poll(c, skips);
 }
 
 /* Everything else cym_ev does, for every event. */
